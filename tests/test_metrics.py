@@ -1,0 +1,228 @@
+"""Metrics against closed forms, scikit-image and the LPIPS authors' published example distances."""
+from __future__ import annotations
+
+import importlib.util
+import math
+import pickle
+import warnings
+from pathlib import Path
+
+import lpips as lpips_pkg
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ipbench.errors import UsageError
+from ipbench.results import metrics
+from ipbench.results.metrics import METRIC_CONVENTIONS, compute_metrics, lpips, psnr, ssim
+
+REPO = Path(__file__).resolve().parents[1]
+LPIPS_EXAMPLES = REPO.parent / "shared" / "reference" / "lpips"
+needs_examples = pytest.mark.skipif(
+    not (LPIPS_EXAMPLES / "ex_ref.png").exists(), reason=f"LPIPS example images not found in {LPIPS_EXAMPLES}"
+)
+
+
+def rand(*shape: int, seed: int = 0) -> torch.Tensor:
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def load_example(name: str) -> torch.Tensor:
+    """As the authors' lpips.load_image + im2tensor do: RGB uint8 -> float, here in [0, 1], 1x3xHxW."""
+    from PIL import Image
+
+    with Image.open(LPIPS_EXAMPLES / f"{name}.png") as im:
+        a = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(a).permute(2, 0, 1)[None]
+
+
+# ---------------------------------------------------------------- PSNR
+
+
+def test_psnr_constant_offset_is_analytic_per_image() -> None:
+    ref = torch.full((3, 3, 8, 8), 0.25)
+    c = torch.tensor([0.1, 0.01, 0.5])
+    x = ref + c.view(-1, 1, 1, 1)
+    expected = -10 * torch.log10(c.double() ** 2)  # MSE = c^2, data range 1
+    got = psnr(x, ref)
+    assert got.shape == (3,) and got.dtype == torch.float64
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+
+
+def test_psnr_clamps_to_unit_range_and_identical_is_inf() -> None:
+    ref = torch.full((2, 1, 4, 4), 0.9)
+    x = torch.stack([torch.full((1, 4, 4), 1.2), torch.full((1, 4, 4), 0.9)])  # 1.2 -> 1.0: offset 0.1
+    torch.testing.assert_close(psnr(x, ref), torch.tensor([20.0, math.inf], dtype=torch.float64), rtol=0, atol=1e-5)
+    assert psnr(torch.full((1, 1, 4, 4), -0.5), torch.zeros(1, 1, 4, 4)).item() == math.inf
+
+
+def test_metrics_reject_mismatched_shapes() -> None:
+    with pytest.raises(UsageError, match="same shape"):
+        psnr(torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 9))
+    with pytest.raises(UsageError, match="at least 11x11"):
+        ssim(torch.zeros(1, 1, 10, 32), torch.zeros(1, 1, 10, 32))
+
+
+# ---------------------------------------------------------------- SSIM
+
+
+def test_ssim_identical_images_is_one() -> None:
+    x = rand(2, 3, 24, 20)
+    torch.testing.assert_close(ssim(x, x), torch.ones(2, dtype=torch.float64), rtol=0, atol=1e-12)
+
+
+def test_ssim_constant_images_is_analytic() -> None:
+    # Constant images: every variance and covariance is 0, so eq. 13 reduces to (2ab + C1) / (a^2 + b^2 + C1).
+    a = torch.tensor([0.3, 0.9, 0.0])
+    b = torch.tensor([0.6, 0.1, 0.5])
+    x = a.view(-1, 1, 1, 1).expand(3, 2, 16, 13)
+    ref = b.view(-1, 1, 1, 1).expand(3, 2, 16, 13)
+    c1 = 0.01**2
+    a, b = a.double(), b.double()
+    torch.testing.assert_close(ssim(x, ref), (2 * a * b + c1) / (a**2 + b**2 + c1), rtol=0, atol=1e-12)
+
+
+def skimage_ssim(x: torch.Tensor, ref: torch.Tensor) -> list[float]:
+    sm = pytest.importorskip("skimage.metrics", reason="scikit-image is not installed (pip install scikit-image)")
+    return [
+        sm.structural_similarity(
+            a.double().numpy(), b.double().numpy(), gaussian_weights=True, sigma=1.5,
+            use_sample_covariance=False, data_range=1.0, channel_axis=0,
+        )
+        for a, b in zip(x, ref)
+    ]
+
+
+def test_ssim_matches_skimage_on_random_images() -> None:
+    ref = rand(3, 3, 32, 41, seed=1)
+    x = (ref + 0.2 * torch.randn(ref.shape, generator=torch.Generator().manual_seed(2))).clamp(0, 1)
+    expected = torch.tensor(skimage_ssim(x, ref), dtype=torch.float64)
+    assert expected.std() > 0  # the three pairs really differ
+    torch.testing.assert_close(ssim(x, ref), expected, rtol=0, atol=1e-6)
+
+
+@needs_examples
+def test_ssim_matches_skimage_on_real_images() -> None:
+    ref = load_example("ex_ref").expand(2, -1, -1, -1)
+    x = torch.cat([load_example("ex_p0"), load_example("ex_p1")])
+    torch.testing.assert_close(ssim(x, ref), torch.tensor(skimage_ssim(x, ref), dtype=torch.float64), rtol=0, atol=1e-6)
+
+
+# ---------------------------------------------------------------- LPIPS
+
+
+@needs_examples
+def test_lpips_matches_authors_example_distances() -> None:
+    # richzhang/PerceptualSimilarity test_network.py with the v0.1 AlexNet model prints
+    # "Distances: (0.722, 0.138)" for (ex_ref, ex_p0) and (ex_ref, ex_p1) (issue #120); 3 decimals.
+    ref, p0, p1 = load_example("ex_ref"), load_example("ex_p0"), load_example("ex_p1")
+    d = lpips(torch.cat([p0, p1]), ref.expand(2, -1, -1, -1))
+    assert d.shape == (2,)
+    torch.testing.assert_close(d, torch.tensor([0.722, 0.138], dtype=torch.float64), rtol=0, atol=0.002)
+
+
+@needs_examples
+def test_lpips_random_backbone_differs_clearly() -> None:
+    """Guards against the bundled trunk silently not being loaded (pnet_rand leaves a random one)."""
+    ref, p0 = load_example("ex_ref"), load_example("ex_p0")
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        torch.manual_seed(0)
+        random_trunk = lpips_pkg.LPIPS(net="alex", version="0.1", pretrained=True, pnet_rand=True, verbose=False)
+    with torch.no_grad():
+        d_random = random_trunk(2 * p0 - 1, 2 * ref - 1).item()
+    assert abs(lpips(p0, ref).item() - d_random) > 0.3
+
+
+def test_lpips_identical_images_is_zero() -> None:
+    x = rand(2, 3, 64, 64)
+    torch.testing.assert_close(lpips(x, x), torch.zeros(2, dtype=torch.float64), rtol=0, atol=1e-7)
+
+
+def test_lpips_grayscale_equals_repeated_rgb() -> None:
+    x, ref = rand(2, 1, 64, 72, seed=3), rand(2, 1, 64, 72, seed=4)
+    d = lpips(x, ref)
+    assert d.shape == (2,) and (d > 0).all()
+    torch.testing.assert_close(d, lpips(x.repeat(1, 3, 1, 1), ref.repeat(1, 3, 1, 1)), rtol=0, atol=1e-6)
+
+
+def test_lpips_upsamples_small_images_keeping_aspect() -> None:
+    x, ref = rand(2, 3, 32, 48, seed=5), rand(2, 3, 32, 48, seed=6)
+
+    def up(t: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(t, size=(64, 96), mode="bilinear", align_corners=False)
+
+    torch.testing.assert_close(lpips(x, ref), lpips(up(x), up(ref)), rtol=0, atol=1e-6)
+
+
+def test_lpips_unavailable_net_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="available: alex"):
+        lpips(rand(1, 3, 64, 64), rand(1, 3, 64, 64), net="vgg")
+
+
+def test_lpips_model_is_cached_frozen_and_leaves_global_rng_alone() -> None:
+    metrics._lpips_model.cache_clear()
+    state = torch.get_rng_state()
+    model = metrics._lpips_model("alex", torch.device("cpu"))
+    assert torch.equal(torch.get_rng_state(), state)
+    assert model is metrics._lpips_model("alex", torch.device("cpu"))
+    assert not model.training and not any(p.requires_grad for p in model.parameters())
+
+
+def test_compute_metrics_and_conventions() -> None:
+    x, ref = rand(2, 3, 64, 64, seed=7), rand(2, 3, 64, 64, seed=8)
+    out = compute_metrics(x, ref)
+    assert set(out) == {"psnr", "ssim", "lpips"} and all(v.shape == (2,) for v in out.values())
+    conv = METRIC_CONVENTIONS
+    assert conv["ssim"]["window_size"] == 11 and conv["ssim"]["sigma"] == 1.5
+    assert conv["lpips"]["version"] == "0.1" and conv["lpips"]["net"] == "alex"
+    assert conv["lpips"]["backbone_sha256"] in (REPO / "ipbench" / "assets" / "lpips" / "NOTICE.md").read_text()
+
+
+# ---------------------------------------------------------------- weight conversion script
+
+
+def load_converter():
+    spec = importlib.util.spec_from_file_location("convert_lpips_alexnet", REPO / "scripts" / "convert_lpips_alexnet.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _Evil:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_converter_unpickler_refuses_disallowed_globals(tmp_path: Path) -> None:
+    conv = load_converter()
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps({"AlexNet_0": _Evil(marker)}, protocol=2)
+    with pytest.raises(pickle.UnpicklingError, match="system"):
+        conv.safe_load(payload)
+    assert not marker.exists()
+
+
+def test_converter_transposes_hwio_to_oihw_and_maps_names() -> None:
+    conv = load_converter()
+    rng = np.random.default_rng(0)
+    fake = {
+        "AlexNet_0": {
+            name: {"kernel": rng.standard_normal(hwio).astype(np.float32), "bias": rng.standard_normal(hwio[3]).astype(np.float32)}
+            for name, (_, hwio) in conv.FLAX_TO_TORCH.items()
+        },
+        "NetLinLayer_0": {"Conv_0": {"kernel": np.ones((1, 1, 64, 1), np.float32)}},
+    }
+    params = conv.safe_load(pickle.dumps(fake, protocol=4))  # numpy arrays pass the restricted unpickler
+    state = conv.convert(params)
+    kernel = fake["AlexNet_0"]["Conv_1"]["kernel"]  # H, W, I, O
+    w = state["slice2.3.weight"]
+    assert w.dtype == torch.float32 and w.shape == (192, 64, 5, 5)
+    assert w[7, 5, 1, 3].item() == kernel[1, 3, 5, 7]
+    conv.check_against_lpips(state)  # strict key/shape load into lpips' own AlexNet module
