@@ -1,0 +1,228 @@
+"""The loop: for each operator, seed and batch of images, measure once, run every solver, score, store.
+
+Rows are written as soon as a batch is scored, so an interrupted run loses at most the batch in flight,
+and a rerun into the same folder skips the rows it has. A solver that raises or returns non-finite
+values gets `failed` rows with the error and the run goes on.
+"""
+from __future__ import annotations
+
+import json
+import math
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from deepinv.physics import Physics
+from torch import Tensor
+from tqdm import tqdm
+
+from ipbench.benchmark.seeding import measurement_generator, solver_generator
+from ipbench.benchmark.spec import RunSpec, SolverEntry
+from ipbench.benchmark.store import RowStore, row_key
+from ipbench.data import ImageSet, load_images, save_png
+from ipbench.errors import UsageError
+from ipbench.models import ScoreModel, load_model
+from ipbench.operators import Operator, back_project, measure
+from ipbench.results.metrics import METRIC_CONVENTIONS, METRIC_SUMMARY, compute_metrics
+
+CONVENTIONS = {
+    "image_range": "float32 NCHW in [0, 1]; score models in [-1, 1]",
+    "sigma_y_units": "[0, 1] image units (DPS paper sigma = 0.05 on [-1, 1] is sigma_y = 0.025)",
+    "diffusion": "discrete VP-DDPM, t in {0..T-1}, Tweedie x0 = (x_t - sqrt(1-ab) eps) / sqrt(ab)",
+    "seeding": "measurement: sha256(seed, image, operator); solver: sha256(seed, image, operator, solver); one generator per image",
+    "seconds": "wall time of one solver call on a batch divided by the batch size",
+    "nfe": "score-network evaluations per image",
+    "metrics": METRIC_CONVENTIONS,
+    "metric_summary": METRIC_SUMMARY,
+}
+
+
+class CountingModel(ScoreModel):
+    """Wraps a score model and counts network evaluations (one per eps call on a batch)."""
+
+    def __init__(self, inner: ScoreModel) -> None:
+        super().__init__(inner.alphas_cumprod, inner.image_shape)
+        self.inner = inner
+        self.nfe = 0
+
+    def eps(self, x_t: Tensor, t: Tensor) -> Tensor:
+        self.nfe += 1
+        return self.inner.eps(x_t, t)
+
+
+@dataclass
+class RunResult:
+    out: Path
+    rows_written: int
+    rows_skipped: int
+    failed: int
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """`None`/"auto": CUDA when available, else CPU; otherwise the named device, checked."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise UsageError(f"--device {device!r}: not a torch device (try cpu, cuda, cuda:0)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+    return dev
+
+
+def run(spec: RunSpec, out: str | Path | None = None, batch_size: int = 8, device: str | None = None,
+        command: str | None = None, progress: bool = True) -> RunResult:
+    """Run `spec` into folder `out` (default `spec.default_out()`), resuming if it holds the same run."""
+    if batch_size < 1:
+        raise UsageError(f"--batch-size {batch_size}: must be >= 1")
+    out = Path(out) if out is not None else spec.default_out()
+    dev = resolve_device(device)
+    model = load_model(spec.model, dev)
+    source = spec.images or model.default_image_set
+    if source is None:
+        raise UsageError(f"model {spec.model!r} has no default image set: pass --images DIR or a set name")
+    images = load_images(source, model.image_shape, spec.num_images)
+    _prepare_folder(out, spec, images, model, dev, batch_size, command)
+
+    store = RowStore(out / "rows.jsonl")
+    done = store.done_keys()
+    total = len(spec.solvers) * len(spec.operators) * len(spec.seeds) * len(images)
+    counted = CountingModel(model)
+    written = failed = 0
+    bar = tqdm(total=total, disable=not progress, desc="bench run", unit="row", file=sys.stderr)
+    bar.update(sum(1 for k in done if k[0] in {s.label for s in spec.solvers}))
+    for op in spec.operators:
+        for seed in spec.seeds:
+            for start in range(0, len(images), batch_size):
+                ids = images.ids[start:start + batch_size]
+                x = images.images[start:start + batch_size].to(dev)
+                measured: dict[tuple[int, ...], tuple[Physics, Tensor]] = {}
+                for entry in spec.solvers:
+                    todo = [i for i, image_id in enumerate(ids) if (entry.label, op.name, image_id, str(seed)) not in done]
+                    if not todo:
+                        continue
+                    sub_ids = [ids[i] for i in todo]
+                    if tuple(todo) not in measured:  # solvers missing the same images share one measurement
+                        measured[tuple(todo)] = _measure(op, x[todo], sub_ids, seed, dev, out)
+                    physics, y = measured[tuple(todo)]
+                    rows = _solve_and_score(entry, op, seed, sub_ids, x[todo], y, physics, counted, spec.model, dev, out)
+                    store.append(rows)
+                    done.update(row_key(r) for r in rows)
+                    written += len(rows)
+                    failed += sum(r["status"] != "ok" for r in rows)
+                    bar.update(len(rows))
+    bar.close()
+    return RunResult(out, written, total - written, failed)
+
+
+def _measure(op: Operator, x: Tensor, ids: Sequence[str], seed: int, device: torch.device, out: Path
+             ) -> tuple[Physics, Tensor]:
+    """The operator and measurement for these images (the same whatever the batch: per-image generators)."""
+    generators = [measurement_generator(seed, image_id, op.name, device) for image_id in ids]
+    physics = op.build(x.shape[1:], generators, device)
+    y = measure(physics, x, generators)
+    shown = y if y.shape == x.shape else back_project(physics, y)  # what the grid shows as the measurement
+    for image_id, truth, meas in zip(ids, x, shown):
+        _save_once(out / "images" / "truth" / f"{image_id}.png", truth)
+        _save_once(out / "images" / op.name / "measurement" / f"{image_id}-s{seed}.png", meas)
+    return physics, y
+
+
+def _solve_and_score(entry: SolverEntry, op: Operator, seed: int, ids: Sequence[str], x: Tensor, y: Tensor,
+                     physics: Physics, model: CountingModel, model_name: str, device: torch.device, out: Path
+                     ) -> list[dict[str, Any]]:
+    generators = [solver_generator(seed, image_id, op.name, entry.label, device) for image_id in ids]
+    base = {"operator": op.name, "seed": seed, "model": model_name,
+            **{f"solver.{k}": v for k, v in entry.solver.hyperparameters().items()},
+            **{f"operator.{k}": v for k, v in op.params.items()}}
+    model.nfe = 0
+    _synchronize(device)
+    start = time.perf_counter()
+    try:
+        x_hat = entry.solver.solve(y, physics, model, generators)
+        _synchronize(device)
+        error = _check_output(x_hat, x)
+    except Exception as exc:  # a failing solver is a result, not a crash
+        x_hat, error = None, f"{type(exc).__name__}: {exc}"
+    seconds = (time.perf_counter() - start) / len(ids)
+    rows = []
+    if x_hat is not None and error is None:
+        finite = torch.isfinite(x_hat).flatten(1).all(dim=1)
+        x_hat = torch.where(finite.view(-1, 1, 1, 1), x_hat, torch.zeros_like(x_hat)).clamp(0, 1)
+        metrics = {k: v.tolist() for k, v in compute_metrics(x_hat, x).items()}
+    for i, image_id in enumerate(ids):
+        row = {"solver": entry.label, "image": image_id, **base, "seconds": seconds, "nfe": model.nfe}
+        if error is None and bool(finite[i]):
+            row.update({k: float(v[i]) for k, v in metrics.items()}, status="ok")
+            save_png(x_hat[i], out / "images" / op.name / entry.label / f"{image_id}-s{seed}.png")
+        else:
+            row.update(psnr=math.nan, ssim=math.nan, lpips=math.nan, status="failed",
+                       error=error or "solver returned non-finite values")
+        rows.append(row)
+    return rows
+
+
+def _check_output(x_hat: Any, x: Tensor) -> str | None:
+    if not isinstance(x_hat, Tensor) or x_hat.shape != x.shape:
+        got = tuple(x_hat.shape) if isinstance(x_hat, Tensor) else type(x_hat).__name__
+        return f"solver returned {got}, expected a tensor of shape {tuple(x.shape)}"
+    return None
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _save_once(path: Path, image: Tensor) -> None:
+    if not path.exists():
+        save_png(image, path)
+
+
+def _prepare_folder(out: Path, spec: RunSpec, images: ImageSet, model: ScoreModel, device: torch.device,
+                    batch_size: int, command: str | None) -> None:
+    """Create the run folder and run.json, or check that an existing one holds the same run."""
+    meta_path = out / "run.json"
+    config = spec.config()
+    if meta_path.exists():
+        previous = json.loads(meta_path.read_text())
+        if previous.get("config") != json.loads(json.dumps(config)):
+            raise UsageError(f"--out {out}: the folder holds a different run (see its run.json); choose another --out")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "ipbench_version": _version("ipbench"),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+        "config": config,
+        "model": {"name": spec.model, "class": type(model).__name__, "image_shape": list(model.image_shape),
+                  "num_timesteps": model.num_timesteps},
+        "images": {"source": images.source, "ids": images.ids, "skipped": images.skipped},
+        "device": _describe_device(device),
+        "batch_size": batch_size,
+        "versions": {name: _version(name) for name in ("torch", "deepinv", "lpips", "numpy", "pandas")}
+        | {"python": platform.python_version()},
+        "conventions": CONVENTIONS,
+    }
+    meta_path.write_text(json.dumps(meta, indent=2, default=str) + "\n")
+
+
+def _describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "unknown"

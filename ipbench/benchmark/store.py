@@ -1,0 +1,71 @@
+"""rows.jsonl: one JSON object per (solver, operator, image, seed), appended and flushed one by one."""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+ROW_KEY = ("solver", "operator", "image", "seed")
+
+
+def row_key(row: dict[str, Any]) -> tuple:
+    return tuple(str(row[k]) for k in ROW_KEY)
+
+
+def _json_value(v: Any) -> Any:
+    """JSON has no inf/nan: store them as strings pandas reads back as floats."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    return v
+
+
+class RowStore:
+    """Append-only row file. A partly written last line (a run killed mid-write) is ignored."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        rows = []
+        for line in self.path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a torn final line from an interrupted run; its row is recomputed
+        return rows
+
+    def _ends_mid_line(self) -> bool:
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return False
+        with self.path.open("rb") as f:
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) != b"\n"
+
+    def done_keys(self) -> set[tuple]:
+        return {row_key(r) for r in self.read()}
+
+    def append(self, rows: Iterable[dict[str, Any]]) -> None:
+        torn = self._ends_mid_line()
+        with self.path.open("a") as f:
+            if torn:
+                f.write("\n")  # end a torn line so the next row starts on its own
+            for row in rows:
+                f.write(json.dumps({k: _json_value(v) for k, v in row.items()}) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+
+
+def load_rows(run_dir: str | Path) -> pd.DataFrame:
+    """The rows of a run as a DataFrame (metrics as floats)."""
+    rows = RowStore(Path(run_dir) / "rows.jsonl").read()
+    frame = pd.DataFrame(rows)
+    for col in ("psnr", "ssim", "lpips", "seconds"):
+        if col in frame:
+            frame[col] = pd.to_numeric(frame[col], errors="coerce")
+    return frame

@@ -1,0 +1,165 @@
+"""The `bench` command line: run, list, table, grid."""
+from __future__ import annotations
+
+import shlex
+import sys
+from functools import wraps
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from ipbench.errors import UsageError
+
+
+class BenchError(click.ClickException):
+    """A user mistake, shown as one line `Error: ...` with exit code 2."""
+
+    exit_code = 2
+
+
+def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn UsageError into a one-line error (no traceback) with exit code 2."""
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except UsageError as exc:
+            raise BenchError(str(exc)) from None
+
+    return wrapper
+
+
+def _load_plugins(plugins: tuple[str, ...]) -> None:
+    from ipbench.plugins import load_entry_point_plugins, load_plugin_file
+
+    load_entry_point_plugins()
+    for path in plugins:
+        load_plugin_file(path)
+
+
+def _run_folder(path: str) -> Path:
+    folder = Path(path)
+    if not (folder / "run.json").is_file():
+        raise UsageError(f"{path}: not a run folder (no run.json); pass the folder `bench run` wrote")
+    return folder
+
+
+@click.group(help="ipbench: benchmark diffusion-prior solvers of imaging inverse problems.")
+def cli() -> None:
+    pass
+
+
+plugin_option = click.option("--plugin", "plugins", multiple=True, metavar="FILE.py",
+                             help="Python file that registers solvers/operators/models (repeatable).")
+
+
+@cli.command("run")
+@click.option("--solver", "solvers", multiple=True, metavar="NAME", help="Solver to run (repeatable).")
+@click.option("--op", "operators", multiple=True, metavar="NAME", help="Operator to measure with (repeatable).")
+@click.option("--model", default=None, metavar="NAME|FILE", help="Score model name or checkpoint [default: gaussian].")
+@click.option("--images", default=None, metavar="SET|DIR", help="Image set name or folder [default: the model's].")
+@click.option("--num-images", type=click.IntRange(min=1), default=None, help="Use the first N images.")
+@click.option("--seed", "seeds", type=int, multiple=True, help="Seed (repeatable) [default: 0].")
+@click.option("--param", "params", multiple=True, metavar="[TARGET.]NAME=VALUE",
+              help="Set a solver/operator parameter, e.g. tweedie.t=100 or sigma_y=0.05 (repeatable).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
+@click.option("--out", default=None, metavar="DIR", help="Run folder [default: runs/<solvers>_<ops>_<hash>].")
+@click.option("--config", default=None, metavar="SUITE.toml", help="Run a TOML suite (solvers, operators, ...).")
+@click.option("--max-grid-images", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--progress/--no-progress", default=True, show_default=True)
+@plugin_option
+@user_errors
+def run_command(solvers: tuple[str, ...], operators: tuple[str, ...], model: str | None, images: str | None,
+                num_images: int | None, seeds: tuple[int, ...], params: tuple[str, ...], batch_size: int, device: str,
+                out: str | None, config: str | None, max_grid_images: int, progress: bool, plugins: tuple[str, ...]) -> None:
+    """Run solvers x operators x images x seeds; write rows.jsonl, run.json, tables and grids."""
+    _load_plugins(plugins)
+    from ipbench.benchmark.runner import run
+    from ipbench.benchmark.spec import build_spec, load_suite
+    from ipbench.results.grid import write_grids
+    from ipbench.results.table import write_tables
+
+    if config:
+        if solvers or operators or params:
+            raise UsageError("--config sets the solvers, operators and parameters; drop --solver/--op/--param")
+        spec = load_suite(config)
+        for key, value in (("model", model), ("images", images), ("num_images", num_images)):
+            if value is not None:
+                setattr(spec, key, value)
+        if seeds:
+            spec.seeds = list(seeds)
+    else:
+        spec = build_spec(list(solvers), list(operators), list(params), model=model, images=images,
+                          num_images=num_images, seeds=list(seeds) or None)
+    command = shlex.join(["bench", *sys.argv[1:]]) if sys.argv and Path(sys.argv[0]).name == "bench" else None
+    result = run(spec, out=out, batch_size=batch_size, device=device, command=command, progress=progress)
+    click.echo(write_tables(result.out))
+    grids = write_grids(result.out, max_images=max_grid_images)
+    click.echo(f"rows: {result.rows_written} new, {result.rows_skipped} already done, {result.failed} failed")
+    click.echo(f"run folder: {result.out}  (rows.jsonl, run.json, table.md/.csv/.tex, {', '.join(g.name for g in grids)})")
+
+
+@cli.command("list")
+@plugin_option
+@user_errors
+def list_command(plugins: tuple[str, ...]) -> None:
+    """List solvers, operators, models and image sets with their parameters."""
+    _load_plugins(plugins)
+    from ipbench.data import IMAGE_SETS
+    from ipbench.models import MODELS
+    from ipbench.operators import OPERATORS
+    from ipbench.solvers import SOLVERS
+
+    def aliases(registry: Any, name: str) -> str:
+        found = registry.aliases_of(name)
+        return f" (alias {', '.join(found)})" if found else ""
+
+    click.echo("Solvers (--solver NAME, --param NAME.FIELD=VALUE):")
+    for name in SOLVERS:
+        cls = SOLVERS.get(name)
+        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        click.echo(f"  {name}{aliases(SOLVERS, name)}: {doc}")
+        for p in cls.params():
+            click.echo(f"      {p.describe()}")
+    click.echo("Operators (--op NAME):")
+    for name in OPERATORS:
+        factory = OPERATORS.get(name)
+        click.echo(f"  {name}{aliases(OPERATORS, name)}: {factory.summary}")
+        for p in factory.params:
+            click.echo(f"      {p.describe()}")
+    click.echo("Models (--model NAME, or a checkpoint file):")
+    for name in MODELS:
+        doc = (MODELS.get(name).__doc__ or "").strip().splitlines()[0]
+        click.echo(f"  {name}: {doc}")
+    click.echo("Image sets (--images NAME, or a folder of PNG/JPEG files):")
+    for name in IMAGE_SETS:
+        doc = (IMAGE_SETS.get(name).__doc__ or "").strip().splitlines()[0]
+        click.echo(f"  {name}: {doc}")
+
+
+@cli.command("table")
+@click.argument("run_dir", metavar="RUN")
+@user_errors
+def table_command(run_dir: str) -> None:
+    """Print the comparison table of RUN and write table.md/.csv/.tex there."""
+    from ipbench.results.table import write_tables
+
+    click.echo(write_tables(_run_folder(run_dir)))
+
+
+@cli.command("grid")
+@click.argument("run_dir", metavar="RUN")
+@click.option("--max-images", type=click.IntRange(min=1), default=8, show_default=True)
+@user_errors
+def grid_command(run_dir: str, max_images: int) -> None:
+    """Write grid-<operator>.png figures for RUN."""
+    from ipbench.results.grid import write_grids
+
+    for path in write_grids(_run_folder(run_dir), max_images=max_images):
+        click.echo(str(path))
+
+
+def main() -> None:
+    cli(prog_name="bench")

@@ -1,0 +1,78 @@
+"""Score models by name (`bench run --model NAME`) or by checkpoint path.
+
+A loader is a function `(device) -> ScoreModel` registered with `@register_model("name")`. A checkpoint
+is a dict saved by `save_checkpoint` {format, arch, config, state_dict}, loaded with weights_only=True
+and built by the architecture registered under `arch`, so no pickled code ever runs.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Protocol
+
+import torch
+
+from ipbench.errors import UsageError
+from ipbench.models.base import ScoreModel
+from ipbench.registry import Registry
+
+CHECKPOINT_FORMAT = "ipbench.score-model/1"
+
+ModelLoader = Callable[[torch.device], ScoreModel]
+MODELS: Registry[ModelLoader] = Registry("model")
+
+
+class Architecture(Protocol):
+    """A ScoreModel class that can be rebuilt from a checkpoint's config and state dict."""
+
+    @classmethod
+    def from_config(cls, config: dict, state_dict: dict[str, torch.Tensor]) -> ScoreModel: ...
+
+
+ARCHITECTURES: Registry[type] = Registry("model architecture")
+
+
+def register_model(name: str, aliases: tuple[str, ...] = ()) -> Callable[[ModelLoader], ModelLoader]:
+    """Register a loader `(device) -> ScoreModel` under `name`."""
+    return MODELS.decorator(name, aliases)
+
+
+def register_architecture(name: str) -> Callable[[type], type]:
+    """Register a ScoreModel class (with `from_config` and `config`) for checkpoints."""
+    def register(cls: type) -> type:
+        cls.arch_name = name
+        return ARCHITECTURES.add(name, cls)
+
+    return register
+
+
+def save_checkpoint(model: ScoreModel, path: str | Path) -> None:
+    """Save a model of a registered architecture so that `load_model(path)` restores it."""
+    arch = getattr(type(model), "arch_name", None)
+    if arch is None:
+        raise ValueError(f"{type(model).__name__} has no registered architecture")
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch.save({"format": CHECKPOINT_FORMAT, "arch": arch, "config": model.config(), "state_dict": state}, path)
+
+
+def load_checkpoint(path: str | Path) -> ScoreModel:
+    """Load a checkpoint written by `save_checkpoint`; refuses anything else with a clear error."""
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling refused or file unreadable: a user mistake, not a crash
+        raise UsageError(f"model file {path}: not a loadable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]})") from exc
+    if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
+        raise UsageError(f"model file {path}: not an ipbench checkpoint (expected format {CHECKPOINT_FORMAT!r})")
+    cls = ARCHITECTURES.get(blob["arch"])
+    return cls.from_config(blob["config"], blob["state_dict"])
+
+
+def load_model(name_or_path: str, device: torch.device | str = "cpu") -> ScoreModel:
+    """A registered model by name, or a checkpoint file by path, on `device` in eval mode."""
+    device = torch.device(device)
+    if name_or_path in MODELS:
+        model = MODELS.get(name_or_path)(device)
+    elif Path(name_or_path).is_file():
+        model = load_checkpoint(name_or_path)
+    else:
+        raise UsageError(f"unknown model {name_or_path!r}: not a registered name ({', '.join(MODELS.names())}) nor a file")
+    return model.to(device).eval()

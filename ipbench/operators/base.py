@@ -1,0 +1,115 @@
+"""Operators: named factories of deepinv Physics, and the measurement they make.
+
+A factory is a function `(shape, generators, device, *, param=default, ...) -> deepinv Physics` for a
+batch of len(generators) images of shape (C, H, W); randomness (a random mask, a box position) is
+drawn from each image's own generator, so an image's operator does not depend on its batch. Noise is
+not part of the factory: `Operator.build` attaches deepinv Gaussian noise of std `sigma_y` (image
+units), and `measure` draws that noise per image from the same generators.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+from deepinv.physics import GaussianNoise, LinearPhysics, Physics
+from torch import Tensor
+
+from ipbench.errors import UsageError
+from ipbench.params import Param, function_params, resolve
+from ipbench.registry import Registry
+
+Shape = tuple[int, int, int]
+Factory = Callable[..., Physics]
+
+DEFAULT_SIGMA_Y = 0.025  # image units; the DPS paper's sigma = 0.05 on [-1, 1]
+
+
+@dataclass(frozen=True)
+class OperatorFactory:
+    """A registered operator: its name, factory function and parameters (sigma_y first)."""
+
+    name: str
+    make: Factory
+    params: list[Param]
+    summary: str
+
+
+OPERATORS: Registry[OperatorFactory] = Registry("operator")
+
+
+def register_operator(name: str, aliases: tuple[str, ...] = (), choices: dict[str, tuple[str, ...]] | None = None
+                      ) -> Callable[[Factory], Factory]:
+    """Register `make(shape, generators, device, *, ...)` as operator `name`."""
+    def register(make: Factory) -> Factory:
+        params = [Param("sigma_y", float, DEFAULT_SIGMA_Y), *function_params(make, choices)]
+        summary = (make.__doc__ or "").strip().splitlines()[0] if make.__doc__ else ""
+        OPERATORS.add(name, OperatorFactory(name, make, params, summary), aliases)
+        return make
+
+    return register
+
+
+@dataclass
+class Operator:
+    """An operator with its parameters resolved: what a run measures with."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, name: str, values: dict[str, Any] | None = None) -> "Operator":
+        factory = OPERATORS.get(name)
+        params = resolve(factory.params, values or {}, f"operator {factory.name}")
+        if params["sigma_y"] < 0:
+            raise UsageError(f"operator {factory.name}.sigma_y={params['sigma_y']}: must be >= 0 (image units)")
+        return cls(factory.name, params)
+
+    @property
+    def sigma_y(self) -> float:
+        return float(self.params["sigma_y"])
+
+    def build(self, shape: Shape, generators: Sequence[torch.Generator], device: torch.device) -> Physics:
+        """The batch's Physics, with Gaussian noise of std sigma_y attached for deepinv interop."""
+        kwargs = {k: v for k, v in self.params.items() if k != "sigma_y"}
+        physics = OPERATORS.get(self.name).make(tuple(shape), list(generators), torch.device(device), **kwargs)
+        physics.noise_model = GaussianNoise(sigma=self.sigma_y)
+        return physics
+
+
+def noise_level(physics: Physics) -> float:
+    """sigma_y (image units) of a physics built by `Operator.build`."""
+    return float(torch.as_tensor(physics.noise_model.sigma).flatten()[0])
+
+
+def measure(physics: Physics, x: Tensor, generators: Sequence[torch.Generator]) -> Tensor:
+    """y = A(x) + sigma_y n, n ~ N(0, I) drawn per image from its generator (after any operator draws)."""
+    clean = physics.A(x)
+    sigma = noise_level(physics)
+    if sigma == 0:
+        return clean
+    noise = torch.stack([torch.randn(clean.shape[1:], generator=g, device=g.device, dtype=clean.dtype)
+                         for g in generators]).to(clean.device)
+    return clean + sigma * noise
+
+
+def back_project(physics: Physics, y: Tensor) -> Tensor:
+    """A normalised back-projection A^T y / A^T 1, the seeds' starting point for one-step solvers.
+
+    It is y itself for denoising and inpainting (on known pixels), a (twice-)blurred image for blur.
+    Pixels that A does not see (A^T 1 = 0) get the per-image, per-channel mean of the seen pixels.
+    """
+    if not isinstance(physics, LinearPhysics):
+        raise UsageError(f"back-projection needs a linear operator, got {type(physics).__name__}")
+    weight = physics.A_adjoint(torch.ones_like(y))
+    seen = weight > 1e-6
+    x = torch.where(seen, physics.A_adjoint(y) / torch.where(seen, weight, torch.ones_like(weight)), torch.zeros_like(weight))
+    counts = seen.sum(dim=(2, 3), keepdim=True).clamp_min(1)
+    fill = x.sum(dim=(2, 3), keepdim=True) / counts
+    return torch.where(seen, x, fill.expand_as(x))
+
+
+def visible_mask(physics: Physics, like: Tensor) -> Tensor:
+    """1 where A sees a pixel (A^T 1 > 0), else 0; shape of `like` (an image batch)."""
+    weight = physics.A_adjoint(torch.ones_like(physics.A(like)))
+    return (weight > 1e-6).to(like.dtype)

@@ -1,0 +1,44 @@
+"""Loading user code that registers solvers, operators, models or image sets.
+
+Two ways: a Python file (`--plugin path/to/file.py`), or an installed package that declares an entry
+point in the group `ipbench.plugins` (its module is imported; registering happens at import).
+"""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from ipbench.errors import UsageError
+
+ENTRY_POINT_GROUP = "ipbench.plugins"
+_loaded_files: set[Path] = set()
+
+
+def load_plugin_file(path: str | Path) -> None:
+    """Import a Python file once (by resolved path) so that its decorators register things."""
+    path = Path(path).resolve()
+    if path in _loaded_files:
+        return
+    if not path.is_file() or path.suffix != ".py":
+        raise UsageError(f"--plugin {path}: not a Python file")
+    name = f"ipbench_plugin_{abs(hash(path))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+    except Exception as exc:
+        del sys.modules[name]
+        raise UsageError(f"--plugin {path}: failed to import ({type(exc).__name__}: {exc})") from exc
+    _loaded_files.add(path)
+
+
+def load_entry_point_plugins() -> None:
+    """Import every installed `ipbench.plugins` entry point."""
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            ep.load()
+        except Exception as exc:
+            raise UsageError(f"plugin entry point {ep.name} ({ep.value}) failed to load: {type(exc).__name__}: {exc}") from exc

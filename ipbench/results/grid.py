@@ -1,0 +1,50 @@
+"""Figure grids: one PNG per operator; rows = images, columns = truth, measurement, one per solver."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+MIN_CELL = 96  # small images are shown enlarged (nearest) so that pixels stay visible
+PAD, LABEL_H, LABEL_W = 4, 18, 110
+
+
+def _open_cell(path: Path, size: tuple[int, int]) -> Image.Image:
+    if not path.exists():  # a failed solver leaves no image
+        cell = Image.new("RGB", size, (128, 128, 128))
+        ImageDraw.Draw(cell).text((6, size[1] // 2 - 6), "failed", fill=(255, 255, 255), font=ImageFont.load_default())
+        return cell
+    with Image.open(path) as img:
+        return img.convert("RGB").resize(size, Image.Resampling.NEAREST)
+
+
+def write_grids(run_dir: str | Path, max_images: int = 8) -> list[Path]:
+    """Write grid-<operator>.png for every operator of the run (first seed, first `max_images` images)."""
+    run_dir = Path(run_dir)
+    meta = json.loads((run_dir / "run.json").read_text())
+    config = meta["config"]
+    seed = config["seeds"][0]
+    ids = meta["images"]["ids"][:max_images]
+    _, height, width = meta["model"]["image_shape"]
+    scale = max(1, -(-MIN_CELL // max(height, width)))
+    cell = (width * scale, height * scale)
+    columns = ["truth", "measurement"] + [s["label"] for s in config["solvers"]]
+    font = ImageFont.load_default()
+    written = []
+    for op in (o["name"] for o in config["operators"]):
+        grid = Image.new("RGB", (LABEL_W + len(columns) * (cell[0] + PAD), LABEL_H + len(ids) * (cell[1] + PAD)), "white")
+        draw = ImageDraw.Draw(grid)
+        for c, name in enumerate(columns):
+            draw.text((LABEL_W + c * (cell[0] + PAD) + 2, 3), name[: max(4, cell[0] // 6)], fill="black", font=font)
+        for r, image_id in enumerate(ids):
+            top = LABEL_H + r * (cell[1] + PAD)
+            draw.text((2, top + cell[1] // 2 - 6), image_id[:18], fill="black", font=font)
+            for c, name in enumerate(columns):
+                path = (run_dir / "images" / "truth" / f"{image_id}.png" if name == "truth"
+                        else run_dir / "images" / op / name / f"{image_id}-s{seed}.png")
+                grid.paste(_open_cell(path, cell), (LABEL_W + c * (cell[0] + PAD), top))
+        target = run_dir / f"grid-{op}.png"
+        grid.save(target)
+        written.append(target)
+    return written

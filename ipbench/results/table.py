@@ -1,0 +1,117 @@
+"""Comparison tables: rows = solvers, columns = operator x metric, mean +- std over images (and seeds)."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from ipbench.benchmark.store import load_rows
+
+METRICS = (("psnr", "PSNR", "higher"), ("ssim", "SSIM", "higher"), ("lpips", "LPIPS", "lower"))
+DECIMALS = {"psnr": 2, "ssim": 4, "lpips": 4}
+
+
+def summarize(rows: pd.DataFrame, solver_order: list[str] | None = None, operator_order: list[str] | None = None
+              ) -> pd.DataFrame:
+    """Tidy summary: one line per (solver, operator, metric) with mean, std (ddof 1), n ok rows, failed rows."""
+    records = []
+    solvers = solver_order or list(dict.fromkeys(rows["solver"]))
+    operators = operator_order or list(dict.fromkeys(rows["operator"]))
+    for solver in solvers:
+        for operator in operators:
+            cell = rows[(rows["solver"] == solver) & (rows["operator"] == operator)]
+            if cell.empty:
+                continue
+            ok = cell[cell["status"] == "ok"]
+            for metric, _, _ in METRICS:
+                values = ok[metric].astype(float)
+                records.append({"solver": solver, "operator": operator, "metric": metric,
+                                "mean": values.mean() if len(values) else math.nan,
+                                "std": values.std(ddof=1) if len(values) > 1 else math.nan,
+                                "n": int(len(values)), "failed": int(len(cell) - len(ok)),
+                                "seconds": float(ok["seconds"].mean()) if len(ok) else math.nan,
+                                "nfe": float(ok["nfe"].mean()) if len(ok) else math.nan})
+    return pd.DataFrame.from_records(records)
+
+
+def _cell(mean: float, std: float, metric: str, latex: bool = False) -> str:
+    if math.isnan(mean):
+        return "-"
+    d = DECIMALS[metric]
+    pm = r" $\pm$ " if latex else " ± "
+    return f"{mean:.{d}f}" + ("" if math.isnan(std) else f"{pm}{std:.{d}f}")
+
+
+def _wide(summary: pd.DataFrame, latex: bool = False) -> tuple[list[str], list[list[str]]]:
+    """Header and body of the human-readable table."""
+    operators = list(dict.fromkeys(summary["operator"]))
+    counts = summary.groupby(["solver", "operator"])[["n", "failed"]].first()
+    uniform_n = counts["n"].nunique() == 1 and counts["failed"].sum() == 0
+    arrow = {"higher": r"$\uparrow$" if latex else "↑", "lower": r"$\downarrow$" if latex else "↓"}
+    header = ["solver"] + [f"{op} {label} {arrow[better]}" for op in operators for _, label, better in METRICS]
+    header += ["s / image", "NFE"]
+    if not uniform_n:
+        header += [f"{op} n (failed)" for op in operators]
+    body = []
+    for solver, part in summary.groupby("solver", sort=False):
+        line = [solver]
+        for op in operators:
+            for metric, _, _ in METRICS:
+                hit = part[(part["operator"] == op) & (part["metric"] == metric)]
+                line.append(_cell(hit["mean"].iloc[0], hit["std"].iloc[0], metric, latex) if len(hit) else "-")
+        line += [f"{part['seconds'].mean():.3g}", f"{part['nfe'].mean():.0f}" if not math.isnan(part["nfe"].mean()) else "-"]
+        if not uniform_n:
+            for op in operators:
+                hit = part[part["operator"] == op]
+                line.append(f"{hit['n'].iloc[0]} ({hit['failed'].iloc[0]})" if len(hit) else "-")
+        body.append(line)
+    return header, body
+
+
+def caption(run_dir: Path, summary: pd.DataFrame) -> str:
+    """What the numbers are: model, images, n, and the metric conventions."""
+    meta = json.loads((run_dir / "run.json").read_text())
+    metric_meta = meta["conventions"]["metric_summary"]
+    ns = sorted(set(summary["n"]))
+    n_text = f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]}..{ns[-1]}"
+    seeds = meta["config"]["seeds"]
+    return (f"Model `{meta['config']['model']}`, images `{meta['images']['source']}`, seeds {seeds}; "
+            f"mean ± std over images x seeds ({n_text} per cell). "
+            f"PSNR: {metric_meta.get('psnr', 'dB')}. SSIM: {metric_meta.get('ssim', '')}. "
+            f"LPIPS: {metric_meta.get('lpips', '')}. s / image: solver wall time per image.")
+
+
+def to_markdown(summary: pd.DataFrame, caption_text: str) -> str:
+    header, body = _wide(summary)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in body]
+    return "\n".join(lines) + "\n\n" + caption_text + "\n"
+
+
+def to_latex(summary: pd.DataFrame, caption_text: str) -> str:
+    header, body = _wide(summary, latex=True)
+    esc = lambda s: s.replace("_", r"\_").replace("#", r"\#")  # noqa: E731
+    lines = [r"\begin{table}[t]", r"\centering", r"\begin{tabular}{l" + "c" * (len(header) - 1) + "}", r"\toprule",
+             " & ".join(esc(h) for h in header) + r" \\", r"\midrule"]
+    lines += [" & ".join(esc(c) if i == 0 else c for i, c in enumerate(row)) + r" \\" for row in body]
+    caption_tex = esc(caption_text.replace("±", r"$\pm$").replace("`", ""))
+    lines += [r"\bottomrule", r"\end{tabular}", r"\caption{" + caption_tex + "}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(run_dir: str | Path) -> str:
+    """Write table.md, table.csv (tidy) and table.tex into the run folder; return the Markdown."""
+    run_dir = Path(run_dir)
+    rows = load_rows(run_dir)
+    if rows.empty:
+        return "(no rows yet)\n"
+    config = json.loads((run_dir / "run.json").read_text())["config"]
+    summary = summarize(rows, [s["label"] for s in config["solvers"]], [o["name"] for o in config["operators"]])
+    text = caption(run_dir, summary)
+    markdown = to_markdown(summary, text)
+    (run_dir / "table.md").write_text(markdown)
+    summary.to_csv(run_dir / "table.csv", index=False)
+    (run_dir / "table.tex").write_text(to_latex(summary, text))
+    return markdown

@@ -1,0 +1,62 @@
+"""The Solver base class and registry.
+
+A solver is a dataclass subclass of `Solver` with a `name`, its hyperparameters as typed fields with
+defaults, and one method `solve(y, op, model, generators) -> x_hat` (images in [0, 1]), registered
+with `@register_solver`. `generators` holds one torch.Generator per image of the batch: draw image i's
+randomness from generators[i] only (see `randn_per_image`), and take norms per image, so a result
+never depends on the batch it was computed in.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar, Sequence
+
+import torch
+from deepinv.physics import Physics
+from torch import Tensor
+
+from ipbench.models.base import ScoreModel
+from ipbench.params import Param, dataclass_params, resolve
+from ipbench.registry import Registry
+
+
+@dataclass
+class Solver:
+    """Base of all solvers; subclasses are dataclasses whose fields are the hyperparameters."""
+
+    name: ClassVar[str]
+    aliases: ClassVar[tuple[str, ...]] = ()
+
+    def solve(self, y: Tensor, op: Physics, model: ScoreModel, generators: Sequence[torch.Generator]) -> Tensor:
+        """Reconstruct x_hat (N, C, H, W) in [0, 1] image units from measurements y."""
+        raise NotImplementedError
+
+    @classmethod
+    def params(cls) -> list[Param]:
+        return dataclass_params(cls)
+
+    @classmethod
+    def create(cls, values: dict[str, Any] | None = None) -> "Solver":
+        """An instance with `values` (strings or typed) checked against the fields."""
+        return cls(**resolve(cls.params(), values or {}, f"solver {cls.name}"))
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+SOLVERS: Registry[type[Solver]] = Registry("solver")
+
+
+def register_solver(cls: type[Solver]) -> type[Solver]:
+    """Class decorator: make `cls` available as `bench run --solver <cls.name>`."""
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls.__name__} must be a @dataclass to be registered")
+    return SOLVERS.add(cls.name, cls, cls.aliases)
+
+
+def randn_per_image(shape: Sequence[int], generators: Sequence[torch.Generator], device: torch.device,
+                    dtype: torch.dtype = torch.float32) -> Tensor:
+    """Standard normal noise (len(generators), *shape[1:]), image i drawn from generators[i]."""
+    return torch.stack([torch.randn(tuple(shape[1:]), generator=g, device=g.device, dtype=dtype)
+                        for g in generators]).to(device)

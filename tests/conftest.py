@@ -1,0 +1,28 @@
+"""Shared fixtures: a small Gaussian score model (3x32x32, fitted to the bundled photos) as a checkpoint."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from ipbench.data import load_images
+from ipbench.models import GaussianScoreModel, save_checkpoint
+
+SMALL_SHAPE = (3, 32, 32)
+
+
+@pytest.fixture(scope="session")
+def small_model() -> GaussianScoreModel:
+    return GaussianScoreModel.fit(load_images("photos", SMALL_SHAPE).images)
+
+
+@pytest.fixture(scope="session")
+def small_model_path(small_model: GaussianScoreModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("models") / "gaussian32.pt"
+    save_checkpoint(small_model, path)
+    return path
+
+
+def generators(n: int, seed: int = 0) -> list[torch.Generator]:
+    return [torch.Generator().manual_seed(seed + i) for i in range(n)]
