@@ -182,9 +182,10 @@ def lpips(x: Tensor, ref: Tensor, net: str = "alex") -> Tensor:
     if min(h, w) < LPIPS_MIN_SIZE:
         size = (round(h * LPIPS_MIN_SIZE / min(h, w)), round(w * LPIPS_MIN_SIZE / min(h, w)))
         x, ref = (F.interpolate(t, size=size, mode="bilinear", align_corners=False) for t in (x, ref))
-    with torch.no_grad():
-        d = model(2 * x - 1, 2 * ref - 1)
-    return _f64(d.reshape(-1))
+    with torch.no_grad():  # one image at a time: batched convolutions may pick other kernels, and a
+        # score must not depend on the batch it was computed in
+        d = torch.cat([model(2 * a[None] - 1, 2 * b[None] - 1).reshape(1) for a, b in zip(x, ref)])
+    return _f64(d)
 
 
 def compute_metrics(x: Tensor, ref: Tensor) -> dict[str, Tensor]:

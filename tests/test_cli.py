@@ -1,0 +1,142 @@
+"""The bench CLI through click's CliRunner: files and tables produced, and one-line errors with exit 2."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from ipbench.cli import cli
+
+PLUGIN = Path(__file__).parent / "plugins" / "toy_solver.py"
+
+
+@pytest.fixture
+def invoke():
+    def call(*args: str):
+        return CliRunner().invoke(cli, [str(a) for a in args])
+
+    return call
+
+
+def test_run_writes_rows_metadata_tables_and_grids(invoke, tmp_path, small_model_path):
+    out = tmp_path / "run"
+    result = invoke("run", "--solver", "blur", "--solver", "tweedie", "--op", "inpaint", "--op", "deblur",
+                    "--model", small_model_path, "--images", "photos", "--num-images", "3", "--out", out, "--no-progress")
+    assert result.exit_code == 0, result.output
+    for name in ("rows.jsonl", "run.json", "table.md", "table.csv", "table.tex", "grid-inpaint-box.png",
+                 "grid-deblur-gauss.png"):
+        assert (out / name).is_file(), name
+    assert "| blur |" in result.output and "| tweedie |" in result.output
+    assert "inpaint-box PSNR" in result.output and "LPIPS" in result.output
+    summary = pd.read_csv(out / "table.csv")
+    assert set(summary["solver"]) == {"blur", "tweedie"}
+    assert set(summary["operator"]) == {"inpaint-box", "deblur-gauss"}
+    assert (summary["n"] == 3).all() and (summary["failed"] == 0).all()
+    rows = pd.read_json(out / "rows.jsonl", lines=True)
+    blur_inpaint = rows[(rows.solver == "blur") & (rows.operator == "inpaint-box")]["psnr"]
+    psnr_mean = summary.query("solver == 'blur' and operator == 'inpaint-box' and metric == 'psnr'")["mean"].item()
+    assert psnr_mean == pytest.approx(blur_inpaint.mean())
+    assert f"{psnr_mean:.2f} ±" in (out / "table.md").read_text()
+    assert r"\begin{tabular}" in (out / "table.tex").read_text()
+
+    # table and grid can be remade from the folder alone
+    assert invoke("table", out).exit_code == 0
+    grid = invoke("grid", out, "--max-images", "2")
+    assert grid.exit_code == 0 and "grid-inpaint-box.png" in grid.output
+
+    # the same command again resumes: nothing new
+    again = invoke("run", "--solver", "blur", "--solver", "tweedie", "--op", "inpaint", "--op", "deblur",
+                   "--model", small_model_path, "--images", "photos", "--num-images", "3", "--out", out, "--no-progress")
+    assert again.exit_code == 0 and "rows: 0 new, 12 already done" in again.output
+
+
+def test_plugin_solver_runs_with_its_parameter(invoke, tmp_path, small_model_path):
+    out = tmp_path / "plug"
+    result = invoke("run", "--plugin", PLUGIN, "--solver", "toy-shrink", "--op", "denoise", "--param", "weight=0.25",
+                    "--model", small_model_path, "--images", "photos", "--num-images", "2", "--out", out, "--no-progress")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
+    assert {r["solver"] for r in rows} == {"toy-shrink"} and {r["solver.weight"] for r in rows} == {0.25}
+    listing = invoke("list", "--plugin", PLUGIN)
+    assert "toy-shrink" in listing.output and "weight: float = 0.5" in listing.output
+
+
+def test_list_shows_every_operator_with_parameters(invoke):
+    result = invoke("list")
+    assert result.exit_code == 0
+    for text in ("inpaint-box (alias inpaint)", "side: float = 0.5", "inpaint-random", "p: float = 0.7",
+                 "deblur-gauss (alias deblur)", "padding: str in {reflect", "denoise", "sigma_y: float = 0.025",
+                 "tweedie", "blur", "gaussian", "photos"):
+        assert text in result.output, text
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--solver", "nope", "--op", "inpaint"], "unknown solver 'nope'; valid: "),
+    (["--solver", "blur", "--op", "nope"], "unknown operator 'nope'; valid: "),
+    (["--solver", "blur", "--op", "inpaint", "--param", "zeta=1"], "no selected solver or operator has a parameter 'zeta'"),
+    (["--solver", "blur", "--op", "inpaint", "--param", "blur.sigma=wide"], "blur.sigma='wide': expected float"),
+    (["--solver", "blur", "--op", "inpaint", "--param", "inpaint.side=2"], "inpaint-box.side=2.0"),
+    (["--solver", "blur", "--op", "deblur", "--param", "padding=mirror"], "valid values are reflect, circular"),
+    (["--solver", "blur", "--op", "inpaint", "--param", "sigma"], "expected NAME=VALUE"),
+    (["--op", "inpaint"], "no solver given"),
+    (["--solver", "blur", "--op", "inpaint", "--model", "nope"], "unknown model 'nope'"),
+    (["--solver", "blur", "--op", "inpaint", "--images", "/no/such/dir"], "/no/such/dir"),
+    (["--config", "/no/such.toml"], "/no/such.toml: no such file"),
+    (["--solver", "blur", "--op", "inpaint", "--config", "/no/such.toml"], "drop --solver/--op/--param"),
+    (["--solver", "blur", "--op", "inpaint", "--plugin", "/no/such.py"], "/no/such.py: not a Python file"),
+])
+def test_user_mistakes_give_one_line_and_exit_2(invoke, tmp_path, args, fragment):
+    result = invoke("run", *args, "--out", tmp_path / "x", "--no-progress")
+    assert result.exit_code == 2, result.output
+    assert fragment in result.output
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_cuda_on_a_machine_without_it_is_a_clear_error(invoke, tmp_path, small_model_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = invoke("run", "--solver", "blur", "--op", "denoise", "--device", "cuda", "--model", small_model_path,
+                    "--out", tmp_path / "x")
+    assert result.exit_code == 2 and "CUDA is not available" in result.output
+
+
+def test_table_of_a_folder_that_is_not_a_run(invoke, tmp_path):
+    result = invoke("table", tmp_path)
+    assert result.exit_code == 2 and "not a run folder" in result.output
+
+
+def test_config_suite_runs(invoke, tmp_path, small_model_path):
+    suite = tmp_path / "suite.toml"
+    suite.write_text(f'''
+model = "{small_model_path}"
+images = "photos"
+num_images = 2
+seeds = [0, 1]
+
+[[solver]]
+name = "blur"
+label = "blur-wide"
+sigma = 3.0
+
+[[solver]]
+name = "tweedie"
+
+[[operator]]
+name = "inpaint-random"
+p = 0.5
+''')
+    result = invoke("run", "--config", suite, "--out", tmp_path / "suite", "--no-progress")
+    assert result.exit_code == 0, result.output
+    rows = pd.read_json(tmp_path / "suite" / "rows.jsonl", lines=True)
+    assert len(rows) == 2 * 2 * 2
+    assert set(rows["solver"]) == {"blur-wide", "tweedie"} and set(rows["operator.p"]) == {0.5}
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[solver]]\nname = "blur"\nwidth = 2\n[[operator]]\nname = "denoise"\n')
+    result = invoke("run", "--config", bad, "--out", tmp_path / "bad")
+    assert result.exit_code == 2 and "solver blur has no parameter 'width'" in result.output

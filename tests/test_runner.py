@@ -1,0 +1,108 @@
+"""The runner: rows, batch-size invariance, resume after interruption, failures recorded, metadata."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ipbench.benchmark.runner import run
+from ipbench.benchmark.spec import build_spec
+from ipbench.benchmark.store import RowStore, row_key
+from ipbench.errors import UsageError
+from tests.conftest import SMALL_SHAPE
+from tests.plugins import flaky_solvers  # registers the misbehaving solvers
+
+VOLATILE = {"seconds"}
+
+
+def _spec(model_path, solvers=("tweedie", "blur"), ops=("inpaint-random", "deblur"), **kw):
+    return build_spec(list(solvers), list(ops), kw.pop("params", []), model=str(model_path), images="photos",
+                      num_images=kw.pop("num_images", 5), **kw)
+
+
+def _rows(out):
+    rows = RowStore(out / "rows.jsonl").read()
+    return sorted(({k: v for k, v in r.items() if k not in VOLATILE} for r in rows), key=row_key)
+
+
+def test_rows_have_the_documented_keys(tmp_path, small_model_path):
+    result = run(_spec(small_model_path, params=["blur.sigma=2"]), out=tmp_path / "r", progress=False)
+    rows = RowStore(result.out / "rows.jsonl").read()
+    assert len(rows) == 2 * 2 * 5 and result.failed == 0
+    for key in ("solver", "operator", "image", "seed", "psnr", "ssim", "lpips", "seconds", "nfe", "status",
+                "solver.sigma", "operator.sigma_y", "operator.p"):
+        assert any(key in r for r in rows), key
+    assert {r["nfe"] for r in rows if r["solver"] == "tweedie"} == {1}
+    assert {r["nfe"] for r in rows if r["solver"] == "blur"} == {0}
+    assert {r["solver.sigma"] for r in rows if r["solver"] == "blur"} == {2.0}
+    meta = json.loads((result.out / "run.json").read_text())
+    assert meta["conventions"]["metrics"]["lpips"]["net"] == "alex"
+    assert meta["images"]["ids"][:2] == ["00-astronaut", "01-camera"]
+    assert meta["model"]["image_shape"] == list(SMALL_SHAPE)
+    for kind in ("truth", "inpaint-random/measurement", "inpaint-random/tweedie", "deblur-gauss/blur"):
+        assert any((result.out / "images" / kind).iterdir()), kind
+
+
+def test_results_do_not_depend_on_batch_size(tmp_path, small_model_path):
+    spec = lambda: _spec(small_model_path, solvers=("tweedie", "interruptible"))  # noqa: E731
+    one = run(spec(), out=tmp_path / "b1", batch_size=1, progress=False)
+    four = run(spec(), out=tmp_path / "b4", batch_size=4, progress=False)
+    assert _rows(one.out) == _rows(four.out)  # bitwise: metrics are computed from identical x_hat
+
+
+def test_interrupted_run_resumes_to_the_same_rows(tmp_path, small_model_path):
+    spec = lambda: _spec(small_model_path, solvers=("tweedie", "interruptible"))  # noqa: E731
+    full = run(spec(), out=tmp_path / "full", batch_size=2, progress=False)
+
+    flaky_solvers.INTERRUPT_AFTER["calls"] = 2
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run(spec(), out=tmp_path / "cut", batch_size=2, progress=False)
+    finally:
+        flaky_solvers.INTERRUPT_AFTER["calls"] = None
+    partial = _rows(tmp_path / "cut")
+    assert 0 < len(partial) < len(_rows(full.out))
+    with (tmp_path / "cut" / "rows.jsonl").open("a") as f:
+        f.write('{"solver": "tweedie", "oper')  # a row torn by the kill
+
+    resumed = run(spec(), out=tmp_path / "cut", batch_size=3, progress=False)
+    assert resumed.rows_skipped == len(partial)
+    rows = _rows(resumed.out)
+    assert rows == _rows(full.out)
+    assert len({row_key(r) for r in rows}) == len(rows)  # none doubled
+
+    again = run(spec(), out=tmp_path / "cut", progress=False)
+    assert again.rows_written == 0
+
+
+def test_failures_are_recorded_and_the_run_goes_on(tmp_path, small_model_path):
+    spec = _spec(small_model_path, solvers=("raises-on-camera", "nan-on-second", "tweedie"), ops=("denoise",),
+                 params=["sigma_y=0"])  # noiseless, so the grey camera image has equal channels
+    result = run(spec, out=tmp_path / "f", batch_size=2, progress=False)
+    rows = {(r["solver"], r["image"]): r for r in _rows(result.out)}
+    # raises-on-camera fails for the whole batch holding 01-camera (images 0 and 1), succeeds elsewhere
+    for image in ("00-astronaut", "01-camera"):
+        assert rows[("raises-on-camera", image)]["status"] == "failed"
+        assert "boom on a grey image" in rows[("raises-on-camera", image)]["error"]
+    assert rows[("raises-on-camera", "02-chelsea")]["status"] == "ok"
+    # nan-on-second fails only for the second image of each batch
+    assert [rows[("nan-on-second", i)]["status"] for i in ("00-astronaut", "01-camera", "02-chelsea", "03-coffee")] \
+        == ["ok", "failed", "ok", "failed"]
+    assert "non-finite" in rows[("nan-on-second", "01-camera")]["error"]
+    assert all(rows[("tweedie", i)]["status"] == "ok" for i in ("00-astronaut", "01-camera", "04-rocket"))
+    assert result.failed == 2 + 2
+
+
+def test_a_folder_holding_another_run_is_refused(tmp_path, small_model_path):
+    run(_spec(small_model_path, num_images=1), out=tmp_path / "r", progress=False)
+    with pytest.raises(UsageError, match="different run"):
+        run(_spec(small_model_path, num_images=2), out=tmp_path / "r", progress=False)
+
+
+def test_measurements_are_shared_by_solvers_and_seeds_differ(tmp_path, small_model_path):
+    spec = _spec(small_model_path, solvers=("tweedie",), ops=("inpaint-random",), num_images=2)
+    spec.seeds = [0, 1]
+    out = run(spec, out=tmp_path / "s", progress=False).out
+    measurement = out / "images" / "inpaint-random" / "measurement"
+    a, b = (measurement / "00-astronaut-s0.png").read_bytes(), (measurement / "00-astronaut-s1.png").read_bytes()
+    assert a != b  # a different seed draws a different mask and noise
