@@ -16,16 +16,12 @@ This is ipbench's instant CPU model and the ground truth that posterior solvers 
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 from torch import Tensor
 
 from ipbench.errors import UsageError
+from ipbench.linalg import LinearMap, conjugate_gradient
 from ipbench.models.base import ScoreModel, linear_alphas_cumprod, to_model
-
-LinearMap = Callable[[Tensor], Tensor]
-
 
 class GaussianScoreModel(ScoreModel):
     """Exact VP-DDPM epsilon model of a stationary Gaussian prior (see module docstring)."""
@@ -136,28 +132,6 @@ class GaussianScoreModel(ScoreModel):
     @classmethod
     def from_config(cls, config: dict, state_dict: dict[str, Tensor]) -> "GaussianScoreModel":
         return cls(state_dict["mean"].flatten(), state_dict["colour_basis"], state_dict["spectrum"])
-
-
-def conjugate_gradient(apply: LinearMap, rhs: Tensor, tol: float = 1e-7, max_iter: int = 5000) -> Tensor:
-    """Solve apply(x) = rhs for a symmetric positive definite map, batched with per-image scalars."""
-    dims = tuple(range(1, rhs.ndim))
-    dot = lambda a, b: (a * b).sum(dim=dims, keepdim=True)  # noqa: E731
-    x = torch.zeros_like(rhs)
-    r = rhs.clone()
-    p = r.clone()
-    rr = dot(r, r)
-    target = tol**2 * dot(rhs, rhs)
-    for _ in range(max_iter):
-        if bool((rr <= target).all()):
-            return x
-        ap = apply(p)
-        alpha = rr / dot(p, ap).clamp_min(1e-300)
-        x = x + alpha * p
-        r = r - alpha * ap
-        rr_new = dot(r, r)
-        p = r + (rr_new / rr.clamp_min(1e-300)) * p
-        rr = rr_new
-    raise RuntimeError(f"conjugate gradients did not reach tol={tol} in {max_iter} iterations")
 
 
 def _radial_average(power: Tensor) -> Tensor:

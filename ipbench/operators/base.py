@@ -109,6 +109,23 @@ def back_project(physics: Physics, y: Tensor) -> Tensor:
     return torch.where(seen, x, fill.expand_as(x))
 
 
+def pseudo_inverse(physics: Physics, y: Tensor, damping: float = 1e-3) -> Tensor:
+    """A^+ y: exact for masks and the identity, else the damped least squares (A^T A + damping I)^-1 A^T y.
+
+    The damped solve is by conjugate gradients with per-image stopping (deepinv's `A_dagger` stops on
+    the whole batch, which makes an image's result depend on its batch); `damping` bounds the noise
+    amplification of ill-conditioned operators such as blur.
+    """
+    from deepinv.physics import Denoising, Inpainting
+
+    from ipbench.linalg import conjugate_gradient
+
+    if isinstance(physics, (Inpainting, Denoising)):
+        return physics.A_dagger(y)
+    normal = lambda z: physics.A_adjoint(physics.A(z)) + damping * z  # noqa: E731
+    return conjugate_gradient(normal, physics.A_adjoint(y), tol=1e-6, max_iter=1000)
+
+
 def visible_mask(physics: Physics, like: Tensor) -> Tensor:
     """1 where A sees a pixel (A^T 1 > 0), else 0; shape of `like` (an image batch)."""
     weight = physics.A_adjoint(torch.ones_like(physics.A(like)))
