@@ -59,6 +59,8 @@ def coerce(param: Param, value: Any, where: str) -> Any:
                 out = False
             else:
                 raise ValueError
+        elif tp in (int, float) and isinstance(value, bool):
+            raise ValueError  # True is an int to Python, not a size or a weight to a user
         elif tp is int:
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError

@@ -42,6 +42,7 @@ class ScoreModel(nn.Module, ABC):
     alphas_cumprod: Tensor
     image_shape: tuple[int, int, int]
     default_image_set: str | None = None  # the image set `bench run` uses with this model by default
+    default_num_images: int | None = None  # how many of them, when the user names neither set nor count
 
     def __init__(self, alphas_cumprod: Tensor, image_shape: tuple[int, int, int]) -> None:
         super().__init__()

@@ -73,6 +73,8 @@ class GaussianScoreModel(ScoreModel):
 
     def sample(self, n: int, generators: list[torch.Generator]) -> Tensor:
         """n prior samples in [0, 1] image units (not clamped), one generator per sample."""
+        if len(generators) < n:
+            raise ValueError(f"sample({n}) needs {n} generators, got {len(generators)}")
         z = torch.stack([torch.randn(self.image_shape, generator=g, dtype=torch.float64, device=g.device) for g in generators[:n]])
         x = self.mean + self.apply_spectral(z.to(self.mean.device), self.spectrum.sqrt())
         return ((x + 1.0) / 2.0).float()
@@ -88,6 +90,9 @@ class GaussianScoreModel(ScoreModel):
     def posterior_mean(self, y: Tensor, A: LinearMap, A_adjoint: LinearMap, sigma_y: float,
                        tol: float = 1e-7, max_iter: int = 5000) -> Tensor:
         """E[x | y] for y = A x + n, n ~ N(0, sigma_y^2 I), x ~ this prior, all in image units.
+
+        A and A_adjoint are applied to float64 tensors: pass a float64 operator, e.g. the maps of
+        `ipbench.operators.as_float64(physics)` (deepinv stores blur kernels as float32).
 
         Whitened conjugate gradients: with x = m + Sigma^{1/2} z, solve
         (I + Sigma^{1/2} A^T A Sigma^{1/2} / sigma_y^2) z = Sigma^{1/2} A^T (y - A m) / sigma_y^2,
@@ -107,7 +112,8 @@ class GaussianScoreModel(ScoreModel):
         """Exact posterior mean and per-pixel variance by dense linear algebra (small images only).
 
         Returns (mean, variance), each (N, C, H, W). A must act on single images of this model's
-        shape; y is (N, ...) measurements. Cost is O(D^3) in D = C*H*W, so D is limited to 4096.
+        shape and accept float64 (see `posterior_mean`); y is (N, ...) measurements. Cost is O(D^3) in
+        D = C*H*W, so D is limited to 4096.
         """
         size = self.channels * self.image_shape[1] * self.image_shape[2]
         if size > 4096:
@@ -127,11 +133,13 @@ class GaussianScoreModel(ScoreModel):
         return post_mean.reshape(shape), variance.reshape(shape)
 
     def config(self) -> dict:
-        return {"image_shape": list(self.image_shape)}
+        return {"image_shape": list(self.image_shape), "alphas_cumprod": self.alphas_cumprod.tolist()}
 
     @classmethod
     def from_config(cls, config: dict, state_dict: dict[str, Tensor]) -> "GaussianScoreModel":
-        return cls(state_dict["mean"].flatten(), state_dict["colour_basis"], state_dict["spectrum"])
+        schedule = config.get("alphas_cumprod")
+        return cls(state_dict["mean"].flatten(), state_dict["colour_basis"], state_dict["spectrum"],
+                   None if schedule is None else torch.tensor(schedule, dtype=torch.float64))
 
 
 def _radial_average(power: Tensor) -> Tensor:

@@ -45,12 +45,17 @@ def register_architecture(name: str) -> Callable[[type], type]:
     return register
 
 
-def save_checkpoint(model: ScoreModel, path: str | Path) -> None:
-    """Save a model of a registered architecture so that `load_model(path)` restores it."""
+def save_checkpoint(model: ScoreModel, path: str | Path, half: bool = False) -> None:
+    """Save a model of a registered architecture so that `load_model(path)` restores it.
+
+    `half` stores floating-point weights as float16 (loaders cast back to float32).
+    """
     arch = getattr(type(model), "arch_name", None)
     if arch is None:
         raise ValueError(f"{type(model).__name__} has no registered architecture")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     torch.save({"format": CHECKPOINT_FORMAT, "arch": arch, "config": model.config(), "state_dict": state}, path)
 
 
@@ -62,8 +67,11 @@ def load_checkpoint(path: str | Path) -> ScoreModel:
         raise UsageError(f"model file {path}: not a loadable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]})") from exc
     if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
         raise UsageError(f"model file {path}: not an ipbench checkpoint (expected format {CHECKPOINT_FORMAT!r})")
-    cls = ARCHITECTURES.get(blob["arch"])
-    return cls.from_config(blob["config"], blob["state_dict"])
+    try:
+        cls = ARCHITECTURES.get(blob["arch"])
+        return cls.from_config(blob["config"], blob["state_dict"])
+    except (KeyError, TypeError, RuntimeError, ValueError) as exc:  # a tagged file with missing or foreign parts
+        raise UsageError(f"model file {path}: malformed ipbench checkpoint ({type(exc).__name__}: {exc})") from None
 
 
 def load_model(name_or_path: str, device: torch.device | str = "cpu") -> ScoreModel:
@@ -75,4 +83,4 @@ def load_model(name_or_path: str, device: torch.device | str = "cpu") -> ScoreMo
         model = load_checkpoint(name_or_path)
     else:
         raise UsageError(f"unknown model {name_or_path!r}: not a registered name ({', '.join(MODELS.names())}) nor a file")
-    return model.to(device).eval()
+    return model.to(device).eval().requires_grad_(False)  # solvers differentiate w.r.t. x_t only

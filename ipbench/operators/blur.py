@@ -1,7 +1,7 @@
 """Gaussian-blur deconvolution (deepinv `Blur`).
 
 Default: the DPS paper's kernel (Chung et al. 2023, sec. 4: 61 x 61, sigma 3.0 on 256 x 256 images),
-scaled with the image side, so a 32 px image gets a 9 x 9 kernel with sigma 0.375. Boundary: reflect
+scaled with the image side (the nearest odd size), so a 32 px image gets a 7 x 7 kernel with sigma 0.375. Boundary: reflect
 padding, as the DPS code applies the blur (ReflectionPad2d then a valid convolution); circular,
 replicate, constant (zero) and valid are available.
 """
@@ -34,6 +34,13 @@ def scaled_blur(side: int) -> tuple[int, float]:
     return size, REFERENCE_SIGMA * scale
 
 
+def check_kernel_fits(size: int, shape: tuple[int, int, int], padding: str, operator: str) -> None:
+    """A kernel must fit the image: reflect padding needs size // 2 < side, valid needs size <= side."""
+    side = min(shape[1], shape[2])
+    if (padding == "reflect" and size // 2 >= side) or (padding == "valid" and size > side):
+        raise UsageError(f"operator {operator}.kernel_size={size}: too large for {side} px images with {padding} padding")
+
+
 @register_operator("deblur-gauss", aliases=("deblur",), choices={"padding": PADDINGS})
 def deblur_gauss(shape: Shape, generators: Sequence[torch.Generator], device: torch.device, *,
                  kernel_size: int | None = None, sigma: float | None = None, padding: str = "reflect") -> Blur:
@@ -43,8 +50,7 @@ def deblur_gauss(shape: Shape, generators: Sequence[torch.Generator], device: to
     sigma = auto_sigma if sigma is None else sigma
     if size < 1 or size % 2 == 0:
         raise UsageError(f"operator deblur-gauss.kernel_size={size}: must be a positive odd integer")
-    if sigma <= 0:
-        raise UsageError(f"operator deblur-gauss.sigma={sigma}: must be > 0 pixels")
-    if padding == "reflect" and size // 2 >= min(shape[1], shape[2]):
-        raise UsageError(f"operator deblur-gauss.kernel_size={size}: reflect padding needs a kernel smaller than twice the image side")
+    if not 0 < sigma < float("inf"):
+        raise UsageError(f"operator deblur-gauss.sigma={sigma}: must be a finite number of pixels > 0")
+    check_kernel_fits(size, shape, padding, "deblur-gauss")
     return Blur(filter=gaussian_kernel(size, sigma).to(device), padding=padding, device=device)
