@@ -1,0 +1,147 @@
+"""Motion-blur deconvolution with random-trajectory kernels, one per image (deepinv `Blur`).
+
+DPS (Chung et al. 2023, sec. 4) blurs 256 x 256 images with 61 x 61 motion kernels of intensity 0.5, drawn
+by `Kernel(size=(61, 61), intensity=0.5)` of the `motionblur` package (github.com/LeviBorodenko/motionblur)
+inside its `MotionBlurOperator`. `motion_kernel` re-implements that package's algorithm step by step,
+with every random draw taken from the image's torch.Generator instead of numpy's global state. With
+I = intensity, eps = 0.1, a 2s x 2s canvas for an s x s kernel and D = its diagonal (2 sqrt(2) s):
+
+1. path budget L = 0.75 D (U(0, 1) + U(0, I^2));
+2. step lengths r_k = (1 - I + eps) D Beta(1, 30), keeping those < L, until sum r_k >= L;
+3. max angle M ~ U(0, I pi), jitter J ~ Beta(2, 20); theta_1 ~ U(-M, M), then
+   |theta_k| ~ Triangular(0, I M, M + eps) with the sign of theta_{k-1}, flipped with probability J;
+4. path = cumsum(r_k exp(i theta_k)), centred on its mean vertex, rotated by U(0, pi), moved to the
+   canvas centre;
+5. drawn with PIL as a white polyline of width int(D / 150) on black, Gaussian-blurred with radius
+   int(0.01 D), resized to s x s with Lanczos, converted to 8-bit grey, normalised to sum 1.
+
+Steps 1-5 are the package's `Kernel._createPath` and `_createKernel`, and PIL draws exactly as there, so
+a path gives the package's kernel pixel for pixel (checked against its code on Pillow 11), with one
+exception: the line width is at least 1. Below s = 54, int(D / 150) = 0, which Pillow 11 and earlier drew
+as width 1 but Pillow 12.3 and 13 do not draw at all, which would leave an all-zero (NaN) kernel.
+
+What differs from the DPS code: (a) the random numbers (torch, per image, seeded; the DPS code draws from
+numpy's unseeded global state); (b) one kernel per image, where the DPS script builds its operator, hence
+draws its kernel, once per run; (c) the size scales with the image side like deblur-gauss (61 at 256 px,
+7 at 32 px; odd, >= 3), and the package's line width and blur radius with it (both 1 at s = 61, no blur
+below s = 36). For a given kernel K the operator is the DPS one: the DPS code correlates (nn.Conv2d after
+ReflectionPad2d(s // 2)) while deepinv `Blur` convolves, so `Blur` gets K rotated by 180 degrees and
+y = correlate(reflect-pad(x), K) exactly. Boundary: reflect padding by default, as in DPS; circular,
+replicate, constant (zero) and valid are available.
+
+deepinv's own `MotionBlurGenerator` (which does take a torch.Generator) draws a different family:
+x and y trajectories from a Matern Gaussian process (l = 0.3, sigma = 0.25), histogrammed into the
+kernel without smoothing; it is not used here.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+from deepinv.physics import Blur
+from PIL import Image, ImageDraw, ImageFilter
+
+from ipbench.errors import UsageError
+from ipbench.operators.base import Shape, register_operator
+from ipbench.operators.blur import PADDINGS, scaled_blur
+
+INTENSITY = 0.5  # DPS: Kernel(size=(61, 61), intensity=0.5)
+EPS = 0.1  # the package's "tiny error used for numerical stability"
+MAX_TRIES = 100  # redraws of a (vanishingly rare) empty path or one off the canvas (an all-zero kernel)
+
+
+def _uniform(g: torch.Generator, n: int = 1, low: float = 0.0, high: float = 1.0) -> torch.Tensor:
+    """n draws of U(low, high) in float64 on the CPU."""
+    return low + (high - low) * torch.rand(n, generator=g, device=g.device, dtype=torch.float64).cpu()
+
+
+def _gamma_int(g: torch.Generator, shape: int) -> torch.Tensor:
+    """Gamma(shape, 1) for an integer shape: a sum of `shape` Exp(1) draws."""
+    return -torch.log1p(-_uniform(g, shape)).sum()
+
+
+def _trajectory(size: int, intensity: float, g: torch.Generator) -> np.ndarray:
+    """Steps 1-4: the (n, 2) vertices (x, y) of the motion path on the 2 size x 2 size canvas."""
+    canvas = 2 * size
+    diagonal = math.hypot(canvas, canvas)
+    # 1-2. Path budget and step lengths; Beta(1, 30) by inversion, 1 - U^(1/30). Drawing candidates 64 at a
+    # time and stopping at the first crossing is the package's one-at-a-time loop, in distribution.
+    budget = float(0.75 * diagonal * (_uniform(g) + _uniform(g, 1, 0.0, intensity**2)))
+    if budget <= 0:  # probability ~2^-53: no path (the package would divide by zero); the caller redraws
+        return np.zeros((0, 2))
+    scale = (1 - intensity + EPS) * diagonal
+    chunks, total = [], 0.0
+    while True:
+        steps = scale * (1 - _uniform(g, 64) ** (1 / 30))
+        steps = steps[steps < budget]
+        sums = total + torch.cumsum(steps, 0)
+        crossing = torch.nonzero(sums >= budget)
+        if len(crossing):
+            chunks.append(steps[:int(crossing[0]) + 1])
+            break
+        chunks.append(steps)
+        total = float(sums[-1]) if len(sums) else total
+    steps = torch.cat(chunks)
+    # 3. Angles: the first uniform in (-M, M), the others triangular in size, signs a Markov chain.
+    max_angle = float(_uniform(g, 1, 0.0, intensity * math.pi))
+    x, y = _gamma_int(g, 2), _gamma_int(g, 20)
+    jitter = float(x / (x + y))  # Beta(2, 20)
+    first = _uniform(g, 1, -max_angle, max_angle)
+    a, c, b = 0.0, intensity * max_angle, max_angle + EPS  # Triangular(left, mode, right) by inversion
+    u = _uniform(g, len(steps) - 1)
+    split = (c - a) / (b - a)
+    size_k = torch.where(u < split, a + torch.sqrt(u * (b - a) * (c - a)), b - torch.sqrt((1 - u) * (b - a) * (b - c)))
+    flips = torch.where(_uniform(g, len(steps) - 1) < jitter, -1.0, 1.0)
+    signs = torch.sign(first) * torch.cumprod(flips, 0)  # sign(0) = 0 keeps a straight path, as np.sign does
+    angles = torch.cat([first, size_k * signs])
+    # 4. Path: cumulative sum of the increments, centred on its mean vertex, rotated, moved to the centre.
+    path = torch.cumsum(torch.polar(steps, angles), 0)
+    path = (path - path.mean()) * torch.polar(torch.ones((), dtype=torch.float64), _uniform(g, 1, 0.0, math.pi)[0])
+    path = path + complex(canvas / 2, canvas / 2)
+    return torch.stack([path.real, path.imag], dim=1).numpy()
+
+
+def _render(path: np.ndarray, size: int) -> np.ndarray:
+    """Step 5: the package's drawing of a path into a (size, size) float64 kernel (not yet normalised)."""
+    canvas = 2 * size
+    diagonal = math.hypot(canvas, canvas)
+    image = Image.new("RGB", (canvas, canvas))
+    width = max(1, int(diagonal / 150))  # Pillow <= 11 drew width 0 as 1; 12.3+ draws nothing
+    ImageDraw.Draw(image).line(xy=[(float(px), float(py)) for px, py in path], width=width)
+    image = image.filter(ImageFilter.GaussianBlur(radius=int(diagonal * 0.01)))
+    image = image.resize((size, size), resample=Image.Resampling.LANCZOS).convert("L")
+    return np.asarray(image, dtype=np.float64)
+
+
+def motion_kernel(size: int, intensity: float, generator: torch.Generator) -> torch.Tensor:
+    """A (size, size) float32 motion kernel K (non-negative, sum 1) drawn from `generator` (see the module doc).
+
+    K is in the package's orientation (row = canvas y, column = canvas x), applied as a correlation.
+    """
+    for _ in range(MAX_TRIES):
+        path = _trajectory(size, intensity, generator)
+        kernel = _render(path, size) if len(path) >= 2 else np.zeros((size, size))
+        if kernel.sum() > 0:
+            return torch.from_numpy(kernel / kernel.sum()).float()
+    raise RuntimeError(f"motion_kernel: {MAX_TRIES} paths in a row left the {size} x {size} canvas")
+
+
+@register_operator("deblur-motion", choices={"padding": PADDINGS})
+def deblur_motion(shape: Shape, generators: Sequence[torch.Generator], device: torch.device, *,
+                  kernel_size: int | None = None, intensity: float = INTENSITY, padding: str = "reflect") -> Blur:
+    """Random motion blur, one kernel per image (DPS: 61 px trajectory kernels, intensity 0.5, scaled)."""
+    side = min(shape[1], shape[2])
+    size = scaled_blur(side)[0] if kernel_size is None else kernel_size
+    if size < 3 or size % 2 == 0:
+        raise UsageError(f"operator deblur-motion.kernel_size={size}: must be an odd integer >= 3")
+    if not 0 <= intensity <= 1:
+        raise UsageError(f"operator deblur-motion.intensity={intensity}: must be in [0, 1] (0 = straight line)")
+    if (padding == "reflect" and size // 2 >= side) or (padding == "circular" and size // 2 > side) \
+            or (padding == "valid" and size > side):
+        raise UsageError(f"operator deblur-motion.kernel_size={size}: too large for {padding} padding on a "
+                         f"{shape[1]} x {shape[2]} image")
+    kernels = torch.stack([motion_kernel(size, intensity, g) for g in generators])
+    # deepinv Blur convolves; the DPS code correlates with K, i.e. convolves with K rotated by 180 degrees.
+    return Blur(filter=kernels.flip(-2, -1)[:, None].to(device), padding=padding, device=device)

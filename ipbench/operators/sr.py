@@ -1,0 +1,52 @@
+"""Super-resolution: antialiasing filter then decimation by an integer factor (deepinv `Downsampling`).
+
+y = S (h * x): h is a normalised low-pass filter (sum 1), `*` a convolution with the stated boundary
+padding, S keeps every factor-th pixel (rows and columns 0, f, 2f, ...), so y is (N, C, H/f, W/f).
+Filters are deepinv's, for factor f (separable, outer product of the 1-D taps, normalised to sum 1):
+
+- "bicubic" (default; the DPS/DDRM line degrades by bicubic downsampling): Keys' cubic convolution
+  kernel (a = -0.5) stretched by f, 4f taps at offsets (-2f + 1/2, ..., 2f - 1/2) / f.
+- "bilinear": the tent 1 - |t| stretched by f, 2f taps at (-f + 1/2, ..., f - 1/2) / f.
+- "gaussian": a sampled Gaussian of std f px, 2 floor(f / 0.3 + 1) + 1 taps (29 at f = 4).
+- "sinc": sinc(t / f), 4f taps, times a Kaiser window.
+- "none": plain decimation y = x[..., ::f, ::f] (aliases; padding is then irrelevant).
+
+Sampling grid: with the even-length filters (bicubic, bilinear, sinc) output pixel i is centred at input
+position i f + 1/2; with gaussian and none at i f. MATLAB `imresize` (which the DPS code's `Resizer`
+ports) centres it at the block centre i f + (f - 1)/2: for even f, bicubic here equals imresize of the
+image shifted by (f - 2)/2 px (the same for f = 2), up to the boundary handling. Factor 1 is the
+identity (no filter). Boundary: reflect padding by default (imresize pads symmetrically); circular,
+replicate and constant (zero) are available. Valid padding is not offered: y would not be H/f x W/f.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from deepinv.physics import Downsampling
+
+from ipbench.errors import UsageError
+from ipbench.operators.base import Shape, register_operator
+
+FILTERS = ("bicubic", "bilinear", "gaussian", "sinc", "none")
+PADDINGS = ("reflect", "circular", "replicate", "constant")
+
+
+@register_operator("sr", aliases=("super-resolution",), choices={"filter": FILTERS, "padding": PADDINGS})
+def super_resolution(shape: Shape, generators: Sequence[torch.Generator], device: torch.device, *,
+                     factor: int = 4, filter: str = "bicubic", padding: str = "reflect") -> Downsampling:
+    """Downsampling by `factor` after an antialiasing `filter` (bicubic by default); y is H/f x W/f."""
+    _, height, width = shape
+    if factor < 1 or height % factor or width % factor:
+        raise UsageError(f"operator sr.factor={factor}: must be an integer >= 1 that divides the image height "
+                         f"and width ({height} x {width})")
+    kernel = None if filter == "none" or factor == 1 else filter
+    physics = Downsampling(img_size=shape, filter=kernel, factor=factor, padding=padding, device=device)
+    if physics.filter is not None:  # torch pads by at most the side (circular) or less than it (reflect)
+        size = int(physics.filter.shape[-1])
+        pad, side = size // 2, min(height, width)
+        if (padding == "reflect" and pad >= side) or (padding == "circular" and pad > side):
+            raise UsageError(f"operator sr.factor={factor}: the {size} x {size} {filter} filter with {padding} padding "
+                             f"needs an image side over {pad if padding == 'reflect' else pad - 1} px, got "
+                             f"{height} x {width}; use a smaller factor or padding=replicate/constant")
+    return physics
