@@ -11,7 +11,7 @@ from ipbench.operators import Operator, measure
 from ipbench.solvers import SOLVERS
 from tests.conftest import SMALL_SHAPE, generators
 
-OPERATOR_NAMES = ["inpaint-box", "inpaint-random", "deblur-gauss", "denoise"]
+OPERATOR_NAMES = ["inpaint-box", "inpaint-random", "deblur-gauss", "deblur-motion", "sr", "denoise"]
 FEW_STEPS = {"steps": 8, "num_steps": 8}  # the contract does not need converged samples
 
 
@@ -33,7 +33,11 @@ def _measured(name: str, x: torch.Tensor, seed: int = 0):
     return physics, measure(physics, x, gens)
 
 
-@pytest.mark.parametrize("solver_name", SOLVERS.names())
+# Every registered solver, except the deliberately broken ones of the runner's failure tests.
+CONTRACT_SOLVERS = [n for n in SOLVERS.names() if not SOLVERS.get(n).__module__.endswith("flaky_solvers")]
+
+
+@pytest.mark.parametrize("solver_name", CONTRACT_SOLVERS)
 @pytest.mark.parametrize("op_name", OPERATOR_NAMES)
 def test_solver_contract(solver_name, op_name, images, small_model):
     solver = make_fast(solver_name)

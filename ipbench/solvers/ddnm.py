@@ -3,9 +3,12 @@
 Before each reverse step, x0_hat is replaced by x0_hat - lambda_t A^+ (A x0_hat - y) (image units): its
 range-space part is taken from y, its null-space part from the model. For masks this is the seeds'
 "keep the known pixels" inpainting. A^+ is exact for masks and denoising and a damped least-squares
-solve otherwise (`operators.pseudo_inverse`; the paper uses an SVD with small singular values cut). With noise (sigma_y > 0) DDNM+ scales the correction,
-lambda_t = min(1, s_t / (a_t sigma_y)), a_t the step's x0 coefficient and s_t its noise std, and
-lowers the step noise to sqrt(s_t^2 - (a_t lambda_t sigma_y)^2) so the total stays s_t.
+solve otherwise (`operators.pseudo_inverse`; the paper uses an SVD with small singular values cut).
+With noise (sigma_y > 0) DDNM+ scales the correction per singular value s of A, by min(1, s_t s / (a_t sigma_y)) (a_t the step's x0 coefficient, s_t its noise std), so
+that noise amplified by 1/s never exceeds the step's own noise. For masks and denoising (s in {0, 1})
+that is one scalar lambda_t, applied exactly, and the step noise is lowered to
+sqrt(s_t^2 - (a_t lambda_t sigma_y)^2). For other operators the clipped inverse min(1/s, c) is smoothed
+into the damped inverse s / (s^2 + 1/(4 c^2)) (same maximum c), and the step noise is kept.
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-from deepinv.physics import Physics
+from deepinv.physics import Denoising, Inpainting, Physics
 from torch import Tensor
 
 from ipbench.models.base import ScoreModel, to_image, to_model
@@ -34,16 +37,25 @@ class DDNM(Solver):
 
     def solve(self, y: Tensor, op: Physics, model: ScoreModel, generators: Sequence[torch.Generator]) -> Tensor:
         sigma_y = 2 * noise_level(op)  # in model units
+        exact = isinstance(op, (Inpainting, Denoising))  # singular values 0 or 1: one scalar lambda is exact
         x = randn_per_image((y.shape[0], *model.image_shape), generators, y.device)
         for t, ab, ab_prev in reverse_grid(model, model.num_timesteps - 1, self.steps):
             c_x0, c_eps, s_t = ddim_coefficients(ab, ab_prev, self.eta)
-            lam = 1.0 if sigma_y == 0 or s_t >= c_x0 * sigma_y else s_t / (c_x0 * sigma_y)  # DDNM+ eq. 19
             x0 = predict_x0(model, x, t, ab, self.clip)
             x0_img = to_image(x0)
-            x0 = to_model(x0_img - lam * pseudo_inverse(op, op.A(x0_img) - y))  # range from y, null space from x0
+            residual = op.A(x0_img) - y
+            if exact:  # DDNM+ eq. 19: lambda_t = min(1, s_t / (a_t sigma_y))
+                lam = 1.0 if sigma_y == 0 or s_t >= c_x0 * sigma_y else s_t / (c_x0 * sigma_y)
+                correction, injected = lam * pseudo_inverse(op, residual), lam * sigma_y
+            elif sigma_y == 0 or s_t > 0:  # per singular value s: min(1/s, c), c = s_t / (a_t sigma_y),
+                damping = (c_x0 * sigma_y / (2 * s_t)) ** 2 if sigma_y > 0 else 0.0  # smoothed: s / (s^2 + 1/(4c^2))
+                correction, injected = pseudo_inverse(op, residual, damping=max(damping, 1e-4)), sigma_y
+            else:  # c = 0: a noiseless step has no noise to hide amplified measurement noise in
+                correction, injected = torch.zeros_like(x0_img), 0.0
+            x0 = to_model(x0_img - correction)  # range space from y, null space from x0_hat
             eps = (x - ab ** 0.5 * x0) / (1 - ab) ** 0.5
             x = c_x0 * x0 + c_eps * eps
-            noise_std = max(s_t**2 - (c_x0 * lam * sigma_y) ** 2, 0.0) ** 0.5
+            noise_std = max(s_t**2 - (c_x0 * injected) ** 2, 0.0) ** 0.5 if exact else s_t
             if noise_std > 0:
                 x = x + noise_std * randn_per_image(x.shape, generators, x.device, x.dtype)
         return to_image(x)
