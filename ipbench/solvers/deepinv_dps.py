@@ -2,23 +2,52 @@
 
 This runs deepinv's implementation, not ipbench's: its continuous VP-SDE (beta 0.1..20, the continuum of
 the linear DDPM schedule), its DDPM solver on `num_steps` times in [1, 0], its final denoising step,
-and its guidance: with `guidance="norm"` it adds -weight * grad ||A(D(x)) - y|| to the score, which the
-ancestral step then scales by about beta_t (see docs/solvers.md for how this relates to `dps`).
-Images are solved one at a time, each with its own generator, so results do not depend on the batch.
+and its guidance. With `guidance="norm"` deepinv adds -weight * grad_x ||A(D(x)) - y|| to the score,
+and its ancestral step multiplies the score by s0 s1 (sigma0^2 - sigma1^2) (about beta_t), so its
+guidance step is that much smaller than the paper's constant one (Chung et al. 2023, Algorithm 1).
+`step="paper"` sets deepinv's weight per step to 2 weight / (s0 s1 (sigma0^2 - sigma1^2)), which makes
+deepinv's step exactly the paper's with zeta' = weight, i.e. ipbench's `dps normalize=residual
+zeta=weight` (docs/solvers.md derives it). Images are solved one at a time, each with its own
+generator, so results do not depend on the batch.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
 from deepinv.physics import Physics
 from deepinv.sampling import DPS as DeepinvDPS
+from deepinv.sampling import DPSDataFidelity
 from torch import Tensor
 
 from ipbench.models.base import ScoreModel
 from ipbench.models.deepinv_adapter import ScoreModelDenoiser
 from ipbench.solvers.base import Solver, register_solver
+
+
+class PerStepWeightFidelity(DPSDataFidelity):
+    """DPS data fidelity whose weight depends on the step, looked up by the noise level it is called at."""
+
+    def __init__(self, denoiser: torch.nn.Module, sigmas: Tensor, weights: Tensor) -> None:
+        super().__init__(denoiser=denoiser, clip=[-1.0, 1.0], weight=1.0, guidance="norm")
+        self.sigmas, self.weights = sigmas, weights
+
+    def forward(self, x: Tensor, y: Tensor, physics: Physics, sigma: Tensor | float, *args: object,
+                get_model_outputs: bool = False, **kwargs: object):
+        step = int((self.sigmas - float(torch.as_tensor(sigma).flatten()[0])).abs().argmin())
+        self.weight = float(self.weights[step])
+        return super().forward(x, y, physics, sigma, *args, get_model_outputs=get_model_outputs, **kwargs)
+
+
+def paper_step(sampler: DeepinvDPS, denoiser: torch.nn.Module, zeta: float) -> None:
+    """Swap in per-step weights that make deepinv's DDPM-solver guidance equal the paper's step."""
+    sde, grid = sampler.sde, sampler.solver.timesteps
+    s, sigma = sde.scale_t(grid), sde.sigma_t(grid)
+    step_size = s[:-1] * s[1:] * (sigma[:-1] ** 2 - sigma[1:] ** 2)  # what the ancestral step multiplies the score by
+    # the fidelity is called at sigma / 2 (deepinv carries [-1, 1] state, the fidelity works in [0, 1])
+    sampler.data_fidelity = PerStepWeightFidelity(denoiser, (sigma[:-1] / 2).float().cpu(), (2 * zeta / step_size).cpu())
 
 
 @register_solver
@@ -30,28 +59,27 @@ class DeepinvDPSSolver(Solver):
     num_steps: int = 1000
     weight: float = 1.0
     guidance: str = field(default="norm", metadata={"choices": ("norm", "annealed")})
+    step: str = field(default="deepinv", metadata={"choices": ("deepinv", "paper")})
     dtype: str = field(default="float64", metadata={"choices": ("float64", "float32")})  # deepinv's default: float64
 
     def solve(self, y: Tensor, op: Physics, model: ScoreModel, generators: Sequence[torch.Generator]) -> Tensor:
         denoiser = ScoreModelDenoiser(model)
-        dtype = getattr(torch, self.dtype)
         out = []
         for i, generator in enumerate(generators):
             sampler = DeepinvDPS(denoiser, num_steps=self.num_steps, weight=self.weight, guidance=self.guidance,
-                                 device=y.device, dtype=dtype, rng=generator)
-            physics_i = _select(op, i)
-            out.append(sampler(y[i:i + 1], physics_i, x_init=(1, *model.image_shape)).float())
+                                 device=y.device, dtype=getattr(torch, self.dtype), rng=generator)
+            if self.step == "paper":
+                paper_step(sampler, denoiser, self.weight)
+            out.append(sampler(y[i:i + 1], _select(op, i), x_init=(1, *model.image_shape)).float())
         return torch.cat(out)
 
 
 def _select(op: Physics, i: int) -> Physics:
     """The physics of image i alone (masks and filters with a batch dimension are sliced)."""
-    import copy
-
-    single = copy.copy(op)
+    single = op
     for name in ("mask", "filter"):
         value = getattr(op, name, None)
         if isinstance(value, Tensor) and value.ndim == 4 and value.shape[0] > 1:
-            single = copy.deepcopy(op)
+            single = copy.deepcopy(op) if single is op else single
             setattr(single, name, value[i:i + 1])
     return single
