@@ -68,12 +68,14 @@ plugin_option = click.option("--plugin", "plugins", multiple=True, metavar="FILE
 @click.option("--out", default=None, metavar="DIR", help="Run folder [default: runs/<solvers>_<ops>_<hash>].")
 @click.option("--config", default=None, metavar="SUITE.toml", help="Run a TOML suite (solvers, operators, ...).")
 @click.option("--max-grid-images", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--compile", "compile_network", is_flag=True, help="torch.compile the score network.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @plugin_option
 @user_errors
 def run_command(solvers: tuple[str, ...], operators: tuple[str, ...], model: str | None, images: str | None,
                 num_images: int | None, seeds: tuple[int, ...], params: tuple[str, ...], batch_size: int, device: str,
-                out: str | None, config: str | None, max_grid_images: int, progress: bool, plugins: tuple[str, ...]) -> None:
+                out: str | None, config: str | None, max_grid_images: int, compile_network: bool, progress: bool,
+                plugins: tuple[str, ...]) -> None:
     """Run solvers x operators x images x seeds; write rows.jsonl, run.json, tables and grids."""
     _load_plugins(plugins)
     from ipbench.benchmark.runner import run
@@ -94,7 +96,8 @@ def run_command(solvers: tuple[str, ...], operators: tuple[str, ...], model: str
         spec = build_spec(list(solvers), list(operators), list(params), model=model, images=images,
                           num_images=num_images, seeds=list(seeds) or None)
     command = shlex.join(["bench", *sys.argv[1:]]) if sys.argv and Path(sys.argv[0]).name == "bench" else None
-    result = run(spec, out=out, batch_size=batch_size, device=device, command=command, progress=progress)
+    result = run(spec, out=out, batch_size=batch_size, device=device, command=command, progress=progress,
+                 log=lambda line: click.echo(line, err=True), compile=compile_network)
     click.echo(write_tables(result.out))
     grids = write_grids(result.out, max_images=max_grid_images)
     click.echo(f"rows: {result.rows_written} new, {result.rows_skipped} already done, {result.failed} failed")
@@ -159,6 +162,81 @@ def grid_command(run_dir: str, max_images: int) -> None:
 
     for path in write_grids(_run_folder(run_dir), max_images=max_images):
         click.echo(str(path))
+
+
+@cli.command("sample")
+@click.option("--model", default="gaussian", show_default=True, metavar="NAME|FILE")
+@click.option("-n", "num", type=click.IntRange(min=1), default=16, show_default=True, help="Number of samples.")
+@click.option("--steps", type=click.IntRange(min=1), default=100, show_default=True, help="Strided reverse steps.")
+@click.option("--eta", type=click.FloatRange(0, 1), default=1.0, show_default=True, help="1 = DDPM, 0 = DDIM.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", default="samples.png", show_default=True, metavar="FILE.png")
+@click.option("--device", default="auto", show_default=True)
+@plugin_option
+@user_errors
+def sample_command(model: str, num: int, steps: int, eta: float, seed: int, out: str, device: str,
+                   plugins: tuple[str, ...]) -> None:
+    """Unconditional samples of a model (the reverse process from pure noise) as a PNG grid."""
+    _load_plugins(plugins)
+    from ipbench.benchmark.runner import resolve_device
+    from ipbench.models import load_model
+    from ipbench.models.export import sample_grid
+
+    score_model = load_model(model, resolve_device(device))
+    sample_grid(score_model, num, steps, seed, Path(out), eta=eta)
+    click.echo(f"wrote {num} samples of {model} ({steps} steps, eta {eta}, seed {seed}) to {out}")
+
+
+def _parse_ints(text: str, option: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise UsageError(f"{option} {text!r}: expected comma-separated integers, e.g. 1,2,2") from None
+
+
+@cli.command("train")
+@click.option("--data", required=True, metavar="fashion-mnist|DIR|FILE.idx[.gz]",
+              help="Training images: the Debian Fashion-MNIST training set, a folder, or an IDX file.")
+@click.option("--out", required=True, metavar="DIR", help="Training folder (checkpoints, log, samples); resumes.")
+@click.option("--steps", type=click.IntRange(min=1), default=20000, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=5e-4, show_default=True)
+@click.option("--ema-decay", type=click.FloatRange(0, 1), default=0.999, show_default=True)
+@click.option("--channels", type=click.IntRange(min=8), default=32, show_default=True)
+@click.option("--channel-mult", default="1,2,2", show_default=True)
+@click.option("--num-res-blocks", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--attention", default="8", show_default=True, help="Resolutions with self-attention (comma list).")
+@click.option("--dropout", type=click.FloatRange(0, 1), default=0.1, show_default=True)
+@click.option("--resolution", type=click.IntRange(min=8), default=32, show_default=True)
+@click.option("--grayscale/--rgb", default=True, show_default=True)
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=500, show_default=True)
+@click.option("--sample-steps", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--progress/--no-progress", default=True, show_default=True)
+@user_errors
+def train_command(data: str, out: str, steps: int, batch_size: int, lr: float, ema_decay: float, channels: int,
+                  channel_mult: str, num_res_blocks: int, attention: str, dropout: float, resolution: int,
+                  grayscale: bool, checkpoint_every: int, sample_steps: int, seed: int, device: str,
+                  progress: bool) -> None:
+    """Train a VP-DDPM UNet on an image set; writes model.pt (EMA), model-fp16.pt, samples.png, train_log.json."""
+    from ipbench.models.export import finish_training, load_training_images
+    from ipbench.models.training import TrainConfig, train
+    from ipbench.models.unet import UNetConfig
+    from ipbench.benchmark.runner import resolve_device
+
+    shape = (1 if grayscale else 3, resolution, resolution)
+    images = load_training_images(data, shape)
+    model_cfg = UNetConfig(image_shape=shape, channels=channels, channel_mult=_parse_ints(channel_mult, "--channel-mult"),
+                           num_res_blocks=num_res_blocks, attention_resolutions=_parse_ints(attention, "--attention"),
+                           dropout=dropout)
+    train_cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, ema_decay=ema_decay,
+                            checkpoint_every=checkpoint_every, seed=seed)
+    dev = resolve_device(device)
+    command = shlex.join(["bench", *sys.argv[1:]]) if sys.argv and Path(sys.argv[0]).name == "bench" else None
+    ema, losses = train(images, Path(out), model_cfg, train_cfg, dev, progress=progress, log=click.echo)
+    for line in finish_training(ema, Path(out), data, images.shape[0], losses, train_cfg, dev, sample_steps, command):
+        click.echo(line)
 
 
 def main() -> None:

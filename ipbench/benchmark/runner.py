@@ -27,6 +27,7 @@ from ipbench.benchmark.store import RowStore, row_key
 from ipbench.data import ImageSet, load_images, save_png
 from ipbench.errors import UsageError
 from ipbench.models import ScoreModel, load_model
+from ipbench.models.compile import compile_model
 from ipbench.operators import Operator, back_project, measure
 from ipbench.results.metrics import METRIC_CONVENTIONS, METRIC_SUMMARY, compute_metrics
 
@@ -77,8 +78,13 @@ def resolve_device(device: str | None) -> torch.device:
 
 
 def run(spec: RunSpec, out: str | Path | None = None, batch_size: int = 8, device: str | None = None,
-        command: str | None = None, progress: bool = True) -> RunResult:
-    """Run `spec` into folder `out` (default `spec.default_out()`), resuming if it holds the same run."""
+        command: str | None = None, progress: bool = True, log: Callable[[str], None] | None = None,
+        compile: bool = False) -> RunResult:
+    """Run `spec` into folder `out` (default `spec.default_out()`), resuming if it holds the same run.
+
+    `log` receives one-line notes on what is run (model, images, solver settings). `compile` runs the
+    network through torch.compile (same results within float tolerance; faster for long samplers).
+    """
     if batch_size < 1:
         raise UsageError(f"--batch-size {batch_size}: must be >= 1")
     out = Path(out) if out is not None else spec.default_out()
@@ -87,13 +93,27 @@ def run(spec: RunSpec, out: str | Path | None = None, batch_size: int = 8, devic
     source = spec.images or model.default_image_set
     if source is None:
         raise UsageError(f"model {spec.model!r} has no default image set: pass --images DIR or a set name")
-    images = load_images(source, model.image_shape, spec.num_images)
+    num_images = spec.num_images
+    if spec.images is None and num_images is None and model.default_num_images:
+        num_images = model.default_num_images
+    images = load_images(source, model.image_shape, num_images)
+    for op in spec.operators:  # preflight: shape-dependent parameter errors surface before anything runs
+        op.build(model.image_shape, [measurement_generator(spec.seeds[0], images.ids[0], op.name, dev)], dev)
     _prepare_folder(out, spec, images, model, dev, batch_size, command)
+    if log is not None:
+        default_note = " (the model's default; --num-images N for more)" if num_images != spec.num_images else ""
+        log(f"model {spec.model} {tuple(model.image_shape)} on {dev}; {len(images)} images of {images.source}"
+            f"{default_note}; seeds {spec.seeds}")
+        for entry in spec.solvers:
+            settings = ", ".join(f"{k}={v}" for k, v in entry.solver.hyperparameters().items())
+            log(f"  {entry.label}: {settings or 'no parameters'}")
+        for skipped, reason in images.skipped:
+            log(f"  skipped image {skipped}: {reason}")
 
     store = RowStore(out / "rows.jsonl")
     done = store.done_keys()
     total = len(spec.solvers) * len(spec.operators) * len(spec.seeds) * len(images)
-    counted = CountingModel(model)
+    counted = CountingModel(compile_model(model) if compile else model)
     written = failed = 0
     bar = tqdm(total=total, disable=not progress, desc="bench run", unit="row", file=sys.stderr)
     bar.update(sum(1 for k in done if k[0] in {s.label for s in spec.solvers}))

@@ -1,0 +1,79 @@
+"""What `bench train` reads and writes around the training loop: data, weights, samples, log."""
+from __future__ import annotations
+
+import json
+import math
+import platform
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ipbench.data import load_images
+from ipbench.data.idx import FASHION_MNIST_DIR, idx_images
+from ipbench.errors import UsageError
+from ipbench.models.base import ScoreModel
+from ipbench.models.registry import save_checkpoint
+from ipbench.models.training import TrainConfig
+from ipbench.models.unet import UNetScoreModel
+
+FASHION_MNIST_TRAIN = FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz"
+
+
+def load_training_images(data: str, shape: tuple[int, int, int]) -> Tensor:
+    """(N, C, H, W) in [0, 1]: `fashion-mnist` (the 60,000 training images), an IDX file or a folder."""
+    if data == "fashion-mnist":
+        if not FASHION_MNIST_TRAIN.exists():
+            raise UsageError(f"--data fashion-mnist: {FASHION_MNIST_TRAIN} not found; "
+                             "install it with `apt-get install dataset-fashion-mnist`")
+        path = FASHION_MNIST_TRAIN
+    else:
+        path = Path(data)
+    if path.is_file():
+        images = idx_images(path, pad_to=shape[-1])
+        if images.shape[1:] != shape:
+            raise UsageError(f"--data {data}: IDX images are {tuple(images.shape[1:])}, the model wants {shape}")
+        return images
+    return load_images(str(path), shape).images
+
+
+def sample_grid(model: ScoreModel, n: int, steps: int, seed: int, path: Path, eta: float = 1.0) -> None:
+    """A PNG grid (ceil(sqrt(n)) per row) of prior samples: the reverse process, `steps` strided steps."""
+    from ipbench.benchmark.seeding import seed_for
+    from ipbench.data import save_png
+    from ipbench.models.base import to_image
+    from ipbench.solvers.diffusion import sample_prior
+
+    device = model.alphas_cumprod.device
+    generators = [torch.Generator(device=device).manual_seed(seed_for("sample", seed, i)) for i in range(n)]
+    with torch.no_grad():
+        x = to_image(sample_prior(model, generators, steps=steps, eta=eta)).clamp(0, 1).cpu()
+    per_row = math.ceil(n ** 0.5)
+    x = torch.cat([x, torch.ones(per_row * math.ceil(n / per_row) - n, *x.shape[1:])])  # pad with white
+    rows = [torch.cat(list(x[r:r + per_row]), dim=-1) for r in range(0, x.shape[0], per_row)]
+    save_png(torch.cat(rows, dim=-2), path)
+
+
+def finish_training(ema: UNetScoreModel, out: Path, data: str, num_images: int, losses: list[float],
+                    cfg: TrainConfig, device: torch.device, sample_steps: int, command: str | None) -> list[str]:
+    """Write model.pt (EMA, float32), model-fp16.pt, samples.png and train_log.json; return summary lines."""
+    save_checkpoint(ema, out / "model.pt")
+    save_checkpoint(ema, out / "model-fp16.pt", half=True)
+    sample_grid(ema, 64, sample_steps, cfg.seed, out / "samples.png")
+    state = torch.load(out / "train_state.pt", map_location="cpu", weights_only=True)
+    log_path = out / "train_log.json"
+    log = json.loads(log_path.read_text()) if log_path.exists() else {"loss_per_100_steps": []}
+    means = [sum(losses[i:i + 100]) / len(losses[i:i + 100]) for i in range(0, len(losses), 100)]
+    log.update({
+        "data": data, "num_images": num_images, "steps": int(state["step"]),
+        "train_seconds": round(float(state["elapsed_seconds"]), 1),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda"
+        else f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)",
+        "parameters": sum(p.numel() for p in ema.parameters()),
+        "model_config": ema.config(), "train_config": asdict(cfg), "command": command,
+        "loss_per_100_steps": log["loss_per_100_steps"] + [round(m, 5) for m in means],
+    })
+    log_path.write_text(json.dumps(log, indent=2) + "\n")
+    return [f"step {log['steps']}, {log['train_seconds']} s of training on {log['device']}",
+            f"wrote {out / 'model.pt'}, {out / 'model-fp16.pt'}, {out / 'samples.png'}, {log_path}"]

@@ -1,0 +1,110 @@
+"""Training a VP-DDPM epsilon model (Ho et al. 2020, Algorithm 1) with EMA weights and resumable checkpoints.
+
+loss = || eps - eps_theta(sqrt(ab_t) x0 + sqrt(1 - ab_t) eps, t) ||^2, t ~ U{0..T-1}, eps ~ N(0, I);
+AdamW with linear warm-up and gradient clipping, an exponential moving average of the weights (the
+EMA weights are the ones shipped), bf16 autocast on CUDA. All randomness comes from one seeded
+generator whose state is checkpointed, so a resumed run continues the same sequence of batches.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from ipbench.models.base import to_model
+from ipbench.models.unet import UNetConfig, UNetScoreModel
+
+TRAIN_STATE_FORMAT = "ipbench.train-state/1"
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 20000
+    batch_size: int = 64
+    lr: float = 5e-4
+    warmup: int = 500
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    checkpoint_every: int = 500
+    seed: int = 0
+
+
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    with torch.no_grad():
+        for e, p in zip(ema.parameters(), model.parameters()):
+            e.lerp_(p, 1.0 - decay)
+
+
+def train(images: Tensor, out: Path, model_cfg: UNetConfig, cfg: TrainConfig, device: torch.device,
+          progress: bool = True, log: Callable[[str], None] = print) -> tuple[UNetScoreModel, list[float]]:
+    """Train on `images` (N, C, H, W) in [0, 1]; resume from out/train_state.pt if present.
+
+    Returns the EMA model and the per-step losses of this call. Writes out/train_state.pt every
+    `checkpoint_every` steps and at the end.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    state_path = out / "train_state.pt"
+    model = UNetScoreModel(model_cfg).to(device)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    step, elapsed = 0, 0.0
+    if state_path.exists():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        if state.get("format") != TRAIN_STATE_FORMAT or state["model_config"] != asdict(model_cfg):
+            raise ValueError(f"{state_path}: a training state for another model; use another --out")
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        step, elapsed = int(state["step"]), float(state["elapsed_seconds"])
+        log(f"resuming from step {step} ({state_path})")
+
+    def save() -> None:
+        torch.save({"format": TRAIN_STATE_FORMAT, "model_config": asdict(model_cfg), "train_config": asdict(cfg),
+                    "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
+                    "generator": generator.get_state(), "step": step, "elapsed_seconds": elapsed},
+                   state_path)
+
+    data = to_model(images)
+    ab_all = model.alphas_cumprod.float()
+    losses: list[float] = []
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="bench train", unit="step")
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    model.train()
+    while step < cfg.steps:
+        start = time.perf_counter()
+        idx = torch.randint(0, data.shape[0], (cfg.batch_size,), generator=generator)
+        t = torch.randint(0, model.num_timesteps, (cfg.batch_size,), generator=generator)
+        eps = torch.randn((cfg.batch_size, *data.shape[1:]), generator=generator)
+        x0, t, eps = data[idx].to(device), t.to(device), eps.to(device)
+        ab = ab_all[t].view(-1, 1, 1, 1)
+        x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * eps
+        with autocast:
+            loss = (model.eps(x_t, t).float() - eps).square().mean()
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        ema_update(ema, model, cfg.ema_decay)
+        step += 1
+        elapsed += time.perf_counter() - start
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise FloatingPointError(f"training loss became {value} at step {step}")
+        losses.append(value)
+        bar.update(1)
+        bar.set_postfix(loss=f"{value:.4f}")
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            save()
+    bar.close()
+    return ema.eval(), losses

@@ -1,0 +1,164 @@
+"""A small DDPM epsilon-prediction UNet (Ho et al. 2020, appendix B, scaled down) as a ScoreModel.
+
+Residual blocks with GroupNorm, SiLU and a sinusoidal time embedding added to each block, optional
+self-attention at chosen resolutions, strided-conv downsampling and nearest upsampling with skips.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ipbench.models.base import ScoreModel, linear_alphas_cumprod
+
+
+@dataclass
+class UNetConfig:
+    """Architecture and schedule of a UNetScoreModel (stored in its checkpoint)."""
+
+    image_shape: tuple[int, int, int] = (1, 32, 32)
+    channels: int = 32
+    channel_mult: tuple[int, ...] = (1, 2, 2)
+    num_res_blocks: int = 2
+    attention_resolutions: tuple[int, ...] = (8,)
+    dropout: float = 0.1
+    num_timesteps: int = 1000
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+    extra: dict = field(default_factory=dict)  # free-form notes (training data, ...)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "UNetConfig":
+        data = dict(data)
+        for key in ("image_shape", "channel_mult", "attention_resolutions"):
+            if key in data:
+                data[key] = tuple(data[key])
+        return cls(**data)
+
+
+def timestep_embedding(t: Tensor, dim: int) -> Tensor:
+    """Sinusoidal embedding of integer times (Vaswani et al. 2017), as in the DDPM code."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    angles = t.float()[:, None] * freqs[None]
+    return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
+def _norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(min(8, channels), channels)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int, emb_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.norm1, self.conv1 = _norm(in_ch), nn.Conv2d(in_ch, out_ch, 3, padding=1)
+        self.emb = nn.Linear(emb_dim, out_ch)
+        self.norm2, self.conv2 = _norm(out_ch), nn.Conv2d(out_ch, out_ch, 3, padding=1)
+        self.dropout = nn.Dropout(dropout)
+        self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
+        nn.init.zeros_(self.conv2.weight)  # each block starts as the identity
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = h + self.emb(F.silu(emb))[:, :, None, None]
+        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        return self.skip(x) + h
+
+
+class Attention(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm = _norm(channels)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.out = nn.Conv2d(channels, channels, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, c, h, w = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(n, 3, c, h * w).transpose(-1, -2).unbind(1)
+        a = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0]
+        return x + self.out(a.transpose(-1, -2).reshape(n, c, h, w))
+
+
+class UNet(nn.Module):
+    """eps_theta(x_t, t): (N, C, H, W) x (N,) -> (N, C, H, W)."""
+
+    def __init__(self, cfg: UNetConfig) -> None:
+        super().__init__()
+        in_ch, size = cfg.image_shape[0], cfg.image_shape[1]
+        ch, emb_dim = cfg.channels, 4 * cfg.channels
+        self.base = ch
+        self.embed = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.stem = nn.Conv2d(in_ch, ch, 3, padding=1)
+        self.down = nn.ModuleList()
+        skips, cur = [ch], ch
+        for level, mult in enumerate(cfg.channel_mult):
+            for _ in range(cfg.num_res_blocks):
+                self.down.append(nn.ModuleList([ResBlock(cur, ch * mult, emb_dim, cfg.dropout),
+                                                Attention(ch * mult) if size in cfg.attention_resolutions else nn.Identity()]))
+                cur = ch * mult
+                skips.append(cur)
+            if level + 1 < len(cfg.channel_mult):
+                self.down.append(nn.Conv2d(cur, cur, 3, stride=2, padding=1))
+                skips.append(cur)
+                size //= 2
+        self.mid = nn.ModuleList([ResBlock(cur, cur, emb_dim, cfg.dropout), Attention(cur),
+                                  ResBlock(cur, cur, emb_dim, cfg.dropout)])
+        self.up = nn.ModuleList()
+        for level, mult in reversed(list(enumerate(cfg.channel_mult))):
+            for _ in range(cfg.num_res_blocks + 1):
+                self.up.append(nn.ModuleList([ResBlock(cur + skips.pop(), ch * mult, emb_dim, cfg.dropout),
+                                              Attention(ch * mult) if size in cfg.attention_resolutions else nn.Identity()]))
+                cur = ch * mult
+            if level > 0:
+                self.up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(cur, cur, 3, padding=1)))
+                size *= 2
+        self.head = nn.Sequential(_norm(cur), nn.SiLU(), nn.Conv2d(cur, in_ch, 3, padding=1))
+        nn.init.zeros_(self.head[-1].weight)
+        nn.init.zeros_(self.head[-1].bias)
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        emb = self.embed(timestep_embedding(t, self.base))
+        h = self.stem(x)
+        hs = [h]
+        for layer in self.down:
+            if isinstance(layer, nn.ModuleList):
+                h = layer[1](layer[0](h, emb))
+            else:
+                h = layer(h)
+            hs.append(h)
+        h = self.mid[2](self.mid[1](self.mid[0](h, emb)), emb)
+        for layer in self.up:
+            if isinstance(layer, nn.ModuleList):
+                h = layer[1](layer[0](torch.cat([h, hs.pop()], dim=1), emb))
+            else:
+                h = layer(h)
+        return self.head(h)
+
+
+class UNetScoreModel(ScoreModel):
+    """A UNet eps-model on the linear DDPM schedule. Why linear: it is the schedule of the public
+    pixel-space DDPM checkpoints (FFHQ 256, ImageNet 256) the DPS-line papers use, so times such as
+    t0 = 500 or the one-step-denoising times 30 / 100 / 300 mean the same noise level on every model."""
+
+    def __init__(self, cfg: UNetConfig) -> None:
+        super().__init__(linear_alphas_cumprod(cfg.num_timesteps, cfg.beta_start, cfg.beta_end), cfg.image_shape)
+        self.cfg = cfg
+        self.net = UNet(cfg)
+
+    def eps(self, x_t: Tensor, t: Tensor) -> Tensor:
+        return self.net(x_t, t)
+
+    def config(self) -> dict:
+        return asdict(self.cfg)
+
+    @classmethod
+    def from_config(cls, config: dict, state_dict: dict[str, Tensor]) -> "UNetScoreModel":
+        model = cls(UNetConfig.from_dict(config))
+        model.load_state_dict({k: v.float() for k, v in state_dict.items()})
+        return model
