@@ -60,6 +60,12 @@ def bundled_photos() -> list[Path]:
     return image_files(BUNDLED_DIR / "photos")
 
 
+@register_image_set("fashion32-test")
+def fashion32_test() -> list[Path]:
+    """The first 100 Fashion-MNIST test images, 32x32 grey (held out from `fashion32`'s training)."""
+    return image_files(BUNDLED_DIR / "fashion32-test")
+
+
 def center_crop_box(width: int, height: int, target_height: int, target_width: int) -> tuple[int, int, int, int]:
     """The largest centred (left, top, right, bottom) box of a width x height image with aspect H:W."""
     if width * target_height > height * target_width:  # too wide: trim left and right

@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from importlib.resources import files
 
 import torch
 
 from ipbench.models.gaussian import GaussianScoreModel
-from ipbench.models.registry import register_architecture, register_model
+from ipbench.models.registry import load_checkpoint, register_architecture, register_model
+from ipbench.models.unet import UNetScoreModel
 
 register_architecture("gaussian")(GaussianScoreModel)
+register_architecture("unet")(UNetScoreModel)
 
 PHOTOS_SHAPE = (3, 256, 256)
 
@@ -17,15 +20,35 @@ PHOTOS_SHAPE = (3, 256, 256)
 def _gaussian_photos() -> GaussianScoreModel:
     from ipbench.data import load_images
 
-    model = GaussianScoreModel.fit(load_images("photos", PHOTOS_SHAPE).images)
-    model.default_image_set = "photos"
-    return model
+    return GaussianScoreModel.fit(load_images("photos", PHOTOS_SHAPE).images)
 
 
 @register_model("gaussian")
 def gaussian(device: torch.device) -> GaussianScoreModel:
     """Stationary Gaussian fitted to the bundled `photos` (256x256 RGB): exact score, instant on CPU."""
     source = _gaussian_photos()
-    model = GaussianScoreModel(source.mean.flatten(), source.colour_basis, source.spectrum)
+    model = GaussianScoreModel(source.mean.flatten().clone(), source.colour_basis.clone(), source.spectrum.clone())
     model.default_image_set = "photos"
+    return model.to(device)
+
+
+def _bundled(name: str):
+    """A checkpoint shipped in ipbench/models/weights (see MODEL_CARD.md there)."""
+    return load_checkpoint(files("ipbench") / "models" / "weights" / name)
+
+
+@register_model("fashion32")
+def fashion32(device: torch.device) -> UNetScoreModel:
+    """DDPM UNet trained by ipbench on Fashion-MNIST (32x32 grey); see models/weights/MODEL_CARD.md."""
+    model = _bundled("fashion32-fp16.pt")
+    model.default_image_set = "fashion32-test"
+    model.default_num_images = 16  # keeps the default `bench run` under 90 s on 2 CPU cores
+    return model.to(device)
+
+
+@register_model("gaussian-fashion32")
+def gaussian_fashion32(device: torch.device) -> GaussianScoreModel:
+    """Stationary Gaussian fitted to the 60,000 Fashion-MNIST training images (the learned model's baseline)."""
+    model = _bundled("gaussian-fashion32.pt")
+    model.default_image_set = "fashion32-test"
     return model.to(device)
