@@ -26,3 +26,20 @@ def small_model_path(small_model: GaussianScoreModel, tmp_path_factory: pytest.T
 
 def generators(n: int, seed: int = 0) -> list[torch.Generator]:
     return [torch.Generator().manual_seed(seed + i) for i in range(n)]
+
+
+@pytest.fixture(scope="session")
+def synthetic_ffhq_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A stand-in for the FFHQ folder 00000: three small PNGs named like the first three images."""
+    from ipbench.data import save_png
+
+    folder = tmp_path_factory.mktemp("ffhq") / "00000"
+    for i in range(3):
+        save_png(torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(i)), folder / f"{i:05d}.png")
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def _ffhq_points_at_synthetic_images(monkeypatch: pytest.MonkeyPatch, synthetic_ffhq_dir: Path) -> None:
+    """Tests never read a user's real FFHQ copy, and the registered ffhq-1k set always resolves."""
+    monkeypatch.setenv("IPBENCH_FFHQ_DIR", str(synthetic_ffhq_dir))

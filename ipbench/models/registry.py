@@ -2,7 +2,9 @@
 
 A loader is a function `(device) -> ScoreModel` registered with `@register_model("name")`. A checkpoint
 is a dict saved by `save_checkpoint` {format, arch, config, state_dict}, loaded with weights_only=True
-and built by the architecture registered under `arch`, so no pickled code ever runs.
+and built by the architecture registered under `arch`, so no pickled code ever runs. A path loader
+`(path, device) -> ScoreModel` registered with `@register_model_path("prefix")` serves `--model prefix:PATH`,
+for files that cannot name their own architecture (a raw state dict, a diffusers folder).
 """
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ CHECKPOINT_FORMAT = "ipbench.score-model/1"
 
 ModelLoader = Callable[[torch.device], ScoreModel]
 MODELS: Registry[ModelLoader] = Registry("model")
+PathLoader = Callable[[Path, torch.device], ScoreModel]
+MODEL_PATH_LOADERS: Registry[PathLoader] = Registry("model path prefix")
 
 
 class Architecture(Protocol):
@@ -34,6 +38,11 @@ ARCHITECTURES: Registry[type] = Registry("model architecture")
 def register_model(name: str, aliases: tuple[str, ...] = ()) -> Callable[[ModelLoader], ModelLoader]:
     """Register a loader `(device) -> ScoreModel` under `name`."""
     return MODELS.decorator(name, aliases)
+
+
+def register_model_path(prefix: str) -> Callable[[PathLoader], PathLoader]:
+    """Register a loader `(path, device) -> ScoreModel` for `--model PREFIX:PATH`."""
+    return MODEL_PATH_LOADERS.decorator(prefix)
 
 
 def register_architecture(name: str) -> Callable[[type], type]:
@@ -77,10 +86,15 @@ def load_checkpoint(path: str | Path) -> ScoreModel:
 def load_model(name_or_path: str, device: torch.device | str = "cpu") -> ScoreModel:
     """A registered model by name, or a checkpoint file by path, on `device` in eval mode."""
     device = torch.device(device)
+    prefix, colon, path = name_or_path.partition(":")
     if name_or_path in MODELS:
         model = MODELS.get(name_or_path)(device)
+    elif colon and prefix in MODEL_PATH_LOADERS:
+        model = MODEL_PATH_LOADERS.get(prefix)(Path(path).expanduser(), device)
     elif Path(name_or_path).is_file():
         model = load_checkpoint(name_or_path)
     else:
-        raise UsageError(f"unknown model {name_or_path!r}: not a registered name ({', '.join(MODELS.names())}) nor a file")
+        forms = ", ".join(f"{p}:PATH" for p in MODEL_PATH_LOADERS.names())
+        raise UsageError(f"unknown model {name_or_path!r}: not a registered name ({', '.join(MODELS.names())}), "
+                         f"nor PREFIX:PATH ({forms}), nor a file")
     return model.to(device).eval().requires_grad_(False)  # solvers differentiate w.r.t. x_t only
