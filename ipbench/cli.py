@@ -57,7 +57,7 @@ plugin_option = click.option("--plugin", "plugins", multiple=True, metavar="FILE
 @cli.command("run")
 @click.option("--solver", "solvers", multiple=True, metavar="NAME", help="Solver to run (repeatable).")
 @click.option("--op", "operators", multiple=True, metavar="NAME", help="Operator to measure with (repeatable).")
-@click.option("--model", default=None, metavar="NAME|FILE", help="Score model name or checkpoint [default: gaussian].")
+@click.option("--model", default=None, metavar="NAME|FILE", help="Score model name or checkpoint [default: fashion32].")
 @click.option("--images", default=None, metavar="SET|DIR", help="Image set name or folder [default: the model's].")
 @click.option("--num-images", type=click.IntRange(min=1), default=None, help="Use the first N images.")
 @click.option("--seed", "seeds", type=int, multiple=True, help="Seed (repeatable) [default: 0].")
@@ -79,14 +79,14 @@ def run_command(solvers: tuple[str, ...], operators: tuple[str, ...], model: str
     """Run solvers x operators x images x seeds; write rows.jsonl, run.json, tables and grids."""
     _load_plugins(plugins)
     from ipbench.benchmark.runner import run
-    from ipbench.benchmark.spec import build_spec, load_suite
+    from ipbench.benchmark.spec import apply_params, build_spec, load_suite
     from ipbench.results.grid import write_grids
     from ipbench.results.table import write_tables
 
     if config:
-        if solvers or operators or params:
-            raise UsageError("--config sets the solvers, operators and parameters; drop --solver/--op/--param")
-        spec = load_suite(config)
+        if solvers or operators:
+            raise UsageError("--config sets the solvers and operators; drop --solver/--op (--param still applies)")
+        spec = apply_params(load_suite(config), list(params))
         for key, value in (("model", model), ("images", images), ("num_images", num_images)):
             if value is not None:
                 setattr(spec, key, value)

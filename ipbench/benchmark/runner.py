@@ -98,7 +98,7 @@ def run(spec: RunSpec, out: str | Path | None = None, batch_size: int = 8, devic
         num_images = model.default_num_images
     images = load_images(source, model.image_shape, num_images)
     for op in spec.operators:  # preflight: shape-dependent parameter errors surface before anything runs
-        op.build(model.image_shape, [measurement_generator(spec.seeds[0], images.ids[0], op.name, dev)], dev)
+        op.build(model.image_shape, [measurement_generator(spec.seeds[0], images.ids[0], op.label, dev)], dev)
     _prepare_folder(out, spec, images, model, dev, batch_size, command)
     if log is not None:
         default_note = " (the model's default; --num-images N for more)" if num_images != spec.num_images else ""
@@ -112,7 +112,8 @@ def run(spec: RunSpec, out: str | Path | None = None, batch_size: int = 8, devic
 
     store = RowStore(out / "rows.jsonl")
     done = store.done_keys()
-    total = len(spec.solvers) * len(spec.operators) * len(spec.seeds) * len(images)
+    pairs = sum(entry.runs_on(op.label) for entry in spec.solvers for op in spec.operators)
+    total = pairs * len(spec.seeds) * len(images)
     counted = CountingModel(compile_model(model) if compile else model)
     written = failed = 0
     bar = tqdm(total=total, disable=not progress, desc="bench run", unit="row", file=sys.stderr)
@@ -124,7 +125,9 @@ def run(spec: RunSpec, out: str | Path | None = None, batch_size: int = 8, devic
                 x = images.images[start:start + batch_size].to(dev)
                 measured: dict[tuple[int, ...], tuple[Physics, Tensor]] = {}
                 for entry in spec.solvers:
-                    todo = [i for i, image_id in enumerate(ids) if (entry.label, op.name, image_id, str(seed)) not in done]
+                    if not entry.runs_on(op.label):
+                        continue
+                    todo = [i for i, image_id in enumerate(ids) if (entry.label, op.label, image_id, str(seed)) not in done]
                     if not todo:
                         continue
                     sub_ids = [ids[i] for i in todo]
@@ -144,21 +147,21 @@ def run(spec: RunSpec, out: str | Path | None = None, batch_size: int = 8, devic
 def _measure(op: Operator, x: Tensor, ids: Sequence[str], seed: int, device: torch.device, out: Path
              ) -> tuple[Physics, Tensor]:
     """The operator and measurement for these images (the same whatever the batch: per-image generators)."""
-    generators = [measurement_generator(seed, image_id, op.name, device) for image_id in ids]
+    generators = [measurement_generator(seed, image_id, op.label, device) for image_id in ids]
     physics = op.build(x.shape[1:], generators, device)
     y = measure(physics, x, generators)
     shown = y if y.shape == x.shape else back_project(physics, y)  # what the grid shows as the measurement
     for image_id, truth, meas in zip(ids, x, shown):
         _save_once(out / "images" / "truth" / f"{image_id}.png", truth)
-        _save_once(out / "images" / op.name / "measurement" / f"{image_id}-s{seed}.png", meas)
+        _save_once(out / "images" / op.label / "measurement" / f"{image_id}-s{seed}.png", meas)
     return physics, y
 
 
 def _solve_and_score(entry: SolverEntry, op: Operator, seed: int, ids: Sequence[str], x: Tensor, y: Tensor,
                      physics: Physics, model: CountingModel, model_name: str, device: torch.device, out: Path
                      ) -> list[dict[str, Any]]:
-    generators = [solver_generator(seed, image_id, op.name, entry.label, device) for image_id in ids]
-    base = {"operator": op.name, "seed": seed, "model": model_name,
+    generators = [solver_generator(seed, image_id, op.label, entry.label, device) for image_id in ids]
+    base = {"operator": op.label, "seed": seed, "model": model_name,
             **{f"solver.{k}": v for k, v in entry.solver.hyperparameters().items()},
             **{f"operator.{k}": v for k, v in op.params.items()}}
     model.nfe = 0
@@ -180,7 +183,7 @@ def _solve_and_score(entry: SolverEntry, op: Operator, seed: int, ids: Sequence[
         row = {"solver": entry.label, "image": image_id, **base, "seconds": seconds, "nfe": model.nfe}
         if error is None and bool(finite[i]):
             row.update({k: float(v[i]) for k, v in metrics.items()}, status="ok")
-            save_png(x_hat[i], out / "images" / op.name / entry.label / f"{image_id}-s{seed}.png")
+            save_png(x_hat[i], out / "images" / op.label / entry.label / f"{image_id}-s{seed}.png")
         else:
             row.update(psnr=math.nan, ssim=math.nan, lpips=math.nan, status="failed",
                        error=error or "solver returned non-finite values")

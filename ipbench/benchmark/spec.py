@@ -16,7 +16,7 @@ try:
 except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib  # type: ignore[no-redef]
 
-DEFAULT_MODEL = "gaussian"
+DEFAULT_MODEL = "fashion32"
 
 
 @dataclass
@@ -25,10 +25,14 @@ class SolverEntry:
 
     solver: Solver
     label: str
+    operators: tuple[str, ...] = ()  # operator labels it runs on; empty = all
 
     @property
     def name(self) -> str:
         return self.solver.name
+
+    def runs_on(self, operator_label: str) -> bool:
+        return not self.operators or operator_label in self.operators
 
 
 @dataclass
@@ -41,6 +45,7 @@ class RunSpec:
     images: str | None = None  # None: the model's default image set
     num_images: int | None = None
     seeds: list[int] = field(default_factory=lambda: [0])
+    reference: list[dict[str, Any]] = field(default_factory=list)  # published numbers to print beside ours
 
     def config(self) -> dict[str, Any]:
         """A JSON-able description; equal configs give equal rows."""
@@ -49,15 +54,17 @@ class RunSpec:
             "images": self.images,
             "num_images": self.num_images,
             "seeds": list(self.seeds),
-            "solvers": [{"name": s.name, "label": s.label, "params": s.solver.hyperparameters()} for s in self.solvers],
-            "operators": [{"name": o.name, "params": o.params} for o in self.operators],
+            "solvers": [{"name": s.name, "label": s.label, "params": s.solver.hyperparameters(),
+                         **({"operators": list(s.operators)} if s.operators else {})} for s in self.solvers],
+            "operators": [{"name": o.name, "label": o.label, "params": o.params} for o in self.operators],
+            **({"reference": self.reference} if self.reference else {}),
         }
 
     def default_out(self) -> Path:
         """runs/<solvers>_<operators>_<hash>: the same command resumes into the same folder."""
         digest = hashlib.sha256(json.dumps(self.config(), sort_keys=True).encode()).hexdigest()[:8]
         solvers = "-".join(s.label for s in self.solvers)
-        operators = "-".join(o.name for o in self.operators)
+        operators = "-".join(o.label for o in self.operators)
         return Path("runs") / f"{solvers}_{operators}_{digest}"
 
 
@@ -116,10 +123,34 @@ def build_spec(solvers: list[str], operators: list[str], params: list[str], **op
     )
 
 
+def apply_params(spec: RunSpec, params: list[str]) -> RunSpec:
+    """Override a suite's values with `--param [TARGET.]NAME=VALUE`; TARGET is a label or a name."""
+    for text in params:
+        key, sep, value = text.partition("=")
+        target, _, name = key.rpartition(".")
+        if not sep or not name:
+            raise UsageError(f"--param {text!r}: expected NAME=VALUE or TARGET.NAME=VALUE")
+        hits = 0
+        for entry in spec.solvers:
+            if (not target or target in (entry.label, entry.name)) and name in {p.name for p in entry.solver.params()}:
+                entry.solver = type(entry.solver).create({**entry.solver.hyperparameters(), name: value})
+                hits += 1
+        for i, op in enumerate(spec.operators):
+            if (not target or target in (op.label, op.name)) and name in {p.name for p in OPERATORS.get(op.name).params}:
+                spec.operators[i] = Operator.create(op.name, {**op.params, name: value}, op.label)
+                hits += 1
+        if not hits:
+            raise UsageError(f"--param {text!r}: no solver or operator of the suite has a parameter {name!r}"
+                             + (f" under {target!r}" if target else ""))
+    return spec
+
+
 def load_suite(path: str | Path) -> RunSpec:
     """A RunSpec from a TOML suite: top-level model/images/num_images/seeds, [[solver]] and [[operator]] tables.
 
-    Each table has `name`, an optional `label` (solvers only) and its parameters as keys.
+    Each table has `name`, an optional `label` (its name in the results) and its parameters as keys; a
+    solver may list `operators = [labels]` to run on those only. [[reference]] tables hold published
+    numbers (solver, operator, metric, value, source, verified) that `bench table` prints beside ours.
     """
     path = Path(path)
     try:
@@ -132,24 +163,31 @@ def load_suite(path: str | Path) -> RunSpec:
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise UsageError(f"--config {path}: unknown key {unknown[0]!r}; valid: {', '.join(sorted(allowed))}")
+    operators = []
+    for table in data.get("operator", []):
+        table = dict(table)
+        name = _required(table, "name", path, "[[operator]]")
+        label = table.pop("label", None)
+        operators.append(Operator.create(name, table, None if label is None else str(label)))
+    labels = _unique([o.label for o in operators], f"--config {path}: operator label")
     solvers = []
     for table in data.get("solver", []):
         table = dict(table)
         name = SOLVERS.canonical(_required(table, "name", path, "[[solver]]"))
         label = str(table.pop("label", name))
-        solvers.append(SolverEntry(SOLVERS.get(name).create(table), label))
-    operators = []
-    for table in data.get("operator", []):
-        table = dict(table)
-        operators.append(Operator.create(_required(table, "name", path, "[[operator]]"), table))
+        only = tuple(str(o) for o in table.pop("operators", ()))
+        unknown = [o for o in only if o not in labels]
+        if unknown:
+            raise UsageError(f"--config {path}: solver {label} lists operator {unknown[0]!r}; operators are {', '.join(labels)}")
+        solvers.append(SolverEntry(SOLVERS.get(name).create(table), label, only))
     if not solvers or not operators:
         raise UsageError(f"--config {path}: needs at least one [[solver]] and one [[operator]] table")
     _unique([s.label for s in solvers], f"--config {path}: solver label")
-    _unique([o.name for o in operators], f"--config {path}: operator")
     seeds = data.get("seeds", [0])
     return RunSpec(solvers=solvers, operators=operators, model=data.get("model", DEFAULT_MODEL),
                    images=data.get("images"), num_images=data.get("num_images"),
-                   seeds=[int(s) for s in (seeds if isinstance(seeds, list) else [seeds])])
+                   seeds=[int(s) for s in (seeds if isinstance(seeds, list) else [seeds])],
+                   reference=[dict(r) for r in data.get("reference", [])])
 
 
 def _required(table: dict, key: str, path: Path, where: str) -> str:

@@ -56,14 +56,18 @@ class Operator:
 
     name: str
     params: dict[str, Any] = field(default_factory=dict)
+    label: str = ""  # its name in results and seeding (the name unless given, e.g. two denoise levels)
+
+    def __post_init__(self) -> None:
+        self.label = self.label or self.name
 
     @classmethod
-    def create(cls, name: str, values: dict[str, Any] | None = None) -> "Operator":
+    def create(cls, name: str, values: dict[str, Any] | None = None, label: str | None = None) -> "Operator":
         factory = OPERATORS.get(name)
         params = resolve(factory.params, values or {}, f"operator {factory.name}")
         if not 0 <= params["sigma_y"] < float("inf"):
             raise UsageError(f"operator {factory.name}.sigma_y={params['sigma_y']}: must be finite and >= 0 (image units)")
-        return cls(factory.name, params)
+        return cls(factory.name, params, label or factory.name)
 
     @property
     def sigma_y(self) -> float:

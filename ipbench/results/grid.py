@@ -32,7 +32,7 @@ def write_grids(run_dir: str | Path, max_images: int = 8) -> list[Path]:
     columns = ["truth", "measurement"] + [s["label"] for s in config["solvers"]]
     font = ImageFont.load_default()
     written = []
-    for op in (o["name"] for o in config["operators"]):
+    for op in (o.get("label", o["name"]) for o in config["operators"]):
         grid = Image.new("RGB", (LABEL_W + len(columns) * (cell[0] + PAD), LABEL_H + len(ids) * (cell[1] + PAD)), "white")
         draw = ImageDraw.Draw(grid)
         for c, name in enumerate(columns):

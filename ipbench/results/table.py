@@ -101,6 +101,21 @@ def to_latex(summary: pd.DataFrame, caption_text: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def reference_markdown(summary: pd.DataFrame, reference: list[dict]) -> str:
+    """Published numbers of a suite's [[reference]] tables beside ours (same solver, operator, metric)."""
+    lines = ["| solver | operator | metric | ipbench | published | source |", "|---|---|---|---|---|---|"]
+    for ref in reference:
+        metric = str(ref.get("metric", "")).lower()
+        hit = summary[(summary["solver"] == ref.get("solver")) & (summary["operator"] == ref.get("operator"))
+                      & (summary["metric"] == metric)]
+        ours = _cell(hit["mean"].iloc[0], hit["std"].iloc[0], metric) if len(hit) and metric in DECIMALS \
+            else "not measured" if metric not in DECIMALS else "-"
+        status = "" if ref.get("verified", False) else " (unverified)"
+        lines.append(f"| {ref.get('solver')} | {ref.get('operator')} | {metric.upper()} | {ours} | "
+                     f"{ref.get('value')}{status} | {ref.get('source', '')} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_tables(run_dir: str | Path) -> str:
     """Write table.md, table.csv (tidy) and table.tex into the run folder; return the Markdown."""
     run_dir = Path(run_dir)
@@ -108,9 +123,11 @@ def write_tables(run_dir: str | Path) -> str:
     if rows.empty:
         return "(no rows yet)\n"
     config = json.loads((run_dir / "run.json").read_text())["config"]
-    summary = summarize(rows, [s["label"] for s in config["solvers"]], [o["name"] for o in config["operators"]])
+    summary = summarize(rows, [s["label"] for s in config["solvers"]], [o.get("label", o["name"]) for o in config["operators"]])
     text = caption(run_dir, summary)
     markdown = to_markdown(summary, text)
+    if config.get("reference"):
+        markdown += "\nPublished numbers beside ours:\n\n" + reference_markdown(summary, config["reference"])
     (run_dir / "table.md").write_text(markdown)
     summary.to_csv(run_dir / "table.csv", index=False)
     (run_dir / "table.tex").write_text(to_latex(summary, text))
