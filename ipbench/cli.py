@@ -68,14 +68,18 @@ plugin_option = click.option("--plugin", "plugins", multiple=True, metavar="FILE
 @click.option("--out", default=None, metavar="DIR", help="Run folder [default: runs/<solvers>_<ops>_<hash>].")
 @click.option("--config", default=None, metavar="SUITE.toml", help="Run a TOML suite (solvers, operators, ...).")
 @click.option("--max-grid-images", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default=None,
+              help="Score-network precision [default: fp32]; bf16 autocasts the network only.")
+@click.option("--channels-last", is_flag=True, help="channels_last memory format for the score network.")
+@click.option("--tf32", is_flag=True, help="Allow TF32 matmuls/convolutions during the run.")
 @click.option("--compile", "compile_network", is_flag=True, help="torch.compile the score network.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @plugin_option
 @user_errors
 def run_command(solvers: tuple[str, ...], operators: tuple[str, ...], model: str | None, images: str | None,
                 num_images: int | None, seeds: tuple[int, ...], params: tuple[str, ...], batch_size: int, device: str,
-                out: str | None, config: str | None, max_grid_images: int, compile_network: bool, progress: bool,
-                plugins: tuple[str, ...]) -> None:
+                out: str | None, config: str | None, max_grid_images: int, precision: str | None, channels_last: bool,
+                tf32: bool, compile_network: bool, progress: bool, plugins: tuple[str, ...]) -> None:
     """Run solvers x operators x images x seeds; write rows.jsonl, run.json, tables and grids."""
     _load_plugins(plugins)
     from ipbench.benchmark.runner import run
@@ -95,9 +99,12 @@ def run_command(solvers: tuple[str, ...], operators: tuple[str, ...], model: str
     else:
         spec = build_spec(list(solvers), list(operators), list(params), model=model, images=images,
                           num_images=num_images, seeds=list(seeds) or None)
+    if precision is not None:
+        spec.precision = precision
     command = shlex.join(["bench", *sys.argv[1:]]) if sys.argv and Path(sys.argv[0]).name == "bench" else None
     result = run(spec, out=out, batch_size=batch_size, device=device, command=command, progress=progress,
-                 log=lambda line: click.echo(line, err=True), compile=compile_network)
+                 log=lambda line: click.echo(line, err=True), compile=compile_network, channels_last=channels_last,
+                 tf32=tf32)
     click.echo(write_tables(result.out))
     grids = write_grids(result.out, max_images=max_grid_images)
     click.echo(f"rows: {result.rows_written} new, {result.rows_skipped} already done, {result.failed} failed")

@@ -6,6 +6,7 @@ values gets `failed` rows with the error and the run goes on.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import platform
@@ -27,7 +28,7 @@ from ipbench.benchmark.store import RowStore, row_key
 from ipbench.data import ImageSet, load_images, save_png
 from ipbench.errors import UsageError
 from ipbench.models import ScoreModel, load_model
-from ipbench.models.compile import compile_model
+from ipbench.models.acceleration import Acceleration, accelerate
 from ipbench.operators import Operator, back_project, measure
 from ipbench.results.metrics import METRIC_CONVENTIONS, METRIC_SUMMARY, compute_metrics
 
@@ -79,14 +80,16 @@ def resolve_device(device: str | None) -> torch.device:
 
 def run(spec: RunSpec, out: str | Path | None = None, batch_size: int = 8, device: str | None = None,
         command: str | None = None, progress: bool = True, log: Callable[[str], None] | None = None,
-        compile: bool = False) -> RunResult:
+        compile: bool = False, channels_last: bool = False, tf32: bool = False) -> RunResult:
     """Run `spec` into folder `out` (default `spec.default_out()`), resuming if it holds the same run.
 
-    `log` receives one-line notes on what is run (model, images, solver settings). `compile` runs the
-    network through torch.compile (same results within float tolerance; faster for long samplers).
+    `log` receives one-line notes on what is run (model, images, solver settings). The speed switches
+    (`spec.precision`, `compile`, `channels_last`, `tf32`) wrap the network only (models/acceleration.py);
+    bf16 changes results and is part of the run's config, the others only move float rounding.
     """
     if batch_size < 1:
         raise UsageError(f"--batch-size {batch_size}: must be >= 1")
+    acceleration = Acceleration(spec.precision, channels_last, compile, tf32)
     out = Path(out) if out is not None else spec.default_out()
     dev = resolve_device(device)
     model = load_model(spec.model, dev)
@@ -99,7 +102,7 @@ def run(spec: RunSpec, out: str | Path | None = None, batch_size: int = 8, devic
     images = load_images(source, model.image_shape, num_images)
     for op in spec.operators:  # preflight: shape-dependent parameter errors surface before anything runs
         op.build(model.image_shape, [measurement_generator(spec.seeds[0], images.ids[0], op.label, dev)], dev)
-    _prepare_folder(out, spec, images, model, dev, batch_size, command)
+    _prepare_folder(out, spec, images, model, dev, batch_size, command, acceleration)
     if log is not None:
         default_note = " (the model's default; --num-images N for more)" if num_images != spec.num_images else ""
         log(f"model {spec.model} {tuple(model.image_shape)} on {dev}; {len(images)} images of {images.source}"
@@ -110,11 +113,17 @@ def run(spec: RunSpec, out: str | Path | None = None, batch_size: int = 8, devic
         for skipped, reason in images.skipped:
             log(f"  skipped image {skipped}: {reason}")
 
+    with accelerate(model, **dataclasses.asdict(acceleration)) as fast:
+        return _loop(spec, images, CountingModel(fast), dev, out, batch_size, progress)
+
+
+def _loop(spec: RunSpec, images: ImageSet, counted: "CountingModel", dev: torch.device, out: Path, batch_size: int,
+          progress: bool) -> RunResult:
+    """Every (operator, seed, batch, solver) not yet in rows.jsonl: measure, solve, score, append."""
     store = RowStore(out / "rows.jsonl")
     done = store.done_keys()
     pairs = sum(entry.runs_on(op.label) for entry in spec.solvers for op in spec.operators)
     total = pairs * len(spec.seeds) * len(images)
-    counted = CountingModel(compile_model(model) if compile else model)
     written = failed = 0
     bar = tqdm(total=total, disable=not progress, desc="bench run", unit="row", file=sys.stderr)
     bar.update(sum(1 for k in done if k[0] in {s.label for s in spec.solvers}))
@@ -209,7 +218,7 @@ def _save_once(path: Path, image: Tensor) -> None:
 
 
 def _prepare_folder(out: Path, spec: RunSpec, images: ImageSet, model: ScoreModel, device: torch.device,
-                    batch_size: int, command: str | None) -> None:
+                    batch_size: int, command: str | None, acceleration: "Acceleration") -> None:
     """Create the run folder and run.json, or check that an existing one holds the same run."""
     meta_path = out / "run.json"
     config = spec.config()
@@ -229,6 +238,7 @@ def _prepare_folder(out: Path, spec: RunSpec, images: ImageSet, model: ScoreMode
         "images": {"source": images.source, "ids": images.ids, "skipped": images.skipped},
         "device": _describe_device(device),
         "batch_size": batch_size,
+        "acceleration": dataclasses.asdict(acceleration),
         "versions": {name: _version(name) for name in ("torch", "deepinv", "lpips", "numpy", "pandas")}
         | {"python": platform.python_version()},
         "conventions": CONVENTIONS,

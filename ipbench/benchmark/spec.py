@@ -46,6 +46,7 @@ class RunSpec:
     num_images: int | None = None
     seeds: list[int] = field(default_factory=lambda: [0])
     reference: list[dict[str, Any]] = field(default_factory=list)  # published numbers to print beside ours
+    precision: str = "fp32"  # the score network's: fp32, or bf16 autocast (solver arithmetic stays float32)
 
     def config(self) -> dict[str, Any]:
         """A JSON-able description; equal configs give equal rows."""
@@ -58,6 +59,7 @@ class RunSpec:
                          **({"operators": list(s.operators)} if s.operators else {})} for s in self.solvers],
             "operators": [{"name": o.name, "label": o.label, "params": o.params} for o in self.operators],
             **({"reference": self.reference} if self.reference else {}),
+            **({"precision": self.precision} if self.precision != "fp32" else {}),  # bf16 changes results
         }
 
     def default_out(self) -> Path:
@@ -159,7 +161,7 @@ def load_suite(path: str | Path) -> RunSpec:
         raise UsageError(f"--config {path}: no such file") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"--config {path}: invalid TOML ({exc})") from None
-    allowed = {"model", "images", "num_images", "seeds", "solver", "operator", "title", "notes", "reference"}
+    allowed = {"model", "images", "num_images", "seeds", "solver", "operator", "title", "notes", "reference", "precision"}
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise UsageError(f"--config {path}: unknown key {unknown[0]!r}; valid: {', '.join(sorted(allowed))}")
@@ -187,7 +189,7 @@ def load_suite(path: str | Path) -> RunSpec:
     return RunSpec(solvers=solvers, operators=operators, model=data.get("model", DEFAULT_MODEL),
                    images=data.get("images"), num_images=data.get("num_images"),
                    seeds=[int(s) for s in (seeds if isinstance(seeds, list) else [seeds])],
-                   reference=[dict(r) for r in data.get("reference", [])])
+                   reference=[dict(r) for r in data.get("reference", [])], precision=str(data.get("precision", "fp32")))
 
 
 def _required(table: dict, key: str, path: Path, where: str) -> str:

@@ -1,0 +1,135 @@
+"""GPU-speed switches for a score model, as one wrapper that is still a ScoreModel (solvers do not change).
+
+    fast = accelerate(model, precision="bf16", channels_last=True, compile=True)
+
+The switches, each off by default:
+  precision      "fp32" (default): the network runs in float32 with autocast explicitly off.
+                 "bf16": the network call, and only it, runs under torch.autocast(dtype=bfloat16); eps is
+                 cast back to the dtype of x_t (float32 in every ipbench solver), so the solver's own
+                 arithmetic (steps, norms, the guidance gradient's accumulation) stays float32. The
+                 gradient w.r.t. x_t flows through autocast and arrives in x_t's dtype.
+  channels_last  converts the network's 4-D parameters to channels_last, in place (nn.Module.to does;
+                 `close()` converts them back), and each x_t before the call; eps is returned
+                 contiguous (NCHW).
+  compile        torch.compile of the whole call above (autocast and casts included), through
+                 ipbench.models.compile.CompiledModel (dynamic=False: one graph per batch shape).
+  tf32           sets torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32 to True.
+                 These are process-wide flags read when each kernel runs, so they cannot be scoped to
+                 the network call: the backward pass (autograd.grad in the solver) runs outside `eps`.
+                 They are set when the wrapper is built and restored by `close()` (or by leaving a
+                 `with accelerate(...) as model:` block). tf32=False leaves the flags as they are; note
+                 that PyTorch's own default already has cudnn.allow_tf32 = True, so "fp32" convolutions
+                 on an Ampere-or-later GPU are TF32 unless the user turned that off. No effect on CPU.
+
+Defaults: these are the safe ones (fp32, nothing else), not the fast ones. The GPU defaults the
+project will recommend are STILL TO BE MEASURED on a GPU (benchmarks/gpu_speed.py); none of these
+switches has been timed on a GPU yet.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import TracebackType
+
+import torch
+from torch import Tensor
+
+from ipbench.errors import UsageError
+from ipbench.models.base import ScoreModel
+from ipbench.models.compile import CompiledModel
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class Acceleration:
+    """The switches of `accelerate` (`dataclasses.asdict(model.settings)` is what run.json should record)."""
+
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    tf32: bool = False
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"precision={self.precision!r}; valid: {', '.join(PRECISIONS)}")
+
+    def label(self) -> str:
+        """A short name such as 'bf16+channels_last+compile'."""
+        return "+".join([self.precision] + [k for k in ("channels_last", "compile", "tf32") if getattr(self, k)])
+
+
+class NetworkCall(ScoreModel):
+    """One network evaluation under the precision and memory-format switches (what `compile` compiles)."""
+
+    def __init__(self, inner: ScoreModel, precision: str, channels_last: bool) -> None:
+        super().__init__(inner.alphas_cumprod, inner.image_shape)
+        self.inner = inner
+        self.compute_dtype = PRECISIONS[precision]
+        self.channels_last = channels_last
+
+    def eps(self, x_t: Tensor, t: Tensor) -> Tensor:
+        x = x_t.contiguous(memory_format=torch.channels_last) if self.channels_last else x_t
+        bf16 = self.compute_dtype == torch.bfloat16
+        with torch.autocast(x_t.device.type, dtype=torch.bfloat16, enabled=bf16):
+            eps = self.inner.eps(x, t)
+        return eps.to(dtype=x_t.dtype, memory_format=torch.contiguous_format)
+
+
+class AcceleratedModel(ScoreModel):
+    """`inner` with the switches of `Acceleration` applied; a ScoreModel, so any solver takes it."""
+
+    def __init__(self, inner: ScoreModel, settings: Acceleration, compile_mode: str | None = None) -> None:
+        super().__init__(inner.alphas_cumprod, inner.image_shape)
+        self.inner = inner
+        self.settings = settings
+        self.default_image_set = inner.default_image_set
+        self.default_num_images = inner.default_num_images
+        self._params_converted = settings.channels_last
+        if settings.channels_last:
+            inner.to(memory_format=torch.channels_last)  # in place, as nn.Module.to always is; close() undoes it
+        call = NetworkCall(inner, settings.precision, settings.channels_last)
+        self.network: ScoreModel = CompiledModel(call, mode=compile_mode) if settings.compile else call
+        self._saved_tf32: tuple[bool, bool] | None = None
+        if settings.tf32:
+            self._saved_tf32 = set_tf32(True)
+
+    def eps(self, x_t: Tensor, t: Tensor) -> Tensor:
+        return self.network.eps(x_t, t)
+
+    def close(self) -> None:
+        """Undo what reaches beyond this wrapper: restore the TF32 flags it set and convert the inner
+        model's parameters back to contiguous (NCHW) if it made them channels_last. Idempotent; the
+        wrapper still works afterwards, only without those two switches' effect on speed."""
+        if self._saved_tf32 is not None:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self._saved_tf32
+            self._saved_tf32 = None
+        if self._params_converted:
+            self.inner.to(memory_format=torch.contiguous_format)
+            self._params_converted = False
+
+    def __enter__(self) -> AcceleratedModel:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+
+def set_tf32(enabled: bool) -> tuple[bool, bool]:
+    """Set the process-wide TF32 flags (matmul, cudnn); returns their previous values."""
+    previous = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+    return previous
+
+
+def accelerate(model: ScoreModel, precision: str = "fp32", channels_last: bool = False, compile: bool = False,
+               tf32: bool = False, compile_mode: str | None = None) -> AcceleratedModel:
+    """`model` with the GPU-speed switches applied (see the module docstring); all off by default.
+
+    channels_last converts `model`'s parameters in place and tf32 changes process-wide flags, both
+    until `close()` (or the end of a `with accelerate(...) as fast:` block). Works on CPU too (bf16
+    autocast runs on CPU; tf32 then changes nothing).
+    """
+    return AcceleratedModel(model, Acceleration(precision, channels_last, compile, tf32), compile_mode)
+
+
+__all__ = ["PRECISIONS", "AcceleratedModel", "Acceleration", "NetworkCall", "accelerate", "set_tf32"]
