@@ -27,15 +27,6 @@ SHAPE = (1, 16, 16)
 U = 2.0**-8  # bfloat16 unit roundoff
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_intra_op_thread():
-    """Tiny tensors: one intra-op thread is faster and immune to OpenMP spin-waits on shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def model() -> UNetScoreModel:
     """A tiny UNet with random weights everywhere (the trained-from-zero layers too), eps of std ~1."""

@@ -85,7 +85,7 @@ def test_list_shows_every_operator_with_parameters(invoke):
     (["--solver", "blur", "--op", "inpaint", "--model", "nope"], "unknown model 'nope'"),
     (["--solver", "blur", "--op", "inpaint", "--images", "/no/such/dir"], "/no/such/dir"),
     (["--config", "/no/such.toml"], "/no/such.toml: no such file"),
-    (["--solver", "blur", "--op", "inpaint", "--config", "/no/such.toml"], "drop --solver/--op/--param"),
+    (["--solver", "blur", "--op", "inpaint", "--config", "/no/such.toml"], "drop --solver/--op"),
     (["--solver", "blur", "--op", "inpaint", "--plugin", "/no/such.py"], "/no/such.py: not a Python file"),
 ])
 def test_user_mistakes_give_one_line_and_exit_2(invoke, tmp_path, args, fragment):

@@ -35,16 +35,6 @@ from .conftest import generators
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_intra_op_thread():
-    """These tests run many ops on tiny tensors: one intra-op thread is faster, and immune to OpenMP
-    spin-waits when the 2 cores are shared (2 threads made this module 5-10x slower under load)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # --- independent ground truth ----------------------------------------------------------------------------
 
 

@@ -29,16 +29,6 @@ F64 = torch.float64
 NON_SQUARE = [(1, 17, 23), (1, 16, 24)]  # the second for operators that need sides divisible by 2, 4 or 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_intra_op_thread():
-    """These tests run many ops on tiny tensors: one intra-op thread is faster, and immune to OpenMP
-    spin-waits when the 2 cores are shared (2 threads made this module 5-10x slower under load)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _choice_params(name: str) -> list[Any]:
     return [p for p in OPERATORS.get(name).params if p.choices]
 

@@ -39,14 +39,6 @@ needs_prefix_paths = pytest.mark.skipif(not hasattr(registry, "MODEL_PATH_LOADER
                                         reason="load_model does not understand PREFIX:PATH yet (registry.py change pending)")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_intra_op_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
     """Any network access fails the test; so does any download not explicitly faked by the test."""
