@@ -38,7 +38,7 @@ class GaussianFilter(Solver):
     """Normalised-convolution Gaussian filter of width `sigma` pixels."""
 
     name = "blur"
-    sigma: float = 1.0  # filter std in pixels
+    sigma: float = 1.0  # filter std in pixels: light smoothing at sigma_y = 0.025; widen it for heavier noise
 
     def __post_init__(self) -> None:
         if not self.sigma > 0:
