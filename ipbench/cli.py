@@ -241,8 +241,8 @@ def train_command(data: str, out: str, steps: int, batch_size: int, lr: float, e
                             checkpoint_every=checkpoint_every, seed=seed)
     dev = resolve_device(device)
     command = shlex.join(["bench", *sys.argv[1:]]) if sys.argv and Path(sys.argv[0]).name == "bench" else None
-    ema, losses = train(images, Path(out), model_cfg, train_cfg, dev, progress=progress, log=click.echo)
-    for line in finish_training(ema, Path(out), data, images.shape[0], losses, train_cfg, dev, sample_steps, command):
+    ema, _ = train(images, Path(out), model_cfg, train_cfg, dev, progress=progress, log=click.echo)
+    for line in finish_training(ema, Path(out), data, images.shape[0], train_cfg, dev, sample_steps, command):
         click.echo(line)
 
 

@@ -55,16 +55,15 @@ def sample_grid(model: ScoreModel, n: int, steps: int, seed: int, path: Path, et
     save_png(torch.cat(rows, dim=-2), path)
 
 
-def finish_training(ema: UNetScoreModel, out: Path, data: str, num_images: int, losses: list[float],
-                    cfg: TrainConfig, device: torch.device, sample_steps: int, command: str | None) -> list[str]:
+def finish_training(ema: UNetScoreModel, out: Path, data: str, num_images: int, cfg: TrainConfig,
+                    device: torch.device, sample_steps: int, command: str | None) -> list[str]:
     """Write model.pt (EMA, float32), model-fp16.pt, samples.png and train_log.json; return summary lines."""
     save_checkpoint(ema, out / "model.pt")
     save_checkpoint(ema, out / "model-fp16.pt", half=True)
     sample_grid(ema, 64, sample_steps, cfg.seed, out / "samples.png")
     state = torch.load(out / "train_state.pt", map_location="cpu", weights_only=True)
     log_path = out / "train_log.json"
-    log = json.loads(log_path.read_text()) if log_path.exists() else {"loss_per_100_steps": []}
-    means = [sum(losses[i:i + 100]) / len(losses[i:i + 100]) for i in range(0, len(losses), 100)]
+    log = json.loads(log_path.read_text()) if log_path.exists() else {}
     log.update({
         "data": data, "num_images": num_images, "steps": int(state["step"]),
         "train_seconds": round(float(state["elapsed_seconds"]), 1),
@@ -72,7 +71,7 @@ def finish_training(ema: UNetScoreModel, out: Path, data: str, num_images: int, 
         else f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)",
         "parameters": sum(p.numel() for p in ema.parameters()),
         "model_config": ema.config(), "train_config": asdict(cfg), "command": command,
-        "loss_per_100_steps": log["loss_per_100_steps"] + [round(m, 5) for m in means],
+        "loss_per_100_steps": [round(float(m), 5) for m in state.get("loss_history", [])],
     })
     log_path.write_text(json.dumps(log, indent=2) + "\n")
     return [f"step {log['steps']}, {log['train_seconds']} s of training on {log['device']}",

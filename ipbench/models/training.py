@@ -63,7 +63,7 @@ def train(images: Tensor, out: Path, model_cfg: UNetConfig, cfg: TrainConfig, de
     ema = copy.deepcopy(model).requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
     generator = torch.Generator().manual_seed(cfg.seed)
-    step, elapsed = 0, 0.0
+    step, elapsed, history = 0, 0.0, []  # history: mean loss of every 100 steps, kept in the state
     if state_path.exists():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
         if state.get("format") != TRAIN_STATE_FORMAT or state["model_config"] != asdict(model_cfg):
@@ -73,12 +73,14 @@ def train(images: Tensor, out: Path, model_cfg: UNetConfig, cfg: TrainConfig, de
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
         step, elapsed = int(state["step"]), float(state["elapsed_seconds"])
+        history = list(state.get("loss_history", []))
         log(f"resuming from step {step} ({state_path})")
 
     def save() -> None:
         torch.save({"format": TRAIN_STATE_FORMAT, "model_config": asdict(model_cfg), "train_config": asdict(cfg),
                     "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
-                    "generator": generator.get_state(), "step": step, "elapsed_seconds": elapsed},
+                    "generator": generator.get_state(), "step": step, "elapsed_seconds": elapsed,
+                    "loss_history": history},
                    state_path)
 
     data = to_model(images)
@@ -110,6 +112,8 @@ def train(images: Tensor, out: Path, model_cfg: UNetConfig, cfg: TrainConfig, de
         if not math.isfinite(value):
             raise FloatingPointError(f"training loss became {value} at step {step}")
         losses.append(value)
+        if step % 100 == 0:
+            history.append(sum(losses[-100:]) / len(losses[-100:]))
         bar.update(1)
         bar.set_postfix(loss=f"{value:.4f}")
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
