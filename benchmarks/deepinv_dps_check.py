@@ -15,7 +15,6 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import torch
 
 from ipbench.benchmark.runner import resolve_device
 from ipbench.benchmark.seeding import measurement_generator, solver_generator
