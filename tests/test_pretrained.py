@@ -328,7 +328,7 @@ def _tiny_unet(out_channels: int = 3):
 
 
 def _save_folder(root: Path, unet, scheduler: dict | None = None, layout: str = "flat", safe: bool = True) -> Path:
-    from diffusers import DDPMScheduler
+    DDPMScheduler = pytest.importorskip("diffusers", reason="diffusers is an optional extra").DDPMScheduler
 
     unet_dir, scheduler_dir = (root, root) if layout == "flat" else (root / "unet", root / "scheduler")
     unet.save_pretrained(unet_dir, safe_serialization=safe)
@@ -346,7 +346,7 @@ def _eps_check(model: P.DiffusersScoreModel, unet) -> None:
 
 @pytest.mark.parametrize("layout, safe", [("flat", True), ("pipeline", False)])
 def test_a_diffusers_folder_is_an_eps_model_on_its_schedule(tmp_path: Path, layout: str, safe: bool) -> None:
-    from diffusers import DDPMScheduler
+    DDPMScheduler = pytest.importorskip("diffusers", reason="diffusers is an optional extra").DDPMScheduler
 
     unet = _tiny_unet()
     folder = _save_folder(tmp_path / "ddpm", unet, layout=layout, safe=safe)
@@ -359,7 +359,7 @@ def test_a_diffusers_folder_is_an_eps_model_on_its_schedule(tmp_path: Path, layo
 
 
 def test_scaled_linear_is_reproduced_as_diffusers_computes_it(tmp_path: Path) -> None:
-    from diffusers import DDPMScheduler
+    DDPMScheduler = pytest.importorskip("diffusers", reason="diffusers is an optional extra").DDPMScheduler
 
     config = dict(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, num_train_timesteps=500)
     model = P.load_diffusers(_save_folder(tmp_path / "m", _tiny_unet(), config))
@@ -378,7 +378,8 @@ def test_a_learned_variance_unet_keeps_the_eps_half(tmp_path: Path) -> None:
 
 
 def test_pre_0_14_attention_key_names_are_converted(tmp_path: Path) -> None:
-    from safetensors.torch import load_file, save_file
+    st = pytest.importorskip("safetensors.torch", reason="safetensors comes with the diffusers extra")
+    load_file, save_file = st.load_file, st.save_file
 
     unet = _tiny_unet()
     folder = _save_folder(tmp_path / "old", unet)
