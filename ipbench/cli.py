@@ -57,7 +57,9 @@ plugin_option = click.option("--plugin", "plugins", multiple=True, metavar="FILE
 @cli.command("run")
 @click.option("--solver", "solvers", multiple=True, metavar="NAME", help="Solver to run (repeatable).")
 @click.option("--op", "operators", multiple=True, metavar="NAME", help="Operator to measure with (repeatable).")
-@click.option("--model", default=None, metavar="NAME|FILE", help="Score model name or checkpoint [default: fashion32].")
+@click.option("--model", default=None, metavar="NAME|NAME:PATH|FILE",
+              help="Score model: a registered name, NAME:PATH (ffhq256:, imagenet256:, diffusers:) "
+                   "or an ipbench checkpoint [default: fashion32].")
 @click.option("--images", default=None, metavar="SET|DIR", help="Image set name or folder [default: the model's].")
 @click.option("--num-images", type=click.IntRange(min=1), default=None, help="Use the first N images.")
 @click.option("--seed", "seeds", type=int, multiple=True, help="Seed (repeatable) [default: 0].")
@@ -139,7 +141,7 @@ def list_command(plugins: tuple[str, ...]) -> None:
         click.echo(f"  {name}{aliases(OPERATORS, name)}: {factory.summary}")
         for p in factory.params:
             click.echo(f"      {p.describe()}")
-    click.echo("Models (--model NAME, or a checkpoint file):")
+    click.echo("Models (--model NAME, NAME:PATH, or a checkpoint file):")
     for name in MODELS:
         doc = (MODELS.get(name).__doc__ or "").strip().splitlines()[0]
         click.echo(f"  {name}: {doc}")
@@ -172,7 +174,7 @@ def grid_command(run_dir: str, max_images: int) -> None:
 
 
 @cli.command("sample")
-@click.option("--model", default="gaussian", show_default=True, metavar="NAME|FILE")
+@click.option("--model", default="fashion32", show_default=True, metavar="NAME|NAME:PATH|FILE")
 @click.option("-n", "num", type=click.IntRange(min=1), default=16, show_default=True, help="Number of samples.")
 @click.option("--steps", type=click.IntRange(min=1), default=100, show_default=True, help="Strided reverse steps.")
 @click.option("--eta", type=click.FloatRange(0, 1), default=1.0, show_default=True, help="1 = DDPM, 0 = DDIM.")
