@@ -27,7 +27,7 @@ from ipbench.benchmark.runner import CountingModel, resolve_device
 from ipbench.benchmark.seeding import measurement_generator, solver_generator
 from ipbench.data import load_images
 from ipbench.models import load_model
-from ipbench.models.compile import compile_model
+from ipbench.models.compile import CompiledModel
 from ipbench.operators import Operator, measure
 from ipbench.results.metrics import psnr
 from ipbench.solvers import SOLVERS
@@ -100,7 +100,7 @@ def main() -> None:
                      f"{seconds / n:.3f} | {psnr(x_hat.clamp(0, 1), x).mean():.2f} |")
 
     if not args.no_compile and "dps" in results:
-        compiled = compile_model(model)
+        compiled = CompiledModel(model)
         dps = SOLVERS.get("dps").create({"steps": str(steps)})
         seconds, x_c = timed(lambda: dps.solve(y, physics, compiled, gens("dps")), args.repeats, device)
         diff = float((x_c - results["dps"]).abs().max())

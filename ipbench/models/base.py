@@ -75,9 +75,16 @@ def timesteps(t: int | Tensor, batch: int, device: torch.device) -> Tensor:
     return t.expand(batch).clone() if t.ndim == 0 else t
 
 
-def tweedie_x0(x_t: Tensor, eps: Tensor, alpha_bar: Tensor) -> Tensor:
-    """x0_hat = (x_t - sqrt(1 - alpha_bar) eps_hat) / sqrt(alpha_bar), in model units."""
-    return (x_t - (1.0 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()
+def _sqrt(a: Tensor | float) -> Tensor | float:
+    return a.sqrt() if isinstance(a, Tensor) else a ** 0.5
+
+
+def tweedie_x0(x_t: Tensor, eps: Tensor, alpha_bar: Tensor | float) -> Tensor:
+    """x0_hat = (x_t - sqrt(1 - alpha_bar) eps_hat) / sqrt(alpha_bar), in model units.
+
+    alpha_bar is a float (one time for the batch) or a tensor broadcasting against x_t (one per image).
+    """
+    return (x_t - _sqrt(1.0 - alpha_bar) * eps) / _sqrt(alpha_bar)
 
 
 def diffusion_sigma(alphas_cumprod: Tensor) -> Tensor:
@@ -101,10 +108,10 @@ def time_for_sigma(alphas_cumprod: Tensor, sigma_y: float) -> int:
     return int(torch.argmin((sig.log() - math.log(2.0 * sigma_y)).abs()))
 
 
-def diffuse_measurement(x_img: Tensor, alpha_bar: Tensor) -> Tensor:
+def diffuse_measurement(x_img: Tensor, alpha_bar: Tensor | float) -> Tensor:
     """Map a noisy image-units estimate to x_t: sqrt(alpha_bar) * to_model(x).
 
     If x = x0 + n with n ~ N(0, sigma_y^2) and t = time_for_sigma(sigma_y), this is (up to the
     matching error) a sample of x_t given x0, as the forward process would make it.
     """
-    return alpha_bar.sqrt() * to_model(x_img)
+    return _sqrt(alpha_bar) * to_model(x_img)

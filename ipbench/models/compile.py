@@ -18,7 +18,3 @@ class CompiledModel(ScoreModel):
 
     def eps(self, x_t: Tensor, t: Tensor) -> Tensor:
         return self._eps(x_t, t)
-
-
-def compile_model(model: ScoreModel, mode: str | None = None) -> ScoreModel:
-    return CompiledModel(model, mode)

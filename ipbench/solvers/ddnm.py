@@ -22,7 +22,7 @@ from torch import Tensor
 from ipbench.models.base import ScoreModel, to_image, to_model
 from ipbench.operators.base import noise_level, pseudo_inverse
 from ipbench.solvers.base import Solver, randn_per_image, register_solver
-from ipbench.solvers.diffusion import ddim_coefficients, predict_x0, reverse_grid
+from ipbench.solvers.diffusion import ddim_coefficients, ddim_step, predict_x0, reverse_grid
 
 
 @register_solver
@@ -40,7 +40,7 @@ class DDNM(Solver):
         exact = isinstance(op, (Inpainting, Denoising))  # singular values 0 or 1: one scalar lambda is exact
         x = randn_per_image((y.shape[0], *model.image_shape), generators, y.device)
         for t, ab, ab_prev in reverse_grid(model, model.num_timesteps - 1, self.steps):
-            c_x0, c_eps, s_t = ddim_coefficients(ab, ab_prev, self.eta)
+            c_x0, _, s_t = ddim_coefficients(ab, ab_prev, self.eta)
             x0 = predict_x0(model, x, t, ab, self.clip)
             x0_img = to_image(x0)
             residual = op.A(x0_img) - y
@@ -53,9 +53,6 @@ class DDNM(Solver):
             else:  # c = 0: a noiseless step has no noise to hide amplified measurement noise in
                 correction, injected = torch.zeros_like(x0_img), 0.0
             x0 = to_model(x0_img - correction)  # range space from y, null space from x0_hat
-            eps = (x - ab ** 0.5 * x0) / (1 - ab) ** 0.5
-            x = c_x0 * x0 + c_eps * eps
             noise_std = max(s_t**2 - (c_x0 * injected) ** 2, 0.0) ** 0.5 if exact else s_t
-            if noise_std > 0:
-                x = x + noise_std * randn_per_image(x.shape, generators, x.device, x.dtype)
+            x = ddim_step(x, x0, ab, ab_prev, self.eta, generators, noise_std)
         return to_image(x)

@@ -14,7 +14,7 @@ import torch
 from deepinv.physics import Physics
 from torch import Tensor
 
-from ipbench.models.base import ScoreModel, time_for_sigma, to_image, to_model
+from ipbench.models.base import ScoreModel, diffuse_measurement, time_for_sigma, to_image
 from ipbench.operators.base import back_project, noise_level
 from ipbench.solvers.base import Solver, register_solver
 from ipbench.solvers.diffusion import reverse_process
@@ -33,5 +33,5 @@ class IterativeDenoising(Solver):
 
     def solve(self, y: Tensor, op: Physics, model: ScoreModel, generators: Sequence[torch.Generator]) -> Tensor:
         t0 = time_for_sigma(model.alphas_cumprod, noise_level(op)) if self.t is None else self.t
-        x = float(model.alphas_cumprod[t0]) ** 0.5 * to_model(back_project(op, y))  # y as a sample of x_t0
+        x = diffuse_measurement(back_project(op, y), float(model.alphas_cumprod[t0]))  # y as a sample of x_t0
         return to_image(reverse_process(model, x, t0, self.steps, self.eta, generators, self.clip))

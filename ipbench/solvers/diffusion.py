@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from ipbench.errors import UsageError
-from ipbench.models.base import ScoreModel, timesteps
+from ipbench.models.base import ScoreModel, timesteps, tweedie_x0
 from ipbench.solvers.base import randn_per_image
 
 X0Hook = Callable[[Tensor, int], Tensor]
@@ -29,8 +29,7 @@ def timestep_schedule(t_start: int, steps: int) -> list[int]:
 
 def predict_x0(model: ScoreModel, x_t: Tensor, t: int, alpha_bar: float, clip: bool) -> Tensor:
     """Tweedie's x0_hat from one network evaluation, optionally clipped to [-1, 1] (as the DDPM code does)."""
-    eps = model.eps(x_t, timesteps(t, x_t.shape[0], x_t.device))
-    x0 = (x_t - (1.0 - alpha_bar) ** 0.5 * eps) / alpha_bar ** 0.5
+    x0 = tweedie_x0(x_t, model.eps(x_t, timesteps(t, x_t.shape[0], x_t.device)), alpha_bar)
     return x0.clamp(-1.0, 1.0) if clip else x0
 
 
@@ -50,9 +49,13 @@ def ddim_coefficients(ab_t: float, ab_prev: float, eta: float) -> tuple[float, f
 
 
 def ddim_step(x_t: Tensor, x0: Tensor, ab_t: float, ab_prev: float, eta: float,
-              generators: Sequence[torch.Generator]) -> Tensor:
-    """x_{t_prev} from x_t and x0_hat; eps is re-derived from x0_hat so that a clipped x0_hat stays consistent."""
+              generators: Sequence[torch.Generator], noise_std: float | None = None) -> Tensor:
+    """x_{t_prev} from x_t and x0_hat; eps is re-derived from x0_hat so that a clipped x0_hat stays consistent.
+
+    `noise_std` replaces the step's noise std (DDNM+ lowers it by the noise its correction injects).
+    """
     c_x0, c_eps, sigma = ddim_coefficients(ab_t, ab_prev, eta)
+    sigma = sigma if noise_std is None else noise_std
     eps = (x_t - ab_t ** 0.5 * x0) / (1 - ab_t) ** 0.5
     x_prev = c_x0 * x0 + c_eps * eps
     if sigma > 0:
