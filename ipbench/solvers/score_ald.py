@@ -55,7 +55,7 @@ class ScoreALD(Solver):
             x0 = predict_x0(model, x, t, ab, clip=False)  # the one network evaluation
             if self.weighting == "ddpm":
                 x0 = x0 + (1 - ab) / ab ** 0.5 * score_y  # Tweedie with the posterior score
-                x = ddim_step(x, x0.clamp(-1, 1) if self.clip else x0, ab, ab_prev, self.eta, generators)
-            else:
-                x = ddim_step(x, x0.clamp(-1, 1) if self.clip else x0, ab, ab_prev, self.eta, generators) + score_y
+            x = ddim_step(x, x0.clamp(-1, 1) if self.clip else x0, ab, ab_prev, self.eta, generators)
+            if self.weighting == "unit":
+                x = x + score_y  # the seeds' literal step of size 1
         return to_image(x)
