@@ -70,8 +70,13 @@ class ScoreModel(nn.Module, ABC):
 
 
 def timesteps(t: int | Tensor, batch: int, device: torch.device) -> Tensor:
-    """A (batch,) long tensor of diffusion times from an int or a tensor."""
-    t = torch.as_tensor(t, device=device, dtype=torch.long)
+    """A (batch,) long tensor of diffusion times from an int or a tensor.
+
+    An int is written by a fill on the device: torch.as_tensor(int, device="cuda") would copy from host
+    memory, and that copy synchronises the stream, once per network call."""
+    if not isinstance(t, Tensor):
+        return torch.full((batch,), int(t), device=device, dtype=torch.long)
+    t = t.to(device=device, dtype=torch.long)
     return t.expand(batch).clone() if t.ndim == 0 else t
 
 

@@ -27,6 +27,7 @@ by shape against the architecture, and refused with a UsageError otherwise; no p
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 from collections.abc import Mapping
@@ -100,9 +101,25 @@ class DiffUNetScoreModel(ScoreModel):
     def __init__(self, net: nn.Module, image_shape: tuple[int, int, int] = IMAGE_SHAPE) -> None:
         super().__init__(linear_alphas_cumprod(T_TRAIN, BETA_START, BETA_END), image_shape)
         self.net = net
+        half = net.model_channels // 2
+        # ADM's sinusoidal frequencies exp(-log(10000) k / half), kept on the model's device: deepinv
+        # builds them on the host at every call, and that copy synchronises the GPU stream each step.
+        self.register_buffer("freqs", torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half),
+                             persistent=False)
 
     def eps(self, x_t: Tensor, t: Tensor) -> Tensor:
-        return self.net.forward_diffusion(x_t, t)[:, : self.channels]
+        """DiffUNet.forward_diffusion(x_t, t) (unconditional), with the time embedding from `freqs`."""
+        net = self.net
+        angles = t[:, None].float() * self.freqs[None]
+        emb = net.time_embed(torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1))
+        h, skips = x_t, []
+        for block in net.input_blocks:
+            h = block(h, emb)
+            skips.append(h)
+        h = net.middle_block(h, emb)
+        for block in net.output_blocks:
+            h = block(torch.cat([h, skips.pop()], dim=1), emb)
+        return net.out(h)[:, : self.channels]
 
 
 class DiffusersScoreModel(ScoreModel):
