@@ -75,16 +75,22 @@ plugin_option = click.option("--plugin", "plugins", multiple=True, metavar="FILE
 @click.option("--channels-last", is_flag=True, help="channels_last memory format for the score network.")
 @click.option("--tf32", is_flag=True, help="Allow TF32 matmuls/convolutions during the run.")
 @click.option("--compile", "compile_network", is_flag=True, help="torch.compile the score network.")
+@click.option("--cuda-graphs", is_flag=True,
+              help="torch.compile the network in reduce-overhead mode: CUDA graphs replace its kernel launches.")
+@click.option("--fast", is_flag=True,
+              help="On CUDA: the fastest measured setting, bf16 + channels_last + CUDA graphs "
+                   "(results/gpu_speed.md). No effect on CPU.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @plugin_option
 @user_errors
 def run_command(solvers: tuple[str, ...], operators: tuple[str, ...], model: str | None, images: str | None,
                 num_images: int | None, seeds: tuple[int, ...], params: tuple[str, ...], batch_size: int, device: str,
                 out: str | None, config: str | None, max_grid_images: int, precision: str | None, channels_last: bool,
-                tf32: bool, compile_network: bool, progress: bool, plugins: tuple[str, ...]) -> None:
+                tf32: bool, compile_network: bool, cuda_graphs: bool, fast: bool, progress: bool,
+                plugins: tuple[str, ...]) -> None:
     """Run solvers x operators x images x seeds; write rows.jsonl, run.json, tables and grids."""
     _load_plugins(plugins)
-    from ipbench.benchmark.runner import run
+    from ipbench.benchmark.runner import resolve_device, run
     from ipbench.benchmark.spec import apply_params, build_spec, load_suite
     from ipbench.results.grid import write_grids
     from ipbench.results.table import write_tables
@@ -101,12 +107,17 @@ def run_command(solvers: tuple[str, ...], operators: tuple[str, ...], model: str
     else:
         spec = build_spec(list(solvers), list(operators), list(params), model=model, images=images,
                           num_images=num_images, seeds=list(seeds) or None)
+    if fast and resolve_device(device).type == "cuda":
+        precision, channels_last, cuda_graphs = precision or "bf16", True, True
+    elif fast:
+        click.echo("--fast: no effect on CPU (the GPU preset; fp32 eager is the fastest measured CPU setting)",
+                   err=True)
     if precision is not None:
         spec.precision = precision
     command = shlex.join(["bench", *sys.argv[1:]]) if sys.argv and Path(sys.argv[0]).name == "bench" else None
     result = run(spec, out=out, batch_size=batch_size, device=device, command=command, progress=progress,
                  log=lambda line: click.echo(line, err=True), compile=compile_network, channels_last=channels_last,
-                 tf32=tf32)
+                 tf32=tf32, cuda_graphs=cuda_graphs)
     click.echo(write_tables(result.out))
     grids = write_grids(result.out, max_images=max_grid_images)
     click.echo(f"rows: {result.rows_written} new, {result.rows_skipped} already done, {result.failed} failed")

@@ -219,3 +219,28 @@ def test_compile_matches_eager(model):
     (g,) = torch.autograd.grad(eps.square().sum(), xv)
     (ge,) = torch.autograd.grad(exact.square().sum(), xe)
     torch.testing.assert_close(g, ge, rtol=1e-4, atol=1e-4)
+
+
+def test_cuda_graphs_is_compile_in_reduce_overhead_mode(model):
+    """cuda_graphs implies compile, in torch.compile's CUDA-graph mode; plain compile uses the default mode.
+    Nothing is compiled here (torch.compile is lazy): the compiled path's numbers are test_compile_matches_eager."""
+    from ipbench.models.acceleration import Acceleration
+    from ipbench.models.compile import CompiledModel
+
+    graphs, plain = accelerate(model, cuda_graphs=True), accelerate(model, compile=True)
+    assert isinstance(graphs.network, CompiledModel) and graphs.network.mode == "reduce-overhead"
+    assert isinstance(plain.network, CompiledModel) and plain.network.mode == "default"
+    assert not isinstance(accelerate(model).network, CompiledModel)
+    assert Acceleration("bf16", True, True, False, True).label() == "bf16+channels_last+cuda_graphs"
+    assert Acceleration(cuda_graphs=True).compile_mode == "reduce-overhead" and Acceleration().compile_mode is None
+
+
+def test_cuda_graphs_output_is_a_copy_a_solver_may_keep(model, monkeypatch):
+    """A CUDA graph replays into the same output memory, so the wrapper hands out a copy of eps."""
+    fast = accelerate(model, cuda_graphs=True)
+    shared = torch.zeros(4, *SHAPE)
+    monkeypatch.setattr(fast.network, "eps", lambda x_t, t: shared)  # stands in for the graph's static output
+    x, t = inputs()
+    first = fast.eps(x, t)
+    shared.fill_(1.0)  # the next replay overwrites the static output
+    assert first.data_ptr() != shared.data_ptr() and torch.equal(first, torch.zeros_like(first))

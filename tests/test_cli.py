@@ -140,3 +140,14 @@ p = 0.5
     bad.write_text('[[solver]]\nname = "blur"\nwidth = 2\n[[operator]]\nname = "denoise"\n')
     result = invoke("run", "--config", bad, "--out", tmp_path / "bad")
     assert result.exit_code == 2 and "solver blur has no parameter 'width'" in result.output
+
+
+def test_fast_is_the_gpu_preset_and_says_it_does_nothing_on_cpu(invoke, tmp_path, small_model_path):
+    out = tmp_path / "run"
+    result = invoke("run", "--solver", "tweedie", "--op", "denoise", "--model", small_model_path, "--images", "photos",
+                    "--num-images", "1", "--device", "cpu", "--fast", "--out", out, "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "--fast: no effect on CPU" in result.output
+    acceleration = json.loads((out / "run.json").read_text())["acceleration"]
+    assert acceleration == {"precision": "fp32", "channels_last": False, "compile": False, "tf32": False,
+                            "cuda_graphs": False}

@@ -80,16 +80,16 @@ def resolve_device(device: str | None) -> torch.device:
 
 def run(spec: RunSpec, out: str | Path | None = None, batch_size: int = 8, device: str | None = None,
         command: str | None = None, progress: bool = True, log: Callable[[str], None] | None = None,
-        compile: bool = False, channels_last: bool = False, tf32: bool = False) -> RunResult:
+        compile: bool = False, channels_last: bool = False, tf32: bool = False, cuda_graphs: bool = False) -> RunResult:
     """Run `spec` into folder `out` (default `spec.default_out()`), resuming if it holds the same run.
 
     `log` receives one-line notes on what is run (model, images, solver settings). The speed switches
-    (`spec.precision`, `compile`, `channels_last`, `tf32`) wrap the network only (models/acceleration.py);
+    (`spec.precision`, `compile`, `channels_last`, `tf32`, `cuda_graphs`) wrap the network only (models/acceleration.py);
     bf16 changes results and is part of the run's config, the others only move float rounding.
     """
     if batch_size < 1:
         raise UsageError(f"--batch-size {batch_size}: must be >= 1")
-    acceleration = Acceleration(spec.precision, channels_last, compile, tf32)
+    acceleration = Acceleration(spec.precision, channels_last, compile or cuda_graphs, tf32, cuda_graphs)
     out = Path(out) if out is not None else spec.default_out()
     dev = resolve_device(device)
     model = load_model(spec.model, dev)

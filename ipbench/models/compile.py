@@ -14,6 +14,7 @@ class CompiledModel(ScoreModel):
         super().__init__(inner.alphas_cumprod, inner.image_shape)
         self.inner = inner
         self.default_image_set = inner.default_image_set
+        self.mode = mode
         self._eps = torch.compile(inner.eps, mode=mode, dynamic=False)
 
     def eps(self, x_t: Tensor, t: Tensor) -> Tensor:
