@@ -106,3 +106,14 @@ def test_measurements_are_shared_by_solvers_and_seeds_differ(tmp_path, small_mod
     measurement = out / "images" / "inpaint-random" / "measurement"
     a, b = (measurement / "00-astronaut-s0.png").read_bytes(), (measurement / "00-astronaut-s1.png").read_bytes()
     assert a != b  # a different seed draws a different mask and noise
+
+
+def test_nfe_is_per_image_for_batched_and_image_by_image_solvers(tmp_path, small_model_path):
+    """dps calls the network on the whole batch, deepinv's DPS image by image: both record NFE per image."""
+    spec = _spec(small_model_path, solvers=("dps", "deepinv-dps"), ops=("denoise",), num_images=3,
+                 params=["dps.steps=4", "deepinv-dps.num_steps=4"])
+    rows = RowStore(run(spec, out=tmp_path / "n", batch_size=3, progress=False).out / "rows.jsonl").read()
+    per_solver = {name: {r["nfe"] for r in rows if r["solver"] == name} for name in ("dps", "deepinv-dps")}
+    assert per_solver["dps"] == {4}
+    (deepinv_nfe,) = per_solver["deepinv-dps"]
+    assert 3 <= deepinv_nfe <= 5  # deepinv's own count for 4 steps, not 3 images x that

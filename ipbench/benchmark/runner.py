@@ -45,16 +45,25 @@ CONVENTIONS = {
 
 
 class CountingModel(ScoreModel):
-    """Wraps a score model and counts network evaluations (one per eps call on a batch)."""
+    """Wraps a score model and counts its evaluations: `nfe` eps calls, `images` images through them.
+
+    `images / batch size` is the NFE per image whether a solver calls the network on the whole batch
+    (nfe calls of N images) or image by image (N x nfe calls of one image), as deepinv's DPS does.
+    """
 
     def __init__(self, inner: ScoreModel) -> None:
         super().__init__(inner.alphas_cumprod, inner.image_shape)
         self.inner = inner
         self.nfe = 0
+        self.images = 0
 
     def eps(self, x_t: Tensor, t: Tensor) -> Tensor:
         self.nfe += 1
+        self.images += x_t.shape[0]
         return self.inner.eps(x_t, t)
+
+    def reset(self) -> None:
+        self.nfe = self.images = 0
 
 
 @dataclass
@@ -173,7 +182,7 @@ def _solve_and_score(entry: SolverEntry, op: Operator, seed: int, ids: Sequence[
     base = {"operator": op.label, "seed": seed, "model": model_name,
             **{f"solver.{k}": v for k, v in entry.solver.hyperparameters().items()},
             **{f"operator.{k}": v for k, v in op.params.items()}}
-    model.nfe = 0
+    model.reset()
     _synchronize(device)
     start = time.perf_counter()
     try:
@@ -189,7 +198,7 @@ def _solve_and_score(entry: SolverEntry, op: Operator, seed: int, ids: Sequence[
         x_hat = torch.where(finite.view(-1, 1, 1, 1), x_hat, torch.zeros_like(x_hat)).clamp(0, 1)
         metrics = {k: v.tolist() for k, v in compute_metrics(x_hat, x).items()}
     for i, image_id in enumerate(ids):
-        row = {"solver": entry.label, "image": image_id, **base, "seconds": seconds, "nfe": model.nfe}
+        row = {"solver": entry.label, "image": image_id, **base, "seconds": seconds, "nfe": model.images // len(ids)}
         if error is None and bool(finite[i]):
             row.update({k: float(v[i]) for k, v in metrics.items()}, status="ok")
             save_png(x_hat[i], out / "images" / op.label / entry.label / f"{image_id}-s{seed}.png")
