@@ -70,6 +70,8 @@ plugin_option = click.option("--plugin", "plugins", multiple=True, metavar="FILE
 @click.option("--out", default=None, metavar="DIR", help="Run folder [default: runs/<solvers>_<ops>_<hash>].")
 @click.option("--config", default=None, metavar="SUITE.toml", help="Run a TOML suite (solvers, operators, ...).")
 @click.option("--max-grid-images", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--metric", "metrics", multiple=True, metavar="NAME",
+              help="An extra metric beside PSNR, SSIM and LPIPS (AlexNet), repeatable: lpips-vgg.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default=None,
               help="Score-network precision [default: fp32]; bf16 autocasts the network only.")
 @click.option("--channels-last", is_flag=True, help="channels_last memory format for the score network.")
@@ -86,12 +88,12 @@ plugin_option = click.option("--plugin", "plugins", multiple=True, metavar="FILE
 def run_command(solvers: tuple[str, ...], operators: tuple[str, ...], model: str | None, images: str | None,
                 num_images: int | None, seeds: tuple[int, ...], params: tuple[str, ...], batch_size: int, device: str,
                 out: str | None, config: str | None, max_grid_images: int, precision: str | None, channels_last: bool,
-                tf32: bool, compile_network: bool, cuda_graphs: bool, fast: bool, progress: bool,
-                plugins: tuple[str, ...]) -> None:
+                metrics: tuple[str, ...], tf32: bool, compile_network: bool, cuda_graphs: bool, fast: bool,
+                progress: bool, plugins: tuple[str, ...]) -> None:
     """Run solvers x operators x images x seeds; write rows.jsonl, run.json, tables and grids."""
     _load_plugins(plugins)
     from ipbench.benchmark.runner import resolve_device, run
-    from ipbench.benchmark.spec import apply_params, build_spec, load_suite
+    from ipbench.benchmark.spec import apply_params, build_spec, load_suite, metric_names
     from ipbench.results.grid import write_grids
     from ipbench.results.table import write_tables
 
@@ -114,6 +116,8 @@ def run_command(solvers: tuple[str, ...], operators: tuple[str, ...], model: str
                    err=True)
     if precision is not None:
         spec.precision = precision
+    if metrics:
+        spec.metrics = metric_names(metrics, "--metric")
     command = shlex.join(["bench", *sys.argv[1:]]) if sys.argv and Path(sys.argv[0]).name == "bench" else None
     result = run(spec, out=out, batch_size=batch_size, device=device, command=command, progress=progress,
                  log=lambda line: click.echo(line, err=True), compile=compile_network, channels_last=channels_last,

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import pickle
+import sys
 import warnings
 from pathlib import Path
 
@@ -157,8 +159,8 @@ def test_lpips_upsamples_small_images_keeping_aspect() -> None:
 
 
 def test_lpips_unavailable_net_is_a_usage_error() -> None:
-    with pytest.raises(UsageError, match="available: alex"):
-        lpips(rand(1, 3, 64, 64), rand(1, 3, 64, 64), net="vgg")
+    with pytest.raises(UsageError, match="LPIPS net 'squeeze' is not available; available: alex, vgg"):
+        lpips(rand(1, 3, 64, 64), rand(1, 3, 64, 64), net="squeeze")
 
 
 def test_lpips_model_is_cached_frozen_and_leaves_global_rng_alone() -> None:
@@ -184,8 +186,9 @@ def test_compute_metrics_and_conventions() -> None:
 
 
 def load_converter():
-    spec = importlib.util.spec_from_file_location("convert_lpips_alexnet", REPO / "scripts" / "convert_lpips_alexnet.py")
+    spec = importlib.util.spec_from_file_location("convert_lpips_backbone", REPO / "scripts" / "convert_lpips_backbone.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -215,7 +218,7 @@ def test_converter_transposes_hwio_to_oihw_and_maps_names() -> None:
     fake = {
         "AlexNet_0": {
             name: {"kernel": rng.standard_normal(hwio).astype(np.float32), "bias": rng.standard_normal(hwio[3]).astype(np.float32)}
-            for name, (_, hwio) in conv.FLAX_TO_TORCH.items()
+            for name, (_, hwio) in conv.TRUNKS["alex"].convs.items()
         },
         "NetLinLayer_0": {"Conv_0": {"kernel": np.ones((1, 1, 64, 1), np.float32)}},
     }
@@ -226,3 +229,119 @@ def test_converter_transposes_hwio_to_oihw_and_maps_names() -> None:
     assert w.dtype == torch.float32 and w.shape == (192, 64, 5, 5)
     assert w[7, 5, 1, 3].item() == kernel[1, 3, 5, 7]
     conv.check_against_lpips(state)  # strict key/shape load into lpips' own AlexNet module
+
+
+def test_converter_maps_the_thirteen_vgg_convolutions_to_lpips_slices() -> None:
+    conv = load_converter()
+    rng = np.random.default_rng(1)
+    fake = {"VGG16_0": {name: {"kernel": rng.standard_normal(hwio).astype(np.float32),
+                               "bias": rng.standard_normal(hwio[3]).astype(np.float32)}
+                        for name, (_, hwio) in conv.TRUNKS["vgg"].convs.items()}}
+    state = conv.convert(conv.safe_load(pickle.dumps(fake, protocol=4)), "vgg")
+    assert len(state) == 26
+    w = state["slice3.14.weight"]  # Conv_6, the third convolution of the third block
+    assert w.shape == (256, 256, 3, 3) and w[9, 4, 2, 0].item() == fake["VGG16_0"]["Conv_6"]["kernel"][2, 0, 4, 9]
+    conv.check_against_lpips(state, "vgg")  # strict key/shape load into lpips' own VGG16 module
+
+
+# ---------------------------------------------------------------- LPIPS-VGG (weights from torch's hub cache)
+
+
+@pytest.fixture
+def vgg_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty torch hub cache; LPIPS models built before are forgotten so each test loads its own file."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    metrics._lpips_model.cache_clear()
+    yield tmp_path / "torch" / "hub" / "checkpoints"
+    metrics._lpips_model.cache_clear()
+
+
+def write_random_vgg16(folder: Path) -> dict[str, torch.Tensor]:
+    """torchvision's VGG16 `features` keys with random weights (fp16 to keep the file small), plus a
+    classifier entry that the loader must drop."""
+    from torchvision.models import vgg16
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        features = vgg16(weights=None).features
+    state = {f"features.{k}": v.half() for k, v in features.state_dict().items()}
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save({**state, "classifier.6.bias": torch.zeros(1000)}, folder / "vgg16-397923af.pth")
+    return state
+
+
+def test_lpips_vgg_says_where_its_weights_go(vgg_hub: Path) -> None:
+    with pytest.raises(UsageError) as info:
+        lpips(rand(1, 3, 64, 64), rand(1, 3, 64, 64, seed=1), net="vgg")
+    message = str(info.value)
+    assert "\n" not in message and "vgg16-397923af.pth" in message and str(vgg_hub) in message
+    assert "convert_lpips_backbone.py --net vgg" in message
+
+
+def test_lpips_vgg_uses_torchvision_weights_under_lpips_names(vgg_hub: Path) -> None:
+    state = write_random_vgg16(vgg_hub)
+    x, ref = rand(2, 3, 64, 64), rand(2, 3, 64, 64, seed=1)
+    d = compute_metrics(x, ref, ["lpips-vgg"])["lpips-vgg"]
+    assert set(d.shape) == {2} and torch.all(d > 0)
+    model = metrics._lpips_model("vgg", torch.device("cpu"))
+    for name, param in model.net.named_parameters():  # lpips names a conv slice{k}.{features index}.*
+        _, index, kind = name.split(".")
+        assert torch.equal(param, state[f"features.{index}.{kind}"].float()), name
+    assert not torch.allclose(d, lpips(x, ref))  # another trunk, another distance
+
+
+def test_a_run_can_ask_for_lpips_vgg_and_its_table_says_so(vgg_hub: Path, tmp_path: Path, small_model_path) -> None:
+    from ipbench.benchmark.runner import run
+    from ipbench.benchmark.spec import build_spec, metric_names
+    from ipbench.results.table import write_tables
+
+    write_random_vgg16(vgg_hub)
+    spec = build_spec(["tweedie"], ["denoise"], [], model=str(small_model_path), images="photos", num_images=2)
+    spec.metrics = metric_names(["lpips-vgg"], "--metric")
+    assert spec.metrics == ["psnr", "ssim", "lpips", "lpips-vgg"]  # the three of every row, then the extra
+    out = run(spec, out=tmp_path / "r", progress=False).out
+    table = write_tables(out)
+    assert "denoise LPIPS ↓" in table and "denoise LPIPS-VGG ↓" in table
+    assert "LPIPS-VGG: lpips " in table and "v0.1 linear layers, VGG16" in table
+    meta = json.loads((out / "run.json").read_text())
+    assert set(meta["conventions"]["metrics"]) == {"psnr", "ssim", "lpips", "lpips-vgg"}
+    assert meta["conventions"]["metrics"]["lpips-vgg"]["net"] == "vgg"
+
+
+def test_unknown_metrics_are_one_line_errors() -> None:
+    from ipbench.benchmark.spec import metric_names
+
+    with pytest.raises(UsageError, match="unknown metric lpips-squeeze; valid: psnr, ssim, lpips, lpips-vgg"):
+        metric_names(["psnr", "lpips-squeeze"], "--metric")
+
+
+def _real_vgg_weights() -> Path | None:
+    try:
+        return metrics.lpips_vgg_weights()
+    except UsageError:
+        return None
+
+
+@needs_examples
+@pytest.mark.skipif(_real_vgg_weights() is None, reason="VGG16 weights not in torch's hub cache (see NOTICE.md)")
+def test_lpips_vgg_matches_lpips_jax_on_the_authors_examples() -> None:
+    # lpips-jax 0.1.0's own implementation gives 0.5686 and 0.4217 (ipbench/assets/lpips/NOTICE.md)
+    ref, p0, p1 = load_example("ex_ref"), load_example("ex_p0"), load_example("ex_p1")
+    d = lpips(torch.cat([p0, p1]), ref.expand(2, -1, -1, -1), net="vgg")
+    torch.testing.assert_close(d, torch.tensor([0.5686, 0.4217], dtype=torch.float64), rtol=0, atol=1e-4)
+
+
+def test_the_dps_ffhq_suite_asks_for_lpips_vgg_and_ties_the_published_lpips_to_it() -> None:
+    from ipbench.benchmark.spec import load_suite
+
+    spec = load_suite(REPO / "configs" / "dps-ffhq.toml")
+    assert spec.metrics == ["psnr", "ssim", "lpips", "lpips-vgg"]
+    assert {r["metric"] for r in spec.reference} == {"fid", "lpips-vgg"}
+
+
+def test_a_vgg_file_with_other_shapes_is_refused_naming_it(vgg_hub: Path) -> None:
+    vgg_hub.mkdir(parents=True)
+    torch.save({"features.0.weight": torch.zeros(8, 3, 3, 3), "features.0.bias": torch.zeros(8)},
+               vgg_hub / "vgg16-397923af.pth")
+    with pytest.raises(UsageError, match="vgg16-397923af.pth: not the LPIPS vgg trunk"):
+        lpips(rand(1, 3, 64, 64), rand(1, 3, 64, 64, seed=1), net="vgg")

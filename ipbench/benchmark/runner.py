@@ -30,7 +30,7 @@ from ipbench.errors import UsageError
 from ipbench.models import ScoreModel, load_model
 from ipbench.models.acceleration import Acceleration, accelerate
 from ipbench.operators import Operator, back_project, measure
-from ipbench.results.metrics import METRIC_CONVENTIONS, METRIC_SUMMARY, compute_metrics
+from ipbench.results.metrics import METRIC_CONVENTIONS, METRIC_SUMMARY, compute_metrics, prepare_metrics
 
 CONVENTIONS = {
     "image_range": "float32 NCHW in [0, 1]; score models in [-1, 1]",
@@ -109,6 +109,7 @@ def run(spec: RunSpec, out: str | Path | None = None, batch_size: int = 8, devic
     if spec.images is None and num_images is None and model.default_num_images:
         num_images = model.default_num_images
     images = load_images(source, model.image_shape, num_images)
+    prepare_metrics(spec.metrics, dev)  # preflight: missing metric weights stop the run here
     for op in spec.operators:  # preflight: shape-dependent parameter errors surface before anything runs
         op.build(model.image_shape, [measurement_generator(spec.seeds[0], images.ids[0], op.label, dev)], dev)
     _prepare_folder(out, spec, images, model, dev, batch_size, command, acceleration)
@@ -152,7 +153,7 @@ def _loop(spec: RunSpec, images: ImageSet, counted: "CountingModel", dev: torch.
                     if tuple(todo) not in measured:  # solvers missing the same images share one measurement
                         measured[tuple(todo)] = _measure(op, x[todo], sub_ids, seed, dev, out)
                     physics, y = measured[tuple(todo)]
-                    rows = _solve_and_score(entry, op, seed, sub_ids, x[todo], y, physics, counted, spec.model, dev, out)
+                    rows = _solve_and_score(entry, op, seed, sub_ids, x[todo], y, physics, counted, spec, dev, out)
                     store.append(rows)
                     done.update(row_key(r) for r in rows)
                     written += len(rows)
@@ -176,10 +177,10 @@ def _measure(op: Operator, x: Tensor, ids: Sequence[str], seed: int, device: tor
 
 
 def _solve_and_score(entry: SolverEntry, op: Operator, seed: int, ids: Sequence[str], x: Tensor, y: Tensor,
-                     physics: Physics, model: CountingModel, model_name: str, device: torch.device, out: Path
+                     physics: Physics, model: CountingModel, spec: RunSpec, device: torch.device, out: Path
                      ) -> list[dict[str, Any]]:
     generators = [solver_generator(seed, image_id, op.label, entry.label, device) for image_id in ids]
-    base = {"operator": op.label, "seed": seed, "model": model_name,
+    base = {"operator": op.label, "seed": seed, "model": spec.model,
             **{f"solver.{k}": v for k, v in entry.solver.hyperparameters().items()},
             **{f"operator.{k}": v for k, v in op.params.items()}}
     model.reset()
@@ -196,7 +197,7 @@ def _solve_and_score(entry: SolverEntry, op: Operator, seed: int, ids: Sequence[
     if x_hat is not None and error is None:
         finite = torch.isfinite(x_hat).flatten(1).all(dim=1)
         x_hat = torch.where(finite.view(-1, 1, 1, 1), x_hat, torch.zeros_like(x_hat)).clamp(0, 1)
-        metrics = {k: v.tolist() for k, v in compute_metrics(x_hat, x).items()}
+        metrics = {k: v.tolist() for k, v in compute_metrics(x_hat, x, spec.metrics).items()}
     for i, image_id in enumerate(ids):
         row = {"solver": entry.label, "image": image_id, **base, "seconds": seconds, "nfe": model.images // len(ids)}
         if error is None and bool(finite[i]):
@@ -250,7 +251,8 @@ def _prepare_folder(out: Path, spec: RunSpec, images: ImageSet, model: ScoreMode
         "acceleration": dataclasses.asdict(acceleration),
         "versions": {name: _version(name) for name in ("torch", "deepinv", "lpips", "numpy", "pandas")}
         | {"python": platform.python_version()},
-        "conventions": CONVENTIONS,
+        "conventions": {**CONVENTIONS, "metrics": {m: METRIC_CONVENTIONS[m] for m in spec.metrics},
+                        "metric_summary": {m: METRIC_SUMMARY[m] for m in spec.metrics}},
     }
     meta_path.write_text(json.dumps(meta, indent=2, default=str) + "\n")
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from ipbench.errors import UsageError
 from ipbench.operators import OPERATORS, Operator
+from ipbench.results.metrics import DEFAULT_METRICS, METRICS
 from ipbench.solvers import SOLVERS, Solver
 
 try:
@@ -47,6 +48,7 @@ class RunSpec:
     seeds: list[int] = field(default_factory=lambda: [0])
     reference: list[dict[str, Any]] = field(default_factory=list)  # published numbers to print beside ours
     precision: str = "fp32"  # the score network's: fp32, or bf16 autocast (solver arithmetic stays float32)
+    metrics: list[str] = field(default_factory=lambda: list(DEFAULT_METRICS))  # always these, then extras
 
     def config(self) -> dict[str, Any]:
         """A JSON-able description; equal configs give equal rows."""
@@ -60,6 +62,7 @@ class RunSpec:
             "operators": [{"name": o.name, "label": o.label, "params": o.params} for o in self.operators],
             **({"reference": self.reference} if self.reference else {}),
             **({"precision": self.precision} if self.precision != "fp32" else {}),  # bf16 changes results
+            **({"metrics": list(self.metrics)} if list(self.metrics) != list(DEFAULT_METRICS) else {}),
         }
 
     def default_out(self) -> Path:
@@ -161,7 +164,8 @@ def load_suite(path: str | Path) -> RunSpec:
         raise UsageError(f"--config {path}: no such file") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"--config {path}: invalid TOML ({exc})") from None
-    allowed = {"model", "images", "num_images", "seeds", "solver", "operator", "title", "notes", "reference", "precision"}
+    allowed = {"model", "images", "num_images", "seeds", "solver", "operator", "title", "notes", "reference", "precision",
+               "metrics"}
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise UsageError(f"--config {path}: unknown key {unknown[0]!r}; valid: {', '.join(sorted(allowed))}")
@@ -189,7 +193,18 @@ def load_suite(path: str | Path) -> RunSpec:
     return RunSpec(solvers=solvers, operators=operators, model=data.get("model", DEFAULT_MODEL),
                    images=data.get("images"), num_images=data.get("num_images"),
                    seeds=[int(s) for s in (seeds if isinstance(seeds, list) else [seeds])],
-                   reference=[dict(r) for r in data.get("reference", [])], precision=str(data.get("precision", "fp32")))
+                   reference=[dict(r) for r in data.get("reference", [])], precision=str(data.get("precision", "fp32")),
+                   metrics=metric_names(data.get("metrics", list(DEFAULT_METRICS)), f"--config {path}: metrics"))
+
+
+def metric_names(names: Any, where: str) -> list[str]:
+    """The run's metrics: PSNR, SSIM and LPIPS always (every row has them), then the extra ones named in
+    `names`; an unknown name is a one-line UsageError that says `where` and what is valid."""
+    names = [names] if isinstance(names, str) else list(names)
+    unknown = [str(n) for n in names if n not in METRICS]
+    if unknown:
+        raise UsageError(f"{where}: unknown metric {', '.join(unknown)}; valid: {', '.join(METRICS)}")
+    return list(dict.fromkeys([*DEFAULT_METRICS, *(str(n) for n in names)]))
 
 
 def _required(table: dict, key: str, path: Path, where: str) -> str:

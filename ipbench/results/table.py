@@ -8,9 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from ipbench.benchmark.store import load_rows
-
-METRICS = (("psnr", "PSNR", "higher"), ("ssim", "SSIM", "higher"), ("lpips", "LPIPS", "lower"))
-DECIMALS = {"psnr": 2, "ssim": 4, "lpips": 4}
+from ipbench.results.metrics import METRICS
 
 
 def summarize(rows: pd.DataFrame, solver_order: list[str] | None = None, operator_order: list[str] | None = None
@@ -19,13 +17,14 @@ def summarize(rows: pd.DataFrame, solver_order: list[str] | None = None, operato
     records = []
     solvers = solver_order or list(dict.fromkeys(rows["solver"]))
     operators = operator_order or list(dict.fromkeys(rows["operator"]))
+    metrics = [m for m in METRICS if m in rows.columns]  # the run's metrics, in METRICS order
     for solver in solvers:
         for operator in operators:
             cell = rows[(rows["solver"] == solver) & (rows["operator"] == operator)]
             if cell.empty:
                 continue
             ok = cell[cell["status"] == "ok"]
-            for metric, _, _ in METRICS:
+            for metric in metrics:
                 values = ok[metric].astype(float)
                 records.append({"solver": solver, "operator": operator, "metric": metric,
                                 "mean": values.mean() if len(values) else math.nan,
@@ -39,7 +38,7 @@ def summarize(rows: pd.DataFrame, solver_order: list[str] | None = None, operato
 def _cell(mean: float, std: float, metric: str, latex: bool = False) -> str:
     if math.isnan(mean):
         return "-"
-    d = DECIMALS[metric]
+    d = METRICS[metric].decimals
     pm = r" $\pm$ " if latex else " ± "
     return f"{mean:.{d}f}" + ("" if math.isnan(std) else f"{pm}{std:.{d}f}")
 
@@ -50,7 +49,8 @@ def _wide(summary: pd.DataFrame, latex: bool = False) -> tuple[list[str], list[l
     counts = summary.groupby(["solver", "operator"])[["n", "failed"]].first()
     uniform_n = counts["n"].nunique() == 1 and counts["failed"].sum() == 0
     arrow = {"higher": r"$\uparrow$" if latex else "↑", "lower": r"$\downarrow$" if latex else "↓"}
-    header = ["solver"] + [f"{op} {label} {arrow[better]}" for op in operators for _, label, better in METRICS]
+    metrics = list(dict.fromkeys(summary["metric"]))
+    header = ["solver"] + [f"{op} {METRICS[m].label} {arrow[METRICS[m].better]}" for op in operators for m in metrics]
     header += ["s / image", "NFE"]
     if not uniform_n:
         header += [f"{op} n (failed)" for op in operators]
@@ -58,7 +58,7 @@ def _wide(summary: pd.DataFrame, latex: bool = False) -> tuple[list[str], list[l
     for solver, part in summary.groupby("solver", sort=False):
         line = [solver]
         for op in operators:
-            for metric, _, _ in METRICS:
+            for metric in metrics:
                 hit = part[(part["operator"] == op) & (part["metric"] == metric)]
                 line.append(_cell(hit["mean"].iloc[0], hit["std"].iloc[0], metric, latex) if len(hit) else "-")
         line += [f"{part['seconds'].mean():.3g}", f"{part['nfe'].mean():.0f}" if not math.isnan(part["nfe"].mean()) else "-"]
@@ -79,8 +79,8 @@ def caption(run_dir: Path, summary: pd.DataFrame) -> str:
     seeds = meta["config"]["seeds"]
     return (f"Model `{meta['config']['model']}`, images `{meta['images']['source']}`, seeds {seeds}; "
             f"mean ± std over images x seeds ({n_text} per cell). "
-            f"PSNR: {metric_meta.get('psnr', 'dB')}. SSIM: {metric_meta.get('ssim', '')}. "
-            f"LPIPS: {metric_meta.get('lpips', '')}. s / image: solver wall time per image.")
+            + "".join(f"{METRICS[m].label}: {metric_meta.get(m, '')}. " for m in dict.fromkeys(summary["metric"]))
+            + "s / image: solver wall time per image.")
 
 
 def to_markdown(summary: pd.DataFrame, caption_text: str) -> str:
@@ -108,10 +108,12 @@ def reference_markdown(summary: pd.DataFrame, reference: list[dict]) -> str:
         metric = str(ref.get("metric", "")).lower()
         hit = summary[(summary["solver"] == ref.get("solver")) & (summary["operator"] == ref.get("operator"))
                       & (summary["metric"] == metric)]
-        ours = _cell(hit["mean"].iloc[0], hit["std"].iloc[0], metric) if len(hit) and metric in DECIMALS \
-            else "not measured" if metric not in DECIMALS else "-"
+        measured = metric in set(summary["metric"])
+        ours = _cell(hit["mean"].iloc[0], hit["std"].iloc[0], metric) if len(hit) else "-" if measured \
+            else "not measured"
         status = "" if ref.get("verified", False) else " (unverified)"
-        lines.append(f"| {ref.get('solver')} | {ref.get('operator')} | {metric.upper()} | {ours} | "
+        label = METRICS[metric].label if metric in METRICS else metric.upper()
+        lines.append(f"| {ref.get('solver')} | {ref.get('operator')} | {label} | {ours} | "
                      f"{ref.get('value')}{status} | {ref.get('source', '')} |")
     return "\n".join(lines) + "\n"
 
