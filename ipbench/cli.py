@@ -164,6 +164,11 @@ def list_command(plugins: tuple[str, ...]) -> None:
     for name in IMAGE_SETS:
         doc = (IMAGE_SETS.get(name).__doc__ or "").strip().splitlines()[0]
         click.echo(f"  {name}: {doc}")
+    from ipbench.results.metrics import METRIC_SUMMARY
+
+    click.echo("Metrics (every row has psnr, ssim and lpips; --metric NAME adds another):")
+    for name, summary in METRIC_SUMMARY.items():
+        click.echo(f"  {name}: {summary}")
 
 
 @cli.command("table")

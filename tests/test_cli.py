@@ -69,13 +69,14 @@ def test_list_shows_every_operator_with_parameters(invoke):
     assert result.exit_code == 0
     for text in ("inpaint-box (alias inpaint)", "side: float = 0.5", "inpaint-random", "p: float = 0.7",
                  "deblur-gauss (alias deblur)", "padding: str in {reflect", "denoise", "sigma_y: float = 0.025",
-                 "tweedie", "blur", "gaussian", "photos"):
+                 "tweedie", "blur", "gaussian", "photos", "lpips-vgg: lpips "):
         assert text in result.output, text
 
 
 @pytest.mark.parametrize("args, fragment", [
     (["--solver", "nope", "--op", "inpaint"], "unknown solver 'nope'; valid: "),
     (["--solver", "blur", "--op", "nope"], "unknown operator 'nope'; valid: "),
+    (["--solver", "blur", "--op", "inpaint", "--metric", "fid"], "--metric: unknown metric fid; valid: psnr, ssim"),
     (["--solver", "blur", "--op", "inpaint", "--param", "zeta=1"], "no selected solver or operator has a parameter 'zeta'"),
     (["--solver", "blur", "--op", "inpaint", "--param", "blur.sigma=wide"], "blur.sigma='wide': expected float"),
     (["--solver", "blur", "--op", "inpaint", "--param", "inpaint.side=2"], "inpaint-box.side=2.0"),
