@@ -3,8 +3,8 @@
 The network is deepinv's DiffUNet in its FFHQ configuration (the ADM of Choi et al. 2021, 128 channels, the
 network of the DPS paper's FFHQ experiments), random weights unless --weights names a checkpoint (e.g.
 diffusion_ffhq_10m.pt). For each switch combination of ipbench.models.acceleration and each batch size it
-runs ipbench's `dps` (--steps, default 1000, the paper's count) once after a 2-step warm-up (which also
-compiles), and reports:
+runs ipbench's `dps` (--steps, default 1000, the paper's count) once after a 3-step warm-up (which also
+compiles and records the CUDA graphs), and reports:
   s / image     wall time of the DPS call / batch size
   peak GiB      torch.cuda.max_memory_reserved during the call (GPU only): reserved, not allocated, so that
                 a CUDA graph's private memory pool counts

@@ -39,9 +39,7 @@ CONVENTIONS = {
     "seeding": "measurement: sha256(seed, image, operator); solver: sha256(seed, image, operator, solver); one generator per image",
     "seconds": "wall time of one solver call on a batch divided by the batch size",
     "nfe": "score-network evaluations per image",
-    "metrics": METRIC_CONVENTIONS,
-    "metric_summary": METRIC_SUMMARY,
-}
+}  # run.json adds "metrics" and "metric_summary": the conventions of the metrics the run computes
 
 
 class CountingModel(ScoreModel):
