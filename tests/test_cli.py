@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from click.testing import CliRunner
 
 from ipbench.cli import cli
@@ -152,3 +154,21 @@ def test_fast_is_the_gpu_preset_and_says_it_does_nothing_on_cpu(invoke, tmp_path
     acceleration = json.loads((out / "run.json").read_text())["acceleration"]
     assert acceleration == {"precision": "fp32", "channels_last": False, "compile": False, "tf32": False,
                             "cuda_graphs": False}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(torch, "compile") or not any(shutil.which(c) for c in ("gcc", "cc", "clang")),
+                    reason="torch.compile on CPU needs a C++ compiler")
+def test_cuda_graphs_path_runs_through_bench_run_and_matches_eager(invoke, tmp_path):
+    """--cuda-graphs (plain compile on CPU) through the runner, with a gradient solver and a no-grad one:
+    rows as eager's to float rounding, and run.json says which path ran."""
+    args = ["run", "--solver", "dps", "--solver", "tweedie", "--op", "inpaint", "--num-images", "2",
+            "--param", "dps.steps=3", "--device", "cpu", "--no-progress"]
+    eager = invoke(*args, "--out", tmp_path / "eager")
+    graphs = invoke(*args, "--cuda-graphs", "--out", tmp_path / "graphs")
+    assert eager.exit_code == 0 and graphs.exit_code == 0, graphs.output
+    rows = {name: pd.read_json(tmp_path / name / "rows.jsonl", lines=True) for name in ("eager", "graphs")}
+    assert (rows["graphs"]["status"] == "ok").all()
+    assert (rows["graphs"]["psnr"] - rows["eager"]["psnr"]).abs().max() < 1e-3
+    acceleration = json.loads((tmp_path / "graphs" / "run.json").read_text())["acceleration"]
+    assert acceleration["cuda_graphs"] and acceleration["compile"]
