@@ -1,6 +1,8 @@
 """Shared fixtures: a small Gaussian score model (3x32x32, fitted to the bundled photos) as a checkpoint."""
 from __future__ import annotations
 
+import os
+import shlex
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,16 @@ from ipbench.data import load_images
 from ipbench.models import GaussianScoreModel, save_checkpoint
 
 SMALL_SHAPE = (3, 32, 32)
+
+
+class ShellPayload:
+    """Unpickling this runs a shell command (os.system) that creates `marker`: what the loaders must refuse."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {shlex.quote(str(self.marker))}",))
 
 
 @pytest.fixture(autouse=True, scope="session")

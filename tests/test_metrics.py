@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from ipbench.errors import UsageError
 from ipbench.results import metrics
 from ipbench.results.metrics import METRIC_CONVENTIONS, compute_metrics, lpips, psnr, ssim
+from tests.conftest import ShellPayload
 
 REPO = Path(__file__).resolve().parents[1]
 LPIPS_EXAMPLES = REPO.parent / "shared" / "reference" / "lpips"
@@ -193,20 +194,10 @@ def load_converter():
     return module
 
 
-class _Evil:
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        import os
-
-        return (os.system, (f"touch {self.marker}",))
-
-
 def test_converter_unpickler_refuses_disallowed_globals(tmp_path: Path) -> None:
     conv = load_converter()
     marker = tmp_path / "pwned"
-    payload = pickle.dumps({"AlexNet_0": _Evil(marker)}, protocol=2)
+    payload = pickle.dumps({"AlexNet_0": ShellPayload(marker)}, protocol=2)
     with pytest.raises(pickle.UnpicklingError, match="system"):
         conv.safe_load(payload)
     assert not marker.exists()

@@ -11,9 +11,7 @@ Ground truth used here, never the package's own output:
 from __future__ import annotations
 
 import math
-import os
 import pickle
-import shlex
 from functools import lru_cache
 from pathlib import Path
 from statistics import NormalDist
@@ -29,6 +27,7 @@ from ipbench.models import (MODELS, GaussianScoreModel, linear_alphas_cumprod, l
 from ipbench.models.base import diffuse_measurement
 from ipbench.models.registry import CHECKPOINT_FORMAT
 from ipbench.operators import Operator, measure
+from tests.conftest import ShellPayload
 
 from .conftest import generators
 
@@ -599,25 +598,15 @@ def test_checkpoint_keeps_a_custom_schedule(tmp_path: Path) -> None:
     assert torch.equal(loaded.eps(x_t, torch.tensor([300])), custom.eps(x_t, torch.tensor([300])))
 
 
-class _Payload:
-    """Unpickling this runs a shell command (os.system) that creates `marker`."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {shlex.quote(str(self.marker))}",))
-
-
 @pytest.mark.parametrize("kind", ["raw-pickle", "torch-zip-as-checkpoint"])
 def test_load_model_refuses_a_malicious_pickle_without_running_it(tmp_path: Path, kind: str) -> None:
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pt"
     if kind == "raw-pickle":
         with open(path, "wb") as f:
-            pickle.dump(_Payload(marker), f)
+            pickle.dump(ShellPayload(marker), f)
     else:  # a well-formed-looking ipbench checkpoint that smuggles the payload in its config
-        blob = {"format": CHECKPOINT_FORMAT, "arch": "gaussian", "config": _Payload(marker), "state_dict": {}}
+        blob = {"format": CHECKPOINT_FORMAT, "arch": "gaussian", "config": ShellPayload(marker), "state_dict": {}}
         torch.save(blob, path)
     with pytest.raises(UsageError, match="evil.pt"):
         load_model(str(path))

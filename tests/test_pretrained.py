@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import pickle
-import shlex
 import socket
 import sys
 from pathlib import Path
@@ -34,6 +32,7 @@ from ipbench.data.ffhq import FFHQ_DIR_ENV
 from ipbench.errors import UsageError
 from ipbench.models import load_model, registry
 from ipbench.models import pretrained as P
+from tests.conftest import ShellPayload
 
 needs_prefix_paths = pytest.mark.skipif(not hasattr(registry, "MODEL_PATH_LOADERS"),
                                         reason="load_model does not understand PREFIX:PATH yet (registry.py change pending)")
@@ -193,23 +192,13 @@ def test_a_saved_deepinv_state_dict_with_schedule_buffers_loads(ffhq_file: Path)
     assert torch.isfinite(net.sqrt_alphas_cumprod).all() and net.sqrt_alphas_cumprod.device.type == "cpu"
 
 
-class _Payload:
-    """Unpickling this runs a shell command (os.system) that creates `marker`."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {shlex.quote(str(self.marker))}",))
-
-
 @pytest.mark.parametrize("kind", ["raw-pickle", "torch-zip"])
 def test_a_malicious_pickle_is_refused_without_running_it(tmp_path: Path, kind: str) -> None:
     marker, path = tmp_path / "pwned", tmp_path / "evil.pt"
     if kind == "raw-pickle":
-        path.write_bytes(pickle.dumps(_Payload(marker), protocol=2))  # torch.load's own protocol
+        path.write_bytes(pickle.dumps(ShellPayload(marker), protocol=2))  # torch.load's own protocol
     else:
-        torch.save({"out.2.weight": torch.zeros(1), "payload": _Payload(marker)}, path)
+        torch.save({"out.2.weight": torch.zeros(1), "payload": ShellPayload(marker)}, path)
     with pytest.raises(UsageError) as info:
         P.load_pretrained("ffhq256", path)
     message = one_line(info)
@@ -429,7 +418,7 @@ def test_a_diffusers_folder_ipbench_cannot_reproduce_is_refused(tmp_path: Path, 
 def test_a_malicious_diffusers_bin_is_refused_without_running_it(tmp_path: Path) -> None:
     folder = _save_folder(tmp_path / "m", _tiny_unet(), safe=False)
     marker = tmp_path / "pwned"
-    (folder / "diffusion_pytorch_model.bin").write_bytes(pickle.dumps(_Payload(marker), protocol=2))
+    (folder / "diffusion_pytorch_model.bin").write_bytes(pickle.dumps(ShellPayload(marker), protocol=2))
     with pytest.raises(UsageError, match="refused"):
         P.load_diffusers(folder)
     assert not marker.exists()
