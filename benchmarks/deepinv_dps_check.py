@@ -13,7 +13,6 @@ import argparse
 import statistics
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 
 from ipbench.benchmark.runner import resolve_device
@@ -23,6 +22,7 @@ from ipbench.models import load_model
 from ipbench.operators import Operator, measure
 from ipbench.results.metrics import psnr
 from ipbench.solvers import SOLVERS
+from ipbench.results.report import publish
 
 
 def main() -> None:
@@ -82,11 +82,7 @@ def main() -> None:
     verdict = "agree" if abs(statistics.mean(paired)) <= 2 * max(spread, 1e-9) else "DISAGREE"
     lines += ["", f"ipbench vs deepinv (paper step): mean paired difference {statistics.mean(paired):+.2f} dB, "
               f"seed-to-seed std of ipbench's mean PSNR {spread:.2f} dB: {verdict} (criterion |diff| <= 2 std).", ""]
-    report = "\n".join(lines)
-    print(report)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(report)
+    publish("\n".join(lines), args.out)
 
 
 if __name__ == "__main__":

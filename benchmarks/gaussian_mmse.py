@@ -35,6 +35,7 @@ from ipbench.benchmark.seeding import measurement_generator, seed_for, solver_ge
 from ipbench.data import load_images
 from ipbench.models import GaussianScoreModel, time_for_sigma
 from ipbench.operators import Operator, measure
+from ipbench.results.report import publish
 from ipbench.solvers import SOLVERS, Solver
 
 SHAPE = (3, 16, 16)
@@ -405,9 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"res = {s.residual:.3f}  ({s.seconds:.1f} s, n = {s.n})", flush=True)
     text = render(args, scores, checks, tweedie_mismatch(model, args.sigma_y), labels, [label for label, _ in solvers],
                   list(args.operators), time.perf_counter() - start, model_note)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text + "\n")
-    print(text)
+    publish(text, args.out)
     return 0
 
 

@@ -36,7 +36,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -52,6 +51,7 @@ from ipbench.models.pretrained import DiffUNetScoreModel, load_pretrained
 from ipbench.operators import Operator, measure
 from ipbench.results.metrics import psnr
 from ipbench.solvers import SOLVERS
+from ipbench.results.report import publish
 
 COMBOS = ["fp32+tf32", "bf16", "bf16+channels_last", "bf16+channels_last+compile", "bf16+channels_last+cuda_graphs"]
 TARGETS = ("under 2 s per image on an H100 in bf16 at the best batch size; at least 5x deepinv's DPS "
@@ -252,9 +252,7 @@ def main() -> None:
     total = time.perf_counter() - started
 
     report = render(args, device, ref_batch, fwd_flops, step_flops, rows, deepinv_rows, notes, total)
-    print(report)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(report)
+    publish(report, args.out)
     print(f"written: {args.out}")
 
 

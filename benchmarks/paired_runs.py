@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ipbench.results.report import publish
+
 KEYS = ["solver", "operator", "image", "seed"]
 METRICS = ["psnr", "ssim", "lpips"]
 
@@ -46,9 +48,7 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="also write the report here")
     args = parser.parse_args()
     report = paired_report(read_rows(args.run_a), read_rows(args.run_b), args.run_a, args.run_b)
-    print(report)
-    if args.out:
-        Path(args.out).write_text(report)
+    publish(report, args.out)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ import statistics
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -36,6 +35,7 @@ from ipbench.models.compile import CompiledModel
 from ipbench.operators import Operator, measure
 from ipbench.results.metrics import psnr
 from ipbench.solvers import SOLVERS
+from ipbench.results.report import publish
 
 
 def interleaved(candidates: dict[str, Callable[[], Any]], repeats: int, device: torch.device
@@ -159,10 +159,7 @@ def main() -> None:
         "floor time per step of the same repeat).", "",
         "| what | ms / image / step | ratio to floor | s / image | PSNR |", "|---|---|---|---|---|", *lines, "",
         *[f"- {note}" for note in notes], ""])
-    print(report)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(report)
+    publish(report, args.out)
 
 
 if __name__ == "__main__":
