@@ -89,8 +89,8 @@ def parse_combo(text: str) -> Acceleration:
     if unknown or precision not in PRECISIONS:
         raise SystemExit(f"--combos {text}: write fp32 or bf16, then any of +channels_last, +compile, "
                          "+cuda_graphs, +tf32")
-    return Acceleration(precision, "channels_last" in flags, "compile" in flags or "cuda_graphs" in flags,
-                        "tf32" in flags, "cuda_graphs" in flags)
+    return Acceleration(precision, "channels_last" in flags, "compile" in flags, "tf32" in flags,
+                        "cuda_graphs" in flags)
 
 
 def count_flops(model: ScoreModel, device: torch.device) -> tuple[float, float]:

@@ -96,7 +96,7 @@ def run(spec: RunSpec, out: str | Path | None = None, batch_size: int = 8, devic
     """
     if batch_size < 1:
         raise UsageError(f"--batch-size {batch_size}: must be >= 1")
-    acceleration = Acceleration(spec.precision, channels_last, compile or cuda_graphs, tf32, cuda_graphs)
+    acceleration = Acceleration(spec.precision, channels_last, compile, tf32, cuda_graphs)
     out = Path(out) if out is not None else spec.default_out()
     dev = resolve_device(device)
     model = load_model(spec.model, dev)

@@ -57,6 +57,8 @@ class Acceleration:
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise UsageError(f"precision={self.precision!r}; valid: {', '.join(PRECISIONS)}")
+        if self.cuda_graphs:  # CUDA graphs are a torch.compile mode: record that the network is compiled
+            object.__setattr__(self, "compile", True)
 
     def label(self) -> str:
         """A short name such as 'bf16+channels_last+compile'."""
