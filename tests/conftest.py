@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import shlex
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -65,3 +67,50 @@ def synthetic_ffhq_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _ffhq_points_at_synthetic_images(monkeypatch: pytest.MonkeyPatch, synthetic_ffhq_dir: Path) -> None:
     """Tests never read a user's real FFHQ copy, and the registered ffhq-1k set always resolves."""
     monkeypatch.setenv("IPBENCH_FFHQ_DIR", str(synthetic_ffhq_dir))
+
+
+class CompilationLog(list):
+    """Graph compilations as (forward|backward, warm-up|call); `delay` seconds are added to each one."""
+
+    delay = 0.0
+
+
+@pytest.fixture
+def recorded_compilation(monkeypatch: pytest.MonkeyPatch) -> Iterator[CompilationLog]:
+    """torch.compile as seen by CompiledModel, swapped for a backend that traces forward and backward graphs
+    through AOTAutograd (as inductor does) but runs them as traced, without code generation: fast, and no
+    C++ compiler needed. Each graph compilation is recorded as (forward|backward, warm-up|call)."""
+    from torch._dynamo.backends.common import aot_autograd
+    from torch._functorch.aot_autograd import make_boxed_func
+
+    from ipbench.models import compile as compile_module
+
+    events = CompilationLog()
+    phase = ["call"]
+
+    def compiler(kind: str):
+        def compile_graph(graph, example_inputs):
+            time.sleep(events.delay)
+            events.append((kind, phase[0]))
+            return make_boxed_func(graph.forward)
+        return compile_graph
+
+    backend = aot_autograd(fw_compiler=compiler("forward"), bw_compiler=compiler("backward"))
+    real_compile, real_warm_up = torch.compile, compile_module.CompiledModel._warm_up
+
+    def traced_compile(fn, mode=None, dynamic=None):
+        return real_compile(fn, backend=backend, dynamic=dynamic)
+
+    def marked_warm_up(self, x_t, t):
+        phase[0] = "warm-up"
+        try:
+            real_warm_up(self, x_t, t)
+        finally:
+            phase[0] = "call"
+
+    torch._dynamo.reset()
+    monkeypatch.setattr(compile_module.torch, "compile", traced_compile)
+    monkeypatch.setattr(compile_module.CompiledModel, "_warm_up", marked_warm_up)
+    yield events
+    torch._dynamo.reset()
+

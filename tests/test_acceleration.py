@@ -244,3 +244,26 @@ def test_cuda_graphs_output_is_a_copy_a_solver_may_keep(model, monkeypatch):
     first = fast.eps(x, t)
     shared.fill_(1.0)  # the next replay overwrites the static output
     assert first.data_ptr() != shared.data_ptr() and torch.equal(first, torch.zeros_like(first))
+
+
+@pytest.mark.parametrize("cuda_graphs", [False, True])
+def test_compilation_happens_in_the_warm_up_not_in_the_solver_call(model, recorded_compilation, cuda_graphs):
+    """Every forward and backward graph is compiled inside CompiledModel's warm-up, once per batch shape and
+    grad mode, whose time goes to compile_seconds; the solver's own calls then find them compiled, and
+    give eager's numbers (DPS differentiates through the network, Tweedie does not)."""
+    fast = accelerate(model, compile=True, cuda_graphs=cuda_graphs)
+    dps = SOLVERS.get("dps").create({"steps": 3})
+    for batch in (2, 3):  # a new batch shape compiles again
+        _, physics, y = _dps_problem(batch)
+        got = dps.solve(y, physics, fast, generators(batch))
+        expected = dps.solve(y, physics, model, generators(batch))
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+    compiled = fast.compile_seconds
+    SOLVERS.get("tweedie").create({}).solve(y, physics, fast, generators(3))  # no gradient: a new grad mode
+    assert recorded_compilation, "nothing was compiled"
+    assert {kind for kind, _ in recorded_compilation} == {"forward", "backward"}
+    assert all(phase == "warm-up" for _, phase in recorded_compilation), recorded_compilation
+    assert fast.compile_seconds > compiled > 0
+    before = len(recorded_compilation)
+    dps.solve(y, physics, fast, generators(3))
+    assert len(recorded_compilation) == before and fast.compile_seconds > 0  # nothing new to compile

@@ -29,6 +29,7 @@ from ipbench.data import ImageSet, load_images, save_png
 from ipbench.errors import UsageError
 from ipbench.models import ScoreModel, load_model
 from ipbench.models.acceleration import Acceleration, accelerate
+from ipbench.models.base import synchronize
 from ipbench.operators import Operator, back_project, measure
 from ipbench.results.metrics import METRIC_CONVENTIONS, METRIC_SUMMARY, compute_metrics, prepare_metrics
 
@@ -37,7 +38,8 @@ CONVENTIONS = {
     "sigma_y_units": "[0, 1] image units (DPS paper sigma = 0.05 on [-1, 1] is sigma_y = 0.025)",
     "diffusion": "discrete VP-DDPM, t in {0..T-1}, Tweedie x0 = (x_t - sqrt(1-ab) eps) / sqrt(ab)",
     "seeding": "measurement: sha256(seed, image, operator); solver: sha256(seed, image, operator, solver); one generator per image",
-    "seconds": "wall time of one solver call on a batch divided by the batch size",
+    "seconds": "wall time of one solver call on a batch divided by the batch size, compilation left out",
+    "compile_seconds": "torch.compile warm-up for new batch shapes met during that solver call, per image as seconds",
     "nfe": "score-network evaluations per image",
 }  # run.json adds "metrics" and "metric_summary": the conventions of the metrics the run computes
 
@@ -62,6 +64,11 @@ class CountingModel(ScoreModel):
 
     def reset(self) -> None:
         self.nfe = self.images = 0
+
+    @property
+    def compile_seconds(self) -> float:
+        """Seconds the wrapped network has spent compiling so far (0 when it is not compiled)."""
+        return float(getattr(self.inner, "compile_seconds", 0.0))
 
 
 @dataclass
@@ -182,22 +189,26 @@ def _solve_and_score(entry: SolverEntry, op: Operator, seed: int, ids: Sequence[
             **{f"solver.{k}": v for k, v in entry.solver.hyperparameters().items()},
             **{f"operator.{k}": v for k, v in op.params.items()}}
     model.reset()
-    _synchronize(device)
+    synchronize(device)
+    compiled_before = model.compile_seconds
     start = time.perf_counter()
     try:
         x_hat = entry.solver.solve(y, physics, model, generators)
-        _synchronize(device)
+        synchronize(device)
         error = _check_output(x_hat, x)
     except Exception as exc:  # a failing solver is a result, not a crash
         x_hat, error = None, f"{type(exc).__name__}: {exc}"
-    seconds = (time.perf_counter() - start) / len(ids)
+    # A new batch shape compiles the network: a one-off cost of the switch, not of the solver.
+    compile_seconds = (model.compile_seconds - compiled_before) / len(ids)
+    seconds = (time.perf_counter() - start) / len(ids) - compile_seconds
     rows = []
     if x_hat is not None and error is None:
         finite = torch.isfinite(x_hat).flatten(1).all(dim=1)
         x_hat = torch.where(finite.view(-1, 1, 1, 1), x_hat, torch.zeros_like(x_hat)).clamp(0, 1)
         metrics = {k: v.tolist() for k, v in compute_metrics(x_hat, x, spec.metrics).items()}
     for i, image_id in enumerate(ids):
-        row = {"solver": entry.label, "image": image_id, **base, "seconds": seconds, "nfe": model.images // len(ids)}
+        row = {"solver": entry.label, "image": image_id, **base, "seconds": seconds,
+               "compile_seconds": compile_seconds, "nfe": model.images // len(ids)}
         if error is None and bool(finite[i]):
             row.update({k: float(v[i]) for k, v in metrics.items()}, status="ok")
             save_png(x_hat[i], out / "images" / op.label / entry.label / f"{image_id}-s{seed}.png")
@@ -213,11 +224,6 @@ def _check_output(x_hat: Any, x: Tensor) -> str | None:
         got = tuple(x_hat.shape) if isinstance(x_hat, Tensor) else type(x_hat).__name__
         return f"solver returned {got}, expected a tensor of shape {tuple(x.shape)}"
     return None
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _save_once(path: Path, image: Tensor) -> None:

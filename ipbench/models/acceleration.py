@@ -12,7 +12,9 @@ The switches, each off by default:
                  `close()` converts them back), and each x_t before the call; eps is returned
                  contiguous (NCHW).
   compile        torch.compile of the whole call above (autocast and casts included), through
-                 ipbench.models.compile.CompiledModel (dynamic=False: one graph per batch shape).
+                 ipbench.models.compile.CompiledModel (dynamic=False: one graph per batch shape). Each
+                 new batch shape compiles in a warm-up call timed apart (`compile_seconds`), so a
+                 solver's timing does not carry minutes of compilation.
   cuda_graphs    compile as above in mode "reduce-overhead": the compiled forward and backward are
                  captured as CUDA graphs and replayed, so one launch replaces the network's hundreds of
                  kernel launches (what limits small batches). Implies compile. On CPU it is plain compile.
@@ -114,6 +116,11 @@ class AcceleratedModel(ScoreModel):
         # A CUDA graph writes every replay's output into the same memory: a copy lets a solver keep eps
         # across network calls.
         return eps.clone() if self.settings.cuda_graphs else eps
+
+    @property
+    def compile_seconds(self) -> float:
+        """Seconds spent compiling the network for new input signatures (0 when it is not compiled)."""
+        return float(getattr(self.network, "compile_seconds", 0.0))
 
     def close(self) -> None:
         """Undo what reaches beyond this wrapper: restore the TF32 flags it set and convert the inner

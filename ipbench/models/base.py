@@ -120,3 +120,9 @@ def diffuse_measurement(x_img: Tensor, alpha_bar: Tensor | float) -> Tensor:
     matching error) a sample of x_t given x0, as the forward process would make it.
     """
     return _sqrt(alpha_bar) * to_model(x_img)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously), so that wall times measure it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

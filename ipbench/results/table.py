@@ -70,8 +70,8 @@ def _wide(summary: pd.DataFrame, latex: bool = False) -> tuple[list[str], list[l
     return header, body
 
 
-def caption(run_dir: Path, summary: pd.DataFrame) -> str:
-    """What the numbers are: model, images, n, and the metric conventions."""
+def caption(run_dir: Path, summary: pd.DataFrame, compile_seconds: float = 0.0) -> str:
+    """What the numbers are: model, images, n, the metric conventions, and what s / image leaves out."""
     meta = json.loads((run_dir / "run.json").read_text())
     metric_meta = meta["conventions"]["metric_summary"]
     ns = sorted(set(summary["n"]))
@@ -80,7 +80,9 @@ def caption(run_dir: Path, summary: pd.DataFrame) -> str:
     return (f"Model `{meta['config']['model']}`, images `{meta['images']['source']}`, seeds {seeds}; "
             f"mean ± std over images x seeds ({n_text} per cell). "
             + "".join(f"{METRICS[m].label}: {metric_meta.get(m, '')}. " for m in dict.fromkeys(summary["metric"]))
-            + "s / image: solver wall time per image.")
+            + "s / image: solver wall time per image"
+            + (f" (compiling the network for new batch shapes, {compile_seconds:.0f} s in all, left out)."
+               if compile_seconds > 0 else "."))
 
 
 def to_markdown(summary: pd.DataFrame, caption_text: str) -> str:
@@ -126,7 +128,8 @@ def write_tables(run_dir: str | Path) -> str:
         return "(no rows yet)\n"
     config = json.loads((run_dir / "run.json").read_text())["config"]
     summary = summarize(rows, [s["label"] for s in config["solvers"]], [o.get("label", o["name"]) for o in config["operators"]])
-    text = caption(run_dir, summary)
+    compiled = float(rows["compile_seconds"].sum()) if "compile_seconds" in rows.columns else 0.0  # per-image shares
+    text = caption(run_dir, summary, compiled)
     markdown = to_markdown(summary, text)
     if config.get("reference"):
         markdown += "\nPublished numbers beside ours:\n\n" + reference_markdown(summary, config["reference"])
