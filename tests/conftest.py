@@ -98,7 +98,7 @@ def recorded_compilation(monkeypatch: pytest.MonkeyPatch) -> Iterator[Compilatio
     backend = aot_autograd(fw_compiler=compiler("forward"), bw_compiler=compiler("backward"))
     real_compile, real_warm_up = torch.compile, compile_module.CompiledModel._warm_up
 
-    def traced_compile(fn, mode=None, dynamic=None):
+    def traced_compile(fn, mode=None, options=None, dynamic=None):
         return real_compile(fn, backend=backend, dynamic=dynamic)
 
     def marked_warm_up(self, x_t, t):

@@ -235,6 +235,24 @@ def test_cuda_graphs_is_compile_in_reduce_overhead_mode(model):
     assert Acceleration(cuda_graphs=True).compile_mode == "reduce-overhead" and Acceleration().compile_mode is None
 
 
+def test_layout_opt_compiles_with_inductors_layout_optimisation_forced(model, monkeypatch):
+    """layout_opt implies compile and hands inductor force_layout_optimization, in place of the mode (torch.compile
+    takes one or the other), with the mode's own options kept: CUDA graphs stay on with cuda_graphs."""
+    from ipbench.models import compile as compile_module
+    from ipbench.models.acceleration import Acceleration
+
+    calls = []
+    monkeypatch.setattr(compile_module.torch, "compile", lambda fn, **kwargs: calls.append(kwargs) or fn)
+    accelerate(model, layout_opt=True)
+    accelerate(model, layout_opt=True, cuda_graphs=True)
+    accelerate(model, cuda_graphs=True)
+    assert calls == [{"options": {"force_layout_optimization": True}, "dynamic": False},
+                     {"options": {"triton.cudagraphs": True, "force_layout_optimization": True}, "dynamic": False},
+                     {"mode": "reduce-overhead", "dynamic": False}]
+    settings = Acceleration("bf16", True, layout_opt=True)
+    assert settings.compile and settings.label() == "bf16+channels_last+compile+layout_opt"
+
+
 def test_cuda_graphs_output_is_a_copy_a_solver_may_keep(model, monkeypatch):
     """A CUDA graph replays into the same output memory, so the wrapper hands out a copy of eps."""
     fast = accelerate(model, cuda_graphs=True)
@@ -246,12 +264,12 @@ def test_cuda_graphs_output_is_a_copy_a_solver_may_keep(model, monkeypatch):
     assert first.data_ptr() != shared.data_ptr() and torch.equal(first, torch.zeros_like(first))
 
 
-@pytest.mark.parametrize("cuda_graphs", [False, True])
-def test_compilation_happens_in_the_warm_up_not_in_the_solver_call(model, recorded_compilation, cuda_graphs):
+@pytest.mark.parametrize("switch", ["compile", "cuda_graphs", "layout_opt"])
+def test_compilation_happens_in_the_warm_up_not_in_the_solver_call(model, recorded_compilation, switch):
     """Every forward and backward graph is compiled inside CompiledModel's warm-up, once per batch shape and
     grad mode, whose time goes to compile_seconds; the solver's own calls then find them compiled, and
     give eager's numbers (DPS differentiates through the network, Tweedie does not)."""
-    fast = accelerate(model, compile=True, cuda_graphs=cuda_graphs)
+    fast = accelerate(model, **{switch: True})
     dps = SOLVERS.get("dps").create({"steps": 3})
     for batch in (2, 3):  # a new batch shape compiles again
         _, physics, y = _dps_problem(batch)

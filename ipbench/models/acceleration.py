@@ -18,6 +18,14 @@ The switches, each off by default:
   cuda_graphs    compile as above in mode "reduce-overhead": the compiled forward and backward are
                  captured as CUDA graphs and replayed, so one launch replaces the network's hundreds of
                  kernel launches (what limits small batches). Implies compile. On CPU it is plain compile.
+  layout_opt     compile as above with inductor's layout optimisation forced on: the compiled graph keeps
+                 its intermediate activations channels_last, as the convolutions want them. Inductor turns
+                 it off by itself for a training graph (forward + backward, which DPS's gradient makes)
+                 that has a 3x3 convolution with at least twice as many input as output channels; the ADM
+                 decoder's skip-concatenating convolutions all are such (11 of the FFHQ network's 76), so
+                 otherwise the graph's own kernels write NCHW and cuDNN copies each NHWC convolution's
+                 input and gradient (the 20% "direct_copy" share of the H100 profile, results/gpu).
+                 Implies compile. No effect on CPU, where inductor always lays convolutions out so.
   tf32           sets torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32 to True.
                  These are process-wide flags read when each kernel runs, so they cannot be scoped to
                  the network call: the backward pass (autograd.grad in the solver) runs outside `eps`.
@@ -55,16 +63,17 @@ class Acceleration:
     compile: bool = False
     tf32: bool = False
     cuda_graphs: bool = False
+    layout_opt: bool = False
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise UsageError(f"precision={self.precision!r}; valid: {', '.join(PRECISIONS)}")
-        if self.cuda_graphs:  # CUDA graphs are a torch.compile mode: record that the network is compiled
+        if self.cuda_graphs or self.layout_opt:  # torch.compile settings: record that the network is compiled
             object.__setattr__(self, "compile", True)
 
     def label(self) -> str:
         """A short name such as 'bf16+channels_last+compile'."""
-        flags = ("channels_last", "cuda_graphs" if self.cuda_graphs else "compile", "tf32")
+        flags = ("channels_last", "cuda_graphs" if self.cuda_graphs else "compile", "layout_opt", "tf32")
         return "+".join([self.precision] + [k for k in flags if getattr(self, k)])
 
     @property
@@ -106,7 +115,7 @@ class AcceleratedModel(ScoreModel):
             inner.to(memory_format=torch.channels_last)  # in place, as nn.Module.to always is; close() undoes it
         call = NetworkCall(inner, settings.precision, settings.channels_last)
         mode = settings.compile_mode
-        self.network: ScoreModel = call if mode is None else CompiledModel(call, mode=mode)
+        self.network: ScoreModel = call if mode is None else CompiledModel(call, mode, settings.layout_opt)
         self._saved_tf32: tuple[bool, bool] | None = None
         if settings.tf32:
             self._saved_tf32 = set_tf32(True)
@@ -148,14 +157,14 @@ def set_tf32(enabled: bool) -> tuple[bool, bool]:
 
 
 def accelerate(model: ScoreModel, precision: str = "fp32", channels_last: bool = False, compile: bool = False,
-               tf32: bool = False, cuda_graphs: bool = False) -> AcceleratedModel:
+               tf32: bool = False, cuda_graphs: bool = False, layout_opt: bool = False) -> AcceleratedModel:
     """`model` with the GPU-speed switches applied (see the module docstring); all off by default.
 
     channels_last converts `model`'s parameters in place and tf32 changes process-wide flags, both
     until `close()` (or the end of a `with accelerate(...) as fast:` block). Works on CPU too (bf16
     autocast runs on CPU; tf32 then changes nothing).
     """
-    return AcceleratedModel(model, Acceleration(precision, channels_last, compile, tf32, cuda_graphs))
+    return AcceleratedModel(model, Acceleration(precision, channels_last, compile, tf32, cuda_graphs, layout_opt))
 
 
 __all__ = ["PRECISIONS", "AcceleratedModel", "Acceleration", "NetworkCall", "accelerate", "set_tf32"]

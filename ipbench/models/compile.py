@@ -15,7 +15,8 @@ WARMUP_CALLS = {"default": 1, "reduce-overhead": 3}
 
 
 class CompiledModel(ScoreModel):
-    """The same model with `eps` compiled by torch.compile (dynamic=False: one graph per batch shape).
+    """The same model with `eps` compiled by torch.compile (dynamic=False: one graph per batch shape), in
+    `mode`, with inductor's channels_last layout optimisation forced on where `layout_opt` (acceleration.py).
 
     Compilation happens at the first call with a new input signature (batch shape, dtype, device, grad
     mode, whether x_t requires grad) and takes seconds to minutes: far longer than the call itself. So
@@ -26,12 +27,19 @@ class CompiledModel(ScoreModel):
     it changes no result.
     """
 
-    def __init__(self, inner: ScoreModel, mode: str | None = None) -> None:
+    def __init__(self, inner: ScoreModel, mode: str | None = None, layout_opt: bool = False) -> None:
         super().__init__(inner.alphas_cumprod, inner.image_shape)
         self.inner = inner
         self.default_image_set = inner.default_image_set
         self.mode = mode
-        self._eps = torch.compile(inner.eps, mode=mode, dynamic=False)
+        self.layout_opt = layout_opt
+        if layout_opt:  # torch.compile takes a mode or inductor options, not both: spell the mode out
+            from torch._inductor import list_mode_options
+
+            options = {**list_mode_options(mode or "default", dynamic=False), "force_layout_optimization": True}
+            self._eps = torch.compile(inner.eps, options=options, dynamic=False)
+        else:
+            self._eps = torch.compile(inner.eps, mode=mode, dynamic=False)
         self._warm: set[tuple[object, ...]] = set()
         self.compile_seconds = 0.0
 
