@@ -18,7 +18,7 @@ batch size, --reference-batch-size. deepinv's DPS is ipbench's `deepinv-dps` sol
 one image at a time, so its s / image does not depend on the batch: it is measured at batch 1) on the
 same network, eager and fp32, under PyTorch's default TF32 flags, i.e. what a deepinv user gets.
 
-    python benchmarks/gpu_speed.py --out results/gpu_speed.md                       # H100: everything
+    python benchmarks/gpu_speed.py --out results/gpu/gpu_speed-h100.md              # H100: everything
     python benchmarks/gpu_speed.py --combos bf16 bf16+channels_last+compile --batch-sizes 8 32
     python benchmarks/gpu_speed.py --device cpu --steps 3 --batch-sizes 1 2 --image-size 64   # smoke test
 
@@ -53,7 +53,8 @@ from ipbench.results.metrics import psnr
 from ipbench.solvers import SOLVERS
 from ipbench.results.report import publish
 
-COMBOS = ["fp32+tf32", "bf16", "bf16+channels_last", "bf16+channels_last+compile", "bf16+channels_last+cuda_graphs"]
+COMBOS = ["fp32+tf32", "bf16", "bf16+channels_last", "bf16+channels_last+compile", "bf16+channels_last+cuda_graphs",
+          "bf16+channels_last+cuda_graphs+layout_opt"]
 TARGETS = ("under 2 s per image on an H100 in bf16 at the best batch size; at least 5x deepinv's DPS "
            "throughput at batch 1; no more than 0.1 dB PSNR lost against float32")
 
@@ -85,12 +86,12 @@ def randomize_zero_layers(net: torch.nn.Module) -> None:
 def parse_combo(text: str) -> Acceleration:
     """'bf16+channels_last+compile' -> Acceleration(precision='bf16', channels_last=True, compile=True)."""
     precision, *flags = text.split("+")
-    unknown = set(flags) - {"channels_last", "compile", "cuda_graphs", "tf32"}
+    unknown = set(flags) - {"channels_last", "compile", "cuda_graphs", "layout_opt", "tf32"}
     if unknown or precision not in PRECISIONS:
         raise SystemExit(f"--combos {text}: write fp32 or bf16, then any of +channels_last, +compile, "
-                         "+cuda_graphs, +tf32")
+                         "+cuda_graphs, +layout_opt, +tf32")
     return Acceleration(precision, "channels_last" in flags, "compile" in flags, "tf32" in flags,
-                        "cuda_graphs" in flags)
+                        "cuda_graphs" in flags, "layout_opt" in flags)
 
 
 def count_flops(model: ScoreModel, device: torch.device) -> tuple[float, float]:
@@ -162,7 +163,7 @@ def main() -> None:
                         help="the GPU's peak for the %% column [default: 989, H100 SXM dense bf16]")
     parser.add_argument("--deepinv-dtypes", nargs="*", default=["float64", "float32"],
                         help="deepinv DPS state dtypes to time (float64 is its default); none to skip")
-    parser.add_argument("--out", default="results/gpu_speed.md")
+    parser.add_argument("--out", default=None, help="also write the report here (Markdown), e.g. results/gpu/...")
     args = parser.parse_args()
     if args.image_size % 32 or args.image_size < 32:
         raise SystemExit(f"--image-size {args.image_size}: DiffUNet needs a multiple of 32")
@@ -253,7 +254,6 @@ def main() -> None:
 
     report = render(args, device, ref_batch, fwd_flops, step_flops, rows, deepinv_rows, notes, total)
     publish(report, args.out)
-    print(f"written: {args.out}")
 
 
 def render(args: argparse.Namespace, device: torch.device, ref_batch: int, fwd_flops: float, step_flops: float,
