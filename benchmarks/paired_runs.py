@@ -2,7 +2,7 @@
 
     python benchmarks/paired_runs.py RUN_A RUN_B [--out report.md]
 
-RUN_A and RUN_B are run folders or rows.jsonl files. Rows are paired on (solver, operator, image, seed);
+RUN_A and RUN_B are run folders (sharded or not) or rows.jsonl files. Rows are paired on (solver, operator, image, seed);
 for each solver, operator and metric the report gives mean(B - A), its standard error, the extremes, and
 the number of pairs. Failed rows and rows present in one run only are counted and left out.
 """
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ipbench.benchmark.store import ROW_FILES, load_rows
 from ipbench.results.report import publish
 
 KEYS = ["solver", "operator", "image", "seed"]
@@ -20,10 +21,11 @@ METRICS = ["psnr", "ssim", "lpips"]
 
 
 def read_rows(path: str) -> pd.DataFrame:
-    file = Path(path) / "rows.jsonl" if Path(path).is_dir() else Path(path)
-    if not file.is_file():
+    """A run folder's rows (a sharded run's files together), or one rows file's."""
+    found = Path(path).is_file() or any(Path(path).glob(ROW_FILES))
+    if not found:
         raise SystemExit(f"{path}: no rows.jsonl there (give a run folder or a rows.jsonl file)")
-    rows = pd.read_json(file, lines=True)
+    rows = load_rows(path) if Path(path).is_dir() else pd.read_json(path, lines=True)
     return rows[rows["status"] == "ok"] if "status" in rows else rows
 
 

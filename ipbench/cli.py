@@ -82,6 +82,9 @@ plugin_option = click.option("--plugin", "plugins", multiple=True, metavar="FILE
 @click.option("--fast", is_flag=True,
               help="On CUDA: the fastest measured setting, bf16 + channels_last + CUDA graphs "
                    "(results/gpu_speed.md). No effect on CPU.")
+@click.option("--shard", default=None, metavar="K/N",
+              help="Run only shard K of N (0-based; image i goes to shard i mod N) into the same --out, e.g. one "
+                   "process per GPU; `bench table DIR` merges the shards.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @plugin_option
 @user_errors
@@ -89,14 +92,16 @@ def run_command(solvers: tuple[str, ...], operators: tuple[str, ...], model: str
                 num_images: int | None, seeds: tuple[int, ...], params: tuple[str, ...], batch_size: int, device: str,
                 out: str | None, config: str | None, max_grid_images: int, precision: str | None, channels_last: bool,
                 metrics: tuple[str, ...], tf32: bool, compile_network: bool, cuda_graphs: bool, fast: bool,
-                progress: bool, plugins: tuple[str, ...]) -> None:
+                shard: str | None, progress: bool, plugins: tuple[str, ...]) -> None:
     """Run solvers x operators x images x seeds; write rows.jsonl, run.json, tables and grids."""
     _load_plugins(plugins)
     from ipbench.benchmark.runner import resolve_device, run
+    from ipbench.benchmark.shard import Shard
     from ipbench.benchmark.spec import apply_params, build_spec, load_suite, metric_names
     from ipbench.results.grid import write_grids
     from ipbench.results.table import write_tables
 
+    part = Shard.parse(shard) if shard is not None else None
     if config:
         if solvers or operators:
             raise UsageError("--config sets the solvers and operators; drop --solver/--op (--param still applies)")
@@ -121,7 +126,13 @@ def run_command(solvers: tuple[str, ...], operators: tuple[str, ...], model: str
     command = shlex.join(["bench", *sys.argv[1:]]) if sys.argv and Path(sys.argv[0]).name == "bench" else None
     result = run(spec, out=out, batch_size=batch_size, device=device, command=command, progress=progress,
                  log=lambda line: click.echo(line, err=True), compile=compile_network, channels_last=channels_last,
-                 tf32=tf32, cuda_graphs=cuda_graphs)
+                 tf32=tf32, cuda_graphs=cuda_graphs, shard=part)
+    if result.run_missing:  # a shard that finished before the others: the tables wait for the whole run
+        click.echo(f"rows: {result.rows_written} new, {result.rows_skipped} already done, {result.failed} failed; "
+                   f"{result.run_missing} rows of the run are still to come from the other shards")
+        click.echo(f"run folder: {result.out}  (when every shard has finished: bench table {result.out}; "
+                   f"bench grid {result.out})")
+        return
     click.echo(write_tables(result.out))
     grids = write_grids(result.out, max_images=max_grid_images)
     click.echo(f"rows: {result.rows_written} new, {result.rows_skipped} already done, {result.failed} failed")

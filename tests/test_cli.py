@@ -172,3 +172,19 @@ def test_cuda_graphs_path_runs_through_bench_run_and_matches_eager(invoke, tmp_p
     assert (rows["graphs"]["psnr"] - rows["eager"]["psnr"]).abs().max() < 1e-3
     acceleration = json.loads((tmp_path / "graphs" / "run.json").read_text())["acceleration"]
     assert acceleration["cuda_graphs"] and acceleration["compile"]
+
+
+def test_sharded_run_writes_tables_once_every_shard_is_done(invoke, tmp_path, small_model_path):
+    args = ["run", "--solver", "tweedie", "--op", "denoise", "--model", small_model_path, "--images", "photos",
+            "--num-images", "3", "--out", tmp_path / "run", "--no-progress"]
+    first = invoke(*args, "--shard", "0/2")
+    assert first.exit_code == 0, first.output
+    assert "shard 0/2: 2 of the 3 images" in first.output and "1 rows of the run are still to come" in first.output
+    assert not (tmp_path / "run" / "table.md").exists()
+    last = invoke(*args, "--shard", "1/2")
+    assert last.exit_code == 0, last.output
+    assert "n = 3 per cell" in (tmp_path / "run" / "table.md").read_text()
+    assert "n = 3 per cell" in invoke("table", tmp_path / "run").output
+    bad = invoke(*args, "--shard", "2/2")
+    assert bad.exit_code == 2 and "--shard 2/2: K must be in 0..N-1" in bad.output
+    assert len(bad.output.strip().splitlines()) == 1

@@ -7,7 +7,8 @@ import pytest
 
 from ipbench.benchmark.runner import run
 from ipbench.benchmark.spec import build_spec
-from ipbench.benchmark.store import RowStore, row_key
+from ipbench.benchmark.shard import Shard
+from ipbench.benchmark.store import RowStore, row_key, run_rows
 from ipbench.errors import UsageError
 from ipbench.results.table import write_tables
 from tests.conftest import SMALL_SHAPE
@@ -22,7 +23,7 @@ def _spec(model_path, solvers=("tweedie", "blur"), ops=("inpaint-random", "deblu
 
 
 def _rows(out):
-    rows = RowStore(out / "rows.jsonl").read()
+    rows = run_rows(out)
     return sorted(({k: v for k, v in r.items() if k not in VOLATILE} for r in rows), key=row_key)
 
 
@@ -133,3 +134,31 @@ def test_compilation_is_timed_apart_from_the_solver(tmp_path, small_model_path, 
     assert compiled[0] == compiled[1] >= 0.25 and compiled[2] == compiled[3] == 0 and compiled[4] >= 0.5
     assert all(r["status"] == "ok" and 0 <= r["seconds"] < 0.25 for r in rows), rows
     assert f"{sum(compiled):.0f} s in all, left out" in write_tables(result.out)
+
+
+def test_shards_together_make_the_unsharded_run(tmp_path, small_model_path):
+    """Three shards into one folder: each runs images i with i mod 3 == its index into its own rows file,
+    the run is complete only after the last, their rows together are the unsharded run's, and an
+    unsharded rerun finds nothing left to do."""
+    spec = lambda: _spec(small_model_path, solvers=("tweedie", "interruptible"), num_images=5)  # noqa: E731
+    whole = run(spec(), out=tmp_path / "whole", batch_size=2, progress=False)
+    missing = []
+    for index in range(3):
+        shard = Shard(index, 3)
+        part = run(spec(), out=tmp_path / "sharded", batch_size=2, progress=False, shard=shard)
+        missing.append(part.run_missing)
+        all_ids = json.loads((tmp_path / "sharded" / "run.json").read_text())["images"]["ids"]
+        ids = {r["image"] for r in RowStore(tmp_path / "sharded" / shard.rows_file).read()}
+        assert len(all_ids) == 5 and ids == {all_ids[i] for i in range(index, 5, 3)}
+    assert missing[0] > missing[1] > missing[2] == 0 and whole.run_missing == 0
+    assert not (tmp_path / "sharded" / "rows.jsonl").exists()
+    assert _rows(tmp_path / "sharded") == _rows(whole.out)
+    assert run(spec(), out=tmp_path / "sharded", progress=False).rows_written == 0
+
+
+@pytest.mark.parametrize("text, fragment", [("2/2", "K must be in 0..N-1"), ("0/0", "K must be in 0..N-1"),
+                                            ("1-4", "write K/N"), ("a/b", "write K/N")])
+def test_bad_shard_is_a_usage_error(text, fragment):
+    with pytest.raises(UsageError, match=fragment):
+        Shard.parse(text)
+    assert Shard.parse(" 1 / 4 ") == Shard(1, 4) and Shard(1, 4).positions(10) == [1, 5, 9]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import platform
 import sys
 import time
@@ -24,7 +25,8 @@ from tqdm import tqdm
 
 from ipbench.benchmark.seeding import measurement_generator, solver_generator
 from ipbench.benchmark.spec import RunSpec, SolverEntry
-from ipbench.benchmark.store import RowStore, row_key
+from ipbench.benchmark.shard import Shard
+from ipbench.benchmark.store import RowStore, row_key, run_rows
 from ipbench.data import ImageSet, load_images, save_png
 from ipbench.errors import UsageError
 from ipbench.models import ScoreModel, load_model
@@ -77,6 +79,7 @@ class RunResult:
     rows_written: int
     rows_skipped: int
     failed: int
+    run_missing: int = 0  # rows of the whole run not written yet (other shards still at work)
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -94,8 +97,12 @@ def resolve_device(device: str | None) -> torch.device:
 
 def run(spec: RunSpec, out: str | Path | None = None, batch_size: int = 8, device: str | None = None,
         command: str | None = None, progress: bool = True, log: Callable[[str], None] | None = None,
-        compile: bool = False, channels_last: bool = False, tf32: bool = False, cuda_graphs: bool = False) -> RunResult:
+        compile: bool = False, channels_last: bool = False, tf32: bool = False, cuda_graphs: bool = False,
+        shard: Shard | None = None) -> RunResult:
     """Run `spec` into folder `out` (default `spec.default_out()`), resuming if it holds the same run.
+
+    With `shard`, only that shard's images run, and their rows go to the shard's own file (shard.py);
+    run.json still describes the whole run, so every shard checks that it joins the same one.
 
     `log` receives one-line notes on what is run (model, images, solver settings). The speed switches
     (`spec.precision`, `compile`, `channels_last`, `tf32`, `cuda_graphs`) wrap the network only (models/acceleration.py);
@@ -118,10 +125,13 @@ def run(spec: RunSpec, out: str | Path | None = None, batch_size: int = 8, devic
     for op in spec.operators:  # preflight: shape-dependent parameter errors surface before anything runs
         op.build(model.image_shape, [measurement_generator(spec.seeds[0], images.ids[0], op.label, dev)], dev)
     _prepare_folder(out, spec, images, model, dev, batch_size, command, acceleration)
+    mine = images if shard is None else images.take(shard.positions(len(images)))
     if log is not None:
         default_note = " (the model's default; --num-images N for more)" if num_images != spec.num_images else ""
         log(f"model {spec.model} {tuple(model.image_shape)} on {dev}; {len(images)} images of {images.source}"
             f"{default_note}; seeds {spec.seeds}")
+        if shard is not None:
+            log(f"  shard {shard}: {len(mine)} of the {len(images)} images, rows to {shard.rows_file}")
         for entry in spec.solvers:
             settings = ", ".join(f"{k}={v}" for k, v in entry.solver.hyperparameters().items())
             log(f"  {entry.label}: {settings or 'no parameters'}")
@@ -129,19 +139,22 @@ def run(spec: RunSpec, out: str | Path | None = None, batch_size: int = 8, devic
             log(f"  skipped image {skipped}: {reason}")
 
     with accelerate(model, **dataclasses.asdict(acceleration)) as fast:
-        return _loop(spec, images, CountingModel(fast), dev, out, batch_size, progress)
+        rows_file = "rows.jsonl" if shard is None else shard.rows_file
+        result = _loop(spec, mine, CountingModel(fast), dev, out, batch_size, progress, rows_file)
+    result.run_missing = len(_row_keys(spec, images.ids) - {row_key(r) for r in run_rows(out)})
+    return result
 
 
 def _loop(spec: RunSpec, images: ImageSet, counted: "CountingModel", dev: torch.device, out: Path, batch_size: int,
-          progress: bool) -> RunResult:
-    """Every (operator, seed, batch, solver) not yet in rows.jsonl: measure, solve, score, append."""
-    store = RowStore(out / "rows.jsonl")
-    done = store.done_keys()
-    pairs = sum(entry.runs_on(op.label) for entry in spec.solvers for op in spec.operators)
-    total = pairs * len(spec.seeds) * len(images)
+          progress: bool, rows_file: str) -> RunResult:
+    """Every (operator, seed, batch, solver) not yet in the run's rows: measure, solve, score, append."""
+    store = RowStore(out / rows_file)
+    done = {row_key(r) for r in run_rows(out)}  # any shard's rows count: a resumed run never redoes them
+    expected = _row_keys(spec, images.ids)
+    total = len(expected)
     written = failed = 0
     bar = tqdm(total=total, disable=not progress, desc="bench run", unit="row", file=sys.stderr)
-    bar.update(sum(1 for k in done if k[0] in {s.label for s in spec.solvers}))
+    bar.update(len(done & expected))
     for op in spec.operators:
         for seed in spec.seeds:
             for start in range(0, len(images), batch_size):
@@ -166,6 +179,12 @@ def _loop(spec: RunSpec, images: ImageSet, counted: "CountingModel", dev: torch.
                     bar.update(len(rows))
     bar.close()
     return RunResult(out, written, total - written, failed)
+
+
+def _row_keys(spec: RunSpec, image_ids: Sequence[str]) -> set[tuple[str, ...]]:
+    """The keys of every row that `spec` makes for these images."""
+    return {(entry.label, op.label, image_id, str(seed)) for entry in spec.solvers for op in spec.operators
+            if entry.runs_on(op.label) for image_id in image_ids for seed in spec.seeds}
 
 
 def _measure(op: Operator, x: Tensor, ids: Sequence[str], seed: int, device: torch.device, out: Path
@@ -258,7 +277,10 @@ def _prepare_folder(out: Path, spec: RunSpec, images: ImageSet, model: ScoreMode
         "conventions": {**CONVENTIONS, "metrics": {m: METRIC_CONVENTIONS[m] for m in spec.metrics},
                         "metric_summary": {m: METRIC_SUMMARY[m] for m in spec.metrics}},
     }
-    meta_path.write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    # Shards started together may all get here: each writes whole, the last one stays.
+    partial = meta_path.with_name(f"run.json.{os.getpid()}.tmp")
+    partial.write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    os.replace(partial, meta_path)
 
 
 def _describe_device(device: torch.device) -> str:

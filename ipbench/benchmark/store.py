@@ -1,4 +1,8 @@
-"""rows.jsonl: one JSON object per (solver, operator, image, seed), appended and flushed one by one."""
+"""rows.jsonl: one JSON object per (solver, operator, image, seed), appended and flushed one by one.
+
+A run split with `--shard K/N` keeps each shard's rows in rows.shard-K-of-N.jsonl beside it
+(shard.py); `run_rows` and `load_rows` read them all as one run.
+"""
 from __future__ import annotations
 
 import json
@@ -12,6 +16,7 @@ import pandas as pd
 from ipbench.results.metrics import METRICS
 
 ROW_KEY = ("solver", "operator", "image", "seed")
+ROW_FILES = "rows*.jsonl"  # rows.jsonl, and rows.shard-K-of-N.jsonl of a sharded run
 
 
 def row_key(row: dict[str, Any]) -> tuple:
@@ -63,11 +68,19 @@ class RowStore:
                 os.fsync(f.fileno())
 
 
+def run_rows(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Every row of a run folder, from rows.jsonl and any shard files, once per key."""
+    rows: dict[tuple, dict[str, Any]] = {}
+    for path in sorted(Path(run_dir).glob(ROW_FILES)):
+        for row in RowStore(path).read():
+            rows.setdefault(row_key(row), row)
+    return list(rows.values())
+
+
 def load_rows(run_dir: str | Path) -> pd.DataFrame:
     """The rows of a run as a DataFrame (metrics as floats)."""
-    rows = RowStore(Path(run_dir) / "rows.jsonl").read()
-    frame = pd.DataFrame(rows)
-    for col in (*METRICS, "seconds"):
+    frame = pd.DataFrame(run_rows(run_dir))
+    for col in (*METRICS, "seconds", "compile_seconds"):
         if col in frame:
             frame[col] = pd.to_numeric(frame[col], errors="coerce")
     return frame

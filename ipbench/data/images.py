@@ -47,6 +47,10 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def take(self, positions: list[int]) -> ImageSet:
+        """The images at these positions, in that order (same source; no skipped files of its own)."""
+        return ImageSet([self.ids[i] for i in positions], self.images[positions], self.source)
+
 
 def image_files(directory: Path) -> list[Path]:
     """The PNG/JPEG files directly inside `directory`, sorted by file name (not recursive)."""
