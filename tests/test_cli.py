@@ -78,7 +78,7 @@ def test_list_shows_every_operator_with_parameters(invoke):
 @pytest.mark.parametrize("args, fragment", [
     (["--solver", "nope", "--op", "inpaint"], "unknown solver 'nope'; valid: "),
     (["--solver", "blur", "--op", "nope"], "unknown operator 'nope'; valid: "),
-    (["--solver", "blur", "--op", "inpaint", "--metric", "fid"], "--metric: unknown metric fid; valid: psnr, ssim"),
+    (["--solver", "blur", "--op", "inpaint", "--metric", "kid"], "--metric: unknown metric kid; valid: psnr, ssim"),
     (["--solver", "blur", "--op", "inpaint", "--param", "zeta=1"], "no selected solver or operator has a parameter 'zeta'"),
     (["--solver", "blur", "--op", "inpaint", "--param", "blur.sigma=wide"], "blur.sigma='wide': expected float"),
     (["--solver", "blur", "--op", "inpaint", "--param", "inpaint.side=2"], "inpaint-box.side=2.0"),

