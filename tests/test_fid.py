@@ -21,12 +21,9 @@ pytest.importorskip("pytorch_fid")
 
 
 @pytest.fixture
-def fid_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty torch hub cache; Inception networks built before are forgotten."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    fid.inception.cache_clear()
-    yield tmp_path / "torch" / "hub" / "checkpoints"
-    fid.inception.cache_clear()
+def fid_hub(hub_cache: Path) -> Path:
+    """An empty torch hub cache for the Inception file (conftest.hub_cache)."""
+    return hub_cache
 
 
 def write_random_inception(folder: Path) -> None:
@@ -56,7 +53,7 @@ def test_a_pickle_with_code_is_refused_and_not_run(fid_hub: Path, tmp_path: Path
     marker = tmp_path / "ran"
     fid_hub.mkdir(parents=True)
     torch.save({"x": ShellPayload(marker)}, fid_hub / fid.FID_WEIGHTS_FILE)
-    with pytest.raises(UsageError, match="not a readable Inception state dict"):
+    with pytest.raises(UsageError, match="FID Inception weights .*: refused, not a plain file of tensors"):
         fid.inception(torch.device("cpu"))
     assert not marker.exists()
 

@@ -239,12 +239,9 @@ def test_converter_maps_the_thirteen_vgg_convolutions_to_lpips_slices() -> None:
 
 
 @pytest.fixture
-def vgg_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty torch hub cache; LPIPS models built before are forgotten so each test loads its own file."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    metrics._lpips_model.cache_clear()
-    yield tmp_path / "torch" / "hub" / "checkpoints"
-    metrics._lpips_model.cache_clear()
+def vgg_hub(hub_cache: Path) -> Path:
+    """An empty torch hub cache for the VGG16 file (conftest.hub_cache)."""
+    return hub_cache
 
 
 def write_random_vgg16(folder: Path) -> dict[str, torch.Tensor]:

@@ -139,24 +139,25 @@ class DiffusersScoreModel(ScoreModel):
 
 # --------------------------------------------------------------------------------- state-dict checking
 
-def read_state_dict(path: Path) -> dict[str, Tensor]:
-    """A flat {name: tensor} dict from `path` via torch.load(weights_only=True); UsageError otherwise."""
+def read_state_dict(path: Path, what: str = "model file") -> dict[str, Tensor]:
+    """A flat {name: tensor} dict from `path` via torch.load(weights_only=True); otherwise a one-line
+    UsageError that starts with `what` and the path (a model file, a metric's weights, ...)."""
     if not path.is_file():
-        raise UsageError(f"model file {path} not found")
+        raise UsageError(f"{what} {path} not found")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:  # code, other objects, or bytes that are no pickle at all
-        raise UsageError(f"model file {path}: refused, not a plain file of tensors (torch.load weights_only=True: "
+        raise UsageError(f"{what} {path}: refused, not a plain file of tensors (torch.load weights_only=True: "
                          f"{_unpickling_detail(exc)})") from None
     except Exception as exc:  # truncated, not a torch file, ...
-        raise UsageError(f"model file {path}: not a loadable state dict ({_first_line(exc)})") from None
+        raise UsageError(f"{what} {path}: not a loadable state dict ({_first_line(exc)})") from None
     if not isinstance(blob, Mapping) or not blob:
-        raise UsageError(f"model file {path}: not a state dict (a non-empty dict of name -> tensor), "
+        raise UsageError(f"{what} {path}: not a state dict (a non-empty dict of name -> tensor), "
                          f"got {type(blob).__name__}")
     bad = next((k for k, v in blob.items() if not isinstance(k, str) or not isinstance(v, Tensor)), None)
     if bad is not None:
         hint = ": it is an ipbench checkpoint, pass its path alone" if blob.get("format") == CHECKPOINT_FORMAT else ""
-        raise UsageError(f"model file {path}: not a state dict (entry {bad!r} is a {type(blob[bad]).__name__}, "
+        raise UsageError(f"{what} {path}: not a state dict (entry {bad!r} is a {type(blob[bad]).__name__}, "
                          f"not a tensor){hint}")
     return dict(blob)
 

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from ipbench.data import load_png
 from ipbench.errors import UsageError
+from ipbench.models.pretrained import read_state_dict
 
 FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 FID_WEIGHTS_URL = "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" + FID_WEIGHTS_FILE
@@ -64,12 +65,7 @@ def inception(device: torch.device) -> nn.Module:
     """pytorch-fid's InceptionV3 up to pool3, frozen, holding the cached weights (checked, never unpickled)."""
     module = _pytorch_fid_inception()
     path = fid_weights()
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # not a plain state dict: refuse, never unpickle code
-        raise UsageError(f"{path}: not a readable Inception state dict ({type(exc).__name__})") from None
-    if not isinstance(state, dict):
-        raise UsageError(f"{path}: not an Inception state dict (a {type(state).__name__})")
+    state = read_state_dict(path, "FID Inception weights")
     try:  # pytorch-fid builds the network and loads "from the URL": hand it the dict read above instead
         with mock.patch.object(module, "load_state_dict_from_url", lambda *args, **kwargs: state):
             net = module.InceptionV3([module.InceptionV3.BLOCK_INDEX_BY_DIM[FEATURES]])

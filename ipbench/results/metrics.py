@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ipbench.errors import UsageError
+from ipbench.models.pretrained import read_state_dict
 
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
@@ -219,13 +220,7 @@ def lpips_vgg_weights() -> Path:
 def _vgg_backbone() -> dict[str, Tensor]:
     """The VGG16 convolutions under lpips's slice names, from torchvision's keys (`features.N.*`) or
     already in lpips's (`sliceK.N.*`); the classifier, if present, is dropped."""
-    path = lpips_vgg_weights()
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # not a plain state dict: refuse, never unpickle code
-        raise UsageError(f"{path}: not a readable VGG16 state dict ({type(exc).__name__})") from None
-    if not isinstance(state, dict):
-        raise UsageError(f"{path}: not a VGG16 state dict (a {type(state).__name__})")
+    state = read_state_dict(lpips_vgg_weights(), "LPIPS-VGG weights")
     out = {}
     for key, value in state.items():
         parts = key.split(".")
