@@ -94,6 +94,7 @@ def test_frechet_distance_of_gaussians_has_its_closed_form() -> None:
     assert fid.frechet_distance(a, b) == pytest.approx(fid.frechet_distance(b, a), rel=1e-9)
     assert abs(fid.frechet_distance(a, a)) < 1e-6
     assert np.isnan(fid.frechet_distance(a[:1], b))
+    assert np.isnan(fid.frechet_distance(np.where(a > 3, np.inf, a), b))
 
 
 @pytest.mark.parametrize("n, dims", [(3000, 64), (200, 256)])  # full-rank covariances, then singular ones

@@ -93,8 +93,8 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     S_a^(1/2) S_b S_a^(1/2), which has the same eigenvalues: this is pytorch-fid's value where its scipy
     sqrtm converges (tested), and stays real when the covariances are singular, as they are with fewer
     images than the 2048 features (there pytorch-fid can fail with "Imaginary component")."""
-    if len(a) < 2 or len(b) < 2:
-        return float("nan")  # no covariance from one image
+    if len(a) < 2 or len(b) < 2 or not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return float("nan")  # no covariance from one image; no distance from overflowed features
     s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
     values, vectors = np.linalg.eigh(s_a)
     root_a = (vectors * np.sqrt(values.clip(min=0))) @ vectors.T
