@@ -54,9 +54,6 @@ class RowStore:
             f.seek(-1, os.SEEK_END)
             return f.read(1) != b"\n"
 
-    def done_keys(self) -> set[tuple]:
-        return {row_key(r) for r in self.read()}
-
     def append(self, rows: Iterable[dict[str, Any]]) -> None:
         torn = self._ends_mid_line()
         with self.path.open("a") as f:

@@ -32,7 +32,6 @@ class CompiledModel(ScoreModel):
         self.inner = inner
         self.default_image_set = inner.default_image_set
         self.mode = mode
-        self.layout_opt = layout_opt
         if layout_opt:  # torch.compile takes a mode or inductor options, not both: spell the mode out
             from torch._inductor import list_mode_options
 
