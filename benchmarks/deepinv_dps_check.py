@@ -15,8 +15,8 @@ import time
 from datetime import datetime, timezone
 
 
-from ipbench.benchmark.runner import resolve_device
-from ipbench.benchmark.seeding import measurement_generator, solver_generator
+from ipbench.device import resolve_device
+from ipbench.seeding import measurement_generator, solver_generator
 from ipbench.data import load_images
 from ipbench.models import load_model
 from ipbench.operators import Operator, measure

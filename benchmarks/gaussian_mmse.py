@@ -31,7 +31,7 @@ import torch
 from deepinv.physics import Physics
 from torch import Tensor
 
-from ipbench.benchmark.seeding import measurement_generator, seed_for, solver_generator
+from ipbench.seeding import measurement_generator, seed_for, solver_generator
 from ipbench.data import load_images
 from ipbench.models import GaussianScoreModel, time_for_sigma
 from ipbench.operators import Operator, measure
@@ -322,7 +322,7 @@ def render(args: argparse.Namespace, scores: list[Score], checks: dict[str, dict
         f"- Model: {model_note}",
         f"- Data: n = {args.num_images} prior samples per operator (image units, *not* clamped to [0, 1]); "
         f"seed {args.seed} (truth: seed_for('prior', seed, id); measurement/solver generators: "
-        "ipbench.benchmark.seeding with the column label as the operator name).",
+        "ipbench.seeding with the column label as the operator name).",
         f"- Operators: sigma_y = {args.sigma_y} (image units) for all; defaults otherwise, plus "
         "deblur-gauss with kernel_size=7, sigma=1 px (the default kernel at 16 px is 3 x 3 with sigma 0.1875 px, "
         "i.e. the identity to 7e-7).",

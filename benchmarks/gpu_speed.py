@@ -42,12 +42,13 @@ import torch
 from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
-from ipbench.benchmark.runner import CountingModel, resolve_device
-from ipbench.benchmark.seeding import measurement_generator, solver_generator
+from ipbench.benchmark.runner import CountingModel
+from ipbench.device import resolve_device
+from ipbench.seeding import measurement_generator, solver_generator
 from ipbench.data import load_images
 from ipbench.models.acceleration import PRECISIONS, Acceleration, accelerate, set_tf32
 from ipbench.models.base import ScoreModel
-from ipbench.models.pretrained import DiffUNetScoreModel, load_pretrained
+from ipbench.models.adm import DiffUNetScoreModel, load_pretrained
 from ipbench.operators import Operator, measure
 from ipbench.results.metrics import psnr
 from ipbench.solvers import SOLVERS
@@ -232,13 +233,13 @@ def main() -> None:
 
     started = time.perf_counter()
     print(f"reference: fp32 (strict) at batch {ref_batch}", flush=True)
-    reference = measure_row(Acceleration(), ref_batch)
+    reference = measure_row(Acceleration("fp32"), ref_batch)
     if reference.error:
         raise SystemExit(f"the fp32 reference failed: {reference.error}")
     rows = [reference]
     for setting in settings:
         for b in args.batch_sizes:
-            if setting == Acceleration() and b == ref_batch:
+            if setting == Acceleration("fp32") and b == ref_batch:
                 continue
             rows.append(measure_row(setting, b))
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ipbench.benchmark.store import ROW_FILES, load_rows
+from ipbench.results.rows import ROW_FILES, load_rows
 from ipbench.results.report import publish
 
 KEYS = ["solver", "operator", "image", "seed"]

@@ -16,7 +16,7 @@ from deepinv.physics import Inpainting
 from gpu_speed import build_model, parse_combo  # benchmarks/ is on sys.path when this script runs
 from torch.profiler import ProfilerActivity, profile
 
-from ipbench.benchmark.runner import resolve_device
+from ipbench.device import resolve_device
 from ipbench.models.acceleration import accelerate
 from ipbench.solvers import SOLVERS
 

@@ -27,8 +27,9 @@ from typing import Any
 
 import torch
 
-from ipbench.benchmark.runner import CountingModel, resolve_device
-from ipbench.benchmark.seeding import measurement_generator, solver_generator
+from ipbench.benchmark.runner import CountingModel
+from ipbench.device import resolve_device
+from ipbench.seeding import measurement_generator, solver_generator
 from ipbench.data import load_images
 from ipbench.models import load_model
 from ipbench.models.compile import CompiledModel

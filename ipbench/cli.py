@@ -38,6 +38,11 @@ def _load_plugins(plugins: tuple[str, ...]) -> None:
         load_plugin_file(path)
 
 
+def _command_line() -> str | None:
+    """The `bench ...` command as typed, for the run's records (None when not run as `bench`)."""
+    return shlex.join(["bench", *sys.argv[1:]]) if sys.argv and Path(sys.argv[0]).name == "bench" else None
+
+
 def _run_folder(path: str) -> Path:
     folder = Path(path)
     if not (folder / "run.json").is_file():
@@ -52,6 +57,8 @@ def cli() -> None:
 
 plugin_option = click.option("--plugin", "plugins", multiple=True, metavar="FILE.py",
                              help="Python file that registers solvers/operators/models (repeatable).")
+device_option = click.option("--device", default="auto", show_default=True,
+                              help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
 
 
 @cli.command("run")
@@ -66,7 +73,7 @@ plugin_option = click.option("--plugin", "plugins", multiple=True, metavar="FILE
 @click.option("--param", "params", multiple=True, metavar="[TARGET.]NAME=VALUE",
               help="Set a solver/operator parameter, e.g. tweedie.t=100 or sigma_y=0.05 (repeatable).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
+@device_option
 @click.option("--out", default=None, metavar="DIR", help="Run folder [default: runs/<solvers>_<ops>_<hash>].")
 @click.option("--config", default=None, metavar="SUITE.toml", help="Run a TOML suite (solvers, operators, ...).")
 @click.option("--max-grid-images", type=click.IntRange(min=1), default=8, show_default=True)
@@ -79,6 +86,8 @@ plugin_option = click.option("--plugin", "plugins", multiple=True, metavar="FILE
 @click.option("--compile", "compile_network", is_flag=True, help="torch.compile the score network.")
 @click.option("--cuda-graphs", is_flag=True,
               help="torch.compile the network in reduce-overhead mode: CUDA graphs replace its kernel launches.")
+@click.option("--layout-opt", is_flag=True,
+              help="torch.compile with inductor's channels_last layout forced on (experimental; implies --compile).")
 @click.option("--fast", is_flag=True,
               help="On CUDA: the fastest measured setting, bf16 + channels_last + CUDA graphs "
                    "(results/gpu_speed.md). No effect on CPU.")
@@ -91,49 +100,34 @@ plugin_option = click.option("--plugin", "plugins", multiple=True, metavar="FILE
 def run_command(solvers: tuple[str, ...], operators: tuple[str, ...], model: str | None, images: str | None,
                 num_images: int | None, seeds: tuple[int, ...], params: tuple[str, ...], batch_size: int, device: str,
                 out: str | None, config: str | None, max_grid_images: int, precision: str | None, channels_last: bool,
-                metrics: tuple[str, ...], tf32: bool, compile_network: bool, cuda_graphs: bool, fast: bool,
-                shard: str | None, progress: bool, plugins: tuple[str, ...]) -> None:
+                metrics: tuple[str, ...], tf32: bool, compile_network: bool, cuda_graphs: bool, layout_opt: bool,
+                fast: bool, shard: str | None, progress: bool, plugins: tuple[str, ...]) -> None:
     """Run solvers x operators x images x seeds; write rows.jsonl, run.json, tables and grids."""
     _load_plugins(plugins)
-    from ipbench.benchmark.runner import resolve_device, run
+    from ipbench.benchmark.runner import run
     from ipbench.benchmark.shard import Shard
-    from ipbench.benchmark.spec import apply_params, build_spec, load_suite, metric_names
+    from ipbench.benchmark.spec import make_spec
+    from ipbench.device import resolve_device
+    from ipbench.models.acceleration import Acceleration
     from ipbench.results.grid import write_grids
+    from ipbench.results.metric_registry import metric_names
     from ipbench.results.table import write_tables
 
     part = Shard.parse(shard) if shard is not None else None
-    if config:
-        if solvers or operators:
-            raise UsageError("--config sets the solvers and operators; drop --solver/--op (--param still applies)")
-        spec = apply_params(load_suite(config), list(params))
-        for key, value in (("model", model), ("images", images), ("num_images", num_images)):
-            if value is not None:
-                setattr(spec, key, value)
-        if seeds:
-            spec.seeds = list(seeds)
-    else:
-        spec = build_spec(list(solvers), list(operators), list(params), model=model, images=images,
-                          num_images=num_images, seeds=list(seeds) or None)
-    if fast and resolve_device(device).type == "cuda":
-        precision, channels_last, cuda_graphs = precision or "bf16", True, True
-    elif fast:
-        click.echo("--fast: no effect on CPU (the GPU preset; fp32 eager is the fastest measured CPU setting)",
-                   err=True)
-    if precision is not None:
-        spec.precision = precision
-    if metrics:
-        spec.metrics = metric_names(metrics, "--metric")
-    command = shlex.join(["bench", *sys.argv[1:]]) if sys.argv and Path(sys.argv[0]).name == "bench" else None
-    result = run(spec, out=out, batch_size=batch_size, device=device, command=command, progress=progress,
-                 log=lambda line: click.echo(line, err=True), compile=compile_network, channels_last=channels_last,
-                 tf32=tf32, cuda_graphs=cuda_graphs, shard=part)
+    spec = make_spec(config, list(solvers), list(operators), list(params), model=model, images=images,
+                     num_images=num_images, seeds=list(seeds) or None, precision=precision,
+                     metrics=metric_names(metrics, "--metric") if metrics else None)
+    acceleration = Acceleration(channels_last=channels_last, compile=compile_network, tf32=tf32,
+                                cuda_graphs=cuda_graphs, layout_opt=layout_opt, fast=fast)
+    result = run(spec, out=out, batch_size=batch_size, device=resolve_device(device), acceleration=acceleration,
+                 shard=part, command=_command_line(), progress=progress, log=lambda line: click.echo(line, err=True))
     if result.run_missing:  # a shard that finished before the others: the tables wait for the whole run
         click.echo(f"rows: {result.rows_written} new, {result.rows_skipped} already done, {result.failed} failed; "
                    f"{result.run_missing} rows of the run are still to come from the other shards")
         click.echo(f"run folder: {result.out}  (when every shard has finished: bench table {result.out}; "
                    f"bench grid {result.out})")
         return
-    click.echo(write_tables(result.out))
+    click.echo(write_tables(result.out, device=result.device))
     grids = write_grids(result.out, max_images=max_grid_images)
     click.echo(f"rows: {result.rows_written} new, {result.rows_skipped} already done, {result.failed} failed")
     click.echo(f"run folder: {result.out}  (rows.jsonl, run.json, table.md/.csv/.tex, {', '.join(g.name for g in grids)})")
@@ -175,7 +169,7 @@ def list_command(plugins: tuple[str, ...]) -> None:
     for name in IMAGE_SETS:
         doc = (IMAGE_SETS.get(name).__doc__ or "").strip().splitlines()[0]
         click.echo(f"  {name}: {doc}")
-    from ipbench.results.metrics import METRIC_SUMMARY
+    from ipbench.results.metric_registry import METRIC_SUMMARY
 
     click.echo("Metrics (every row has psnr, ssim and lpips; --metric NAME adds another):")
     for name, summary in METRIC_SUMMARY.items():
@@ -184,12 +178,14 @@ def list_command(plugins: tuple[str, ...]) -> None:
 
 @cli.command("table")
 @click.argument("run_dir", metavar="RUN")
+@device_option
 @user_errors
-def table_command(run_dir: str) -> None:
-    """Print the comparison table of RUN and write table.md/.csv/.tex there."""
+def table_command(run_dir: str, device: str) -> None:
+    """Print the comparison table of RUN and write table.md/.csv/.tex there (--device: where FID runs)."""
+    from ipbench.device import resolve_device
     from ipbench.results.table import write_tables
 
-    click.echo(write_tables(_run_folder(run_dir)))
+    click.echo(write_tables(_run_folder(run_dir), device=resolve_device(device)))
 
 
 @cli.command("grid")
@@ -211,16 +207,16 @@ def grid_command(run_dir: str, max_images: int) -> None:
 @click.option("--eta", type=click.FloatRange(0, 1), default=1.0, show_default=True, help="1 = DDPM, 0 = DDIM.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", default="samples.png", show_default=True, metavar="FILE.png")
-@click.option("--device", default="auto", show_default=True)
+@device_option
 @plugin_option
 @user_errors
 def sample_command(model: str, num: int, steps: int, eta: float, seed: int, out: str, device: str,
                    plugins: tuple[str, ...]) -> None:
     """Unconditional samples of a model (the reverse process from pure noise) as a PNG grid."""
     _load_plugins(plugins)
-    from ipbench.benchmark.runner import resolve_device
+    from ipbench.device import resolve_device
     from ipbench.models import load_model
-    from ipbench.models.export import sample_grid
+    from ipbench.training.export import sample_grid
 
     score_model = load_model(model, resolve_device(device))
     sample_grid(score_model, num, steps, seed, Path(out), eta=eta)
@@ -252,7 +248,7 @@ def _parse_ints(text: str, option: str) -> tuple[int, ...]:
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=500, show_default=True)
 @click.option("--sample-steps", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True)
+@device_option
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @user_errors
 def train_command(data: str, out: str, steps: int, batch_size: int, lr: float, ema_decay: float, channels: int,
@@ -260,10 +256,10 @@ def train_command(data: str, out: str, steps: int, batch_size: int, lr: float, e
                   grayscale: bool, checkpoint_every: int, sample_steps: int, seed: int, device: str,
                   progress: bool) -> None:
     """Train a VP-DDPM UNet on an image set; writes model.pt (EMA), model-fp16.pt, samples.png, train_log.json."""
-    from ipbench.models.export import finish_training, load_training_images
-    from ipbench.models.training import TrainConfig, train
+    from ipbench.device import resolve_device
     from ipbench.models.unet import UNetConfig
-    from ipbench.benchmark.runner import resolve_device
+    from ipbench.training.export import finish_training, load_training_images
+    from ipbench.training.loop import TrainConfig, train
 
     shape = (1 if grayscale else 3, resolution, resolution)
     images = load_training_images(data, shape)
@@ -273,7 +269,7 @@ def train_command(data: str, out: str, steps: int, batch_size: int, lr: float, e
     train_cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, ema_decay=ema_decay,
                             checkpoint_every=checkpoint_every, seed=seed)
     dev = resolve_device(device)
-    command = shlex.join(["bench", *sys.argv[1:]]) if sys.argv and Path(sys.argv[0]).name == "bench" else None
+    command = _command_line()
     ema, _ = train(images, Path(out), model_cfg, train_cfg, dev, progress=progress, log=click.echo)
     for line in finish_training(ema, Path(out), data, images.shape[0], train_cfg, dev, sample_steps, command):
         click.echo(line)

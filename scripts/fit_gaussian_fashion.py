@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from ipbench.models import GaussianScoreModel, save_checkpoint
-from ipbench.models.export import FASHION_MNIST_TRAIN
+from ipbench.training.export import FASHION_MNIST_TRAIN
 from ipbench.data.idx import idx_images
 
 

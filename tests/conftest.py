@@ -119,11 +119,11 @@ def recorded_compilation(monkeypatch: pytest.MonkeyPatch) -> Iterator[Compilatio
 def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """An empty torch hub cache (its checkpoints folder is yielded); metric networks built from an earlier
     cache are forgotten, before and after, so each test loads its own files."""
-    from ipbench.results import fid, metrics
+    from ipbench.results import fid, lpips_networks
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    metrics._lpips_model.cache_clear()
+    lpips_networks.lpips_network.cache_clear()
     fid.inception.cache_clear()
     yield tmp_path / "torch" / "hub" / "checkpoints"
-    metrics._lpips_model.cache_clear()
+    lpips_networks.lpips_network.cache_clear()
     fid.inception.cache_clear()

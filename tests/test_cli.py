@@ -153,7 +153,7 @@ def test_fast_is_the_gpu_preset_and_says_it_does_nothing_on_cpu(invoke, tmp_path
     assert "--fast: no effect on CPU" in result.output
     acceleration = json.loads((out / "run.json").read_text())["acceleration"]
     assert acceleration == {"precision": "fp32", "channels_last": False, "compile": False, "tf32": False,
-                            "cuda_graphs": False, "layout_opt": False}
+                            "cuda_graphs": False, "layout_opt": False, "fast": False}
 
 
 @pytest.mark.slow

@@ -16,8 +16,9 @@ import torch
 import torch.nn.functional as F
 
 from ipbench.errors import UsageError
-from ipbench.results import metrics
-from ipbench.results.metrics import METRIC_CONVENTIONS, compute_metrics, lpips, psnr, ssim
+from ipbench.results import lpips_networks
+from ipbench.results.metric_registry import METRIC_CONVENTIONS
+from ipbench.results.metrics import compute_metrics, lpips, psnr, ssim
 from tests.conftest import ShellPayload
 
 REPO = Path(__file__).resolve().parents[1]
@@ -165,11 +166,11 @@ def test_lpips_unavailable_net_is_a_usage_error() -> None:
 
 
 def test_lpips_model_is_cached_frozen_and_leaves_global_rng_alone() -> None:
-    metrics._lpips_model.cache_clear()
+    lpips_networks.lpips_network.cache_clear()
     state = torch.get_rng_state()
-    model = metrics._lpips_model("alex", torch.device("cpu"))
+    model = lpips_networks.lpips_network("alex", torch.device("cpu"))
     assert torch.equal(torch.get_rng_state(), state)
-    assert model is metrics._lpips_model("alex", torch.device("cpu"))
+    assert model is lpips_networks.lpips_network("alex", torch.device("cpu"))
     assert not model.training and not any(p.requires_grad for p in model.parameters())
 
 
@@ -271,7 +272,7 @@ def test_lpips_vgg_uses_torchvision_weights_under_lpips_names(vgg_hub: Path) -> 
     x, ref = rand(2, 3, 64, 64), rand(2, 3, 64, 64, seed=1)
     d = compute_metrics(x, ref, ["lpips-vgg"])["lpips-vgg"]
     assert set(d.shape) == {2} and torch.all(d > 0)
-    model = metrics._lpips_model("vgg", torch.device("cpu"))
+    model = lpips_networks.lpips_network("vgg", torch.device("cpu"))
     for name, param in model.net.named_parameters():  # lpips names a conv slice{k}.{features index}.*
         _, index, kind = name.split(".")
         assert torch.equal(param, state[f"features.{index}.{kind}"].float()), name
@@ -280,7 +281,8 @@ def test_lpips_vgg_uses_torchvision_weights_under_lpips_names(vgg_hub: Path) -> 
 
 def test_a_run_can_ask_for_lpips_vgg_and_its_table_says_so(vgg_hub: Path, tmp_path: Path, small_model_path) -> None:
     from ipbench.benchmark.runner import run
-    from ipbench.benchmark.spec import build_spec, metric_names
+    from ipbench.benchmark.spec import build_spec
+    from ipbench.results.metric_registry import metric_names
     from ipbench.results.table import write_tables
 
     write_random_vgg16(vgg_hub)
@@ -297,7 +299,7 @@ def test_a_run_can_ask_for_lpips_vgg_and_its_table_says_so(vgg_hub: Path, tmp_pa
 
 
 def test_unknown_metrics_are_one_line_errors() -> None:
-    from ipbench.benchmark.spec import metric_names
+    from ipbench.results.metric_registry import metric_names
 
     with pytest.raises(UsageError, match="unknown metric lpips-squeeze; valid: psnr, ssim, lpips, lpips-vgg, fid"):
         metric_names(["psnr", "lpips-squeeze"], "--metric")
@@ -305,7 +307,7 @@ def test_unknown_metrics_are_one_line_errors() -> None:
 
 def _real_vgg_weights() -> Path | None:
     try:
-        return metrics.lpips_vgg_weights()
+        return lpips_networks.lpips_vgg_weights()
     except UsageError:
         return None
 

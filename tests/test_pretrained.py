@@ -31,7 +31,8 @@ from ipbench.data import load_images
 from ipbench.data.ffhq import FFHQ_DIR_ENV
 from ipbench.errors import UsageError
 from ipbench.models import load_model, registry
-from ipbench.models import pretrained as P
+from ipbench.models import adm as P, diffusers_unet as D
+from ipbench.weights import read_state_dict
 from tests.conftest import ShellPayload
 
 needs_prefix_paths = pytest.mark.skipif(not hasattr(registry, "MODEL_PATH_LOADERS"),
@@ -178,7 +179,7 @@ def _edit(state: dict, kind: str) -> dict:
                                                       "expected (6, 128, 3, 3))"),
                                             ("dtype", "1 non-float tensor(s) (e.g. 'out.2.bias': torch.int64)")])
 def test_a_wrong_state_dict_is_refused_in_one_line(ffhq_file: Path, kind: str, expected: str) -> None:
-    state = _edit(P.read_state_dict(ffhq_file), kind)
+    state = _edit(read_state_dict(ffhq_file), kind)
     with pytest.raises(UsageError) as info:
         P.diffunet_from_state_dict(state, P.PRETRAINED["ffhq256"], "broken.pt")
     message = one_line(info)
@@ -186,7 +187,7 @@ def test_a_wrong_state_dict_is_refused_in_one_line(ffhq_file: Path, kind: str, e
 
 
 def test_a_saved_deepinv_state_dict_with_schedule_buffers_loads(ffhq_file: Path) -> None:
-    state = P.read_state_dict(ffhq_file)
+    state = read_state_dict(ffhq_file)
     state["sqrt_alphas_cumprod"] = torch.full((1000,), float("nan"))  # deepinv's buffer, recomputed
     net = P.diffunet_from_state_dict(state, P.PRETRAINED["ffhq256"], "x.pt")
     assert torch.isfinite(net.sqrt_alphas_cumprod).all() and net.sqrt_alphas_cumprod.device.type == "cpu"
@@ -325,7 +326,7 @@ def _save_folder(root: Path, unet, scheduler: dict | None = None, layout: str = 
     return root
 
 
-def _eps_check(model: P.DiffusersScoreModel, unet) -> None:
+def _eps_check(model: D.DiffusersScoreModel, unet) -> None:
     x_t = torch.randn(2, 3, 16, 32, generator=torch.Generator().manual_seed(3))
     t = torch.tensor([10, 900])
     with torch.no_grad():
@@ -339,26 +340,26 @@ def test_a_diffusers_folder_is_an_eps_model_on_its_schedule(tmp_path: Path, layo
 
     unet = _tiny_unet()
     folder = _save_folder(tmp_path / "ddpm", unet, layout=layout, safe=safe)
-    model = P.load_diffusers(folder)
+    model = D.load_diffusers(folder)
     assert model.image_shape == (3, 16, 32) and not model.training
     torch.testing.assert_close(model.alphas_cumprod.float(), DDPMScheduler().alphas_cumprod, rtol=1e-6, atol=0)
     _eps_check(model, unet)
     if layout == "pipeline":  # the unet/ folder itself also finds ../scheduler
-        assert P.load_diffusers(folder / "unet").num_timesteps == 1000
+        assert D.load_diffusers(folder / "unet").num_timesteps == 1000
 
 
 def test_scaled_linear_is_reproduced_as_diffusers_computes_it(tmp_path: Path) -> None:
     DDPMScheduler = pytest.importorskip("diffusers", reason="diffusers is an optional extra").DDPMScheduler
 
     config = dict(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, num_train_timesteps=500)
-    model = P.load_diffusers(_save_folder(tmp_path / "m", _tiny_unet(), config))
+    model = D.load_diffusers(_save_folder(tmp_path / "m", _tiny_unet(), config))
     assert model.num_timesteps == 500
     torch.testing.assert_close(model.alphas_cumprod.float(), DDPMScheduler(**config).alphas_cumprod, rtol=1e-5, atol=0)
 
 
 def test_a_learned_variance_unet_keeps_the_eps_half(tmp_path: Path) -> None:
     unet = _tiny_unet(out_channels=6)
-    model = P.load_diffusers(_save_folder(tmp_path / "m", unet, {"variance_type": "learned_range"}))
+    model = D.load_diffusers(_save_folder(tmp_path / "m", unet, {"variance_type": "learned_range"}))
     _eps_check(model, unet)
     x_t, t = torch.randn(1, 3, 16, 32), torch.tensor([5])
     before = model.eps(x_t, t)
@@ -382,7 +383,7 @@ def test_pre_0_14_attention_key_names_are_converted(tmp_path: Path) -> None:
         old[key] = value
     assert any(".query." in k for k in old)
     save_file(old, str(weights))
-    _eps_check(P.load_diffusers(folder), unet)
+    _eps_check(D.load_diffusers(folder), unet)
 
 
 @pytest.mark.parametrize("change, says", [
@@ -410,7 +411,7 @@ def test_a_diffusers_folder_ipbench_cannot_reproduce_is_refused(tmp_path: Path, 
                 "other-arch": {"layers_per_block": 2}}[change]
         (folder / "config.json").write_text(json.dumps({**config, **edit}))
     with pytest.raises(UsageError) as info:
-        P.load_diffusers(folder)
+        D.load_diffusers(folder)
     message = one_line(info)
     assert says in message and f"diffusers:{folder}" in message
 
@@ -420,7 +421,7 @@ def test_a_malicious_diffusers_bin_is_refused_without_running_it(tmp_path: Path)
     marker = tmp_path / "pwned"
     (folder / "diffusion_pytorch_model.bin").write_bytes(pickle.dumps(ShellPayload(marker), protocol=2))
     with pytest.raises(UsageError, match="refused"):
-        P.load_diffusers(folder)
+        D.load_diffusers(folder)
     assert not marker.exists()
 
 
@@ -432,7 +433,7 @@ def test_without_diffusers_the_error_says_how_to_install_it(tmp_path: Path, monk
         {"beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02, "num_train_timesteps": 1000}))
     monkeypatch.setitem(sys.modules, "diffusers", None)  # `import diffusers` now raises ImportError
     with pytest.raises(UsageError) as info:
-        P.load_diffusers(folder)
+        D.load_diffusers(folder)
     assert "pip install diffusers" in one_line(info)
 
 

@@ -8,8 +8,9 @@ import pytest
 from ipbench.benchmark.runner import run
 from ipbench.benchmark.spec import build_spec
 from ipbench.benchmark.shard import Shard
-from ipbench.benchmark.store import RowStore, row_key, run_rows
+from ipbench.results.rows import RowStore, row_key, run_rows
 from ipbench.errors import UsageError
+from ipbench.models.acceleration import Acceleration
 from ipbench.results.table import write_tables
 from tests.conftest import SMALL_SHAPE
 from tests.plugins import flaky_solvers  # registers the misbehaving solvers
@@ -127,7 +128,7 @@ def test_compilation_is_timed_apart_from_the_solver(tmp_path, small_model_path, 
     nothing; the table says how much was left out."""
     recorded_compilation.delay = 0.5
     spec = _spec(small_model_path, solvers=("tweedie",), ops=("denoise",), num_images=5)
-    result = run(spec, out=tmp_path / "r", batch_size=2, compile=True, progress=False)
+    result = run(spec, out=tmp_path / "r", batch_size=2, acceleration=Acceleration(compile=True), progress=False)
     rows = RowStore(result.out / "rows.jsonl").read()
     assert recorded_compilation and all(phase == "warm-up" for _, phase in recorded_compilation)
     compiled = [r["compile_seconds"] for r in rows]  # batches of 2, 2 and 1 image

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from ipbench.cli import cli
 from ipbench.data import load_images
 from ipbench.models import load_model
-from ipbench.models.training import TrainConfig, train
+from ipbench.training.loop import TrainConfig, train
 from ipbench.models.unet import UNetConfig
 
 TINY = UNetConfig(image_shape=(1, 16, 16), channels=8, channel_mult=(1, 2), num_res_blocks=1,
@@ -78,7 +78,7 @@ def test_model_card_command_is_accepted(tmp_path, monkeypatch):
         captured.update(images=images.shape, model_cfg=model_cfg, cfg=cfg)
         raise SystemExit(0)  # stop before any training: only the parsing is under test
 
-    monkeypatch.setattr("ipbench.models.training.train", fake_train)
+    monkeypatch.setattr("ipbench.training.loop.train", fake_train)
     out_index = args.index("--out") + 1
     args[out_index] = str(tmp_path / "out")
     if not Path("/usr/share/datasets/fashion-mnist").exists():

@@ -23,17 +23,18 @@ from deepinv.physics import Physics
 from torch import Tensor
 from tqdm import tqdm
 
-from ipbench.benchmark.seeding import measurement_generator, solver_generator
-from ipbench.benchmark.spec import RunSpec, SolverEntry
 from ipbench.benchmark.shard import Shard
-from ipbench.benchmark.store import RowStore, row_key, run_rows
+from ipbench.benchmark.spec import RunSpec, SolverEntry
 from ipbench.data import ImageSet, load_images, save_png
+from ipbench.device import describe_device, resolve_device, synchronize
 from ipbench.errors import UsageError
 from ipbench.models import ScoreModel, load_model
-from ipbench.models.acceleration import Acceleration, accelerate
-from ipbench.models.base import synchronize
+from ipbench.models.acceleration import AcceleratedModel, Acceleration
 from ipbench.operators import Operator, back_project, measure
-from ipbench.results.metrics import METRIC_CONVENTIONS, METRIC_SUMMARY, compute_metrics, prepare_metrics
+from ipbench.results.metric_registry import METRIC_CONVENTIONS, METRIC_SUMMARY
+from ipbench.results.metrics import compute_metrics, prepare_metrics
+from ipbench.results.rows import RowStore, row_key, run_rows
+from ipbench.seeding import measurement_generator, solver_generator
 
 CONVENTIONS = {
     "image_range": "float32 NCHW in [0, 1]; score models in [-1, 1]",
@@ -80,39 +81,30 @@ class RunResult:
     rows_skipped: int
     failed: int
     run_missing: int = 0  # rows of the whole run not written yet (other shards still at work)
+    device: torch.device = torch.device("cpu")  # where it ran
 
 
-def resolve_device(device: str | None) -> torch.device:
-    """`None`/"auto": CUDA when available, else CPU; otherwise the named device, checked."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise UsageError(f"--device {device!r}: not a torch device (try cpu, cuda, cuda:0)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
-    return dev
-
-
-def run(spec: RunSpec, out: str | Path | None = None, batch_size: int = 8, device: str | None = None,
-        command: str | None = None, progress: bool = True, log: Callable[[str], None] | None = None,
-        compile: bool = False, channels_last: bool = False, tf32: bool = False, cuda_graphs: bool = False,
-        shard: Shard | None = None) -> RunResult:
+def run(spec: RunSpec, out: str | Path | None = None, *, batch_size: int = 8, device: str | torch.device | None = None,
+        acceleration: Acceleration = Acceleration(), shard: Shard | None = None, command: str | None = None,
+        progress: bool = True, log: Callable[[str], None] | None = None) -> RunResult:
     """Run `spec` into folder `out` (default `spec.default_out()`), resuming if it holds the same run.
 
     With `shard`, only that shard's images run, and their rows go to the shard's own file (shard.py);
     run.json still describes the whole run, so every shard checks that it joins the same one.
 
-    `log` receives one-line notes on what is run (model, images, solver settings). The speed switches
-    (`spec.precision`, `compile`, `channels_last`, `tf32`, `cuda_graphs`) wrap the network only (models/acceleration.py);
-    bf16 changes results and is part of the run's config, the others only move float rounding.
+    `log` receives one-line notes on what is run (model, images, solver settings). `acceleration` wraps
+    the network only (models/acceleration.py), resolved for the device; where the spec sets no
+    precision, its precision becomes the run's (bf16 changes results and is part of the run's config).
+    The other switches only move float rounding.
     """
     if batch_size < 1:
         raise UsageError(f"--batch-size {batch_size}: must be >= 1")
-    acceleration = Acceleration(spec.precision, channels_last, compile, tf32, cuda_graphs)
-    out = Path(out) if out is not None else spec.default_out()
     dev = resolve_device(device)
+    if acceleration.fast and dev.type != "cuda" and log is not None:
+        log("--fast: no effect on CPU (the GPU preset; fp32 eager is the fastest measured CPU setting)")
+    acceleration = acceleration.resolve(dev, spec.precision)
+    spec = dataclasses.replace(spec, precision=acceleration.precision)  # the precision the network runs in
+    out = Path(out) if out is not None else spec.default_out()
     model = load_model(spec.model, dev)
     source = spec.images or model.default_image_set
     if source is None:
@@ -122,8 +114,8 @@ def run(spec: RunSpec, out: str | Path | None = None, batch_size: int = 8, devic
         num_images = model.default_num_images
     images = load_images(source, model.image_shape, num_images)
     prepare_metrics(spec.metrics, dev)  # preflight: missing metric weights stop the run here
-    for op in spec.operators:  # preflight: shape-dependent parameter errors surface before anything runs
-        op.build(model.image_shape, [measurement_generator(spec.seeds[0], images.ids[0], op.label, dev)], dev)
+    for operator in spec.operators:  # preflight: shape-dependent parameter errors surface before anything runs
+        operator.build(model.image_shape, [measurement_generator(spec.seeds[0], images.ids[0], operator.label, dev)], dev)
     _prepare_folder(out, spec, images, model, dev, batch_size, command, acceleration)
     mine = images if shard is None else images.take(shard.positions(len(images)))
     if log is not None:
@@ -138,9 +130,10 @@ def run(spec: RunSpec, out: str | Path | None = None, batch_size: int = 8, devic
         for skipped, reason in images.skipped:
             log(f"  skipped image {skipped}: {reason}")
 
-    with accelerate(model, **dataclasses.asdict(acceleration)) as fast:
+    with AcceleratedModel(model, acceleration) as fast:
         rows_file = "rows.jsonl" if shard is None else shard.rows_file
         result = _loop(spec, mine, CountingModel(fast), dev, out, batch_size, progress, rows_file)
+    result.device = dev
     result.run_missing = len(_row_keys(spec, images.ids) - {row_key(r) for r in run_rows(out)})
     return result
 
@@ -155,23 +148,23 @@ def _loop(spec: RunSpec, images: ImageSet, counted: "CountingModel", dev: torch.
     written = failed = 0
     bar = tqdm(total=total, disable=not progress, desc="bench run", unit="row", file=sys.stderr)
     bar.update(len(done & expected))
-    for op in spec.operators:
+    for operator in spec.operators:
         for seed in spec.seeds:
             for start in range(0, len(images), batch_size):
                 ids = images.ids[start:start + batch_size]
                 x = images.images[start:start + batch_size].to(dev)
                 measured: dict[tuple[int, ...], tuple[Physics, Tensor]] = {}
                 for entry in spec.solvers:
-                    if not entry.runs_on(op.label):
+                    if not entry.runs_on(operator.label):
                         continue
-                    todo = [i for i, image_id in enumerate(ids) if (entry.label, op.label, image_id, str(seed)) not in done]
+                    todo = [i for i, image_id in enumerate(ids) if (entry.label, operator.label, image_id, str(seed)) not in done]
                     if not todo:
                         continue
                     sub_ids = [ids[i] for i in todo]
                     if tuple(todo) not in measured:  # solvers missing the same images share one measurement
-                        measured[tuple(todo)] = _measure(op, x[todo], sub_ids, seed, dev, out)
+                        measured[tuple(todo)] = _measure(operator, x[todo], sub_ids, seed, dev, out)
                     physics, y = measured[tuple(todo)]
-                    rows = _solve_and_score(entry, op, seed, sub_ids, x[todo], y, physics, counted, spec, dev, out)
+                    rows = _solve_and_score(entry, operator, seed, sub_ids, x[todo], y, physics, counted, spec, dev, out)
                     store.append(rows)
                     done.update(row_key(r) for r in rows)
                     written += len(rows)
@@ -183,30 +176,30 @@ def _loop(spec: RunSpec, images: ImageSet, counted: "CountingModel", dev: torch.
 
 def _row_keys(spec: RunSpec, image_ids: Sequence[str]) -> set[tuple[str, ...]]:
     """The keys of every row that `spec` makes for these images."""
-    return {(entry.label, op.label, image_id, str(seed)) for entry in spec.solvers for op in spec.operators
-            if entry.runs_on(op.label) for image_id in image_ids for seed in spec.seeds}
+    return {(entry.label, operator.label, image_id, str(seed)) for entry in spec.solvers for operator in spec.operators
+            if entry.runs_on(operator.label) for image_id in image_ids for seed in spec.seeds}
 
 
-def _measure(op: Operator, x: Tensor, ids: Sequence[str], seed: int, device: torch.device, out: Path
+def _measure(operator: Operator, x: Tensor, ids: Sequence[str], seed: int, device: torch.device, out: Path
              ) -> tuple[Physics, Tensor]:
     """The operator and measurement for these images (the same whatever the batch: per-image generators)."""
-    generators = [measurement_generator(seed, image_id, op.label, device) for image_id in ids]
-    physics = op.build(x.shape[1:], generators, device)
+    generators = [measurement_generator(seed, image_id, operator.label, device) for image_id in ids]
+    physics = operator.build(x.shape[1:], generators, device)
     y = measure(physics, x, generators)
     shown = y if y.shape == x.shape else back_project(physics, y)  # what the grid shows as the measurement
     for image_id, truth, meas in zip(ids, x, shown):
         _save_once(out / "images" / "truth" / f"{image_id}.png", truth)
-        _save_once(out / "images" / op.label / "measurement" / f"{image_id}-s{seed}.png", meas)
+        _save_once(out / "images" / operator.label / "measurement" / f"{image_id}-s{seed}.png", meas)
     return physics, y
 
 
-def _solve_and_score(entry: SolverEntry, op: Operator, seed: int, ids: Sequence[str], x: Tensor, y: Tensor,
+def _solve_and_score(entry: SolverEntry, operator: Operator, seed: int, ids: Sequence[str], x: Tensor, y: Tensor,
                      physics: Physics, model: CountingModel, spec: RunSpec, device: torch.device, out: Path
                      ) -> list[dict[str, Any]]:
-    generators = [solver_generator(seed, image_id, op.label, entry.label, device) for image_id in ids]
-    base = {"operator": op.label, "seed": seed, "model": spec.model,
+    generators = [solver_generator(seed, image_id, operator.label, entry.label, device) for image_id in ids]
+    base = {"operator": operator.label, "seed": seed, "model": spec.model,
             **{f"solver.{k}": v for k, v in entry.solver.hyperparameters().items()},
-            **{f"operator.{k}": v for k, v in op.params.items()}}
+            **{f"operator.{k}": v for k, v in operator.params.items()}}
     model.reset()
     synchronize(device)
     compiled_before = model.compile_seconds
@@ -230,7 +223,7 @@ def _solve_and_score(entry: SolverEntry, op: Operator, seed: int, ids: Sequence[
                "compile_seconds": compile_seconds, "nfe": model.images // len(ids)}
         if error is None and bool(finite[i]):
             row.update({k: float(v[i]) for k, v in metrics.items()}, status="ok")
-            save_png(x_hat[i], out / "images" / op.label / entry.label / f"{image_id}-s{seed}.png")
+            save_png(x_hat[i], out / "images" / operator.label / entry.label / f"{image_id}-s{seed}.png")
         else:
             row.update(psnr=math.nan, ssim=math.nan, lpips=math.nan, status="failed",
                        error=error or "solver returned non-finite values")
@@ -269,7 +262,7 @@ def _prepare_folder(out: Path, spec: RunSpec, images: ImageSet, model: ScoreMode
         "model": {"name": spec.model, "class": type(model).__name__, "image_shape": list(model.image_shape),
                   "num_timesteps": model.num_timesteps},
         "images": {"source": images.source, "ids": images.ids, "skipped": images.skipped},
-        "device": _describe_device(device),
+        "device": describe_device(device),
         "batch_size": batch_size,
         "acceleration": dataclasses.asdict(acceleration),
         "versions": {name: _version(name) for name in ("torch", "deepinv", "lpips", "numpy", "pandas")}
@@ -281,12 +274,6 @@ def _prepare_folder(out: Path, spec: RunSpec, images: ImageSet, model: ScoreMode
     partial = meta_path.with_name(f"run.json.{os.getpid()}.tmp")
     partial.write_text(json.dumps(meta, indent=2, default=str) + "\n")
     os.replace(partial, meta_path)
-
-
-def _describe_device(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{device} ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 def _version(package: str) -> str:

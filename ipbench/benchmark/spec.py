@@ -1,6 +1,7 @@
 """What to run: solvers x operators x images x seeds on one model, from the CLI or a TOML suite."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -8,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from ipbench.errors import UsageError
+from ipbench.models.acceleration import PRECISIONS
 from ipbench.operators import OPERATORS, Operator
-from ipbench.results.metrics import DEFAULT_METRICS, METRICS
+from ipbench.results.metric_registry import DEFAULT_METRICS, metric_names
 from ipbench.solvers import SOLVERS, Solver
 
 try:
@@ -47,7 +49,7 @@ class RunSpec:
     num_images: int | None = None
     seeds: list[int] = field(default_factory=lambda: [0])
     reference: list[dict[str, Any]] = field(default_factory=list)  # published numbers to print beside ours
-    precision: str = "fp32"  # the score network's: fp32, or bf16 autocast (solver arithmetic stays float32)
+    precision: str | None = None  # the network's, fp32 or bf16 (autocast); None: fp32, or bf16 under --fast on CUDA
     metrics: list[str] = field(default_factory=lambda: list(DEFAULT_METRICS))  # always these, then extras
 
     def config(self) -> dict[str, Any]:
@@ -61,7 +63,7 @@ class RunSpec:
                          **({"operators": list(s.operators)} if s.operators else {})} for s in self.solvers],
             "operators": [{"name": o.name, "label": o.label, "params": o.params} for o in self.operators],
             **({"reference": self.reference} if self.reference else {}),
-            **({"precision": self.precision} if self.precision != "fp32" else {}),  # bf16 changes results
+            **({"precision": self.precision} if self.precision not in (None, "fp32") else {}),  # bf16 changes results
             **({"metrics": list(self.metrics)} if list(self.metrics) != list(DEFAULT_METRICS) else {}),
         }
 
@@ -73,81 +75,92 @@ class RunSpec:
         return Path("runs") / f"{solvers}_{operators}_{digest}"
 
 
-def split_params(assignments: list[str], solver_names: list[str], operator_names: list[str]
-                 ) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, str]]]:
-    """Route `[target.]name=value` strings to solvers and operators.
+@dataclass(frozen=True)
+class ParamAssignment:
+    """One `[TARGET.]NAME=VALUE` from --param: TARGET is a solver or operator label, name or alias (or none)."""
 
-    `target` is a solver or operator name (or alias); without a target the parameter goes to every
-    selected solver and operator that has it, and it is an error if none has.
-    """
-    per_solver: dict[str, dict[str, str]] = {s: {} for s in solver_names}
-    per_operator: dict[str, dict[str, str]] = {o: {} for o in operator_names}
-    for text in assignments:
+    target: str
+    name: str
+    value: str
+    text: str  # as written, for error messages
+
+    @classmethod
+    def parse(cls, text: str) -> ParamAssignment:
         key, sep, value = text.partition("=")
-        if not sep or not key:
+        target, _, name = key.strip().rpartition(".")
+        if not sep or not name:
             raise UsageError(f"--param {text!r}: expected NAME=VALUE or TARGET.NAME=VALUE")
-        target, dot, name = key.rpartition(".")
-        if dot:
-            solver = SOLVERS.canonical(target) if target in SOLVERS else None
-            operator = OPERATORS.canonical(target) if target in OPERATORS else None
-            if solver in per_solver:
-                per_solver[solver][name] = value
-            elif operator in per_operator:
-                per_operator[operator][name] = value
-            else:
-                chosen = ", ".join(solver_names + operator_names)
-                raise UsageError(f"--param {text!r}: {target!r} is not a selected solver or operator ({chosen})")
-            continue
-        hits = 0
-        for s in solver_names:
-            if name in {p.name for p in SOLVERS.get(s).params()}:
-                per_solver[s][name] = value
-                hits += 1
-        for o in operator_names:
-            if name in {p.name for p in OPERATORS.get(o).params}:
-                per_operator[o][name] = value
-                hits += 1
-        if not hits:
-            raise UsageError(f"--param {text!r}: no selected solver or operator has a parameter {name!r} (see `bench list`)")
-    return per_solver, per_operator
+        return cls(target, name, value, text)
 
 
-def build_spec(solvers: list[str], operators: list[str], params: list[str], **options: Any) -> RunSpec:
-    """A RunSpec from names and `--param` strings (the CLI's path)."""
+def _is_target(target: str, label: str, name: str, registry: Any) -> bool:
+    """Whether `target` names this entry: its label, its registered name, or an alias of that name."""
+    return target in (label, name) or (target in registry and registry.canonical(target) == name)
+
+
+def apply_params(solvers: list[SolverEntry], operators: list[Operator], params: list[str]
+                 ) -> tuple[list[SolverEntry], list[Operator]]:
+    """Solvers and operators with the `--param` assignments applied, checked by each one's parameter types.
+
+    With a target, the value goes to the solvers and operators it names (an unknown parameter there is
+    an error); without one, to every solver and operator that has the parameter, and it is an error if
+    none has. The same grammar serves the CLI's --solver/--op selection and a TOML suite.
+    """
+    solver_values: list[dict[str, Any]] = [{} for _ in solvers]
+    operator_values: list[dict[str, Any]] = [{} for _ in operators]
+    for assignment in map(ParamAssignment.parse, params):
+        target, name = assignment.target, assignment.name
+        if target:
+            hits = [values for entry, values in zip(solvers, solver_values)
+                    if _is_target(target, entry.label, entry.name, SOLVERS)]
+            hits += [values for operator, values in zip(operators, operator_values)
+                     if _is_target(target, operator.label, operator.name, OPERATORS)]
+            if not hits:
+                chosen = ", ".join([s.label for s in solvers] + [o.label for o in operators])
+                raise UsageError(f"--param {assignment.text!r}: {target!r} is not a selected solver or operator "
+                                 f"({chosen})")
+        else:
+            hits = [values for entry, values in zip(solvers, solver_values)
+                    if name in {p.name for p in entry.solver.params()}]
+            hits += [values for operator, values in zip(operators, operator_values)
+                     if name in {p.name for p in OPERATORS.get(operator.name).params}]
+            if not hits:
+                raise UsageError(f"--param {assignment.text!r}: no selected solver or operator has a parameter "
+                                 f"{name!r} (see `bench list`)")
+        for values in hits:
+            values[name] = assignment.value
+    solvers = [dataclasses.replace(entry, solver=type(entry.solver).create({**entry.solver.hyperparameters(), **values}))
+               if values else entry for entry, values in zip(solvers, solver_values)]
+    operators = [Operator.create(operator.name, {**operator.params, **values}, operator.label) if values else operator
+                 for operator, values in zip(operators, operator_values)]
+    return solvers, operators
+
+
+def build_spec(solvers: list[str], operators: list[str], params: list[str] | None = None, **options: Any) -> RunSpec:
+    """A RunSpec from solver and operator names, `--param` strings and RunSpec fields (None: the default)."""
     if not solvers:
         raise UsageError("no solver given: use --solver NAME (see `bench list`)")
     if not operators:
         raise UsageError("no operator given: use --op NAME (see `bench list`)")
     solver_names = _unique([SOLVERS.canonical(s) for s in solvers], "--solver")
     operator_names = _unique([OPERATORS.canonical(o) for o in operators], "--op")
-    per_solver, per_operator = split_params(params, solver_names, operator_names)
-    return RunSpec(
-        solvers=[SolverEntry(SOLVERS.get(s).create(per_solver[s]), s) for s in solver_names],
-        operators=[Operator.create(o, per_operator[o]) for o in operator_names],
-        **{k: v for k, v in options.items() if v is not None},
-    )
+    entries, ops = apply_params([SolverEntry(SOLVERS.get(s).create(), s) for s in solver_names],
+                                [Operator.create(o) for o in operator_names], list(params or []))
+    return RunSpec(solvers=entries, operators=ops, **{k: v for k, v in options.items() if v is not None})
 
 
-def apply_params(spec: RunSpec, params: list[str]) -> RunSpec:
-    """Override a suite's values with `--param [TARGET.]NAME=VALUE`; TARGET is a label or a name."""
-    for text in params:
-        key, sep, value = text.partition("=")
-        target, _, name = key.rpartition(".")
-        if not sep or not name:
-            raise UsageError(f"--param {text!r}: expected NAME=VALUE or TARGET.NAME=VALUE")
-        hits = 0
-        for entry in spec.solvers:
-            if (not target or target in (entry.label, entry.name)) and name in {p.name for p in entry.solver.params()}:
-                entry.solver = type(entry.solver).create({**entry.solver.hyperparameters(), name: value})
-                hits += 1
-        for i, op in enumerate(spec.operators):
-            if (not target or target in (op.label, op.name)) and name in {p.name for p in OPERATORS.get(op.name).params}:
-                spec.operators[i] = Operator.create(op.name, {**op.params, name: value}, op.label)
-                hits += 1
-        if not hits:
-            raise UsageError(f"--param {text!r}: no solver or operator of the suite has a parameter {name!r}"
-                             + (f" under {target!r}" if target else ""))
-    return spec
+def make_spec(config: str | Path | None, solvers: list[str], operators: list[str], params: list[str],
+              **overrides: Any) -> RunSpec:
+    """The CLI's one way to a RunSpec: a suite (`--config`) or --solver/--op names, then --param, then the
+    options that override the suite's values (model, images, num_images, seeds, metrics; None: keep)."""
+    if config is None:
+        return build_spec(solvers, operators, params, **overrides)
+    if solvers or operators:
+        raise UsageError("--config sets the solvers and operators; drop --solver/--op (--param still applies)")
+    suite = load_suite(config)
+    entries, ops = apply_params(suite.solvers, suite.operators, params)
+    return dataclasses.replace(suite, solvers=entries, operators=ops,
+                               **{k: v for k, v in overrides.items() if v is not None})
 
 
 def load_suite(path: str | Path) -> RunSpec:
@@ -193,18 +206,14 @@ def load_suite(path: str | Path) -> RunSpec:
     return RunSpec(solvers=solvers, operators=operators, model=data.get("model", DEFAULT_MODEL),
                    images=data.get("images"), num_images=data.get("num_images"),
                    seeds=[int(s) for s in (seeds if isinstance(seeds, list) else [seeds])],
-                   reference=[dict(r) for r in data.get("reference", [])], precision=str(data.get("precision", "fp32")),
+                   reference=[dict(r) for r in data.get("reference", [])], precision=_precision(data.get("precision"), path),
                    metrics=metric_names(data.get("metrics", list(DEFAULT_METRICS)), f"--config {path}: metrics"))
 
 
-def metric_names(names: Any, where: str) -> list[str]:
-    """The run's metrics: PSNR, SSIM and LPIPS always (every row has them), then the extra ones named in
-    `names`; an unknown name is a one-line UsageError that says `where` and what is valid."""
-    names = [names] if isinstance(names, str) else list(names)
-    unknown = [str(n) for n in names if n not in METRICS]
-    if unknown:
-        raise UsageError(f"{where}: unknown metric {', '.join(unknown)}; valid: {', '.join(METRICS)}")
-    return list(dict.fromkeys([*DEFAULT_METRICS, *(str(n) for n in names)]))
+def _precision(value: Any, path: Path) -> str | None:
+    if value is not None and value not in PRECISIONS:
+        raise UsageError(f"--config {path}: precision = {value!r}; valid: {', '.join(PRECISIONS)}")
+    return value
 
 
 def _required(table: dict, key: str, path: Path, where: str) -> str:

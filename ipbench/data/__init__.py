@@ -9,6 +9,7 @@ from ipbench.data.images import (
     register_image_set,
     save_png,
 )
+from ipbench.data import ffhq as _ffhq  # noqa: F401  (registers the `ffhq-1k` image set)
 
 __all__ = [
     "IMAGE_SETS",

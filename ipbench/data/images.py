@@ -1,6 +1,6 @@
 """Image sets: a registry of named sets, directory loading, and exact 8-bit PNG round trips.
 
-Every image leaves this module as float32 CHW in [0, 1] (ARCHITECTURE.md). Loading an image for a model
+Every image leaves this module as float32 CHW in [0, 1] (docs/architecture.md). Loading an image for a model
 of shape (C, H, W) does, in this order: decode (JPEG EXIF orientation applied), convert to the model's
 channel count (C=1: PIL 'L', C=3: PIL 'RGB'), centre-crop to the aspect ratio H:W, resize to (H, W)
 with PIL bicubic resampling (antialiased when shrinking), divide by 255. 16-bit grayscale PNGs keep

@@ -2,46 +2,16 @@
 
     fast = accelerate(model, precision="bf16", channels_last=True, compile=True)
 
-The switches, each off by default:
-  precision      "fp32" (default): the network runs in float32 with autocast explicitly off.
-                 "bf16": the network call, and only it, runs under torch.autocast(dtype=bfloat16); eps is
-                 cast back to the dtype of x_t (float32 in every ipbench solver), so the solver's own
-                 arithmetic (steps, norms, the guidance gradient's accumulation) stays float32. The
-                 gradient w.r.t. x_t flows through autocast and arrives in x_t's dtype.
-  channels_last  converts the network's 4-D parameters to channels_last, in place (nn.Module.to does;
-                 `close()` converts them back), and each x_t before the call; eps is returned
-                 contiguous (NCHW).
-  compile        torch.compile of the whole call above (autocast and casts included), through
-                 ipbench.models.compile.CompiledModel (dynamic=False: one graph per batch shape). Each
-                 new batch shape compiles in a warm-up call timed apart (`compile_seconds`), so a
-                 solver's timing does not carry minutes of compilation.
-  cuda_graphs    compile as above in mode "reduce-overhead": the compiled forward and backward are
-                 captured as CUDA graphs and replayed, so one launch replaces the network's hundreds of
-                 kernel launches (what limits small batches). Implies compile. On CPU it is plain compile.
-  layout_opt     compile as above with inductor's layout optimisation forced on: the compiled graph keeps
-                 its intermediate activations channels_last, as the convolutions want them. Inductor turns
-                 it off by itself for a training graph (forward + backward, which DPS's gradient makes)
-                 that has a 3x3 convolution with at least twice as many input as output channels; the ADM
-                 decoder's skip-concatenating convolutions all are such (11 of the FFHQ network's 76), so
-                 otherwise the graph's own kernels write NCHW and cuDNN copies each NHWC convolution's
-                 input and gradient (the 20% "direct_copy" share of the H100 profile, results/gpu).
-                 Implies compile. No effect on CPU, where inductor always lays convolutions out so.
-  tf32           sets torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32 to True.
-                 These are process-wide flags read when each kernel runs, so they cannot be scoped to
-                 the network call: the backward pass (autograd.grad in the solver) runs outside `eps`.
-                 They are set when the wrapper is built and restored by `close()` (or by leaving a
-                 `with accelerate(...) as model:` block). tf32=False leaves the flags as they are; note
-                 that PyTorch's own default already has cudnn.allow_tf32 = True, so "fp32" convolutions
-                 on an Ampere-or-later GPU are TF32 unless the user turned that off. No effect on CPU.
-
-Defaults: all off (fp32 eager), the reference numbers' setting. Measured on an H100 with the FFHQ-256
-network (results/gpu_speed.md): bf16 + channels_last + cuda_graphs is the fastest at every batch size
-(8.8 ms per DPS step at batch 1, 6.8x deepinv's DPS; 5.1 ms per image at batch 32) and loses 0.01 dB
-against fp32 on trained weights; `bench run --fast` selects it on CUDA.
+Each switch is off by default (fp32 eager, the setting of the reference numbers); `Acceleration`
+documents them. They wrap the network call only: the solver's own arithmetic stays float32. bf16
+changes results (a run records it); the others only move float rounding. `fast` is a preset: on CUDA,
+bf16 + channels_last + CUDA graphs (the fastest measured setting, see README, Speed); on CPU it is
+ignored. Where the switches reach beyond the wrapper (channels_last converts the model's parameters in
+place, tf32 sets process-wide flags), `close()` or leaving a `with` block undoes it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 
 import torch
@@ -56,25 +26,50 @@ PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 @dataclass(frozen=True)
 class Acceleration:
-    """The switches of `accelerate` (`dataclasses.asdict(model.settings)` is what run.json should record)."""
+    """The speed switches of a run (run.json records them) and of `accelerate`.
 
-    precision: str = "fp32"
+    precision      "fp32": float32, autocast explicitly off. "bf16": the network call alone runs under
+                   torch.autocast(bfloat16) and eps is cast back to x_t's dtype. None: not chosen, which
+                   `resolve` makes fp32 (or bf16 under `fast` on CUDA).
+    channels_last  the network's 4-D parameters and each x_t in channels_last memory format; eps comes
+                   back contiguous (NCHW).
+    compile        torch.compile of the call (models/compile.py: one graph per batch shape, compiled in a
+                   warm-up whose time is kept apart as `compile_seconds`).
+    tf32           TF32 matmuls and convolutions (process-wide flags, restored by `close()`); CUDA only.
+    cuda_graphs    compile in mode "reduce-overhead": the compiled forward and backward replay as CUDA
+                   graphs. Implies compile; on CPU it is plain compile.
+    layout_opt     compile with inductor's channels_last layout optimisation forced on (inductor turns it
+                   off for graphs with a backward pass through channel-halving convolutions, as ADM's
+                   decoder has). Implies compile; experimental, see benchmarks/layout_decision.py.
+    fast           the GPU preset: bf16 (unless precision says otherwise) + channels_last + cuda_graphs.
+    """
+
+    precision: str | None = None
     channels_last: bool = False
     compile: bool = False
     tf32: bool = False
     cuda_graphs: bool = False
     layout_opt: bool = False
+    fast: bool = False
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
+        if self.precision is not None and self.precision not in PRECISIONS:
             raise UsageError(f"precision={self.precision!r}; valid: {', '.join(PRECISIONS)}")
         if self.cuda_graphs or self.layout_opt:  # torch.compile settings: record that the network is compiled
             object.__setattr__(self, "compile", True)
 
+    def resolve(self, device: torch.device, precision: str | None = None) -> Acceleration:
+        """The concrete switches on `device`: `precision` (a run's own choice) or this one's, `fast`
+        expanded on CUDA and dropped elsewhere, None made fp32."""
+        chosen = precision or self.precision
+        if self.fast and device.type == "cuda":
+            return replace(self, precision=chosen or "bf16", channels_last=True, cuda_graphs=True, fast=False)
+        return replace(self, precision=chosen or "fp32", fast=False)
+
     def label(self) -> str:
         """A short name such as 'bf16+channels_last+compile'."""
-        flags = ("channels_last", "cuda_graphs" if self.cuda_graphs else "compile", "layout_opt", "tf32")
-        return "+".join([self.precision] + [k for k in flags if getattr(self, k)])
+        flags = ("channels_last", "cuda_graphs" if self.cuda_graphs else "compile", "layout_opt", "tf32", "fast")
+        return "+".join([self.precision or "fp32"] + [k for k in flags if getattr(self, k)])
 
     @property
     def compile_mode(self) -> str | None:
@@ -106,6 +101,7 @@ class AcceleratedModel(ScoreModel):
 
     def __init__(self, inner: ScoreModel, settings: Acceleration) -> None:
         super().__init__(inner.alphas_cumprod, inner.image_shape)
+        settings = settings.resolve(inner.alphas_cumprod.device)  # `fast` and precision None made concrete
         self.inner = inner
         self.settings = settings
         self.default_image_set = inner.default_image_set
@@ -156,15 +152,16 @@ def set_tf32(enabled: bool) -> tuple[bool, bool]:
     return previous
 
 
-def accelerate(model: ScoreModel, precision: str = "fp32", channels_last: bool = False, compile: bool = False,
-               tf32: bool = False, cuda_graphs: bool = False, layout_opt: bool = False) -> AcceleratedModel:
+def accelerate(model: ScoreModel, precision: str | None = None, channels_last: bool = False, compile: bool = False,
+               tf32: bool = False, cuda_graphs: bool = False, layout_opt: bool = False, fast: bool = False
+               ) -> AcceleratedModel:
     """`model` with the GPU-speed switches applied (see the module docstring); all off by default.
 
     channels_last converts `model`'s parameters in place and tf32 changes process-wide flags, both
     until `close()` (or the end of a `with accelerate(...) as fast:` block). Works on CPU too (bf16
     autocast runs on CPU; tf32 then changes nothing).
     """
-    return AcceleratedModel(model, Acceleration(precision, channels_last, compile, tf32, cuda_graphs, layout_opt))
+    return AcceleratedModel(model, Acceleration(precision, channels_last, compile, tf32, cuda_graphs, layout_opt, fast))
 
 
 __all__ = ["PRECISIONS", "AcceleratedModel", "Acceleration", "NetworkCall", "accelerate", "set_tf32"]

@@ -1,6 +1,6 @@
 """The score-model interface and the one place where image and model ranges meet.
 
-Conventions (ARCHITECTURE.md): images are float32 NCHW in [0, 1]; score models work in [-1, 1].
+Conventions (docs/architecture.md): images are float32 NCHW in [0, 1]; score models work in [-1, 1].
 Diffusion time is discrete VP-DDPM, t in {0, ..., T-1}:
 
     x_t = sqrt(alpha_bar[t]) x_0 + sqrt(1 - alpha_bar[t]) eps                      (Ho et al. 2020, eq. 4)
@@ -120,9 +120,3 @@ def diffuse_measurement(x_img: Tensor, alpha_bar: Tensor | float) -> Tensor:
     matching error) a sample of x_t given x0, as the forward process would make it.
     """
     return _sqrt(alpha_bar) * to_model(x_img)
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for the device's queued work (CUDA runs asynchronously), so that wall times measure it."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

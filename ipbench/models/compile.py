@@ -6,7 +6,8 @@ import time
 import torch
 from torch import Tensor
 
-from ipbench.models.base import ScoreModel, synchronize
+from ipbench.device import synchronize
+from ipbench.models.base import ScoreModel
 
 # Calls that bring a new input signature to its steady state: one compiles the graph (and, through the
 # backward pass, its backward graph); in "reduce-overhead" mode CUDA graph trees run a signature eagerly

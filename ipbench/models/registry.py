@@ -16,8 +16,7 @@ import torch
 from ipbench.errors import UsageError
 from ipbench.models.base import ScoreModel
 from ipbench.registry import Registry
-
-CHECKPOINT_FORMAT = "ipbench.score-model/1"
+from ipbench.weights import CHECKPOINT_FORMAT
 
 ModelLoader = Callable[[torch.device], ScoreModel]
 MODELS: Registry[ModelLoader] = Registry("model")

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from ipbench.data import load_png
 from ipbench.errors import UsageError
-from ipbench.models.pretrained import read_state_dict
+from ipbench.weights import read_state_dict
 
 FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 FID_WEIGHTS_URL = "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" + FID_WEIGHTS_FILE

@@ -8,9 +8,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ipbench.benchmark.store import load_rows
+from ipbench.device import resolve_device
 from ipbench.results.fid import cell_fids
-from ipbench.results.metrics import METRICS
+from ipbench.results.metric_registry import METRICS
+from ipbench.results.rows import load_rows
 
 
 def summarize(rows: pd.DataFrame, solver_order: list[str] | None = None, operator_order: list[str] | None = None
@@ -37,9 +38,8 @@ def summarize(rows: pd.DataFrame, solver_order: list[str] | None = None, operato
     return pd.DataFrame.from_records(records)
 
 
-def with_fid(summary: pd.DataFrame, run_dir: Path, rows: pd.DataFrame) -> pd.DataFrame:
+def with_fid(summary: pd.DataFrame, run_dir: Path, rows: pd.DataFrame, device: torch.device) -> pd.DataFrame:
     """`summary` plus one FID line per (solver, operator) (results/fid.py; no std: one value per cell)."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     fids = cell_fids(run_dir, rows.to_dict("records"), device)
     lines = summary.drop_duplicates(["solver", "operator"]).set_index(["solver", "operator"])
     records = [{**lines.loc[cell].to_dict(), "solver": cell[0], "operator": cell[1], "metric": "fid", "mean": value,
@@ -132,8 +132,10 @@ def reference_markdown(summary: pd.DataFrame, reference: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_tables(run_dir: str | Path) -> str:
-    """Write table.md, table.csv (tidy) and table.tex into the run folder; return the Markdown."""
+def write_tables(run_dir: str | Path, device: str | torch.device = "cpu") -> str:
+    """Write table.md, table.csv (tidy) and table.tex into the run folder; return the Markdown.
+
+    `device` is where set metrics (FID) run their network."""
     run_dir = Path(run_dir)
     rows = load_rows(run_dir)
     if rows.empty:
@@ -141,7 +143,7 @@ def write_tables(run_dir: str | Path) -> str:
     config = json.loads((run_dir / "run.json").read_text())["config"]
     summary = summarize(rows, [s["label"] for s in config["solvers"]], [o.get("label", o["name"]) for o in config["operators"]])
     if "fid" in config.get("metrics", ()):
-        summary = with_fid(summary, run_dir, rows)
+        summary = with_fid(summary, run_dir, rows, resolve_device(device))
     compiled = float(rows["compile_seconds"].sum()) if "compile_seconds" in rows.columns else 0.0  # per-image shares
     text = caption(run_dir, summary, compiled)
     markdown = to_markdown(summary, text)

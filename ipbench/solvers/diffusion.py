@@ -1,6 +1,6 @@
 """The reverse-process pieces the diffusion solvers share: time grids, x0_hat, the DDIM/DDPM step.
 
-All in model units [-1, 1] with VP-DDPM discrete time (ARCHITECTURE.md). The step is DDIM's
+All in model units [-1, 1] with VP-DDPM discrete time (docs/architecture.md). The step is DDIM's
 (Song et al. 2021, eq. 12), which with eta = 1 on consecutive times is exactly DDPM's ancestral step
 with the posterior variance beta_tilde (Ho et al. 2020, eqs. 6-7), so one function serves both.
 """

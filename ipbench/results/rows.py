@@ -13,7 +13,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from ipbench.results.metrics import METRICS
+from ipbench.results.metric_registry import METRICS
 
 ROW_KEY = ("solver", "operator", "image", "seed")
 ROW_FILES = "rows*.jsonl"  # rows.jsonl, and rows.shard-K-of-N.jsonl of a sharded run

@@ -1,22 +1,24 @@
-"""What `bench train` reads and writes around the training loop: data, weights, samples, log."""
+"""What `bench train` and `bench sample` read and write around the training loop: data, weights, samples, log."""
 from __future__ import annotations
 
 import json
 import math
-import platform
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from ipbench.data import load_images
+from ipbench.data import load_images, save_png
 from ipbench.data.idx import FASHION_MNIST_DIR, idx_images
+from ipbench.device import describe_device
 from ipbench.errors import UsageError
-from ipbench.models.base import ScoreModel
+from ipbench.models.base import ScoreModel, to_image
 from ipbench.models.registry import save_checkpoint
-from ipbench.models.training import TrainConfig
 from ipbench.models.unet import UNetScoreModel
+from ipbench.seeding import seed_for
+from ipbench.solvers.diffusion import sample_prior
+from ipbench.training.loop import TrainConfig
 
 FASHION_MNIST_TRAIN = FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz"
 
@@ -40,11 +42,6 @@ def load_training_images(data: str, shape: tuple[int, int, int]) -> Tensor:
 
 def sample_grid(model: ScoreModel, n: int, steps: int, seed: int, path: Path, eta: float = 1.0) -> None:
     """A PNG grid (ceil(sqrt(n)) per row) of prior samples: the reverse process, `steps` strided steps."""
-    from ipbench.benchmark.seeding import seed_for
-    from ipbench.data import save_png
-    from ipbench.models.base import to_image
-    from ipbench.solvers.diffusion import sample_prior
-
     device = model.alphas_cumprod.device
     generators = [torch.Generator(device=device).manual_seed(seed_for("sample", seed, i)) for i in range(n)]
     with torch.no_grad():
@@ -67,8 +64,7 @@ def finish_training(ema: UNetScoreModel, out: Path, data: str, num_images: int, 
     log.update({
         "data": data, "num_images": num_images, "steps": int(state["step"]),
         "train_seconds": round(float(state["elapsed_seconds"]), 1),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda"
-        else f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)",
+        "device": describe_device(device),
         "parameters": sum(p.numel() for p in ema.parameters()),
         "model_config": ema.config(), "train_config": asdict(cfg), "command": command,
         "loss_per_100_steps": [round(float(m), 5) for m in state.get("loss_history", [])],

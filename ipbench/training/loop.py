@@ -18,8 +18,10 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from ipbench.errors import UsageError
 from ipbench.models.base import to_model
 from ipbench.models.unet import UNetConfig, UNetScoreModel
+from ipbench.weights import first_line
 
 TRAIN_STATE_FORMAT = "ipbench.train-state/1"
 
@@ -65,9 +67,14 @@ def train(images: Tensor, out: Path, model_cfg: UNetConfig, cfg: TrainConfig, de
     generator = torch.Generator().manual_seed(cfg.seed)
     step, elapsed, history = 0, 0.0, []  # history: mean loss of every 100 steps, kept in the state
     if state_path.exists():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        if state.get("format") != TRAIN_STATE_FORMAT or state["model_config"] != asdict(model_cfg):
-            raise ValueError(f"{state_path}: a training state for another model; use another --out")
+        state = _read_state(state_path)
+        if state.get("format") != TRAIN_STATE_FORMAT:
+            raise UsageError(f"--out {out}: {state_path.name} is not an ipbench training state; use another --out")
+        if state.get("model_config") != asdict(model_cfg):
+            changed = sorted(k for k, v in asdict(model_cfg).items() if state.get("model_config", {}).get(k) != v)
+            raise UsageError(f"--out {out}: holds the training state of another model (it differs in "
+                             f"{', '.join(changed) or 'its configuration'}); use another --out, or the same "
+                             "model options to resume")
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
@@ -120,3 +127,15 @@ def train(images: Tensor, out: Path, model_cfg: UNetConfig, cfg: TrainConfig, de
             save()
     bar.close()
     return ema.eval(), losses
+
+
+def _read_state(path: Path) -> dict:
+    """The resumable state in `path`; a one-line UsageError if it is not a readable training state."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, foreign or refused by weights_only
+        raise UsageError(f"{path}: not a readable training state ({first_line(exc)}); delete it or use another "
+                         "--out") from None
+    if not isinstance(state, dict):
+        raise UsageError(f"{path}: not an ipbench training state; use another --out")
+    return state

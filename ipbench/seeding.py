@@ -1,4 +1,4 @@
-"""Per-image generators seeded from names, never from global state (ARCHITECTURE.md, Conventions).
+"""Per-image generators seeded from names, never from global state (docs/architecture.md, Conventions).
 
 Measurement randomness comes from (seed, image id, operator) so that every solver sees the same y;
 solver randomness from (seed, image id, operator, solver). Hashing the names (not their positions)
