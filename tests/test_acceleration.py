@@ -264,6 +264,7 @@ def test_cuda_graphs_output_is_a_copy_a_solver_may_keep(model, monkeypatch):
     assert first.data_ptr() != shared.data_ptr() and torch.equal(first, torch.zeros_like(first))
 
 
+@pytest.mark.slow  # over 5 s on a 2-core CPU
 @pytest.mark.parametrize("switch", ["compile", "cuda_graphs", "layout_opt"])
 def test_compilation_happens_in_the_warm_up_not_in_the_solver_call(model, recorded_compilation, switch):
     """Every forward and backward graph is compiled inside CompiledModel's warm-up, once per batch shape and

@@ -159,6 +159,7 @@ def test_fast_is_the_gpu_preset_and_says_it_does_nothing_on_cpu(invoke, tmp_path
 @pytest.mark.slow
 @pytest.mark.skipif(not hasattr(torch, "compile") or not any(shutil.which(c) for c in ("gcc", "cc", "clang")),
                     reason="torch.compile on CPU needs a C++ compiler")
+@pytest.mark.slow  # over 5 s on a 2-core CPU
 def test_cuda_graphs_path_runs_through_bench_run_and_matches_eager(invoke, tmp_path):
     """--cuda-graphs (plain compile on CPU) through the runner, with a gradient solver and a no-grad one:
     rows as eager's to float rounding, and run.json says which path ran."""

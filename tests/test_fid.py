@@ -116,6 +116,7 @@ def test_frechet_distance_is_pytorch_fids(n: int, dims: int) -> None:
     assert fid.frechet_distance(a, b) == pytest.approx(expected, rel=1e-6)
 
 
+@pytest.mark.slow  # over 5 s on a 2-core CPU
 def test_a_run_asking_for_fid_gets_a_column_per_operator_cached_in_fid_json(
         fid_hub: Path, tmp_path: Path, small_model_path) -> None:
     """`--metric fid`: no row holds it; the table has one FID per (solver, operator) over the saved PNGs,

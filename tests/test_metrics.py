@@ -267,6 +267,7 @@ def test_lpips_vgg_says_where_its_weights_go(vgg_hub: Path) -> None:
     assert "convert_lpips_backbone.py --net vgg" in message
 
 
+@pytest.mark.slow  # over 5 s on a 2-core CPU
 def test_lpips_vgg_uses_torchvision_weights_under_lpips_names(vgg_hub: Path) -> None:
     state = write_random_vgg16(vgg_hub)
     x, ref = rand(2, 3, 64, 64), rand(2, 3, 64, 64, seed=1)
@@ -335,3 +336,16 @@ def test_a_vgg_file_with_other_shapes_is_refused_naming_it(vgg_hub: Path) -> Non
                vgg_hub / "vgg16-397923af.pth")
     with pytest.raises(UsageError, match="vgg16-397923af.pth: not the LPIPS vgg trunk"):
         lpips(rand(1, 3, 64, 64), rand(1, 3, 64, 64, seed=1), net="vgg")
+
+
+def test_lpips_in_chunks_matches_one_image_at_a_time() -> None:
+    """LPIPS runs images in chunks (metrics.LPIPS_CHUNK); each score equals the single-image one to 1e-6, the
+    batch invariance the runner states."""
+    from ipbench.results.metrics import LPIPS_CHUNK
+
+    g = torch.Generator().manual_seed(0)
+    x, ref = torch.rand(LPIPS_CHUNK + 3, 3, 32, 32, generator=g), torch.rand(LPIPS_CHUNK + 3, 3, 32, 32, generator=g)
+    batched = lpips(x, ref)
+    alone = torch.cat([lpips(x[i:i + 1], ref[i:i + 1]) for i in range(x.shape[0])])
+    assert batched.shape == (LPIPS_CHUNK + 3,)
+    assert torch.allclose(batched, alone, rtol=0, atol=1e-6)

@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 
 from ipbench.cli import cli
-from ipbench.data import load_images
+from ipbench.data import load_images, save_png
 from ipbench.models import load_model
 from ipbench.training.loop import TrainConfig, train
 from ipbench.models.unet import UNetConfig
@@ -27,6 +27,7 @@ def tiny_images() -> torch.Tensor:
     return load_images("fashion32-test", (1, 16, 16), num_images=8).images
 
 
+@pytest.mark.slow  # over 5 s on a 2-core CPU
 def test_a_tiny_run_lowers_the_loss(tmp_path, tiny_images):
     cfg = TrainConfig(steps=150, batch_size=8, lr=2e-3, warmup=10, checkpoint_every=1000)
     _, losses = train(tiny_images, tmp_path, TINY, cfg, torch.device("cpu"), progress=False, log=lambda s: None)
@@ -90,3 +91,25 @@ def test_model_card_command_is_accepted(tmp_path, monkeypatch):
     assert captured["model_cfg"].channel_mult == shipped.cfg.channel_mult
     assert captured["model_cfg"].num_res_blocks == shipped.cfg.num_res_blocks
     assert captured["images"][0] == 60000
+
+
+@pytest.mark.slow  # over 5 s on a 2-core CPU
+def test_train_into_another_models_folder_is_a_one_line_error(tmp_path):
+    """A training folder holding another model's state: exit 2 and a line naming what differs, no traceback."""
+    out = tmp_path / "train"
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(4):
+        save_png(torch.rand(1, 8, 8, generator=torch.Generator().manual_seed(i)), images / f"{i}.png")
+    common = ["train", "--data", str(images), "--out", str(out), "--resolution", "8", "--steps", "1",
+              "--batch-size", "2", "--channel-mult", "1", "--attention", "", "--sample-steps", "1", "--no-progress",
+              "--device", "cpu"]
+    first = CliRunner().invoke(cli, [*common, "--channels", "8"])
+    assert first.exit_code == 0, first.output
+    second = CliRunner().invoke(cli, [*common, "--channels", "16"])
+    assert second.exit_code == 2, second.output
+    assert "holds the training state of another model (it differs in channels)" in second.output
+    assert "Traceback" not in second.output
+    (out / "train_state.pt").write_bytes(b"not a torch file")
+    third = CliRunner().invoke(cli, [*common, "--channels", "8"])
+    assert third.exit_code == 2 and "not a readable training state" in third.output

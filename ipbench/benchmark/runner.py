@@ -25,7 +25,8 @@ from tqdm import tqdm
 
 from ipbench.benchmark.shard import Shard
 from ipbench.benchmark.spec import RunSpec, SolverEntry
-from ipbench.data import ImageSet, load_images, save_png
+from ipbench.benchmark.writer import BackgroundWriter
+from ipbench.data import ImageSet, load_images
 from ipbench.device import describe_device, resolve_device, synchronize
 from ipbench.errors import UsageError
 from ipbench.models import ScoreModel, load_model
@@ -145,9 +146,18 @@ def _loop(spec: RunSpec, images: ImageSet, counted: "CountingModel", dev: torch.
     done = {row_key(r) for r in run_rows(out)}  # any shard's rows count: a resumed run never redoes them
     expected = _row_keys(spec, images.ids)
     total = len(expected)
-    written = failed = 0
     bar = tqdm(total=total, disable=not progress, desc="bench run", unit="row", file=sys.stderr)
     bar.update(len(done & expected))
+    with BackgroundWriter() as writer:  # PNGs and rows, in order, while the next batch solves
+        written, failed = _batches(spec, images, counted, dev, out, batch_size, store, done, writer, bar)
+    bar.close()
+    return RunResult(out, written, total - written, failed)
+
+
+def _batches(spec: RunSpec, images: ImageSet, counted: "CountingModel", dev: torch.device, out: Path,
+             batch_size: int, store: RowStore, done: set[tuple], writer: BackgroundWriter, bar: tqdm) -> tuple[int, int]:
+    """The loop itself; returns (rows written, of which failed)."""
+    written = failed = 0
     for operator in spec.operators:
         for seed in spec.seeds:
             for start in range(0, len(images), batch_size):
@@ -162,16 +172,16 @@ def _loop(spec: RunSpec, images: ImageSet, counted: "CountingModel", dev: torch.
                         continue
                     sub_ids = [ids[i] for i in todo]
                     if tuple(todo) not in measured:  # solvers missing the same images share one measurement
-                        measured[tuple(todo)] = _measure(operator, x[todo], sub_ids, seed, dev, out)
+                        measured[tuple(todo)] = _measure(operator, x[todo], sub_ids, seed, dev, out, writer)
                     physics, y = measured[tuple(todo)]
-                    rows = _solve_and_score(entry, operator, seed, sub_ids, x[todo], y, physics, counted, spec, dev, out)
-                    store.append(rows)
+                    rows = _solve_and_score(entry, operator, seed, sub_ids, x[todo], y, physics, counted, spec, dev,
+                                            out, writer)
+                    writer.submit(store.append, rows)  # after this batch's images
                     done.update(row_key(r) for r in rows)
                     written += len(rows)
                     failed += sum(r["status"] != "ok" for r in rows)
                     bar.update(len(rows))
-    bar.close()
-    return RunResult(out, written, total - written, failed)
+    return written, failed
 
 
 def _row_keys(spec: RunSpec, image_ids: Sequence[str]) -> set[tuple[str, ...]]:
@@ -180,22 +190,22 @@ def _row_keys(spec: RunSpec, image_ids: Sequence[str]) -> set[tuple[str, ...]]:
             if entry.runs_on(operator.label) for image_id in image_ids for seed in spec.seeds}
 
 
-def _measure(operator: Operator, x: Tensor, ids: Sequence[str], seed: int, device: torch.device, out: Path
-             ) -> tuple[Physics, Tensor]:
+def _measure(operator: Operator, x: Tensor, ids: Sequence[str], seed: int, device: torch.device, out: Path,
+             writer: BackgroundWriter) -> tuple[Physics, Tensor]:
     """The operator and measurement for these images (the same whatever the batch: per-image generators)."""
     generators = [measurement_generator(seed, image_id, operator.label, device) for image_id in ids]
     physics = operator.build(x.shape[1:], generators, device)
     y = measure(physics, x, generators)
     shown = y if y.shape == x.shape else back_project(physics, y)  # what the grid shows as the measurement
     for image_id, truth, meas in zip(ids, x, shown):
-        _save_once(out / "images" / "truth" / f"{image_id}.png", truth)
-        _save_once(out / "images" / operator.label / "measurement" / f"{image_id}-s{seed}.png", meas)
+        writer.png_once(truth, out / "images" / "truth" / f"{image_id}.png")
+        writer.png_once(meas, out / "images" / operator.label / "measurement" / f"{image_id}-s{seed}.png")
     return physics, y
 
 
 def _solve_and_score(entry: SolverEntry, operator: Operator, seed: int, ids: Sequence[str], x: Tensor, y: Tensor,
-                     physics: Physics, model: CountingModel, spec: RunSpec, device: torch.device, out: Path
-                     ) -> list[dict[str, Any]]:
+                     physics: Physics, model: CountingModel, spec: RunSpec, device: torch.device, out: Path,
+                     writer: BackgroundWriter) -> list[dict[str, Any]]:
     generators = [solver_generator(seed, image_id, operator.label, entry.label, device) for image_id in ids]
     base = {"operator": operator.label, "seed": seed, "model": spec.model,
             **{f"solver.{k}": v for k, v in entry.solver.hyperparameters().items()},
@@ -223,7 +233,7 @@ def _solve_and_score(entry: SolverEntry, operator: Operator, seed: int, ids: Seq
                "compile_seconds": compile_seconds, "nfe": model.images // len(ids)}
         if error is None and bool(finite[i]):
             row.update({k: float(v[i]) for k, v in metrics.items()}, status="ok")
-            save_png(x_hat[i], out / "images" / operator.label / entry.label / f"{image_id}-s{seed}.png")
+            writer.png(x_hat[i], out / "images" / operator.label / entry.label / f"{image_id}-s{seed}.png")
         else:
             row.update(psnr=math.nan, ssim=math.nan, lpips=math.nan, status="failed",
                        error=error or "solver returned non-finite values")
@@ -236,11 +246,6 @@ def _check_output(x_hat: Any, x: Tensor) -> str | None:
         got = tuple(x_hat.shape) if isinstance(x_hat, Tensor) else type(x_hat).__name__
         return f"solver returned {got}, expected a tensor of shape {tuple(x.shape)}"
     return None
-
-
-def _save_once(path: Path, image: Tensor) -> None:
-    if not path.exists():
-        save_png(image, path)
 
 
 def _prepare_folder(out: Path, spec: RunSpec, images: ImageSet, model: ScoreModel, device: torch.device,
