@@ -46,9 +46,10 @@ from ipbench.benchmark.runner import CountingModel
 from ipbench.device import resolve_device
 from ipbench.seeding import measurement_generator, solver_generator
 from ipbench.data import load_images
-from ipbench.models.acceleration import PRECISIONS, Acceleration, accelerate, set_tf32
+from ipbench.errors import UsageError
+from ipbench.models.acceleration import Acceleration, accelerate, set_tf32
 from ipbench.models.base import ScoreModel
-from ipbench.models.adm import DiffUNetScoreModel, load_pretrained
+from ipbench.models.adm import ffhq256_network
 from ipbench.operators import Operator, measure
 from ipbench.results.metrics import psnr
 from ipbench.solvers import SOLVERS
@@ -58,41 +59,6 @@ COMBOS = ["fp32+tf32", "bf16", "bf16+channels_last", "bf16+channels_last+compile
           "bf16+channels_last+cuda_graphs+layout_opt"]
 TARGETS = ("under 2 s per image on an H100 in bf16 at the best batch size; at least 5x deepinv's DPS "
            "throughput at batch 1; no more than 0.1 dB PSNR lost against float32")
-
-
-def build_model(weights: str | None, image_size: int, seed: int, device: torch.device) -> ScoreModel:
-    """The FFHQ-configuration DiffUNet as an ipbench ScoreModel (eps half of its 6 output channels)."""
-    from deepinv.models import DiffUNet
-
-    if weights is not None:
-        net = load_pretrained("ffhq256", weights).net
-    else:
-        torch.manual_seed(seed)
-        net = DiffUNet(in_channels=3, out_channels=3, large_model=False, pretrained=None)
-        randomize_zero_layers(net)
-    model = DiffUNetScoreModel(net, (3, image_size, image_size))
-    return model.to(device).eval().requires_grad_(False)
-
-
-def randomize_zero_layers(net: torch.nn.Module) -> None:
-    """Give ADM's zero-initialised layers (zero_module: each block's last conv, the attention projections, the
-    output conv) PyTorch's default random init, so that a random-weights network's eps is not identically 0
-    and bf16 and fp32 outputs differ as they would with trained weights, not trivially."""
-    for module in net.modules():
-        params = list(module.parameters(recurse=False))
-        if params and hasattr(module, "reset_parameters") and not any(p.any() for p in params):
-            module.reset_parameters()
-
-
-def parse_combo(text: str) -> Acceleration:
-    """'bf16+channels_last+compile' -> Acceleration(precision='bf16', channels_last=True, compile=True)."""
-    precision, *flags = text.split("+")
-    unknown = set(flags) - {"channels_last", "compile", "cuda_graphs", "layout_opt", "tf32"}
-    if unknown or precision not in PRECISIONS:
-        raise SystemExit(f"--combos {text}: write fp32 or bf16, then any of +channels_last, +compile, "
-                         "+cuda_graphs, +layout_opt, +tf32")
-    return Acceleration(precision, "channels_last" in flags, "compile" in flags, "tf32" in flags,
-                        "cuda_graphs" in flags, "layout_opt" in flags)
 
 
 def count_flops(model: ScoreModel, device: torch.device) -> tuple[float, float]:
@@ -172,7 +138,10 @@ def main() -> None:
     device = resolve_device(args.device)
     torch_default_tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     set_tf32(False)  # strict fp32 unless a combination says tf32
-    settings = [parse_combo(c) for c in args.combos or COMBOS]
+    try:
+        settings = [Acceleration.parse(c) for c in args.combos or COMBOS]
+    except UsageError as exc:
+        raise SystemExit(f"--combos {exc}") from None
     if args.combos is None and device.type != "cuda":
         settings = [s for s in settings if not s.compile]
     ref_batch = min(args.reference_batch_size, max(args.batch_sizes))
@@ -181,7 +150,7 @@ def main() -> None:
         notes.append("compile combinations skipped on CPU by default (minutes of C++ compilation per shape); "
                      "pass --combos to include them")
 
-    model = build_model(args.weights, args.image_size, args.seed, device)
+    model = ffhq256_network(args.weights, args.image_size, args.seed, device)
     fwd_flops, step_flops = count_flops(model, device)
 
     # Images tiled to the largest batch; ids made unique so each copy gets its own measurement and noise.

@@ -20,7 +20,7 @@ from torch._functorch.aot_autograd import make_boxed_func
 from torch._inductor import config as inductor_config
 from torch._inductor.graph import GraphLowering
 
-from gpu_speed import build_model  # benchmarks/ is on sys.path when this script runs
+from ipbench.models.adm import ffhq256_network
 from ipbench.results.report import publish
 
 
@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="also write the report here (Markdown)")
     args = parser.parse_args()
     torch.backends.mkldnn.enabled = False  # on CPU with mkldnn, inductor always lays convolutions out channels_last
-    model = build_model(None, args.image_size, 0, torch.device("cpu"))
+    model = ffhq256_network(None, args.image_size, 0, torch.device("cpu"))
     convs = halving_convolutions(model.net)
     total = sum(isinstance(m, torch.nn.Conv2d) for m in model.net.modules())
     lines = ["# Inductor's layout decision for the FFHQ-256 network", "",

@@ -4,7 +4,8 @@
 
 Prints the kernels by total GPU time (top --rows) and the share of a few kernel families (convolution,
 matmul/attention, Triton-fused elementwise and normalisation, the rest), to show what limits the step.
-Random weights (speed only), like benchmarks/gpu_speed.py, whose network and switch parsing it reuses.
+Random weights (speed only) on the network of benchmarks/gpu_speed.py (ipbench.models.adm.ffhq256_network);
+--combo is written as that script's switch combinations are (Acceleration.parse).
 """
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ from collections import defaultdict
 
 import torch
 from deepinv.physics import Inpainting
-from gpu_speed import build_model, parse_combo  # benchmarks/ is on sys.path when this script runs
 from torch.profiler import ProfilerActivity, profile
 
 from ipbench.device import resolve_device
-from ipbench.models.acceleration import accelerate
+from ipbench.errors import UsageError
+from ipbench.models.acceleration import Acceleration, accelerate
+from ipbench.models.adm import ffhq256_network
 from ipbench.solvers import SOLVERS
 
 FAMILIES = {"convolution": ("conv", "xmma", "cudnn", "implicit", "fprop", "dgrad", "nhwc", "sm90_"),
@@ -40,8 +42,11 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     device = resolve_device(args.device)
-    model = build_model(None, args.image_size, 0, device)
-    setting = parse_combo(args.combo)
+    try:
+        setting = Acceleration.parse(args.combo)
+    except UsageError as exc:
+        raise SystemExit(f"--combo {exc}") from None
+    model = ffhq256_network(None, args.image_size, 0, device)
     y = torch.zeros(args.batch_size, *model.image_shape, device=device)
     physics = Inpainting(img_size=model.image_shape, mask=0.5, device=device)  # any cheap operator: the network dominates
     gens = [torch.Generator(device).manual_seed(i) for i in range(args.batch_size)]

@@ -286,3 +286,22 @@ def test_compilation_happens_in_the_warm_up_not_in_the_solver_call(model, record
     before = len(recorded_compilation)
     dps.solve(y, physics, fast, generators(3))
     assert len(recorded_compilation) == before and fast.compile_seconds > 0  # nothing new to compile
+
+
+def test_parse_is_the_inverse_of_label():
+    """Every concrete combination (a precision, any switches, no `fast`) survives label() -> parse(); the
+    benchmarks' combination names parse to the switches they say; anything else is a one-line UsageError."""
+    import itertools
+
+    from ipbench.models.acceleration import PRECISIONS, SWITCHES, Acceleration
+
+    for precision, *flags in itertools.product(PRECISIONS, *[(False, True)] * len(SWITCHES)):
+        settings = Acceleration(precision, **dict(zip(SWITCHES, flags)))
+        assert Acceleration.parse(settings.label()) == settings, settings
+    assert Acceleration.parse("bf16+channels_last+compile") == Acceleration("bf16", channels_last=True, compile=True)
+    assert Acceleration.parse("fp32+tf32") == Acceleration("fp32", tf32=True)
+    assert Acceleration.parse("bf16+cuda_graphs").compile  # cuda_graphs implies compile, as in the constructor
+    for bad in ["fp16", "bf16+fast", "bf16+", "bf16+foo", ""]:
+        with pytest.raises(UsageError, match="write fp32 or bf16, then any of") as caught:
+            Acceleration.parse(bad)
+        assert str(caught.value).startswith(f"{bad}:") and "\n" not in str(caught.value)

@@ -1,4 +1,4 @@
-"""Solvers against the MMSE bound on the analytic Gaussian prior (benchmarks/gaussian_mmse.py, small n).
+"""Solvers against the MMSE bound on the analytic Gaussian prior (ipbench.checks.gaussian_truth, small n).
 
 For x drawn from the prior and y = A x + n, the exact posterior mean E[x | y] minimises the expected
 squared error over every estimator, so R = mean(e) / mean(m) >= 1 up to Monte-Carlo error for every
@@ -10,22 +10,14 @@ under a minute on two loaded cores.
 """
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import torch
 
+from ipbench.checks import gaussian_truth as gm
 from ipbench.solvers import SOLVERS, Solver
-
-_PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "gaussian_mmse.py"
-_SPEC = importlib.util.spec_from_file_location("gaussian_mmse", _PATH)
-gm = importlib.util.module_from_spec(_SPEC)
-sys.modules["gaussian_mmse"] = gm  # dataclasses look their module up by name
-_SPEC.loader.exec_module(gm)
 
 SEED = 1  # not the benchmark's seed 0: the tests draw their own data
 SIGMA_Y = 0.025
@@ -153,7 +145,7 @@ def test_an_estimator_that_peeks_at_the_truth_fails_the_bound(model, fraction):
 # -- (5) residuals -------------------------------------------------------------------------------------------
 def test_exact_posterior_samples_have_chi_square_residuals(model):
     """For an exact posterior sample, A x_hat - y on the m coordinates that A sees is N(0, sigma_y^2 I_m)
-    (module docstring of benchmarks/gaussian_mmse.py), so rho_i^2 = ||r_i||^2 / (sigma_y^2 m_i) has mean 1
+    (THEORY in benchmarks/gaussian_mmse.py), so rho_i^2 = ||r_i||^2 / (sigma_y^2 m_i) has mean 1
     and variance 2 / m_i exactly; the mean over images is within 3 SE of 1. Also E[x|y] fits y more closely
     (E rho^2 = sigma_y^2 tr(K^-1) / m < 1) and a prior sample, which ignores y, far less closely."""
     p = problem(model, "inpaint-random")

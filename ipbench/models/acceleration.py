@@ -22,6 +22,7 @@ from ipbench.models.base import ScoreModel
 from ipbench.models.compile import CompiledModel
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+SWITCHES = ("channels_last", "compile", "cuda_graphs", "layout_opt", "tf32")  # what `parse` reads after the precision
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,17 @@ class Acceleration:
         """A short name such as 'bf16+channels_last+compile'."""
         flags = ("channels_last", "cuda_graphs" if self.cuda_graphs else "compile", "layout_opt", "tf32", "fast")
         return "+".join([self.precision or "fp32"] + [k for k in flags if getattr(self, k)])
+
+    @classmethod
+    def parse(cls, label: str) -> Acceleration:
+        """'bf16+channels_last+compile' -> Acceleration('bf16', channels_last=True, compile=True): the inverse
+        of `label()` for concrete switches (a precision and no `fast`, as `resolve` returns them), so that a
+        benchmark names a combination the way its report prints it. UsageError for anything else."""
+        precision, *flags = label.split("+")
+        if set(flags) - set(SWITCHES) or precision not in PRECISIONS:
+            raise UsageError(f"{label}: write {' or '.join(PRECISIONS)}, then any of "
+                             + ", ".join(f"+{s}" for s in SWITCHES))
+        return cls(precision, **{s: s in flags for s in SWITCHES})
 
     @property
     def compile_mode(self) -> str | None:
@@ -164,4 +176,4 @@ def accelerate(model: ScoreModel, precision: str | None = None, channels_last: b
     return AcceleratedModel(model, Acceleration(precision, channels_last, compile, tf32, cuda_graphs, layout_opt, fast))
 
 
-__all__ = ["PRECISIONS", "AcceleratedModel", "Acceleration", "NetworkCall", "accelerate", "set_tf32"]
+__all__ = ["PRECISIONS", "SWITCHES", "AcceleratedModel", "Acceleration", "NetworkCall", "accelerate", "set_tf32"]

@@ -204,6 +204,35 @@ def load_pretrained(name: str, path: str | Path | None = None, *, download: bool
     return model.to(device).eval().requires_grad_(False)
 
 
+def ffhq256_network(weights: str | Path | None = None, image_size: int = 256, seed: int = 0,
+                    device: torch.device | str = "cpu") -> DiffUNetScoreModel:
+    """The FFHQ-configuration ADM (deepinv DiffUNet, 128 channels) at `image_size` px, for speed and compiler
+    studies: the weights of the state-dict file `weights`, or random ones when it is None.
+
+    Random weights come from torch's global generator seeded with `seed` (module initialisers draw from
+    it), and the zero-initialised layers get a random init too (`randomize_zero_layers`), so that eps is not
+    identically 0 and reduced precision changes it as it would a trained network's. Any multiple of 32
+    works as `image_size` (the checkpoint's is 256)."""
+    if weights is not None:
+        net = load_pretrained("ffhq256", weights).net
+    else:
+        torch.manual_seed(seed)
+        net = _deepinv_diffunet()(in_channels=3, out_channels=3, large_model=PRETRAINED["ffhq256"].large_model,
+                                  pretrained=None)
+        randomize_zero_layers(net)
+    model = DiffUNetScoreModel(net, (3, image_size, image_size))
+    return model.to(device).eval().requires_grad_(False)
+
+
+def randomize_zero_layers(net: nn.Module) -> None:
+    """Give ADM's zero-initialised layers (zero_module: each block's last conv, the attention projections, the
+    output conv) PyTorch's default random init, in place."""
+    for module in net.modules():
+        params = list(module.parameters(recurse=False))
+        if params and hasattr(module, "reset_parameters") and not any(p.any() for p in params):
+            module.reset_parameters()
+
+
 @register_model("ffhq256")
 def ffhq256(device: torch.device) -> DiffUNetScoreModel:
     """FFHQ 256 UNet of DPS/DiffPIR/DAPS (ffhq_10m.pt in the torch hub cache, or ffhq256:PATH); linear DDPM, T=1000."""

@@ -1,0 +1,69 @@
+"""Paired differences between two runs on the same images and seeds (e.g. bf16 against fp32).
+
+Two runs that share their measurements and solver draws (ipbench seeds per image) differ per row only
+by what changed between them: the per-row difference B - A, paired on (solver, operator, image, seed),
+cancels what the pair shares (image, measurement, draws), so its mean and standard error say whether the
+change moved a metric, and its extremes how far it moved one image. Failed rows are left out when read,
+and rows present in one run only are counted, not paired.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from ipbench.errors import UsageError
+from ipbench.results.rows import ROW_FILES, load_rows
+
+KEYS = ["solver", "operator", "image", "seed"]
+METRICS = ["psnr", "ssim", "lpips"]
+
+
+def read_rows(path: str | Path) -> pd.DataFrame:
+    """A run folder's rows (a sharded run's files together), or one rows file's; failed rows left out."""
+    found = Path(path).is_file() or any(Path(path).glob(ROW_FILES))
+    if not found:
+        raise UsageError(f"{path}: no rows.jsonl there (give a run folder or a rows.jsonl file)")
+    rows = load_rows(path) if Path(path).is_dir() else pd.read_json(path, lines=True)
+    return rows[rows["status"] == "ok"] if "status" in rows else rows
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """The differences B - A of one metric over the pairs of one solver and operator."""
+
+    solver: str
+    operator: str
+    metric: str
+    mean: float
+    se: float  # standard error of the mean; nan for a single pair
+    min: float
+    max: float
+    n: int
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """What pairing two runs gives: the differences, and how many rows of each run found no partner."""
+
+    pairs: int
+    unpaired_a: int
+    unpaired_b: int
+    differences: list[PairedDifference]
+
+
+def paired_differences(a: pd.DataFrame, b: pd.DataFrame) -> Pairing:
+    """Rows of `a` and `b` paired on KEYS; per solver, operator and metric (of METRICS, in both runs) the
+    mean of B - A, its standard error, extremes and count, sorted by solver and operator."""
+    both = a.merge(b, on=KEYS, suffixes=("_a", "_b"))
+    differences = []
+    for (solver, operator), group in both.groupby(["solver", "operator"]):
+        for metric in (m for m in METRICS if f"{m}_a" in group):
+            d = group[f"{metric}_b"] - group[f"{metric}_a"]
+            se = d.std() / len(d) ** 0.5 if len(d) > 1 else float("nan")
+            differences.append(PairedDifference(solver, operator, metric, d.mean(), se, d.min(), d.max(), len(d)))
+    return Pairing(len(both), len(a) - len(both), len(b) - len(both), differences)
+
+
+__all__ = ["KEYS", "METRICS", "Pairing", "PairedDifference", "paired_differences", "read_rows"]
