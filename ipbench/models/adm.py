@@ -209,17 +209,18 @@ def ffhq256_network(weights: str | Path | None = None, image_size: int = 256, se
     """The FFHQ-configuration ADM (deepinv DiffUNet, 128 channels) at `image_size` px, for speed and compiler
     studies: the weights of the state-dict file `weights`, or random ones when it is None.
 
-    Random weights come from torch's global generator seeded with `seed` (module initialisers draw from
-    it), and the zero-initialised layers get a random init too (`randomize_zero_layers`), so that eps is not
+    Random weights are drawn with torch's generator seeded with `seed` (the caller's random state is
+    restored), and the zero-initialised layers get a random init too (`randomize_zero_layers`), so that eps is not
     identically 0 and reduced precision changes it as it would a trained network's. Any multiple of 32
     works as `image_size` (the checkpoint's is 256)."""
     if weights is not None:
         net = load_pretrained("ffhq256", weights).net
     else:
-        torch.manual_seed(seed)
-        net = _deepinv_diffunet()(in_channels=3, out_channels=3, large_model=PRETRAINED["ffhq256"].large_model,
-                                  pretrained=None)
-        randomize_zero_layers(net)
+        with torch.random.fork_rng(devices=[]):  # module initialisers draw from the global generator: seed it
+            torch.manual_seed(seed)                # here, and leave the caller's random state as it was
+            net = _deepinv_diffunet()(in_channels=3, out_channels=3, large_model=PRETRAINED["ffhq256"].large_model,
+                                      pretrained=None)
+            randomize_zero_layers(net)
     model = DiffUNetScoreModel(net, (3, image_size, image_size))
     return model.to(device).eval().requires_grad_(False)
 
