@@ -1,22 +1,14 @@
 """The ADM checkpoints of the DPS line of papers: `ffhq256` and `imagenet256`.
 
-Names (`bench run --model ...`, `load_model(...)`):
+    ffhq256 | imagenet256          the file (ffhq_10m.pt | 256x256_diffusion_uncond.pt) from torch's hub cache
+    ffhq256:PATH | imagenet256:PATH    the same architecture with the weights of the state-dict file PATH
 
-    ffhq256               FFHQ 256 UNet of DPS / DiffPIR / DAPS: file ffhq_10m.pt
-    imagenet256           guided-diffusion's unconditional ImageNet 256 UNet: file 256x256_diffusion_uncond.pt
-    ffhq256:PATH          the same architecture with the weights in the state-dict file PATH
-    imagenet256:PATH      likewise
-
-A bare name reads its file from torch's hub cache (`torch.hub.get_dir()/checkpoints/FILE`) and downloads
-it there only when the user opts in (IPBENCH_DOWNLOAD=1, or `load_pretrained(name, download=True)`);
-otherwise a one-line UsageError says which file to place where. A raw state dict cannot tell its
-architecture, which is why a file path needs its name: `ffhq256:PATH`.
-
-Both are guided-diffusion's ADM UNet (Dhariwal & Nichol 2021), built by deepinv's `DiffUNet`
-(`large_model=True` is the ImageNet configuration), trained on the linear DDPM schedule, T = 1000, beta
-1e-4 .. 0.02 (Ho et al. 2020; DPS configs/diffusion_config.yaml). They learn their variance (Nichol &
-Dhariwal 2021): of the 6 output channels, eps is the first 3. Files are read by ipbench.weights and
-checked key by key and shape by shape against the architecture.
+A bare name downloads its missing file only when the user opts in (IPBENCH_DOWNLOAD=1, or
+`load_pretrained(name, download=True)`); otherwise a one-line UsageError says which file to place where.
+Both are guided-diffusion's ADM UNet (Dhariwal & Nichol 2021) built by deepinv's `DiffUNet`
+(`large_model=True` is ImageNet's), on the linear DDPM schedule, T = 1000, beta 1e-4 .. 0.02 (Ho et al.
+2020; DPS configs/diffusion_config.yaml). They learn their variance: of the 6 output channels, eps is the
+first 3. Files are read by ipbench.weights and checked key by key and shape by shape.
 """
 from __future__ import annotations
 

@@ -1,37 +1,15 @@
 """Motion-blur deconvolution with random-trajectory kernels, one per image (deepinv `Blur`).
 
-DPS (Chung et al. 2023, sec. 4) blurs 256 x 256 images with 61 x 61 motion kernels of intensity 0.5, drawn
-by `Kernel(size=(61, 61), intensity=0.5)` of the `motionblur` package (github.com/LeviBorodenko/motionblur)
-inside its `MotionBlurOperator`. `motion_kernel` re-implements that package's algorithm step by step,
-with every random draw taken from the image's torch.Generator instead of numpy's global state. With
-I = intensity, eps = 0.1, a 2s x 2s canvas for an s x s kernel and D = its diagonal (2 sqrt(2) s):
-
-1. path budget L = 0.75 D (U(0, 1) + U(0, I^2));
-2. step lengths r_k = (1 - I + eps) D Beta(1, 30), keeping those < L, until sum r_k >= L;
-3. max angle M ~ U(0, I pi), jitter J ~ Beta(2, 20); theta_1 ~ U(-M, M), then
-   |theta_k| ~ Triangular(0, I M, M + eps) with the sign of theta_{k-1}, flipped with probability J;
-4. path = cumsum(r_k exp(i theta_k)), centred on its mean vertex, rotated by U(0, pi), moved to the
-   canvas centre;
-5. drawn with PIL as a white polyline of width int(D / 150) on black, Gaussian-blurred with radius
-   int(0.01 D), resized to s x s with Lanczos, converted to 8-bit grey, normalised to sum 1.
-
-Steps 1-5 are the package's `Kernel._createPath` and `_createKernel`, and PIL draws exactly as there, so
-a path gives the package's kernel pixel for pixel (checked against its code on Pillow 11), with one
-exception: the line width is at least 1. Below s = 54, int(D / 150) = 0, which Pillow 11 and earlier drew
-as width 1 but Pillow 12.3 and 13 do not draw at all, which would leave an all-zero (NaN) kernel.
-
-What differs from the DPS code: (a) the random numbers (torch, per image, seeded; the DPS code draws from
-numpy's unseeded global state); (b) one kernel per image, where the DPS script builds its operator, hence
-draws its kernel, once per run; (c) the size scales with the image side like deblur-gauss (61 at 256 px,
-7 at 32 px; odd, >= 3), and the package's line width and blur radius with it (both 1 at s = 61, no blur
-below s = 36). For a given kernel K the operator is the DPS one: the DPS code correlates (nn.Conv2d after
-ReflectionPad2d(s // 2)) while deepinv `Blur` convolves, so `Blur` gets K rotated by 180 degrees and
-y = correlate(reflect-pad(x), K) exactly. Boundary: reflect padding by default, as in DPS; circular,
-replicate, constant (zero) and valid are available.
-
-deepinv's own `MotionBlurGenerator` (which does take a torch.Generator) draws a different family:
-x and y trajectories from a Matern Gaussian process (l = 0.3, sigma = 0.25), histogrammed into the
-kernel without smoothing; it is not used here.
+DPS (Chung et al. 2023, sec. 4) blurs 256 x 256 images with 61 x 61 motion kernels of intensity 0.5 from
+the `motionblur` package (LeviBorodenko/motionblur, `Kernel._createPath` and `_createKernel`).
+`motion_kernel` re-implements that algorithm step by step (path budget, Beta step lengths, triangular
+angle jitter, a PIL polyline, Gaussian blur, Lanczos resize, normalised to sum 1), with every draw taken
+from the image's torch.Generator instead of numpy's global state; a path gives the package's kernel
+pixel for pixel, except that the line width is at least 1 (Pillow 12.3+ draws width 0 as nothing).
+Deviations from the DPS code: seeded per-image draws, one kernel per image (the DPS script draws one per
+run), and a size scaled with the image side (61 at 256 px, 7 at 32 px). The DPS code correlates, deepinv
+`Blur` convolves: `Blur` gets K rotated by 180 degrees, so y = correlate(reflect-pad(x), K) exactly.
+docs/operators.md has the algorithm, step by step, and the boundary options.
 """
 from __future__ import annotations
 

@@ -1,22 +1,11 @@
 """Super-resolution: antialiasing filter then decimation by an integer factor (deepinv `Downsampling`).
 
 y = S (h * x): h is a normalised low-pass filter (sum 1), `*` a convolution with the stated boundary
-padding, S keeps every factor-th pixel (rows and columns 0, f, 2f, ...), so y is (N, C, H/f, W/f).
-Filters are deepinv's, for factor f (separable, outer product of the 1-D taps, normalised to sum 1):
-
-- "bicubic" (default; the DPS/DDRM line degrades by bicubic downsampling): Keys' cubic convolution
-  kernel (a = -0.5) stretched by f, 4f taps at offsets (-2f + 1/2, ..., 2f - 1/2) / f.
-- "bilinear": the tent 1 - |t| stretched by f, 2f taps at (-f + 1/2, ..., f - 1/2) / f.
-- "gaussian": a sampled Gaussian of std f px, 2 floor(f / 0.3 + 1) + 1 taps (29 at f = 4).
-- "sinc": sinc(t / f), 4f taps, times a Kaiser window.
-- "none": plain decimation y = x[..., ::f, ::f] (aliases; padding is then irrelevant).
-
-Sampling grid: with the even-length filters (bicubic, bilinear, sinc) output pixel i is centred at input
-position i f + 1/2; with gaussian and none at i f. MATLAB `imresize` (which the DPS code's `Resizer`
-ports) centres it at the block centre i f + (f - 1)/2: for even f, bicubic here equals imresize of the
-image shifted by (f - 2)/2 px (the same for f = 2), up to the boundary handling. Factor 1 is the
-identity (no filter). Boundary: reflect padding by default (imresize pads symmetrically); circular,
-replicate and constant (zero) are available. Valid padding is not offered: y would not be H/f x W/f.
+padding (reflect by default), S keeps rows and columns 0, f, 2f, ..., so y is (N, C, H/f, W/f). Filters
+are deepinv's: "bicubic" (default; Keys' cubic kernel, a = -0.5, as the DPS/DDRM line degrades),
+"bilinear", "gaussian", "sinc" (Kaiser-windowed) and "none" (plain decimation). With the even-length
+filters output pixel i is centred at input position i f + 1/2; MATLAB `imresize`, which the DPS code's
+`Resizer` ports, centres it at i f + (f - 1)/2. docs/operators.md has the taps and the sampling grid.
 """
 from __future__ import annotations
 

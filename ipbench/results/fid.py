@@ -1,22 +1,11 @@
 """FID between a solver's reconstructions and the truth images, as DPS and its successors report it.
 
-Fréchet Inception Distance (Heusel et al. 2017, "GANs trained by a two time-scale update rule converge to
-a local Nash equilibrium", sec. 3): ||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)) between the mean
-and covariance of the 2048-d pool3 features of the TF Inception network (Szegedy et al. 2016) over two
-image sets. The network is pytorch-fid's, the common PyTorch port of the TF FID: its `InceptionV3` (input
-resized bilinearly to 299 x 299, scaled to [-1, 1]); the distance is pytorch-fid's
-`calculate_frechet_distance` computed through a symmetric eigendecomposition (see `frechet_distance`).
-(The DPS repository ships no FID code: its util/compute_metric.py computes PSNR and VGG LPIPS only, so
-which FID implementation the paper used is not stated there.)
-
-Unlike PSNR, SSIM and LPIPS it is a property of a set, not of an image: one value per (solver,
-operator), over the reconstructions as saved (8-bit PNG, as the DPS code scores PSNR and LPIPS) against
-the truth images of the same rows. With fewer images than feature dimensions (2048) the covariances are
-singular and FID is biased upwards; the table says over how many images each value is.
-
-The weights (pytorch-fid's port of the TF FID Inception, `pt_inception-2015-12-05-6726825d.pth`) are read
-from torch's hub cache with weights_only=True (torch.hub's own loader would unpickle the file); nothing is
-downloaded.
+Fréchet Inception Distance (Heusel et al. 2017, sec. 3): ||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2))
+over the 2048-d pool3 features of pytorch-fid's port of the TF FID Inception. One value per (solver,
+operator): the saved 8-bit PNG reconstructions against the truth images of the same rows. The trace term
+comes from a symmetric eigendecomposition (`frechet_distance`), which stays real with fewer images than
+features. The weights (`pt_inception-2015-12-05-6726825d.pth`) are read from torch's hub cache by
+ipbench.weights; nothing is downloaded. docs/metrics.md has the details and the bias with few images.
 """
 from __future__ import annotations
 
