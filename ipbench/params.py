@@ -1,13 +1,16 @@
 """Typed hyperparameters for solvers and operators, set from strings (`--param name=value`).
 
 A solver's parameters are its dataclass fields; an operator's are its factory's keyword-only
-arguments. Both are described by `Param`, and both are set through `coerce`, which checks the type and
-says what is valid when a value is wrong.
+arguments. Both are described by `Param`, and both are set through `coerce`, which checks the type, the
+valid range (`Range`, declared where the parameter is defined) and the choices, and says what is valid
+when a value is wrong. Floats must be finite. A range may also bound a diffusion time by the model's T,
+which only a run knows: `check_times` applies that part once the model is loaded.
 """
 from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -19,18 +22,61 @@ _NONE_WORDS = {"none", "null", ""}
 
 
 @dataclass(frozen=True)
+class Range:
+    """Valid values of a number: bounds (inclusive unless `*_open`), and `time`: a diffusion time of the
+    model, 0 <= t < T (checked against T by `check_times`)."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    time: bool = False
+
+    def contains(self, value: float) -> bool:
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def describe(self) -> str:
+        if self.time:
+            return "a diffusion time in 0..T-1"
+        low = "" if self.low is None else f"{'(' if self.low_open else '['}{self.low:g}"
+        high = "" if self.high is None else f"{self.high:g}{')' if self.high_open else ']'}"
+        if not high:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        if not low:
+            return f"{'<' if self.high_open else '<='} {self.high:g}"
+        return f"in {low}, {high}"
+
+
+POSITIVE = Range(0, low_open=True)
+NON_NEGATIVE = Range(0)
+AT_LEAST_ONE = Range(1)
+UNIT = Range(0, 1)
+TIME = Range(0, time=True)
+
+
+def param(default: Any, *, range: Range | None = None, choices: tuple[str, ...] = ()) -> Any:
+    """A solver field with its valid range or choices: `steps: int = param(100, range=AT_LEAST_ONE)`."""
+    metadata = {**({"range": range} if range else {}), **({"choices": choices} if choices else {})}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True)
 class Param:
-    """One hyperparameter: its name, type, default and the choices a str parameter accepts."""
+    """One hyperparameter: its name, type, default, the choices a str parameter accepts, its valid range."""
 
     name: str
     type: Any
     default: Any
     choices: tuple[str, ...] = ()
+    range: Range | None = None
 
     def describe(self) -> str:
         kind = getattr(self.type, "__name__", str(self.type)).replace("typing.", "")
         choices = f" in {{{', '.join(self.choices)}}}" if self.choices else ""
-        return f"{self.name}: {kind}{choices} = {self.default!r}"
+        valid = f"  ({self.range.describe()})" if self.range else ""
+        return f"{self.name}: {kind}{choices} = {self.default!r}{valid}"
 
 
 def _allows_none(tp: Any) -> tuple[bool, Any]:
@@ -76,7 +122,19 @@ def coerce(param: Param, value: Any, where: str) -> Any:
         raise UsageError(f"{where}.{param.name}={value!r}: expected {kind}{' or none' if optional else ''}") from None
     if param.choices and out not in param.choices:
         raise UsageError(f"{where}.{param.name}={out!r}: valid values are {', '.join(param.choices)}")
+    if isinstance(out, float) and not math.isfinite(out):
+        raise UsageError(f"{where}.{param.name}={out!r}: must be a finite number")
+    if param.range is not None and isinstance(out, (int, float)) and not param.range.contains(out):
+        raise UsageError(f"{where}.{param.name}={out!r}: must be {param.range.describe()}")
     return out
+
+
+def check_times(params: list[Param], values: dict[str, Any], num_timesteps: int, where: str) -> None:
+    """Diffusion-time parameters (Range(time=True)) of `values` below the model's T; a UsageError if not."""
+    for p in params:
+        value = values.get(p.name)
+        if p.range is not None and p.range.time and value is not None and not 0 <= value < num_timesteps:
+            raise UsageError(f"{where}.{p.name}={value!r}: must be a diffusion time of the model, 0..{num_timesteps - 1}")
 
 
 def dataclass_params(cls: type) -> list[Param]:
@@ -87,15 +145,16 @@ def dataclass_params(cls: type) -> list[Param]:
         if not f.init:
             continue
         default = f.default if f.default is not dataclasses.MISSING else None
-        out.append(Param(f.name, hints[f.name], default, tuple(f.metadata.get("choices", ()))))
+        out.append(Param(f.name, hints[f.name], default, tuple(f.metadata.get("choices", ())), f.metadata.get("range")))
     return out
 
 
-def function_params(fn: Callable, choices: dict[str, tuple[str, ...]] | None = None) -> list[Param]:
+def function_params(fn: Callable, choices: dict[str, tuple[str, ...]] | None = None,
+                    ranges: dict[str, Range] | None = None) -> list[Param]:
     """Params of a function: its keyword-only arguments (type-hinted, with defaults)."""
     hints = typing.get_type_hints(fn)
-    choices = choices or {}
-    return [Param(p.name, hints[p.name], p.default, choices.get(p.name, ()))
+    choices, ranges = choices or {}, ranges or {}
+    return [Param(p.name, hints[p.name], p.default, choices.get(p.name, ()), ranges.get(p.name))
             for p in inspect.signature(fn).parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
 
 

@@ -32,6 +32,7 @@ from ipbench.errors import UsageError
 from ipbench.models import ScoreModel, load_model
 from ipbench.models.acceleration import AcceleratedModel, Acceleration
 from ipbench.operators import Operator, back_project, measure
+from ipbench.params import check_times
 from ipbench.results.metric_registry import METRIC_CONVENTIONS, METRIC_SUMMARY
 from ipbench.results.metrics import compute_metrics, prepare_metrics
 from ipbench.results.rows import RowStore, row_key, run_rows
@@ -115,6 +116,8 @@ def run(spec: RunSpec, out: str | Path | None = None, *, batch_size: int = 8, de
         num_images = model.default_num_images
     images = load_images(source, model.image_shape, num_images)
     prepare_metrics(spec.metrics, dev)  # preflight: missing metric weights stop the run here
+    for entry in spec.solvers:  # preflight: diffusion times beyond this model's T
+        check_times(entry.solver.params(), entry.solver.hyperparameters(), model.num_timesteps, f"solver {entry.name}")
     for operator in spec.operators:  # preflight: shape-dependent parameter errors surface before anything runs
         operator.build(model.image_shape, [measurement_generator(spec.seeds[0], images.ids[0], operator.label, dev)], dev)
     _prepare_folder(out, spec, images, model, dev, batch_size, command, acceleration)

@@ -16,7 +16,7 @@ from deepinv.physics import GaussianNoise, LinearPhysics, Physics
 from torch import Tensor
 
 from ipbench.errors import UsageError
-from ipbench.params import Param, function_params, resolve
+from ipbench.params import NON_NEGATIVE, Param, Range, function_params, resolve
 from ipbench.registry import Registry
 
 Shape = tuple[int, int, int]
@@ -38,11 +38,12 @@ class OperatorFactory:
 OPERATORS: Registry[OperatorFactory] = Registry("operator")
 
 
-def register_operator(name: str, aliases: tuple[str, ...] = (), choices: dict[str, tuple[str, ...]] | None = None
-                      ) -> Callable[[Factory], Factory]:
-    """Register `make(shape, generators, device, *, ...)` as operator `name`."""
+def register_operator(name: str, aliases: tuple[str, ...] = (), choices: dict[str, tuple[str, ...]] | None = None,
+                      ranges: dict[str, Range] | None = None) -> Callable[[Factory], Factory]:
+    """Register `make(shape, generators, device, *, ...)` as operator `name`; `choices` and `ranges` give
+    the valid values of its keyword parameters (checked when a run is specified)."""
     def register(make: Factory) -> Factory:
-        params = [Param("sigma_y", float, DEFAULT_SIGMA_Y), *function_params(make, choices)]
+        params = [Param("sigma_y", float, DEFAULT_SIGMA_Y, range=NON_NEGATIVE), *function_params(make, choices, ranges)]
         summary = (make.__doc__ or "").strip().splitlines()[0] if make.__doc__ else ""
         OPERATORS.add(name, OperatorFactory(name, make, params, summary), aliases)
         return make
@@ -65,8 +66,6 @@ class Operator:
     def create(cls, name: str, values: dict[str, Any] | None = None, label: str | None = None) -> "Operator":
         factory = OPERATORS.get(name)
         params = resolve(factory.params, values or {}, f"operator {factory.name}")
-        if not 0 <= params["sigma_y"] < float("inf"):
-            raise UsageError(f"operator {factory.name}.sigma_y={params['sigma_y']}: must be finite and >= 0 (image units)")
         return cls(factory.name, params, label or factory.name)
 
     @property

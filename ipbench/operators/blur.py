@@ -14,6 +14,7 @@ from deepinv.physics import Blur
 
 from ipbench.errors import UsageError
 from ipbench.operators.base import Shape, register_operator
+from ipbench.params import POSITIVE
 
 REFERENCE_SIDE, REFERENCE_KERNEL, REFERENCE_SIGMA = 256, 61, 3.0
 PADDINGS = ("reflect", "circular", "replicate", "constant", "valid")
@@ -41,7 +42,7 @@ def check_kernel_fits(size: int, shape: tuple[int, int, int], padding: str, oper
         raise UsageError(f"operator {operator}.kernel_size={size}: too large for {side} px images with {padding} padding")
 
 
-@register_operator("deblur-gauss", aliases=("deblur",), choices={"padding": PADDINGS})
+@register_operator("deblur-gauss", aliases=("deblur",), choices={"padding": PADDINGS}, ranges={"sigma": POSITIVE})
 def deblur_gauss(shape: Shape, generators: Sequence[torch.Generator], device: torch.device, *,
                  kernel_size: int | None = None, sigma: float | None = None, padding: str = "reflect") -> Blur:
     """Gaussian blur; kernel_size/sigma default to the DPS 61 px, sigma 3 kernel scaled to the image."""

@@ -16,13 +16,15 @@ from PIL import Image, UnidentifiedImageError
 
 from ipbench.errors import UsageError
 from ipbench.operators.base import Shape, register_operator
+from ipbench.params import Range
 
 
 def _inpainting(shape: Shape, masks: torch.Tensor, device: torch.device) -> Inpainting:
     return Inpainting(img_size=shape, mask=masks.to(device), device=device)
 
 
-@register_operator("inpaint-box", aliases=("inpaint",), choices={"position": ("center", "random")})
+@register_operator("inpaint-box", aliases=("inpaint",), choices={"position": ("center", "random")},
+                   ranges={"side": Range(0, 1, low_open=True, high_open=True)})
 def inpaint_box(shape: Shape, generators: Sequence[torch.Generator], device: torch.device, *,
                 side: float = 0.5, position: str = "center") -> Inpainting:
     """A square hole of side `side` x image side, centred or at a random position."""
@@ -41,7 +43,7 @@ def inpaint_box(shape: Shape, generators: Sequence[torch.Generator], device: tor
     return _inpainting(shape, masks, device)
 
 
-@register_operator("inpaint-random")
+@register_operator("inpaint-random", ranges={"p": Range(0, 1, high_open=True)})
 def inpaint_random(shape: Shape, generators: Sequence[torch.Generator], device: torch.device, *,
                    p: float = 0.7) -> Inpainting:
     """Each pixel dropped independently with probability `p`."""

@@ -23,6 +23,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from ipbench.errors import UsageError
 from ipbench.operators.base import Shape, register_operator
+from ipbench.params import UNIT
 from ipbench.operators.blur import PADDINGS, scaled_blur
 
 INTENSITY = 0.5  # DPS: Kernel(size=(61, 61), intensity=0.5)
@@ -106,7 +107,7 @@ def motion_kernel(size: int, intensity: float, generator: torch.Generator) -> to
     raise RuntimeError(f"motion_kernel: {MAX_TRIES} paths in a row left the {size} x {size} canvas")
 
 
-@register_operator("deblur-motion", choices={"padding": PADDINGS})
+@register_operator("deblur-motion", choices={"padding": PADDINGS}, ranges={"intensity": UNIT})
 def deblur_motion(shape: Shape, generators: Sequence[torch.Generator], device: torch.device, *,
                   kernel_size: int | None = None, intensity: float = INTENSITY, padding: str = "reflect") -> Blur:
     """Random motion blur, one kernel per image (DPS: 61 px trajectory kernels, intensity 0.5, scaled)."""

@@ -16,12 +16,14 @@ from deepinv.physics import Downsampling
 
 from ipbench.errors import UsageError
 from ipbench.operators.base import Shape, register_operator
+from ipbench.params import AT_LEAST_ONE
 
 FILTERS = ("bicubic", "bilinear", "gaussian", "sinc", "none")
 PADDINGS = ("reflect", "circular", "replicate", "constant")
 
 
-@register_operator("sr", aliases=("super-resolution",), choices={"filter": FILTERS, "padding": PADDINGS})
+@register_operator("sr", aliases=("super-resolution",), choices={"filter": FILTERS, "padding": PADDINGS},
+                   ranges={"factor": AT_LEAST_ONE})
 def super_resolution(shape: Shape, generators: Sequence[torch.Generator], device: torch.device, *,
                      factor: int = 4, filter: str = "bicubic", padding: str = "reflect") -> Downsampling:
     """Downsampling by `factor` after an antialiasing `filter` (bicubic by default); y is H/f x W/f."""

@@ -32,7 +32,7 @@ def write_grids(run_dir: str | Path, max_images: int = 8) -> list[Path]:
     columns = ["truth", "measurement"] + [s["label"] for s in config["solvers"]]
     font = ImageFont.load_default()
     written = []
-    for op in (o.get("label", o["name"]) for o in config["operators"]):
+    for operator_label in (o.get("label", o["name"]) for o in config["operators"]):
         grid = Image.new("RGB", (LABEL_W + len(columns) * (cell[0] + PAD), LABEL_H + len(ids) * (cell[1] + PAD)), "white")
         draw = ImageDraw.Draw(grid)
         for c, name in enumerate(columns):
@@ -42,9 +42,9 @@ def write_grids(run_dir: str | Path, max_images: int = 8) -> list[Path]:
             draw.text((2, top + cell[1] // 2 - 6), image_id[:18], fill="black", font=font)
             for c, name in enumerate(columns):
                 path = (run_dir / "images" / "truth" / f"{image_id}.png" if name == "truth"
-                        else run_dir / "images" / op / name / f"{image_id}-s{seed}.png")
+                        else run_dir / "images" / operator_label / name / f"{image_id}-s{seed}.png")
                 grid.paste(_open_cell(path, cell), (LABEL_W + c * (cell[0] + PAD), top))
-        target = run_dir / f"grid-{op}.png"
+        target = run_dir / f"grid-{operator_label}.png"
         grid.save(target)
         written.append(target)
     return written

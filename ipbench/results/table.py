@@ -62,21 +62,22 @@ def _wide(summary: pd.DataFrame, latex: bool = False) -> tuple[list[str], list[l
     uniform_n = counts["n"].nunique() == 1 and counts["failed"].sum() == 0
     arrow = {"higher": r"$\uparrow$" if latex else "↑", "lower": r"$\downarrow$" if latex else "↓"}
     metrics = list(dict.fromkeys(summary["metric"]))
-    header = ["solver"] + [f"{op} {METRICS[m].label} {arrow[METRICS[m].better]}" for op in operators for m in metrics]
+    header = ["solver"] + [f"{operator} {METRICS[m].label} {arrow[METRICS[m].better]}"
+                           for operator in operators for m in metrics]
     header += ["s / image", "NFE"]
     if not uniform_n:
-        header += [f"{op} n (failed)" for op in operators]
+        header += [f"{operator} n (failed)" for operator in operators]
     body = []
     for solver, part in summary.groupby("solver", sort=False):
         line = [solver]
-        for op in operators:
+        for operator in operators:
             for metric in metrics:
-                hit = part[(part["operator"] == op) & (part["metric"] == metric)]
+                hit = part[(part["operator"] == operator) & (part["metric"] == metric)]
                 line.append(_cell(hit["mean"].iloc[0], hit["std"].iloc[0], metric, latex) if len(hit) else "-")
         line += [f"{part['seconds'].mean():.3g}", f"{part['nfe'].mean():.0f}" if not math.isnan(part["nfe"].mean()) else "-"]
         if not uniform_n:
-            for op in operators:
-                hit = part[part["operator"] == op]
+            for operator in operators:
+                hit = part[part["operator"] == operator]
                 line.append(f"{hit['n'].iloc[0]} ({hit['failed'].iloc[0]})" if len(hit) else "-")
         body.append(line)
     return header, body

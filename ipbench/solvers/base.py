@@ -17,7 +17,7 @@ from deepinv.physics import Physics
 from torch import Tensor
 
 from ipbench.models.base import ScoreModel
-from ipbench.params import Param, dataclass_params, resolve
+from ipbench.params import Param, coerce, dataclass_params, resolve
 from ipbench.registry import Registry
 
 
@@ -35,6 +35,11 @@ class Solver:
     @classmethod
     def params(cls) -> list[Param]:
         return dataclass_params(cls)
+
+    def __post_init__(self) -> None:
+        """Every field checked against its type, range and choices, however the solver was made."""
+        for p in self.params():
+            coerce(p, getattr(self, p.name), f"solver {self.name}")
 
     @classmethod
     def create(cls, values: dict[str, Any] | None = None) -> "Solver":

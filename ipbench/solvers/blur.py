@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from deepinv.physics import Physics
 from torch import Tensor
 
-from ipbench.errors import UsageError
 from ipbench.models.base import ScoreModel
 from ipbench.operators.base import back_project, visible_mask
+from ipbench.params import POSITIVE, param
 from ipbench.solvers.base import Solver, register_solver
 
 
@@ -38,11 +38,8 @@ class GaussianFilter(Solver):
     """Normalised-convolution Gaussian filter of width `sigma` pixels."""
 
     name = "blur"
-    sigma: float = 1.0  # filter std in pixels: light smoothing at sigma_y = 0.025; widen it for heavier noise
-
-    def __post_init__(self) -> None:
-        if not self.sigma > 0:
-            raise UsageError(f"solver blur.sigma={self.sigma}: must be > 0 pixels")
+    # filter std in pixels: light smoothing at sigma_y = 0.025; widen it for heavier noise
+    sigma: float = param(1.0, range=POSITIVE)
 
     def solve(self, y: Tensor, op: Physics, model: ScoreModel, generators: Sequence[torch.Generator]) -> Tensor:
         x_bp = back_project(op, y)

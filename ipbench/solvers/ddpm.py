@@ -16,6 +16,7 @@ from torch import Tensor
 
 from ipbench.models.base import ScoreModel, diffuse_measurement, time_for_sigma, to_image
 from ipbench.operators.base import back_project, noise_level
+from ipbench.params import AT_LEAST_ONE, TIME, UNIT, param
 from ipbench.solvers.base import Solver, register_solver
 from ipbench.solvers.diffusion import reverse_process
 
@@ -26,9 +27,9 @@ class IterativeDenoising(Solver):
     """Reverse process from the noise-matched time, started at the (back-projected) measurement."""
 
     name = "ddpm"
-    steps: int = 20  # strided reverse steps from the matched time to 0
-    eta: float = 1.0  # 1 = DDPM ancestral step, 0 = deterministic DDIM
-    t: int | None = None  # start time; None = matched to sigma_y
+    steps: int = param(20, range=AT_LEAST_ONE)  # strided reverse steps from the matched time to 0
+    eta: float = param(1.0, range=UNIT)  # 1 = DDPM ancestral step, 0 = deterministic DDIM
+    t: int | None = param(None, range=TIME)  # start time; None = matched to sigma_y
     clip: bool = True  # clip x0_hat to [-1, 1] before each step, as the DDPM code does
 
     def solve(self, y: Tensor, op: Physics, model: ScoreModel, generators: Sequence[torch.Generator]) -> Tensor:

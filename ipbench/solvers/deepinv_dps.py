@@ -24,6 +24,7 @@ from torch import Tensor
 
 from ipbench.models.base import ScoreModel
 from ipbench.models.deepinv_adapter import ScoreModelDenoiser
+from ipbench.params import NON_NEGATIVE, Range, param
 from ipbench.solvers.base import Solver, register_solver
 
 
@@ -56,8 +57,8 @@ class DeepinvDPSSolver(Solver):
     """deepinv.sampling.DPS with an ipbench score model as its denoiser."""
 
     name = "deepinv-dps"
-    num_steps: int = 1000
-    weight: float = 1.0
+    num_steps: int = param(1000, range=Range(2))
+    weight: float = param(1.0, range=NON_NEGATIVE)
     guidance: str = field(default="norm", metadata={"choices": ("norm", "annealed")})
     step: str = field(default="deepinv", metadata={"choices": ("deepinv", "paper")})
     dtype: str = field(default="float64", metadata={"choices": ("float64", "float32")})  # deepinv's default: float64

@@ -24,6 +24,7 @@ from deepinv.physics import Physics
 from torch import Tensor
 
 from ipbench.models.base import ScoreModel, to_image
+from ipbench.params import AT_LEAST_ONE, NON_NEGATIVE, UNIT, param
 from ipbench.solvers.base import Solver, randn_per_image, register_solver
 from ipbench.solvers.diffusion import ddim_step, predict_x0, reverse_grid
 
@@ -39,10 +40,10 @@ class DPS(Solver):
     """Diffusion posterior sampling with a normalised step zeta_t."""
 
     name = "dps"
-    steps: int = 100  # strided reverse steps from T-1 (the paper: 1000)
-    zeta: float = 1.0
+    steps: int = param(100, range=AT_LEAST_ONE)  # strided reverse steps from T-1 (the paper: 1000)
+    zeta: float = param(1.0, range=NON_NEGATIVE)
     normalize: str = field(default="grad", metadata={"choices": ("grad", "residual")})
-    eta: float = 1.0  # 1 = DDPM ancestral step as in the paper, 0 = DDIM
+    eta: float = param(1.0, range=UNIT)  # 1 = DDPM ancestral step as in the paper, 0 = DDIM
     clip: bool = True  # clip x0_hat to [-1, 1], as the DPS code does
 
     def solve(self, y: Tensor, op: Physics, model: ScoreModel, generators: Sequence[torch.Generator]) -> Tensor:

@@ -26,6 +26,7 @@ from torch import Tensor
 
 from ipbench.models.base import ScoreModel, to_image
 from ipbench.operators.base import noise_level
+from ipbench.params import AT_LEAST_ONE, POSITIVE, UNIT, param
 from ipbench.solvers.base import Solver, randn_per_image, register_solver
 from ipbench.solvers.diffusion import ddim_step, predict_x0, reverse_grid
 
@@ -36,10 +37,10 @@ class ScoreALD(Solver):
     """Annealed likelihood score added to the prior score in each reverse step."""
 
     name = "score-ald"
-    steps: int = 100  # strided reverse steps from T-1
-    gamma: float | None = None  # likelihood annealing std (image units); None = sqrt((1 - ab_t) / ab_t) / 2
+    steps: int = param(100, range=AT_LEAST_ONE)  # strided reverse steps from T-1
+    gamma: float | None = param(None, range=POSITIVE)  # likelihood annealing std (image units); None = sqrt((1 - ab_t) / ab_t) / 2
     weighting: str = field(default="ddpm", metadata={"choices": ("ddpm", "unit")})
-    eta: float = 1.0
+    eta: float = param(1.0, range=UNIT)
     clip: bool = True
 
     def solve(self, y: Tensor, op: Physics, model: ScoreModel, generators: Sequence[torch.Generator]) -> Tensor:

@@ -16,6 +16,7 @@ from torch import Tensor
 from ipbench.errors import UsageError
 from ipbench.models.base import ScoreModel, to_image, to_model
 from ipbench.operators.base import back_project
+from ipbench.params import AT_LEAST_ONE, TIME, UNIT, param
 from ipbench.solvers.base import Solver, randn_per_image, register_solver
 from ipbench.solvers.diffusion import reverse_process
 
@@ -26,9 +27,9 @@ class SDEdit(Solver):
     """Noise the back-projection to t0, then denoise with the reverse process."""
 
     name = "sdedit"
-    t0: int = 500  # perturbation time (the seeds' table: 500 of 1000)
-    steps: int = 50  # strided reverse steps from t0 to 0
-    eta: float = 1.0  # 1 = DDPM, 0 = DDIM
+    t0: int = param(500, range=TIME)  # perturbation time (the seeds' table: 500 of 1000)
+    steps: int = param(50, range=AT_LEAST_ONE)  # strided reverse steps from t0 to 0
+    eta: float = param(1.0, range=UNIT)  # 1 = DDPM, 0 = DDIM
     clip: bool = True
 
     def solve(self, y: Tensor, op: Physics, model: ScoreModel, generators: Sequence[torch.Generator]) -> Tensor:

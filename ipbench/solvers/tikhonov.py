@@ -13,10 +13,10 @@ import torch
 from deepinv.physics import Physics
 from torch import Tensor
 
-from ipbench.errors import UsageError
 from ipbench.linalg import conjugate_gradient
 from ipbench.models.base import ScoreModel
 from ipbench.operators.base import noise_level
+from ipbench.params import POSITIVE, param
 from ipbench.solvers.base import Solver, register_solver
 
 
@@ -46,12 +46,9 @@ class Tikhonov(Solver):
     """Least squares with a smoothness (gradient) penalty, by conjugate gradients."""
 
     name = "tikhonov"
-    lam: float = 20.0  # penalty weight; best of {2, 5, 10, 20, 50, 100} on the Gaussian-prior check (denoise)
-    tol: float = 1e-5  # relative CG residual
-
-    def __post_init__(self) -> None:
-        if not self.lam > 0:
-            raise UsageError(f"solver tikhonov.lam={self.lam}: must be > 0")
+    # penalty weight; best of {2, 5, 10, 20, 50, 100} on the Gaussian-prior check (denoise)
+    lam: float = param(20.0, range=POSITIVE)
+    tol: float = param(1e-5, range=POSITIVE)  # relative CG residual
 
     def solve(self, y: Tensor, op: Physics, model: ScoreModel, generators: Sequence[torch.Generator]) -> Tensor:
         inv_var = 1.0 / max(noise_level(op), 1e-3) ** 2

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from ipbench.models.base import ScoreModel, diffuse_measurement, time_for_sigma, timesteps, to_image, tweedie_x0
 from ipbench.operators.base import back_project, noise_level
+from ipbench.params import TIME, param
 from ipbench.solvers.base import Solver, register_solver
 
 
@@ -27,7 +28,7 @@ class Tweedie(Solver):
     """x0_hat from one score evaluation at the noise-matched time (or at a given `t`)."""
 
     name = "tweedie"
-    t: int | None = None  # diffusion time; None = matched to the operator's sigma_y
+    t: int | None = param(None, range=TIME)  # diffusion time; None = matched to the operator's sigma_y
 
     def solve(self, y: Tensor, op: Physics, model: ScoreModel, generators: Sequence[torch.Generator]) -> Tensor:
         t = time_for_sigma(model.alphas_cumprod, noise_level(op)) if self.t is None else self.t

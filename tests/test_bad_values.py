@@ -1,0 +1,67 @@
+"""Every parameter value is checked before a run starts: bounds, finiteness and diffusion times against the
+model's T give one line and exit 2, and nothing is written (no run folder, no failed rows)."""
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from ipbench.cli import cli
+from ipbench.errors import UsageError
+from ipbench.params import Range, TIME, check_times, param
+from ipbench.solvers import SOLVERS
+
+
+@pytest.mark.parametrize("solver, value, fragment", [
+    ("dps", "dps.steps=0", "solver dps.steps=0: must be >= 1"),
+    ("dps", "dps.steps=-5", "solver dps.steps=-5: must be >= 1"),
+    ("dps", "dps.zeta=nan", "solver dps.zeta=nan: must be a finite number"),
+    ("dps", "dps.zeta=-1", "solver dps.zeta=-1.0: must be >= 0"),
+    ("dps", "dps.eta=2", "solver dps.eta=2.0: must be in [0, 1]"),
+    ("tweedie", "tweedie.t=5000", "solver tweedie.t=5000: must be a diffusion time of the model, 0..999"),
+    ("tweedie", "tweedie.t=-3", "solver tweedie.t=-3: must be a diffusion time in 0..T-1"),
+    ("ddpm", "ddpm.t=-1", "solver ddpm.t=-1: must be a diffusion time in 0..T-1"),
+    ("sdedit", "sdedit.t0=-5", "solver sdedit.t0=-5: must be a diffusion time in 0..T-1"),
+    ("sdedit", "sdedit.t0=1000", "solver sdedit.t0=1000: must be a diffusion time of the model, 0..999"),
+    ("score-ald", "score-ald.gamma=0", "solver score-ald.gamma=0.0: must be > 0"),
+    ("tikhonov", "tikhonov.lam=inf", "solver tikhonov.lam=inf: must be a finite number"),
+    ("blur", "blur.sigma=0", "solver blur.sigma=0.0: must be > 0"),
+    ("blur", "sigma_y=-0.1", "operator inpaint-box.sigma_y=-0.1: must be >= 0"),
+    ("blur", "sigma_y=inf", "operator inpaint-box.sigma_y=inf: must be a finite number"),
+    ("blur", "inpaint.side=1", "operator inpaint-box.side=1.0: must be in (0, 1)"),
+])
+def test_bad_values_stop_before_the_run(tmp_path, small_model_path, solver, value, fragment):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["run", "--solver", solver, "--op", "inpaint", "--param", value, "--model",
+                                      str(small_model_path), "--images", "photos", "--num-images", "1", "--out",
+                                      str(out), "--no-progress"])
+    assert result.exit_code == 2, result.output
+    assert fragment in result.output and len(result.output.strip().splitlines()) == 1, result.output
+    assert not (out / "rows.jsonl").exists()
+
+
+def test_ranges_hold_for_solvers_made_directly() -> None:
+    """Building a solver in Python checks its fields too (the dataclass's __post_init__)."""
+    with pytest.raises(UsageError, match="solver dps.steps=0: must be >= 1"):
+        SOLVERS.get("dps")(steps=0)
+    assert SOLVERS.get("dps")(steps=3).steps == 3
+
+
+def test_range_bounds_open_and_closed() -> None:
+    r = Range(0, 1, low_open=True)
+    assert not r.contains(0) and r.contains(1) and r.contains(0.5) and not r.contains(1.01)
+    assert r.describe() == "in (0, 1]"
+    assert Range(high=2, high_open=True).describe() == "< 2"
+    assert param(3, range=TIME).metadata["range"] is TIME
+    check_times([p for p in SOLVERS.get("tweedie").params()], {"t": 10}, 11, "solver tweedie")
+    with pytest.raises(UsageError, match="0..10"):
+        check_times([p for p in SOLVERS.get("tweedie").params()], {"t": 11}, 11, "solver tweedie")
+
+
+def test_every_builtin_numeric_solver_field_declares_its_range() -> None:
+    """A new numeric field without a range would let nan or a negative step count run to failed rows."""
+    builtin = [name for name in SOLVERS if SOLVERS.get(name).__module__.startswith("ipbench.solvers.")]
+    assert len(builtin) >= 9
+    for name in builtin:
+        for p in SOLVERS.get(name).params():
+            numeric = p.type in (int, float, int | None, float | None)
+            assert not numeric or p.range is not None, f"{name}.{p.name} declares no range"
