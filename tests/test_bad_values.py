@@ -65,3 +65,41 @@ def test_every_builtin_numeric_solver_field_declares_its_range() -> None:
         for p in SOLVERS.get(name).params():
             numeric = p.type in (int, float, int | None, float | None)
             assert not numeric or p.range is not None, f"{name}.{p.name} declares no range"
+
+
+GOOD_TABLES = '[[solver]]\nname = "blur"\n[[operator]]\nname = "denoise"\n'
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("seeds = []\n" + GOOD_TABLES, "seeds = []; expected a list of integers"),
+    ("seeds = [0.5, 1.7]\n" + GOOD_TABLES, "seeds = [0.5, 1.7]; expected a list of integers"),
+    ("seeds = [true]\n" + GOOD_TABLES, "seeds = [True]; expected a list of integers"),
+    ("seeds = \"0\"\n" + GOOD_TABLES, "seeds = '0'; expected a list of integers"),
+    ("model = 3\n" + GOOD_TABLES, "model = 3; expected a string"),
+    ("model = \"\"\n" + GOOD_TABLES, "model = ''; expected a string"),
+    ("num_images = 0\n" + GOOD_TABLES, "num_images = 0; expected an integer >= 1"),
+    ("num_images = 2.5\n" + GOOD_TABLES, "num_images = 2.5; expected an integer >= 1"),
+    ("metrics = 5\n" + GOOD_TABLES, "metrics = 5; expected a list of metric names"),
+    ("solver = \"dps\"\n[[operator]]\nname = \"denoise\"\n", "solver must be [[solver]] tables"),
+    ("[[solver]]\nname = 3\n[[operator]]\nname = \"denoise\"\n", "[[solver]] number 1: name = 3; expected a non-empty string"),
+    ("[[solver]]\nlabel = \"x\"\n[[operator]]\nname = \"denoise\"\n", "[[solver]] number 1 has no 'name'"),
+    (GOOD_TABLES + "[[operator]]\nname = \"inpaint\"\nlabel = 7\n", "[[operator]] number 2: label = 7"),
+    ("[[solver]]\nname = \"blur\"\noperators = \"denoise\"\n[[operator]]\nname = \"denoise\"\n",
+     "operators = 'denoise'; expected a list of operator labels"),
+    ("[[solver]]\nname = \"blur\"\nsigma = \"wide\"\n[[operator]]\nname = \"denoise\"\n", "blur.sigma='wide': expected float"),
+    (GOOD_TABLES + "[[reference]]\nsolver = \"blur\"\noperator = \"denoise\"\nmetric = \"psnr\"\n",
+     "[[reference]] number 1 has no 'value'"),
+    (GOOD_TABLES + "[[reference]]\nsolver = \"blur\"\noperator = \"denoise\"\nmetric = \"psnr\"\nvalue = \"high\"\n",
+     "value = 'high'; expected a number"),
+    (GOOD_TABLES + "[[reference]]\nsolver = \"blur\"\noperator = \"denoise\"\nmetric = \"psnr\"\nvalue = 1\nverified = \"yes\"\n",
+     "verified = 'yes'; expected a bool"),
+    ("precision = \"fp16\"\n" + GOOD_TABLES, "precision = 'fp16'; valid: fp32, bf16"),
+    ("[[solver\nname = \"blur\"\n", "invalid TOML"),
+])
+def test_bad_suites_are_one_line_errors(tmp_path, text, fragment):
+    suite = tmp_path / "suite.toml"
+    suite.write_text(text)
+    result = CliRunner().invoke(cli, ["run", "--config", str(suite), "--out", str(tmp_path / "run"), "--no-progress"])
+    assert result.exit_code == 2, result.output
+    assert fragment in result.output and str(suite) in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output

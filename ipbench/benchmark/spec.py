@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ipbench.benchmark.suite_schema import check_suite
 from ipbench.errors import UsageError
 from ipbench.models.acceleration import PRECISIONS
 from ipbench.operators import OPERATORS, Operator
@@ -177,49 +178,47 @@ def load_suite(path: str | Path) -> RunSpec:
         raise UsageError(f"--config {path}: no such file") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"--config {path}: invalid TOML ({exc})") from None
-    allowed = {"model", "images", "num_images", "seeds", "solver", "operator", "title", "notes", "reference", "precision",
-               "metrics"}
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise UsageError(f"--config {path}: unknown key {unknown[0]!r}; valid: {', '.join(sorted(allowed))}")
+    check_suite(data, path)
     operators = []
     for table in data.get("operator", []):
         table = dict(table)
-        name = _required(table, "name", path, "[[operator]]")
+        name = table.pop("name")
         label = table.pop("label", None)
-        operators.append(Operator.create(name, table, None if label is None else str(label)))
+        operators.append(_in_suite(path, Operator.create, name, table, label))
     labels = _unique([o.label for o in operators], f"--config {path}: operator label")
     solvers = []
     for table in data.get("solver", []):
         table = dict(table)
-        name = SOLVERS.canonical(_required(table, "name", path, "[[solver]]"))
-        label = str(table.pop("label", name))
-        only = tuple(str(o) for o in table.pop("operators", ()))
+        name = _in_suite(path, SOLVERS.canonical, table.pop("name"))
+        label = table.pop("label", name)
+        only = tuple(table.pop("operators", ()))
         unknown = [o for o in only if o not in labels]
         if unknown:
             raise UsageError(f"--config {path}: solver {label} lists operator {unknown[0]!r}; operators are {', '.join(labels)}")
-        solvers.append(SolverEntry(SOLVERS.get(name).create(table), label, only))
+        solvers.append(SolverEntry(_in_suite(path, SOLVERS.get(name).create, table), label, only))
     if not solvers or not operators:
         raise UsageError(f"--config {path}: needs at least one [[solver]] and one [[operator]] table")
     _unique([s.label for s in solvers], f"--config {path}: solver label")
     seeds = data.get("seeds", [0])
     return RunSpec(solvers=solvers, operators=operators, model=data.get("model", DEFAULT_MODEL),
                    images=data.get("images"), num_images=data.get("num_images"),
-                   seeds=[int(s) for s in (seeds if isinstance(seeds, list) else [seeds])],
+                   seeds=list(seeds) if isinstance(seeds, list) else [seeds],
                    reference=[dict(r) for r in data.get("reference", [])], precision=_precision(data.get("precision"), path),
                    metrics=metric_names(data.get("metrics", list(DEFAULT_METRICS)), f"--config {path}: metrics"))
+
+
+def _in_suite(path: Path, build: Any, *args: Any) -> Any:
+    """`build(*args)`, its UsageError prefixed with the suite's path, so the message names the file."""
+    try:
+        return build(*args)
+    except UsageError as exc:
+        raise UsageError(f"--config {path}: {exc}") from None
 
 
 def _precision(value: Any, path: Path) -> str | None:
     if value is not None and value not in PRECISIONS:
         raise UsageError(f"--config {path}: precision = {value!r}; valid: {', '.join(PRECISIONS)}")
     return value
-
-
-def _required(table: dict, key: str, path: Path, where: str) -> str:
-    if key not in table:
-        raise UsageError(f"--config {path}: a {where} table has no {key!r}")
-    return str(table.pop(key))
 
 
 def _unique(names: list[str], where: str) -> list[str]:
