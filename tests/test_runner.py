@@ -177,3 +177,25 @@ def test_bad_shard_is_a_usage_error(text, fragment):
     with pytest.raises(UsageError, match=fragment):
         Shard.parse(text)
     assert Shard.parse(" 1 / 4 ") == Shard(1, 4) and Shard(1, 4).positions(10) == [1, 5, 9]
+
+
+@pytest.mark.parametrize("kind, fragment", [
+    ("int", "dtype torch.uint8"), ("bool", "dtype torch.bool"), ("complex", "dtype torch.complex64"),
+    ("meta", "on meta"), ("shape", "shape (2, 3, 31, 32)"), ("list", "returned a list"),
+])
+def test_an_unusable_output_is_a_failed_row_and_the_run_goes_on(tmp_path, small_model_path, kind, fragment):
+    spec = _spec(small_model_path, solvers=("odd-output", "tweedie"), ops=("denoise",), num_images=2,
+                 params=[f"odd-output.kind={kind}"])
+    result = run(spec, out=tmp_path / "r", batch_size=2, progress=False)
+    rows = _rows(result.out)
+    odd = [r for r in rows if r["solver"] == "odd-output"]
+    assert len(odd) == 2 and all(r["status"] == "failed" and fragment in r["error"] for r in odd), odd
+    assert all(r["status"] == "ok" for r in rows if r["solver"] == "tweedie")
+    assert "odd-output" in write_tables(result.out)
+
+
+def test_a_float64_output_is_scored_like_its_float32_copy(tmp_path, small_model_path):
+    spec = _spec(small_model_path, solvers=("odd-output",), ops=("denoise",), num_images=2,
+                 params=["odd-output.kind=float64"])
+    rows = _rows(run(spec, out=tmp_path / "r", batch_size=2, progress=False).out)
+    assert all(r["status"] == "ok" for r in rows)

@@ -228,6 +228,7 @@ def _solve_and_score(entry: SolverEntry, operator: Operator, seed: int, ids: Seq
     seconds = (time.perf_counter() - start) / len(ids) - compile_seconds
     rows = []
     if x_hat is not None and error is None:
+        x_hat = x_hat.detach().to(torch.float32)  # metrics and PNGs take float32 in [0, 1]
         finite = torch.isfinite(x_hat).flatten(1).all(dim=1)
         x_hat = torch.where(finite.view(-1, 1, 1, 1), x_hat, torch.zeros_like(x_hat)).clamp(0, 1)
         metrics = {k: v.tolist() for k, v in compute_metrics(x_hat, x, spec.metrics).items()}
@@ -245,9 +246,16 @@ def _solve_and_score(entry: SolverEntry, operator: Operator, seed: int, ids: Seq
 
 
 def _check_output(x_hat: Any, x: Tensor) -> str | None:
-    if not isinstance(x_hat, Tensor) or x_hat.shape != x.shape:
-        got = tuple(x_hat.shape) if isinstance(x_hat, Tensor) else type(x_hat).__name__
-        return f"solver returned {got}, expected a tensor of shape {tuple(x.shape)}"
+    """Why `x_hat` cannot be scored against `x` (None if it can): type, shape, dtype and device."""
+    expected = f"expected a real floating-point tensor of shape {tuple(x.shape)} on {x.device}"
+    if not isinstance(x_hat, Tensor):
+        return f"solver returned a {type(x_hat).__name__}; {expected}"
+    if x_hat.shape != x.shape:
+        return f"solver returned shape {tuple(x_hat.shape)}; {expected}"
+    if not x_hat.is_floating_point():  # integer, bool and complex tensors
+        return f"solver returned dtype {x_hat.dtype}; {expected}"
+    if x_hat.device != x.device:
+        return f"solver returned a tensor on {x_hat.device}; {expected}"
     return None
 
 
