@@ -8,3 +8,9 @@ error and exit code 2; library users can catch it like any ValueError.
 
 class UsageError(ValueError):
     """A user-facing mistake: bad name, bad value, missing file. Message is one line."""
+
+
+def first_line(exc: BaseException) -> str:
+    """'TypeName: first line of the message', for one-line errors that wrap a library's exception."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

@@ -12,15 +12,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ipbench.errors import UsageError
+from ipbench.errors import UsageError, first_line
 
 CHECKPOINT_FORMAT = "ipbench.score-model/1"  # the tag of files written by models.registry.save_checkpoint
-
-
-def first_line(exc: BaseException) -> str:
-    """'TypeName: first line of the message', for one-line errors that wrap a library's exception."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def _unpickling_detail(exc: BaseException) -> str:

@@ -9,14 +9,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import platform
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from deepinv.physics import Physics
@@ -28,7 +28,8 @@ from ipbench.benchmark.spec import RunSpec, SolverEntry
 from ipbench.benchmark.writer import BackgroundWriter
 from ipbench.data import ImageSet, load_images
 from ipbench.device import describe_device, resolve_device, synchronize
-from ipbench.errors import UsageError
+from ipbench.errors import UsageError, first_line
+from ipbench.files import atomic_write_text
 from ipbench.models import ScoreModel, load_model
 from ipbench.models.acceleration import AcceleratedModel, Acceleration
 from ipbench.operators import Operator, back_project, measure
@@ -120,7 +121,10 @@ def run(spec: RunSpec, out: str | Path | None = None, *, batch_size: int = 8, de
         check_times(entry.solver.params(), entry.solver.hyperparameters(), model.num_timesteps, f"solver {entry.name}")
     for operator in spec.operators:  # preflight: shape-dependent parameter errors surface before anything runs
         operator.build(model.image_shape, [measurement_generator(spec.seeds[0], images.ids[0], operator.label, dev)], dev)
-    _prepare_folder(out, spec, images, model, dev, batch_size, command, acceleration)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: is a file, not a folder; give a new or existing run folder")
+    with _writes_to(out):
+        _prepare_folder(out, spec, images, model, dev, batch_size, command, acceleration)
     mine = images if shard is None else images.take(shard.positions(len(images)))
     if log is not None:
         default_note = " (the model's default; --num-images N for more)" if num_images != spec.num_images else ""
@@ -134,12 +138,23 @@ def run(spec: RunSpec, out: str | Path | None = None, *, batch_size: int = 8, de
         for skipped, reason in images.skipped:
             log(f"  skipped image {skipped}: {reason}")
 
-    with AcceleratedModel(model, acceleration) as fast:
+    with AcceleratedModel(model, acceleration) as fast, _writes_to(out):
         rows_file = "rows.jsonl" if shard is None else shard.rows_file
         result = _loop(spec, mine, CountingModel(fast), dev, out, batch_size, progress, rows_file)
     result.device = dev
     result.run_missing = len(_row_keys(spec, images.ids) - {row_key(r) for r in run_rows(out)})
     return result
+
+
+@contextmanager
+def _writes_to(out: Path) -> Iterator[None]:
+    """A failed write into the run folder (full disk, read-only folder) as a one-line UsageError; the rows
+    and files written before it stay, and the same command resumes."""
+    try:
+        yield
+    except OSError as exc:
+        raise UsageError(f"--out {out}: writing failed ({first_line(exc)}); what was written before is kept, "
+                         "and the same command resumes once the folder is writable") from None
 
 
 def _loop(spec: RunSpec, images: ImageSet, counted: "CountingModel", dev: torch.device, out: Path, batch_size: int,
@@ -287,9 +302,7 @@ def _prepare_folder(out: Path, spec: RunSpec, images: ImageSet, model: ScoreMode
                         "metric_summary": {m: METRIC_SUMMARY[m] for m in spec.metrics}},
     }
     # Shards started together may all get here: each writes whole, the last one stays.
-    partial = meta_path.with_name(f"run.json.{os.getpid()}.tmp")
-    partial.write_text(json.dumps(meta, indent=2, default=str) + "\n")
-    os.replace(partial, meta_path)
+    atomic_write_text(meta_path, json.dumps(meta, indent=2, default=str) + "\n")
 
 
 def _version(package: str) -> str:

@@ -18,6 +18,7 @@ from PIL import Image, ImageOps
 from torch import Tensor
 
 from ipbench.errors import UsageError
+from ipbench.files import atomic_write
 from ipbench.registry import Registry
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")  # matched case-insensitively
@@ -209,9 +210,7 @@ def save_png(image: Tensor, path: str | Path) -> None:
         raise ValueError(f"save_png: image for {str(path)!r} has non-finite values")
     pixels = (image.detach().to("cpu", torch.float32).clamp(0, 1) * 255).round().to(torch.uint8)
     array = pixels[0].numpy() if pixels.shape[0] == 1 else pixels.permute(1, 2, 0).contiguous().numpy()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path, format="PNG")
+    atomic_write(path, lambda partial: Image.fromarray(array).save(partial, format="PNG"))
 
 
 def load_png(path: str | Path, channels: int | None = None) -> Tensor:

@@ -22,10 +22,10 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ipbench.errors import UsageError
+from ipbench.errors import UsageError, first_line
 from ipbench.models.base import ScoreModel, linear_alphas_cumprod
 from ipbench.models.registry import register_model, register_model_path
-from ipbench.weights import first_line, read_state_dict, state_dict_mismatch
+from ipbench.weights import read_state_dict, state_dict_mismatch
 
 DOWNLOAD_ENV = "IPBENCH_DOWNLOAD"
 T_TRAIN, BETA_START, BETA_END = 1000, 1e-4, 0.02  # the linear DDPM schedule of both checkpoints

@@ -13,10 +13,10 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ipbench.errors import UsageError
+from ipbench.errors import UsageError, first_line
 from ipbench.models.base import ScoreModel, linear_alphas_cumprod
 from ipbench.models.registry import register_model_path
-from ipbench.weights import first_line, read_state_dict, state_dict_mismatch
+from ipbench.weights import read_state_dict, state_dict_mismatch
 
 
 SCHEDULER_CONFIGS = ("scheduler/scheduler_config.json", "scheduler_config.json")

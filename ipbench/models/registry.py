@@ -14,6 +14,7 @@ from typing import Callable, Protocol
 import torch
 
 from ipbench.errors import UsageError
+from ipbench.files import atomic_write
 from ipbench.models.base import ScoreModel
 from ipbench.registry import Registry
 from ipbench.weights import CHECKPOINT_FORMAT
@@ -64,7 +65,8 @@ def save_checkpoint(model: ScoreModel, path: str | Path, half: bool = False) -> 
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-    torch.save({"format": CHECKPOINT_FORMAT, "arch": arch, "config": model.config(), "state_dict": state}, path)
+    blob = {"format": CHECKPOINT_FORMAT, "arch": arch, "config": model.config(), "state_dict": state}
+    atomic_write(path, lambda partial: torch.save(blob, partial))
 
 
 def load_checkpoint(path: str | Path) -> ScoreModel:

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from ipbench.data import load_png
 from ipbench.errors import UsageError
+from ipbench.files import atomic_write_text
 from ipbench.weights import read_state_dict
 
 FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
@@ -118,7 +119,7 @@ def cell_fids(run_dir: Path, rows: Sequence[dict], device: torch.device) -> dict
             value = frechet_distance(recon, reference)
             cache[key] = {"fid": value if np.isfinite(value) else None, "images": len(cell), "rows_sha256": fingerprint}
         result[(solver, operator)] = (math.nan if cache[key]["fid"] is None else cache[key]["fid"], cache[key]["images"])
-    cache_path.write_text(json.dumps(cache, indent=2) + "\n")
+    atomic_write_text(cache_path, json.dumps(cache, indent=2) + "\n")
     return result
 
 

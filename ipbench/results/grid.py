@@ -6,6 +6,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from ipbench.files import atomic_write
+
 MIN_CELL = 96  # small images are shown enlarged (nearest) so that pixels stay visible
 PAD, LABEL_H, LABEL_W = 4, 18, 110
 
@@ -45,6 +47,6 @@ def write_grids(run_dir: str | Path, max_images: int = 8) -> list[Path]:
                         else run_dir / "images" / operator_label / name / f"{image_id}-s{seed}.png")
                 grid.paste(_open_cell(path, cell), (LABEL_W + c * (cell[0] + PAD), top))
         target = run_dir / f"grid-{operator_label}.png"
-        grid.save(target)
+        atomic_write(target, lambda partial: grid.save(partial, format="PNG"))
         written.append(target)
     return written

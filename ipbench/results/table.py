@@ -9,6 +9,7 @@ import pandas as pd
 import torch
 
 from ipbench.device import resolve_device
+from ipbench.files import atomic_write, atomic_write_text
 from ipbench.results.fid import cell_fids
 from ipbench.results.metric_registry import METRICS
 from ipbench.results.rows import load_rows
@@ -150,7 +151,7 @@ def write_tables(run_dir: str | Path, device: str | torch.device = "cpu") -> str
     markdown = to_markdown(summary, text)
     if config.get("reference"):
         markdown += "\nPublished numbers beside ours:\n\n" + reference_markdown(summary, config["reference"])
-    (run_dir / "table.md").write_text(markdown)
-    summary.to_csv(run_dir / "table.csv", index=False)
-    (run_dir / "table.tex").write_text(to_latex(summary, text))
+    atomic_write_text(run_dir / "table.md", markdown)
+    atomic_write(run_dir / "table.csv", lambda partial: summary.to_csv(partial, index=False))
+    atomic_write_text(run_dir / "table.tex", to_latex(summary, text))
     return markdown

@@ -13,6 +13,7 @@ from ipbench.data import load_images, save_png
 from ipbench.data.idx import FASHION_MNIST_DIR, idx_images
 from ipbench.device import describe_device
 from ipbench.errors import UsageError
+from ipbench.files import atomic_write_text
 from ipbench.models.base import ScoreModel, to_image
 from ipbench.models.registry import save_checkpoint
 from ipbench.models.unet import UNetScoreModel
@@ -69,6 +70,6 @@ def finish_training(ema: UNetScoreModel, out: Path, data: str, num_images: int, 
         "model_config": ema.config(), "train_config": asdict(cfg), "command": command,
         "loss_per_100_steps": [round(float(m), 5) for m in state.get("loss_history", [])],
     })
-    log_path.write_text(json.dumps(log, indent=2) + "\n")
+    atomic_write_text(log_path, json.dumps(log, indent=2) + "\n")
     return [f"step {log['steps']}, {log['train_seconds']} s of training on {log['device']}",
             f"wrote {out / 'model.pt'}, {out / 'model-fp16.pt'}, {out / 'samples.png'}, {log_path}"]

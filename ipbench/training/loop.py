@@ -18,10 +18,10 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from ipbench.errors import UsageError
+from ipbench.errors import UsageError, first_line
+from ipbench.files import atomic_write
 from ipbench.models.base import to_model
 from ipbench.models.unet import UNetConfig, UNetScoreModel
-from ipbench.weights import first_line
 
 TRAIN_STATE_FORMAT = "ipbench.train-state/1"
 
@@ -84,11 +84,10 @@ def train(images: Tensor, out: Path, model_cfg: UNetConfig, cfg: TrainConfig, de
         log(f"resuming from step {step} ({state_path})")
 
     def save() -> None:
-        torch.save({"format": TRAIN_STATE_FORMAT, "model_config": asdict(model_cfg), "train_config": asdict(cfg),
-                    "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
-                    "generator": generator.get_state(), "step": step, "elapsed_seconds": elapsed,
-                    "loss_history": history},
-                   state_path)
+        state = {"format": TRAIN_STATE_FORMAT, "model_config": asdict(model_cfg), "train_config": asdict(cfg),
+                 "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
+                 "generator": generator.get_state(), "step": step, "elapsed_seconds": elapsed, "loss_history": history}
+        atomic_write(state_path, lambda partial: torch.save(state, partial))
 
     data = to_model(images)
     ab_all = model.alphas_cumprod.float()
