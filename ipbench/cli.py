@@ -38,16 +38,21 @@ def _load_plugins(plugins: tuple[str, ...]) -> None:
         load_plugin_file(path)
 
 
+def _retried(result: Any) -> str:
+    return f" ({result.retried} of them failed before and were retried)" if result.retried else ""
+
+
 def _command_line() -> str | None:
     """The `bench ...` command as typed, for the run's records (None when not run as `bench`)."""
     return shlex.join(["bench", *sys.argv[1:]]) if sys.argv and Path(sys.argv[0]).name == "bench" else None
 
 
 def _run_folder(path: str) -> Path:
-    folder = Path(path)
-    if not (folder / "run.json").is_file():
-        raise UsageError(f"{path}: not a run folder (no run.json); pass the folder `bench run` wrote")
-    return folder
+    """A run folder whose run.json is readable; a one-line UsageError otherwise."""
+    from ipbench.results.rows import read_run_json
+
+    read_run_json(path)
+    return Path(path)
 
 
 @click.group(help="ipbench: benchmark diffusion-prior solvers of imaging inverse problems.")
@@ -122,14 +127,15 @@ def run_command(solvers: tuple[str, ...], operators: tuple[str, ...], model: str
     result = run(spec, out=out, batch_size=batch_size, device=resolve_device(device), acceleration=acceleration,
                  shard=part, command=_command_line(), progress=progress, log=lambda line: click.echo(line, err=True))
     if result.run_missing:  # a shard that finished before the others: the tables wait for the whole run
-        click.echo(f"rows: {result.rows_written} new, {result.rows_skipped} already done, {result.failed} failed; "
+        click.echo(f"rows: {result.rows_written} new{_retried(result)}, {result.rows_skipped} already done, "
+                   f"{result.failed} failed; "
                    f"{result.run_missing} rows of the run are still to come from the other shards")
         click.echo(f"run folder: {result.out}  (when every shard has finished: bench table {result.out}; "
                    f"bench grid {result.out})")
         return
     click.echo(write_tables(result.out, device=result.device))
     grids = write_grids(result.out, max_images=max_grid_images)
-    click.echo(f"rows: {result.rows_written} new, {result.rows_skipped} already done, {result.failed} failed")
+    click.echo(f"rows: {result.rows_written} new{_retried(result)}, {result.rows_skipped} already done, {result.failed} failed")
     click.echo(f"run folder: {result.out}  (rows.jsonl, run.json, table.md/.csv/.tex, {', '.join(g.name for g in grids)})")
 
 

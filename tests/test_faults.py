@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+import torch
 from click.testing import CliRunner
 
 from ipbench.cli import cli
@@ -65,3 +66,80 @@ def test_an_unwritable_folder_is_a_one_line_error(tmp_path, small_model_path, mo
     monkeypatch.setattr(Path, "mkdir", refuse)
     result = _run(tmp_path / "run", small_model_path)
     assert result.exit_code == 2 and "writing failed (PermissionError" in result.output, result.output
+
+
+def _finished_run(tmp_path: Path, model: Path) -> Path:
+    out = tmp_path / "run"
+    assert _run(out, model).exit_code == 0
+    return out
+
+
+def _one_line_error(result, fragment: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert fragment in result.output, result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_table_and_grid_on_damaged_folders_are_one_line_errors(tmp_path, small_model_path):
+    out = _finished_run(tmp_path, small_model_path)
+    meta = (out / "run.json").read_text()
+    (out / "run.json").write_text(meta[: len(meta) // 2])
+    for command in ("table", "grid"):
+        _one_line_error(CliRunner().invoke(cli, [command, str(out)]), "run.json: damaged, not readable JSON")
+    (out / "run.json").write_text('{"something": "else"}')
+    _one_line_error(CliRunner().invoke(cli, ["table", str(out)]), "not a run.json written by `bench run`")
+    (out / "run.json").write_text(meta)
+    (out / "rows.jsonl").write_text('{"epoch": 1, "loss": 0.3}\n')
+    _one_line_error(CliRunner().invoke(cli, ["table", str(out)]), "rows.jsonl, line 1: not an ipbench row")
+    _one_line_error(CliRunner().invoke(cli, ["table", str(tmp_path / "nowhere")]), "not a run folder (no run.json)")
+
+
+def test_grid_without_images_says_so(tmp_path, small_model_path):
+    out = _finished_run(tmp_path, small_model_path)
+    import shutil
+
+    shutil.rmtree(out / "images")
+    _one_line_error(CliRunner().invoke(cli, ["grid", str(out)]), "no images to show")
+
+
+def test_table_of_a_run_without_rows_says_so(tmp_path, small_model_path):
+    out = _finished_run(tmp_path, small_model_path)
+    (out / "rows.jsonl").unlink()
+    result = CliRunner().invoke(cli, ["table", str(out)])
+    assert result.exit_code == 0 and "(no rows yet)" in result.output
+
+
+def test_a_changed_image_is_refused_and_a_new_one_joins_run_json(tmp_path, small_model_path):
+    from ipbench.data import save_png
+
+    images = tmp_path / "images"
+    for i in range(2):
+        save_png(torch.full((3, 32, 32), 0.2 + 0.3 * i), images / f"{i}.png")
+    args = ["run", "--solver", "blur", "--op", "denoise", "--model", str(small_model_path), "--images", str(images),
+            "--out", str(tmp_path / "run"), "--no-progress"]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    save_png(torch.full((3, 32, 32), 0.9), images / "2.png")  # a new image: computed, and listed in run.json
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0 and "rows: 1 new, 2 already done" in again.output, again.output
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert meta["images"]["ids"] == ["0", "1", "2"] and set(meta["images"]["sha256"]) == {"0", "1", "2"}
+    save_png(torch.full((3, 32, 32), 0.7), images / "1.png")  # same name, other content: refused
+    changed = CliRunner().invoke(cli, args)
+    assert changed.exit_code == 2 and "image '1' differs from the one its rows were computed on" in changed.output
+
+
+def test_failed_rows_are_retried_by_a_rerun(tmp_path, small_model_path):
+    from tests.plugins import flaky_solvers
+
+    args = ["run", "--solver", "interruptible", "--op", "denoise", "--model", str(small_model_path), "--images",
+            "photos", "--num-images", "2", "--out", str(tmp_path / "run"), "--no-progress"]
+    rows_file = tmp_path / "run" / "rows.jsonl"
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    rows = [json.loads(line) for line in rows_file.read_text().splitlines()]
+    rows[0].update(status="failed", error="RuntimeError: out of memory", psnr=float("nan"))
+    rows_file.write_text("".join(json.dumps(r) + "\n" for r in rows))  # as if the first image had failed
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0 and "rows: 1 new (1 of them failed before and were retried)" in again.output
+    table = CliRunner().invoke(cli, ["table", str(tmp_path / "run")])
+    assert "n (failed)" not in table.output  # the retry's ok row supersedes the failed one
+    assert flaky_solvers.INTERRUPT_AFTER["calls"] is None

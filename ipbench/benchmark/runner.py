@@ -7,6 +7,7 @@ values gets `failed` rows with the error and the run goes on.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import platform
@@ -36,7 +37,7 @@ from ipbench.operators import Operator, back_project, measure
 from ipbench.params import check_times
 from ipbench.results.metric_registry import METRIC_CONVENTIONS, METRIC_SUMMARY
 from ipbench.results.metrics import compute_metrics, prepare_metrics
-from ipbench.results.rows import RowStore, row_key, run_rows
+from ipbench.results.rows import RowStore, read_run_json, row_key, run_rows
 from ipbench.seeding import measurement_generator, solver_generator
 
 CONVENTIONS = {
@@ -83,6 +84,7 @@ class RunResult:
     rows_written: int
     rows_skipped: int
     failed: int
+    retried: int = 0  # rows that had failed in an earlier run and were computed again
     run_missing: int = 0  # rows of the whole run not written yet (other shards still at work)
     device: torch.device = torch.device("cpu")  # where it ran
 
@@ -161,15 +163,17 @@ def _loop(spec: RunSpec, images: ImageSet, counted: "CountingModel", dev: torch.
           progress: bool, rows_file: str) -> RunResult:
     """Every (operator, seed, batch, solver) not yet in the run's rows: measure, solve, score, append."""
     store = RowStore(out / rows_file)
-    done = {row_key(r) for r in run_rows(out)}  # any shard's rows count: a resumed run never redoes them
+    previous = run_rows(out)  # any shard's rows count: a resumed run never redoes an ok row
+    done = {row_key(r) for r in previous if r.get("status") == "ok"}
     expected = _row_keys(spec, images.ids)
+    retried = len({row_key(r) for r in previous if r.get("status") != "ok"} & expected)  # failed: tried again
     total = len(expected)
     bar = tqdm(total=total, disable=not progress, desc="bench run", unit="row", file=sys.stderr)
     bar.update(len(done & expected))
     with BackgroundWriter() as writer:  # PNGs and rows, in order, while the next batch solves
         written, failed = _batches(spec, images, counted, dev, out, batch_size, store, done, writer, bar)
     bar.close()
-    return RunResult(out, written, total - written, failed)
+    return RunResult(out, written, total - written, failed, retried=retried)
 
 
 def _batches(spec: RunSpec, images: ImageSet, counted: "CountingModel", dev: torch.device, out: Path,
@@ -276,13 +280,25 @@ def _check_output(x_hat: Any, x: Tensor) -> str | None:
 
 def _prepare_folder(out: Path, spec: RunSpec, images: ImageSet, model: ScoreModel, device: torch.device,
                     batch_size: int, command: str | None, acceleration: "Acceleration") -> None:
-    """Create the run folder and run.json, or check that an existing one holds the same run."""
+    """Create the run folder and run.json, or check that an existing one holds the same run on the same
+    images (each image's content hash); images new to the run are added to run.json's list."""
     meta_path = out / "run.json"
     config = spec.config()
+    hashes = {image_id: image_hash(image) for image_id, image in zip(images.ids, images.images)}
     if meta_path.exists():
-        previous = json.loads(meta_path.read_text())
+        previous = read_run_json(out)
         if previous.get("config") != json.loads(json.dumps(config)):
             raise UsageError(f"--out {out}: the folder holds a different run (see its run.json); choose another --out")
+        known = previous.get("images", {}).get("sha256", {})
+        changed = [i for i in images.ids if i in known and known[i] != hashes[i]]
+        if changed:
+            raise UsageError(f"--out {out}: image {changed[0]!r} differs from the one its rows were computed on "
+                             f"({len(changed)} changed); use another --out, or delete the folder to recompute")
+        ids = list(previous.get("images", {}).get("ids", []))
+        if set(images.ids) - set(ids) or not known:  # new images, or a run.json from before content hashes
+            previous["images"] = {**previous.get("images", {}), "ids": ids + [i for i in images.ids if i not in ids],
+                                  "sha256": {**hashes, **known}}
+            atomic_write_text(meta_path, json.dumps(previous, indent=2, default=str) + "\n")
         return
     out.mkdir(parents=True, exist_ok=True)
     meta = {
@@ -292,7 +308,7 @@ def _prepare_folder(out: Path, spec: RunSpec, images: ImageSet, model: ScoreMode
         "config": config,
         "model": {"name": spec.model, "class": type(model).__name__, "image_shape": list(model.image_shape),
                   "num_timesteps": model.num_timesteps},
-        "images": {"source": images.source, "ids": images.ids, "skipped": images.skipped},
+        "images": {"source": images.source, "ids": images.ids, "skipped": images.skipped, "sha256": hashes},
         "device": describe_device(device),
         "batch_size": batch_size,
         "acceleration": dataclasses.asdict(acceleration),
@@ -303,6 +319,11 @@ def _prepare_folder(out: Path, spec: RunSpec, images: ImageSet, model: ScoreMode
     }
     # Shards started together may all get here: each writes whole, the last one stays.
     atomic_write_text(meta_path, json.dumps(meta, indent=2, default=str) + "\n")
+
+
+def image_hash(image: Tensor) -> str:
+    """sha256 (first 16 hex digits) of an image as the model sees it: float32, after loading and resizing."""
+    return hashlib.sha256(image.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()).hexdigest()[:16]
 
 
 def _version(package: str) -> str:

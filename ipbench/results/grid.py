@@ -1,12 +1,13 @@
 """Figure grids: one PNG per operator; rows = images, columns = truth, measurement, one per solver."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from ipbench.errors import UsageError
 from ipbench.files import atomic_write
+from ipbench.results.rows import read_run_json
 
 MIN_CELL = 96  # small images are shown enlarged (nearest) so that pixels stay visible
 PAD, LABEL_H, LABEL_W = 4, 18, 110
@@ -24,7 +25,9 @@ def _open_cell(path: Path, size: tuple[int, int]) -> Image.Image:
 def write_grids(run_dir: str | Path, max_images: int = 8) -> list[Path]:
     """Write grid-<operator>.png for every operator of the run (first seed, first `max_images` images)."""
     run_dir = Path(run_dir)
-    meta = json.loads((run_dir / "run.json").read_text())
+    meta = read_run_json(run_dir)
+    if not any((run_dir / "images" / "truth").glob("*.png")):
+        raise UsageError(f"{run_dir}: no images to show (images/truth is empty); run `bench run` into it first")
     config = meta["config"]
     seed = config["seeds"][0]
     ids = meta["images"]["ids"][:max_images]

@@ -13,6 +13,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from ipbench.errors import UsageError, first_line
 from ipbench.results.metric_registry import METRICS
 
 ROW_KEY = ("solver", "operator", "image", "seed")
@@ -37,14 +38,20 @@ class RowStore:
         self.path = Path(path)
 
     def read(self) -> list[dict[str, Any]]:
+        """The file's rows; a torn line (a run killed mid-write) is skipped, and a line that is JSON but not
+        an ipbench row (another tool's file) is a one-line UsageError naming the file and line."""
         if not self.path.exists():
             return []
         rows = []
-        for line in self.path.read_text().splitlines():
+        for number, line in enumerate(self.path.read_text().splitlines(), start=1):
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError:
-                continue  # a torn final line from an interrupted run; its row is recomputed
+                continue  # a torn line from an interrupted run; its row is recomputed
+            if not isinstance(row, dict) or not {*ROW_KEY, "status"} <= set(row):
+                raise UsageError(f"{self.path}, line {number}: not an ipbench row (needs {', '.join(ROW_KEY)} and "
+                                 "status); rows files hold only what `bench run` writes")
+            rows.append(row)
         return rows
 
     def _ends_mid_line(self) -> bool:
@@ -66,12 +73,35 @@ class RowStore:
 
 
 def run_rows(run_dir: str | Path) -> list[dict[str, Any]]:
-    """Every row of a run folder, from rows.jsonl and any shard files, once per key."""
+    """Every row of a run folder, from rows.jsonl and any shard files, once per key: an ok row if there is
+    one (a failed row is retried by a rerun, and its retry supersedes it), else the last failed one."""
     rows: dict[tuple, dict[str, Any]] = {}
     for path in sorted(Path(run_dir).glob(ROW_FILES)):
         for row in RowStore(path).read():
-            rows.setdefault(row_key(row), row)
+            key = row_key(row)
+            if rows.get(key, {}).get("status") != "ok":
+                rows[key] = row
     return list(rows.values())
+
+
+def read_run_json(run_dir: str | Path) -> dict[str, Any]:
+    """A run folder's run.json; a one-line UsageError if it is missing or damaged."""
+    path = Path(run_dir) / "run.json"
+    if not path.is_file():
+        raise UsageError(f"{run_dir}: not a run folder (no run.json); pass the folder `bench run` wrote")
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{path}: damaged, not readable JSON ({first_line(exc)}); rerun `bench run` into a new "
+                         "--out") from None
+    ok = (isinstance(meta, dict) and isinstance(meta.get("config"), dict)
+          and {"solvers", "operators", "seeds", "model"} <= set(meta["config"])
+          and isinstance(meta.get("model"), dict) and "image_shape" in meta["model"]
+          and isinstance(meta.get("images"), dict) and isinstance(meta["images"].get("ids"), list))
+    if not ok:
+        raise UsageError(f"{path}: not a run.json written by `bench run` (it needs config, model and images); rerun "
+                         "`bench run` into a new --out")
+    return meta
 
 
 def load_rows(run_dir: str | Path) -> pd.DataFrame:

@@ -1,7 +1,6 @@
 """Comparison tables: rows = solvers, columns = operator x metric, mean +- std over images (and seeds)."""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from ipbench.device import resolve_device
 from ipbench.files import atomic_write, atomic_write_text
 from ipbench.results.fid import cell_fids
 from ipbench.results.metric_registry import METRICS
-from ipbench.results.rows import load_rows
+from ipbench.results.rows import load_rows, read_run_json
 
 
 def summarize(rows: pd.DataFrame, solver_order: list[str] | None = None, operator_order: list[str] | None = None
@@ -86,12 +85,12 @@ def _wide(summary: pd.DataFrame, latex: bool = False) -> tuple[list[str], list[l
 
 def caption(run_dir: Path, summary: pd.DataFrame, compile_seconds: float = 0.0) -> str:
     """What the numbers are: model, images, n, the metric conventions, and what s / image leaves out."""
-    meta = json.loads((run_dir / "run.json").read_text())
-    metric_meta = meta["conventions"]["metric_summary"]
+    meta = read_run_json(run_dir)
+    metric_meta = meta.get("conventions", {}).get("metric_summary", {})  # "" for a metric it does not describe
     ns = sorted(set(summary["n"]))
     n_text = f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]}..{ns[-1]}"
     seeds = meta["config"]["seeds"]
-    return (f"Model `{meta['config']['model']}`, images `{meta['images']['source']}`, seeds {seeds}; "
+    return (f"Model `{meta['config']['model']}`, images `{meta['images'].get('source', '?')}`, seeds {seeds}; "
             f"mean ± std over images x seeds ({n_text} per cell). "
             + "".join(f"{METRICS[m].label}: {metric_meta.get(m, '')}. " for m in dict.fromkeys(summary["metric"]))
             + "s / image: solver wall time per image"
@@ -142,7 +141,7 @@ def write_tables(run_dir: str | Path, device: str | torch.device = "cpu") -> str
     rows = load_rows(run_dir)
     if rows.empty:
         return "(no rows yet)\n"
-    config = json.loads((run_dir / "run.json").read_text())["config"]
+    config = read_run_json(run_dir)["config"]
     summary = summarize(rows, [s["label"] for s in config["solvers"]], [o.get("label", o["name"]) for o in config["operators"]])
     if "fid" in config.get("metrics", ()):
         summary = with_fid(summary, run_dir, rows, resolve_device(device))
