@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import click
 
-from ipbench.errors import UsageError
+from ipbench.errors import UsageError, first_line
 
 
 class BenchError(click.ClickException):
@@ -19,13 +19,17 @@ class BenchError(click.ClickException):
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn UsageError into a one-line error (no traceback) with exit code 2."""
+    """Turn UsageError, and an OSError from reading or writing a file, into a one-line error (no traceback)
+    with exit code 2."""
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except UsageError as exc:
             raise BenchError(str(exc)) from None
+        except OSError as exc:  # a file or folder that cannot be read or written: the user's to fix
+            where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+            raise BenchError(f"{where + ': ' if where else ''}{exc.strerror or first_line(exc)}") from None
 
     return wrapper
 
@@ -224,6 +228,8 @@ def sample_command(model: str, num: int, steps: int, eta: float, seed: int, out:
     from ipbench.models import load_model
     from ipbench.training.export import sample_grid
 
+    if Path(out).is_dir():
+        raise UsageError(f"--out {out}: is a folder; give a .png file name, e.g. {Path(out) / 'samples.png'}")
     score_model = load_model(model, resolve_device(device))
     sample_grid(score_model, num, steps, seed, Path(out), eta=eta)
     click.echo(f"wrote {num} samples of {model} ({steps} steps, eta {eta}, seed {seed}) to {out}")

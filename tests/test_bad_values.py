@@ -103,3 +103,32 @@ def test_bad_suites_are_one_line_errors(tmp_path, text, fragment):
     assert result.exit_code == 2, result.output
     assert fragment in result.output and str(suite) in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["run", "--config", "{tmp}"], "cannot read it as a TOML file (IsADirectoryError"),
+    (["sample", "-n", "1", "--steps", "1", "--out", "{tmp}"], "is a folder; give a .png file name"),
+    (["sample", "-n", "1", "--steps", "1", "--out", "{tmp}/missing/deeper/x.png", "--model", "gaussian-fashion32"],
+     None),  # parent folders are created: this one succeeds
+    (["grid", "{tmp}"], "not a run folder (no run.json)"),
+])
+def test_file_mistakes_in_other_commands(tmp_path, args, fragment):
+    result = CliRunner().invoke(cli, [a.replace("{tmp}", str(tmp_path)) for a in args])
+    if fragment is None:
+        assert result.exit_code == 0, result.output
+        return
+    assert result.exit_code == 2 and fragment in result.output, result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_an_unwritable_sample_path_is_one_line(tmp_path, monkeypatch):
+    import errno
+    from ipbench import files
+
+    def refuse(src, dst):
+        raise OSError(errno.EROFS, "Read-only file system", str(dst))
+
+    monkeypatch.setattr(files.os, "replace", refuse)
+    result = CliRunner().invoke(cli, ["sample", "-n", "1", "--steps", "1", "--model", "gaussian-fashion32",
+                                      "--out", str(tmp_path / "s.png")])
+    assert result.exit_code == 2 and "Read-only file system" in result.output and "Traceback" not in result.output

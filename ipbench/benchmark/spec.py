@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ipbench.benchmark.suite_schema import check_suite
-from ipbench.errors import UsageError
+from ipbench.errors import UsageError, first_line
 from ipbench.models.acceleration import PRECISIONS
 from ipbench.operators import OPERATORS, Operator
 from ipbench.results.metric_registry import DEFAULT_METRICS, metric_names
@@ -176,6 +176,8 @@ def load_suite(path: str | Path) -> RunSpec:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise UsageError(f"--config {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--config {path}: cannot read it as a TOML file ({first_line(exc)})") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"--config {path}: invalid TOML ({exc})") from None
     check_suite(data, path)
