@@ -49,3 +49,10 @@ def test_an_error_in_the_caller_still_flushes_what_was_queued(tmp_path: Path) ->
             writer.png(torch.zeros(1, 8, 8), tmp_path / "kept.png")
             raise KeyboardInterrupt
     assert (tmp_path / "kept.png").is_file()
+
+
+def test_an_empty_file_left_by_a_crash_is_written_again(tmp_path: Path) -> None:
+    (tmp_path / "truth.png").write_bytes(b"")
+    with BackgroundWriter() as writer:
+        writer.png_once(torch.ones(1, 8, 8), tmp_path / "truth.png")
+    assert load_png(tmp_path / "truth.png").min() == 1

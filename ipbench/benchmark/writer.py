@@ -54,8 +54,9 @@ class BackgroundWriter:
         self.submit(save_png, image.detach().to("cpu", copy=True), path)
 
     def png_once(self, image: Tensor, path: Path) -> None:
-        """`png` unless `path` exists or is queued already (truth and measurement images)."""
-        if path not in self._queued_paths and not path.exists():
+        """`png` unless `path` is queued already or holds a file (truth and measurement images); an empty
+        file, which only a crash in a version without atomic writes could leave, is written again."""
+        if path not in self._queued_paths and not (path.is_file() and path.stat().st_size > 0):
             self.png(image, path)
 
     def close(self) -> None:
