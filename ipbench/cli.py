@@ -139,7 +139,8 @@ def run_command(solvers: tuple[str, ...], operators: tuple[str, ...], model: str
         return
     click.echo(write_tables(result.out, device=result.device))
     grids = write_grids(result.out, max_images=max_grid_images)
-    click.echo(f"rows: {result.rows_written} new{_retried(result)}, {result.rows_skipped} already done, {result.failed} failed")
+    click.echo(f"rows: {result.rows_written} new{_retried(result)}, {result.rows_skipped} already done, "
+               f"{result.failed} failed")
     click.echo(f"run folder: {result.out}  (rows.jsonl, run.json, table.md/.csv/.tex, {', '.join(g.name for g in grids)})")
 
 

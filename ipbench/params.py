@@ -134,7 +134,8 @@ def check_times(params: list[Param], values: dict[str, Any], num_timesteps: int,
     for p in params:
         value = values.get(p.name)
         if p.range is not None and p.range.time and value is not None and not 0 <= value < num_timesteps:
-            raise UsageError(f"{where}.{p.name}={value!r}: must be a diffusion time of the model, 0..{num_timesteps - 1}")
+            raise UsageError(f"{where}.{p.name}={value!r}: must be a diffusion time of the model, "
+                             f"0..{num_timesteps - 1}")
 
 
 def dataclass_params(cls: type) -> list[Param]:

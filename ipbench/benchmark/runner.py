@@ -1,7 +1,8 @@
 """The loop: for each operator, seed and batch of images, measure once, run every solver, score, store.
 
-Rows are written as soon as a batch is scored, so an interrupted run loses at most the batch in flight,
-and a rerun into the same folder skips the rows it has. A solver that raises or returns non-finite
+Rows are appended as soon as a batch is scored and its images written (benchmark/writer.py does both in
+the background, in order), so an interrupted run loses at most the batch in flight, and a rerun into the
+same folder skips the ok rows it has and retries failed ones. A solver that raises or returns non-finite
 values gets `failed` rows with the error and the run goes on.
 """
 from __future__ import annotations
@@ -122,7 +123,8 @@ def run(spec: RunSpec, out: str | Path | None = None, *, batch_size: int = 8, de
     for entry in spec.solvers:  # preflight: diffusion times beyond this model's T
         check_times(entry.solver.params(), entry.solver.hyperparameters(), model.num_timesteps, f"solver {entry.name}")
     for operator in spec.operators:  # preflight: shape-dependent parameter errors surface before anything runs
-        operator.build(model.image_shape, [measurement_generator(spec.seeds[0], images.ids[0], operator.label, dev)], dev)
+        first = measurement_generator(spec.seeds[0], images.ids[0], operator.label, dev)
+        operator.build(model.image_shape, [first], dev)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: is a file, not a folder; give a new or existing run folder")
     with _writes_to(out):
@@ -177,7 +179,8 @@ def _loop(spec: RunSpec, images: ImageSet, counted: "CountingModel", dev: torch.
 
 
 def _batches(spec: RunSpec, images: ImageSet, counted: "CountingModel", dev: torch.device, out: Path,
-             batch_size: int, store: RowStore, done: set[tuple], writer: BackgroundWriter, bar: tqdm) -> tuple[int, int]:
+             batch_size: int, store: RowStore, done: set[tuple], writer: BackgroundWriter, bar: tqdm
+             ) -> tuple[int, int]:
     """The loop itself; returns (rows written, of which failed)."""
     written = failed = 0
     for operator in spec.operators:
@@ -189,7 +192,8 @@ def _batches(spec: RunSpec, images: ImageSet, counted: "CountingModel", dev: tor
                 for entry in spec.solvers:
                     if not entry.runs_on(operator.label):
                         continue
-                    todo = [i for i, image_id in enumerate(ids) if (entry.label, operator.label, image_id, str(seed)) not in done]
+                    todo = [i for i, image_id in enumerate(ids)
+                            if (entry.label, operator.label, image_id, str(seed)) not in done]
                     if not todo:
                         continue
                     sub_ids = [ids[i] for i in todo]

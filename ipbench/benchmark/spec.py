@@ -130,11 +130,21 @@ def apply_params(solvers: list[SolverEntry], operators: list[Operator], params: 
                                  f"{name!r} (see `bench list`)")
         for values in hits:
             values[name] = assignment.value
-    solvers = [dataclasses.replace(entry, solver=type(entry.solver).create({**entry.solver.hyperparameters(), **values}))
-               if values else entry for entry, values in zip(solvers, solver_values)]
-    operators = [Operator.create(operator.name, {**operator.params, **values}, operator.label) if values else operator
-                 for operator, values in zip(operators, operator_values)]
-    return solvers, operators
+    return ([_solver_with(entry, values) for entry, values in zip(solvers, solver_values)],
+            [_operator_with(operator, values) for operator, values in zip(operators, operator_values)])
+
+
+def _solver_with(entry: SolverEntry, values: dict[str, Any]) -> SolverEntry:
+    """`entry` with `values` over its solver's hyperparameters (checked by the solver's `create`)."""
+    if not values:
+        return entry
+    solver = type(entry.solver).create({**entry.solver.hyperparameters(), **values})
+    return dataclasses.replace(entry, solver=solver)
+
+
+def _operator_with(operator: Operator, values: dict[str, Any]) -> Operator:
+    """`operator` with `values` over its parameters (checked by `Operator.create`), its label kept."""
+    return Operator.create(operator.name, {**operator.params, **values}, operator.label) if values else operator
 
 
 def build_spec(solvers: list[str], operators: list[str], params: list[str] | None = None, **options: Any) -> RunSpec:
@@ -205,7 +215,8 @@ def load_suite(path: str | Path) -> RunSpec:
     return RunSpec(solvers=solvers, operators=operators, model=data.get("model", DEFAULT_MODEL),
                    images=data.get("images"), num_images=data.get("num_images"),
                    seeds=list(seeds) if isinstance(seeds, list) else [seeds],
-                   reference=[dict(r) for r in data.get("reference", [])], precision=_precision(data.get("precision"), path),
+                   reference=[dict(r) for r in data.get("reference", [])],
+                   precision=_precision(data.get("precision"), path),
                    metrics=metric_names(data.get("metrics", list(DEFAULT_METRICS)), f"--config {path}: metrics"))
 
 

@@ -38,7 +38,8 @@ class ScoreALD(Solver):
 
     name = "score-ald"
     steps: int = param(100, range=AT_LEAST_ONE)  # strided reverse steps from T-1
-    gamma: float | None = param(None, range=POSITIVE)  # likelihood annealing std (image units); None = sqrt((1 - ab_t) / ab_t) / 2
+    # likelihood annealing std (image units); None = sqrt((1 - ab_t) / ab_t) / 2
+    gamma: float | None = param(None, range=POSITIVE)
     weighting: str = field(default="ddpm", metadata={"choices": ("ddpm", "unit")})
     eta: float = param(1.0, range=UNIT)
     clip: bool = True
