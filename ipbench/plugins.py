@@ -27,6 +27,8 @@ def load_plugin_file(path: str | Path) -> None:
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     sys.modules[name] = module
+    if str(path.parent) not in sys.path:  # as `python FILE` would: modules beside the plugin import
+        sys.path.insert(0, str(path.parent))
     try:
         spec.loader.exec_module(module)  # type: ignore[union-attr]
     except Exception as exc:

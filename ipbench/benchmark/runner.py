@@ -26,7 +26,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from ipbench.benchmark.shard import Shard
-from ipbench.benchmark.spec import RunSpec, SolverEntry
+from ipbench.benchmark.spec import RunSpec, SolverEntry, without_code
 from ipbench.benchmark.writer import BackgroundWriter
 from ipbench.data import ImageSet, load_images
 from ipbench.device import describe_device, resolve_device, synchronize
@@ -291,7 +291,14 @@ def _prepare_folder(out: Path, spec: RunSpec, images: ImageSet, model: ScoreMode
     hashes = {image_id: image_hash(image) for image_id, image in zip(images.ids, images.images)}
     if meta_path.exists():
         previous = read_run_json(out)
-        if previous.get("config") != json.loads(json.dumps(config)):
+        now = json.loads(json.dumps(config))
+        if previous.get("config") != now:
+            if without_code(previous.get("config", {})) == without_code(now):
+                changed = [t["label"] for t in now["solvers"] + now["operators"]
+                           if t not in previous["config"]["solvers"] + previous["config"]["operators"]]
+                raise UsageError(f"--out {out}: the code of {', '.join(changed)} changed since these rows were "
+                                 "computed (a solver or plugin file was edited); choose another --out for new rows, "
+                                 "or restore the file to add to the old ones")
             raise UsageError(f"--out {out}: the folder holds a different run (see its run.json); choose another --out")
         known = previous.get("images", {}).get("sha256", {})
         changed = [i for i in images.ids if i in known and known[i] != hashes[i]]

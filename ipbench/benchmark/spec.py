@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,8 +62,10 @@ class RunSpec:
             "num_images": self.num_images,
             "seeds": list(self.seeds),
             "solvers": [{"name": s.name, "label": s.label, "params": s.solver.hyperparameters(),
+                         "code": code_fingerprint(type(s.solver)),
                          **({"operators": list(s.operators)} if s.operators else {})} for s in self.solvers],
-            "operators": [{"name": o.name, "label": o.label, "params": o.params} for o in self.operators],
+            "operators": [{"name": o.name, "label": o.label, "params": o.params,
+                           "code": code_fingerprint(OPERATORS.get(o.name).make)} for o in self.operators],
             **({"reference": self.reference} if self.reference else {}),
             **({"precision": self.precision} if self.precision not in (None, "fp32") else {}),  # bf16 changes results
             **({"metrics": list(self.metrics)} if list(self.metrics) != list(DEFAULT_METRICS) else {}),
@@ -74,6 +77,25 @@ class RunSpec:
         solvers = "-".join(s.label for s in self.solvers)
         operators = "-".join(o.label for o in self.operators)
         return Path("runs") / f"{solvers}_{operators}_{digest}"
+
+
+def code_fingerprint(obj: Any) -> str | None:
+    """sha256 (16 hex digits) of the file that defines `obj` (a solver class, an operator factory), so
+    that editing a solver's or a plugin's code makes a new run instead of resuming on the old numbers;
+    None where there is no source file (code typed at a prompt)."""
+    try:
+        path = inspect.getsourcefile(obj)
+    except TypeError:
+        return None
+    if path is None or not Path(path).is_file():
+        return None
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def without_code(config: dict[str, Any]) -> dict[str, Any]:
+    """`config` without the code fingerprints: what is left to compare when only code may have changed."""
+    strip = lambda tables: [{k: v for k, v in t.items() if k != "code"} for t in tables]  # noqa: E731
+    return {**config, "solvers": strip(config.get("solvers", [])), "operators": strip(config.get("operators", []))}
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import torch
 from deepinv.physics import Physics
 from torch import Tensor
 
+from ipbench.errors import UsageError
 from ipbench.models.base import ScoreModel
 from ipbench.params import Param, coerce, dataclass_params, resolve
 from ipbench.registry import Registry
@@ -54,9 +55,16 @@ SOLVERS: Registry[type[Solver]] = Registry("solver")
 
 
 def register_solver(cls: type[Solver]) -> type[Solver]:
-    """Class decorator: make `cls` available as `bench run --solver <cls.name>`."""
-    if not dataclasses.is_dataclass(cls):
-        raise TypeError(f"{cls.__name__} must be a @dataclass to be registered")
+    """Class decorator: make `cls` available as `bench run --solver <cls.name>`.
+
+    A subclass written without its own @dataclass would inherit the base's (fieldless) dataclass: its
+    annotated attributes would be no hyperparameters. It is made a dataclass here, so they are."""
+    if not (isinstance(cls, type) and issubclass(cls, Solver)):
+        raise UsageError(f"register_solver: {cls!r} is not a subclass of ipbench.Solver")
+    if not isinstance(getattr(cls, "name", None), str) or not cls.name:
+        raise UsageError(f"register_solver: {cls.__name__} needs a class attribute `name = \"...\"` (its --solver name)")
+    if "__dataclass_fields__" not in cls.__dict__:
+        cls = dataclass(cls)
     return SOLVERS.add(cls.name, cls, cls.aliases)
 
 
