@@ -199,3 +199,14 @@ def test_a_float64_output_is_scored_like_its_float32_copy(tmp_path, small_model_
                  params=["odd-output.kind=float64"])
     rows = _rows(run(spec, out=tmp_path / "r", batch_size=2, progress=False).out)
     assert all(r["status"] == "ok" for r in rows)
+
+
+def test_pixels_outside_the_unit_range_are_counted_per_row_and_named_in_the_caption(tmp_path, small_model_path):
+    spec = _spec(small_model_path, solvers=("odd-output", "tweedie"), ops=("denoise",), num_images=2,
+                 params=["odd-output.kind=float64", "sigma_y=0.2"])  # noisy back-projection: outside [0, 1]
+    result = run(spec, out=tmp_path / "r", batch_size=2, progress=False)
+    rows = _rows(result.out)
+    odd = [r["clamped"] for r in rows if r["solver"] == "odd-output"]
+    assert all(0 < c < 1 for c in odd), odd
+    table = write_tables(result.out)
+    assert "Pixels outside [0, 1], clamped before scoring: odd-output" in table

@@ -34,7 +34,8 @@ def summarize(rows: pd.DataFrame, solver_order: list[str] | None = None, operato
                                 "std": values.std(ddof=1) if len(values) > 1 else math.nan,
                                 "n": int(len(values)), "failed": int(len(cell) - len(ok)),
                                 "seconds": float(ok["seconds"].mean()) if len(ok) else math.nan,
-                                "nfe": float(ok["nfe"].mean()) if len(ok) else math.nan})
+                                "nfe": float(ok["nfe"].mean()) if len(ok) else math.nan,
+                                "clamped": float(ok["clamped"].fillna(0).mean()) if "clamped" in ok and len(ok) else 0.0})
     return pd.DataFrame.from_records(records)
 
 
@@ -83,6 +84,15 @@ def _wide(summary: pd.DataFrame, latex: bool = False) -> tuple[list[str], list[l
     return header, body
 
 
+def _clamped_note(summary: pd.DataFrame) -> str:
+    """Which solvers returned pixels outside [0, 1] (clamped before scoring), with the mean fraction."""
+    if "clamped" not in summary or not (summary["clamped"] > 0).any():
+        return ""
+    per_solver = summary.groupby("solver", sort=False)["clamped"].mean()
+    parts = [f"{solver} {100 * value:.2g}%" for solver, value in per_solver.items() if value > 0]
+    return "Pixels outside [0, 1], clamped before scoring: " + ", ".join(parts) + ". "
+
+
 def caption(run_dir: Path, summary: pd.DataFrame, compile_seconds: float = 0.0) -> str:
     """What the numbers are: model, images, n, the metric conventions, and what s / image leaves out."""
     meta = read_run_json(run_dir)
@@ -93,6 +103,7 @@ def caption(run_dir: Path, summary: pd.DataFrame, compile_seconds: float = 0.0) 
     return (f"Model `{meta['config']['model']}`, images `{meta['images'].get('source', '?')}`, seeds {seeds}; "
             f"mean ± std over images x seeds ({n_text} per cell). "
             + "".join(f"{METRICS[m].label}: {metric_meta.get(m, '')}. " for m in dict.fromkeys(summary["metric"]))
+            + _clamped_note(summary)
             + "s / image: solver wall time per image"
             + (f" (compiling the network for new batch shapes, {compile_seconds:.0f} s in all, left out)."
                if compile_seconds > 0 else "."))
