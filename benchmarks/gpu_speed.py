@@ -42,7 +42,7 @@ import torch
 from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
-from ipbench.benchmark.runner import CountingModel
+from ipbench.models.counting import CountingModel
 from ipbench.device import resolve_device
 from ipbench.seeding import measurement_generator, solver_generator
 from ipbench.data import load_images

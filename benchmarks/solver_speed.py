@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from ipbench.benchmark.runner import CountingModel
+from ipbench.models.counting import CountingModel
 from ipbench.device import resolve_device
 from ipbench.seeding import measurement_generator, solver_generator
 from ipbench.data import load_images

@@ -187,6 +187,30 @@ def list_command(plugins: tuple[str, ...]) -> None:
         click.echo(f"  {name}: {summary}")
 
 
+@cli.command("check")
+@click.option("--solver", required=True, metavar="NAME", help="The solver to check (a registered name).")
+@click.option("--op", "operators", multiple=True, metavar="NAME",
+              help="Operators to check it on (repeatable) [default: every built-in one that needs no file].")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="Set one of its fields (repeatable).")
+@plugin_option
+@user_errors
+def check_command(solver: str, operators: tuple[str, ...], params: tuple[str, ...], plugins: tuple[str, ...]) -> None:
+    """Run the project's solver checks on one solver: the contract on every operator, and the ground truth
+    of the analytic Gaussian prior (its error against the exact posterior mean's). Exit 1 on a failure."""
+    _load_plugins(plugins)
+    from ipbench.benchmark.spec import build_spec
+    from ipbench.checks.solver_check import CONTRACT_OPERATORS, check_solver
+
+    spec = build_spec([solver], list(operators or CONTRACT_OPERATORS), list(params))
+    entry = spec.solvers[0]
+    click.echo(f"checking {entry.label} ({', '.join(f'{k}={v}' for k, v in entry.solver.hyperparameters().items())})")
+    checks = check_solver(entry.solver, entry.label, [o.name for o in spec.operators], log=click.echo)
+    failed = [c for c in checks if not c.passed]
+    click.echo(f"{len(checks) - len(failed)} passed, {len(failed)} failed")
+    if failed:
+        raise SystemExit(1)
+
+
 @cli.command("table")
 @click.argument("run_dir", metavar="RUN")
 @device_option

@@ -15,7 +15,7 @@ import shutil
 import pytest
 import torch
 
-from ipbench.benchmark.runner import CountingModel
+from ipbench.models.counting import CountingModel
 from ipbench.errors import UsageError
 from ipbench.models.acceleration import AcceleratedModel, accelerate
 from ipbench.models.unet import UNetConfig, UNetScoreModel

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ipbench.benchmark.runner import CountingModel
+from ipbench.models.counting import CountingModel
 from ipbench.data import load_images
 from ipbench.models import time_for_sigma
 from ipbench.operators import Operator, measure

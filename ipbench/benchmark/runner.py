@@ -33,9 +33,11 @@ from ipbench.device import describe_device, resolve_device, synchronize
 from ipbench.errors import UsageError, first_line
 from ipbench.files import atomic_write_text
 from ipbench.models import ScoreModel, load_model
+from ipbench.models.counting import CountingModel
 from ipbench.models.acceleration import AcceleratedModel, Acceleration
 from ipbench.operators import Operator, back_project, measure
 from ipbench.params import check_times
+from ipbench.solvers.base import output_problem
 from ipbench.results.metric_registry import METRIC_CONVENTIONS, METRIC_SUMMARY
 from ipbench.results.metrics import compute_metrics, prepare_metrics
 from ipbench.results.rows import RowStore, read_run_json, row_key, run_rows
@@ -51,33 +53,6 @@ CONVENTIONS = {
     "nfe": "score-network evaluations per image",
     "clamped": "fraction of a reconstruction's pixels outside [0, 1], clamped to it before scoring and saving",
 }  # run.json adds "metrics" and "metric_summary": the conventions of the metrics the run computes
-
-
-class CountingModel(ScoreModel):
-    """Wraps a score model and counts its evaluations: `nfe` eps calls, `images` images through them.
-
-    `images / batch size` is the NFE per image whether a solver calls the network on the whole batch
-    (nfe calls of N images) or image by image (N x nfe calls of one image), as deepinv's DPS does.
-    """
-
-    def __init__(self, inner: ScoreModel) -> None:
-        super().__init__(inner.alphas_cumprod, inner.image_shape)
-        self.inner = inner
-        self.nfe = 0
-        self.images = 0
-
-    def eps(self, x_t: Tensor, t: Tensor) -> Tensor:
-        self.nfe += 1
-        self.images += x_t.shape[0]
-        return self.inner.eps(x_t, t)
-
-    def reset(self) -> None:
-        self.nfe = self.images = 0
-
-    @property
-    def compile_seconds(self) -> float:
-        """Seconds the wrapped network has spent compiling so far (0 when it is not compiled)."""
-        return float(getattr(self.inner, "compile_seconds", 0.0))
 
 
 @dataclass
@@ -244,7 +219,7 @@ def _solve_and_score(entry: SolverEntry, operator: Operator, seed: int, ids: Seq
     try:
         x_hat = entry.solver.solve(y, physics, model, generators)
         synchronize(device)
-        error = _check_output(x_hat, x)
+        error = output_problem(x_hat, x)
     except Exception as exc:  # a failing solver is a result, not a crash
         x_hat, error = None, f"{type(exc).__name__}: {exc}"
     # A new batch shape compiles the network: a one-off cost of the switch, not of the solver.
@@ -268,20 +243,6 @@ def _solve_and_score(entry: SolverEntry, operator: Operator, seed: int, ids: Seq
                        error=error or "solver returned non-finite values")
         rows.append(row)
     return rows
-
-
-def _check_output(x_hat: Any, x: Tensor) -> str | None:
-    """Why `x_hat` cannot be scored against `x` (None if it can): type, shape, dtype and device."""
-    expected = f"expected a real floating-point tensor of shape {tuple(x.shape)} on {x.device}"
-    if not isinstance(x_hat, Tensor):
-        return f"solver returned a {type(x_hat).__name__}; {expected}"
-    if x_hat.shape != x.shape:
-        return f"solver returned shape {tuple(x_hat.shape)}; {expected}"
-    if not x_hat.is_floating_point():  # integer, bool and complex tensors
-        return f"solver returned dtype {x_hat.dtype}; {expected}"
-    if x_hat.device != x.device:
-        return f"solver returned a tensor on {x_hat.device}; {expected}"
-    return None
 
 
 def _prepare_folder(out: Path, spec: RunSpec, images: ImageSet, model: ScoreModel, device: torch.device,

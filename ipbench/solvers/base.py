@@ -73,3 +73,17 @@ def randn_per_image(shape: Sequence[int], generators: Sequence[torch.Generator],
     """Standard normal noise (len(generators), *shape[1:]), image i drawn from generators[i]."""
     return torch.stack([torch.randn(tuple(shape[1:]), generator=g, device=g.device, dtype=dtype)
                         for g in generators]).to(device)
+
+
+def output_problem(x_hat: Any, x: Tensor) -> str | None:
+    """Why `x_hat` cannot be scored against `x` (None if it can): type, shape, dtype and device."""
+    expected = f"expected a real floating-point tensor of shape {tuple(x.shape)} on {x.device}"
+    if not isinstance(x_hat, Tensor):
+        return f"solver returned a {type(x_hat).__name__}; {expected}"
+    if x_hat.shape != x.shape:
+        return f"solver returned shape {tuple(x_hat.shape)}; {expected}"
+    if not x_hat.is_floating_point():  # integer, bool and complex tensors
+        return f"solver returned dtype {x_hat.dtype}; {expected}"
+    if x_hat.device != x.device:
+        return f"solver returned a tensor on {x_hat.device}; {expected}"
+    return None

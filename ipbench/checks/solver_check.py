@@ -1,0 +1,138 @@
+"""`bench check`: what the project runs on its own solvers, run on one solver (a plugin's, say).
+
+Two parts, on the analytic Gaussian prior fitted to the bundled photos at 3 x 16 x 16 (instant, exact):
+- the contract, per operator: a real float tensor of the images' shape on their device, finite values,
+  the same output from the same generators, each image's output independent of the batch it is in (to
+  1e-5: a norm over the batch, or a draw from another image's generator, breaks it), and an NFE per image
+  that does not depend on the batch either;
+- the ground truth (gaussian_truth.py): the ratio R of the solver's MSE to the exact posterior mean's,
+  which no estimator of x from y can beat (R >= 1 up to Monte-Carlo error: failing means the solver saw
+  more than y, e.g. the truth), with built-in solvers' ratios on the same problems beside it.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from ipbench.checks import gaussian_truth as gt
+from ipbench.models import GaussianScoreModel
+from ipbench.models.counting import CountingModel
+from ipbench.operators import Operator, measure
+from ipbench.seeding import measurement_generator, solver_generator
+from ipbench.solvers import SOLVERS, Solver
+from ipbench.solvers.base import output_problem
+
+CONTRACT_OPERATORS = ("inpaint-box", "inpaint-random", "deblur-gauss", "deblur-motion", "sr", "denoise")
+TRUTH_OPERATORS = ("denoise", "inpaint-box", "inpaint-random")  # where the exact posterior is cheap
+CONTRACT_IMAGES = 3
+TRUTH_IMAGES = 16
+BATCH_TOLERANCE = 1e-5
+REFERENCES = ("tweedie", "dps", "ddnm")  # built-in solvers whose ratios are printed beside the checked one's
+
+
+@dataclass
+class Check:
+    """One line of the report: what was checked, on which operator, whether it passed, and the evidence."""
+
+    what: str
+    operator: str
+    passed: bool
+    detail: str
+
+
+def check_solver(solver: Solver, label: str, operators: Sequence[str] = CONTRACT_OPERATORS,
+                 log: Callable[[str], None] = print) -> list[Check]:
+    """Every contract and ground-truth check of `solver` on `operators` (registered operator names)."""
+    model = gt.fit_model()
+    checks = []
+    for name in operators:
+        checks += contract(solver, label, Operator.create(name), model)
+    for name in [o for o in operators if o in TRUTH_OPERATORS]:
+        checks.append(ground_truth(solver, label, name, model))
+    for check in checks:
+        log(f"{'PASS' if check.passed else 'FAIL'}  {check.what:<16} {check.operator:<15} {check.detail}")
+    return checks
+
+
+def _measure(operator: Operator, x: Tensor, ids: list[str]) -> tuple[object, Tensor]:
+    generators = [measurement_generator(0, i, operator.label) for i in ids]
+    physics = operator.build(tuple(x.shape[1:]), generators, gt.DEVICE)
+    return physics, measure(physics, x, generators)
+
+
+def _solve(solver: Solver, label: str, operator: Operator, x: Tensor, ids: list[str],
+           model: CountingModel) -> tuple[object, float]:
+    """The solver's output on these images (or the exception it raised) and its NFE per image."""
+    physics, y = _measure(operator, x, ids)
+    model.reset()
+    generators = [solver_generator(0, i, operator.label, label) for i in ids]
+    try:
+        return solver.solve(y, physics, model, generators), model.images / len(ids)
+    except Exception as exc:  # a result to report, not a crash
+        return exc, math.nan
+
+
+def contract(solver: Solver, label: str, operator: Operator, prior: GaussianScoreModel) -> list[Check]:
+    """Shape/dtype/device, finiteness, determinism, batch invariance and NFE of `solver` on one operator."""
+    op = operator.label
+    ids = gt.image_ids(CONTRACT_IMAGES)
+    x = prior.sample(len(ids), gt.prior_generators(0, ids)).clamp(0, 1)
+    model = CountingModel(prior)
+    x_hat, nfe = _solve(solver, label, operator, x, ids, model)
+    if isinstance(x_hat, Exception):
+        return [Check("runs", op, False, f"raised {type(x_hat).__name__}: {x_hat}")]
+    problem = output_problem(x_hat, x)
+    if problem is not None:
+        return [Check("output", op, False, problem)]
+    checks = [Check("output", op, True, f"{tuple(x_hat.shape)} {x_hat.dtype}")]
+    finite = torch.isfinite(x_hat).flatten(1).all(1)
+    checks.append(Check("finite", op, bool(finite.all()),
+                        "all finite" if bool(finite.all()) else f"{int((~finite).sum())} of {len(ids)} images "
+                        "have NaN or inf"))
+    again, _ = _solve(solver, label, operator, x, ids, model)
+    same = isinstance(again, Tensor) and again.shape == x_hat.shape and torch.equal(again, x_hat)
+    checks.append(Check("deterministic", op, same, "same generators, same output" if same else
+                        "two calls with the same generators differ (global randomness or state kept between calls?)"))
+    alone, nfe_alone = _solve(solver, label, operator, x[1:2], ids[1:2], model)
+    if isinstance(alone, Tensor) and alone.shape == x_hat[1:2].shape:
+        gap = float((alone - x_hat[1:2]).abs().max())
+        invariant = gap <= BATCH_TOLERANCE or (math.isnan(gap) and not bool(finite[1]))
+        checks.append(Check("batch-invariant", op, invariant, f"image 1 alone vs in a batch of {len(ids)}: max "
+                            f"difference {gap:.1e} (tolerance {BATCH_TOLERANCE:g})" +
+                            ("" if invariant else "; per-image norms and generators[i] only")))
+    else:
+        checks.append(Check("batch-invariant", op, False, f"a batch of one gave {alone!r:.80}"))
+    nfe_same = nfe == nfe_alone
+    checks.append(Check("nfe", op, nfe_same, f"{nfe:g} network evaluations per image" if nfe_same else
+                        f"{nfe:g} per image in a batch of {len(ids)} but {nfe_alone:g} alone"))
+    return checks
+
+
+def ground_truth(solver: Solver, label: str, operator: str, prior: GaussianScoreModel) -> Check:
+    """R = MSE / MMSE on exact-posterior problems, with the bound R >= 1 - 3 SE and references beside it."""
+    problem = gt.make_problem(prior, operator, operator, {}, TRUTH_IMAGES, 0)
+    start = time.perf_counter()
+    try:
+        score = gt.run_solver(label, solver, problem, prior)
+    except Exception as exc:
+        return Check("ground-truth", operator, False, f"raised {type(exc).__name__}: {exc}")
+    references = []
+    for name in REFERENCES:
+        if name != getattr(solver, "name", None):
+            ref = gt.run_solver(name, SOLVERS.get(name).create(), problem, prior)
+            references.append(f"{name} {ref.ratio:.2f}")
+    seconds = time.perf_counter() - start
+    if score.finite < score.n:
+        return Check("ground-truth", operator, False, f"{score.n - score.finite} of {score.n} reconstructions "
+                     f"diverged (beyond {gt.DIVERGED:g} image units)")
+    beats = score.ratio < 1 - 3 * score.se
+    detail = (f"R = MSE / MMSE = {score.ratio:.3f} +- {score.se:.3f} over {score.n} images "
+              f"(built-in: {', '.join(references)}; {seconds:.1f} s)")
+    if beats:
+        detail += "; below the exact posterior mean's error: the solver used more than y (the truth?)"
+    return Check("ground-truth", operator, not beats, detail)
