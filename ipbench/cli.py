@@ -103,6 +103,8 @@ device_option = click.option("--device", default="auto", show_default=True,
 @click.option("--shard", default=None, metavar="K/N",
               help="Run only shard K of N (0-based; image i goes to shard i mod N) into the same --out, e.g. one "
                    "process per GPU; `bench table DIR` merges the shards.")
+@click.option("--trace", type=click.IntRange(min=1), default=None, metavar="K",
+              help="Save every K-th x0_hat of the first images' solves as strips (trace-<op>.png).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @plugin_option
 @user_errors
@@ -110,7 +112,7 @@ def run_command(solvers: tuple[str, ...], operators: tuple[str, ...], model: str
                 num_images: int | None, seeds: tuple[int, ...], params: tuple[str, ...], batch_size: int, device: str,
                 out: str | None, config: str | None, max_grid_images: int, precision: str | None, channels_last: bool,
                 metrics: tuple[str, ...], tf32: bool, compile_network: bool, cuda_graphs: bool, layout_opt: bool,
-                fast: bool, shard: str | None, progress: bool, plugins: tuple[str, ...]) -> None:
+                fast: bool, shard: str | None, trace: int | None, progress: bool, plugins: tuple[str, ...]) -> None:
     """Run solvers x operators x images x seeds; write rows.jsonl, run.json, tables and grids."""
     _load_plugins(plugins)
     from ipbench.benchmark.runner import run
@@ -129,7 +131,8 @@ def run_command(solvers: tuple[str, ...], operators: tuple[str, ...], model: str
     acceleration = Acceleration(channels_last=channels_last, compile=compile_network, tf32=tf32,
                                 cuda_graphs=cuda_graphs, layout_opt=layout_opt, fast=fast)
     result = run(spec, out=out, batch_size=batch_size, device=resolve_device(device), acceleration=acceleration,
-                 shard=part, command=_command_line(), progress=progress, log=lambda line: click.echo(line, err=True))
+                 shard=part, command=_command_line(), progress=progress, log=lambda line: click.echo(line, err=True),
+                 trace=trace)
     if result.run_missing:  # a shard that finished before the others: the tables wait for the whole run
         click.echo(f"rows: {result.rows_written} new{_retried(result)}, {result.rows_skipped} already done, "
                    f"{result.failed} failed; "

@@ -210,3 +210,21 @@ def test_pixels_outside_the_unit_range_are_counted_per_row_and_named_in_the_capt
     assert all(0 < c < 1 for c in odd), odd
     table = write_tables(result.out)
     assert "Pixels outside [0, 1], clamped before scoring: odd-output" in table
+
+
+def test_trace_saves_strips_and_changes_no_row(tmp_path, small_model_path):
+    """--trace K: x0_hat at steps 0, K, 2K, ... and the last, for the run's first images; rows as without it."""
+    spec = lambda: _spec(small_model_path, solvers=("dps", "blur"), ops=("denoise",), num_images=5,  # noqa: E731
+                         params=["dps.steps=7"])
+    plain = run(spec(), out=tmp_path / "plain", batch_size=3, progress=False)
+    traced = run(spec(), out=tmp_path / "traced", batch_size=3, progress=False, trace=3)
+    assert_same_rows(_rows(plain.out), _rows(traced.out), tol=0)
+    strips = sorted((traced.out / "images" / "denoise" / "dps" / "trace").iterdir())
+    assert [p.name for p in strips] == [f"{i}-s0.png" for i in ("00-astronaut", "01-camera", "02-chelsea", "03-coffee")]
+    from ipbench.data import load_png
+
+    assert load_png(strips[0]).shape[-1] == 32 * 3  # steps 0, 3 and 6 of 0..6 (6, the last, once)
+    assert not (traced.out / "images" / "denoise" / "blur" / "trace").exists()  # no steps to report
+    from ipbench.results.grid import write_grids
+
+    assert (traced.out / "trace-denoise.png") in write_grids(traced.out)

@@ -95,3 +95,16 @@ def test_unknown_solver_param_is_a_usage_error():
         SOLVERS.get("tweedie").create({"zeta": "1"})
     with pytest.raises(UsageError, match="blur.sigma"):
         SOLVERS.get("blur").create({"sigma": "0"})
+
+
+@pytest.mark.parametrize("solver_name", ["dps", "score-ald", "ddnm", "sdedit", "ddpm"])
+def test_diffusion_solvers_report_each_step(solver_name, images, small_model):
+    """The built-in diffusion solvers call Solver.report_step once per step with model-unit x_t and x0_hat."""
+    solver = make_fast(solver_name)
+    physics, y = _measured("inpaint-box", images)
+    seen = []
+    solver.step_hook = lambda t, x_t, x0: seen.append((t, tuple(x_t.shape), tuple(x0.shape), x0.requires_grad))
+    solver.solve(y, physics, small_model, generators(3, 100))
+    assert len(seen) == min(8, seen[0][0] + 1), seen
+    assert all(s[1] == s[2] == tuple(images.shape) and not s[3] for s in seen)
+    assert [s[0] for s in seen] == sorted((s[0] for s in seen), reverse=True)  # times run down

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from ipbench.benchmark.shard import Shard
 from ipbench.benchmark.spec import RunSpec, SolverEntry, without_code
+from ipbench.benchmark.trace import TRACE_IMAGES, StepTrace
 from ipbench.benchmark.writer import BackgroundWriter
 from ipbench.data import ImageSet, load_images
 from ipbench.device import describe_device, resolve_device, synchronize
@@ -68,12 +69,13 @@ class RunResult:
 
 def run(spec: RunSpec, out: str | Path | None = None, *, batch_size: int = 8, device: str | torch.device | None = None,
         acceleration: Acceleration = Acceleration(), shard: Shard | None = None, command: str | None = None,
-        progress: bool = True, log: Callable[[str], None] | None = None) -> RunResult:
+        progress: bool = True, log: Callable[[str], None] | None = None, trace: int | None = None) -> RunResult:
     """Run `spec` into folder `out` (default `spec.default_out()`), resuming if it holds the same run.
 
     With `shard`, only that shard's images run, and their rows go to the shard's own file (shard.py);
     run.json still describes the whole run, so every shard checks that it joins the same one.
 
+    `trace` K saves every K-th x0_hat of the run's first images (benchmark/trace.py); rows do not change.
     `log` receives one-line notes on what is run (model, images, solver settings). `acceleration` wraps
     the network only (models/acceleration.py), resolved for the device; where the spec sets no
     precision, its precision becomes the run's (bf16 changes results and is part of the run's config).
@@ -81,6 +83,8 @@ def run(spec: RunSpec, out: str | Path | None = None, *, batch_size: int = 8, de
     """
     if batch_size < 1:
         raise UsageError(f"--batch-size {batch_size}: must be >= 1")
+    if trace is not None and trace < 1:
+        raise UsageError(f"--trace {trace}: must be >= 1 (save every K-th step)")
     dev = resolve_device(device)
     if acceleration.fast and dev.type != "cuda" and log is not None:
         log("--fast: no effect on CPU (the GPU preset; fp32 eager is the fastest measured CPU setting)")
@@ -120,7 +124,8 @@ def run(spec: RunSpec, out: str | Path | None = None, *, batch_size: int = 8, de
 
     with AcceleratedModel(model, acceleration) as fast, _writes_to(out):
         rows_file = "rows.jsonl" if shard is None else shard.rows_file
-        result = _loop(spec, mine, CountingModel(fast), dev, out, batch_size, progress, rows_file)
+        traced = (set(images.ids[:TRACE_IMAGES]), trace) if trace else None
+        result = _loop(spec, mine, CountingModel(fast), dev, out, batch_size, progress, rows_file, traced)
     result.device = dev
     result.run_missing = len(_row_keys(spec, images.ids) - {row_key(r) for r in run_rows(out)})
     return result
@@ -138,7 +143,7 @@ def _writes_to(out: Path) -> Iterator[None]:
 
 
 def _loop(spec: RunSpec, images: ImageSet, counted: "CountingModel", dev: torch.device, out: Path, batch_size: int,
-          progress: bool, rows_file: str) -> RunResult:
+          progress: bool, rows_file: str, traced: tuple[set[str], int] | None = None) -> RunResult:
     """Every (operator, seed, batch, solver) not yet in the run's rows: measure, solve, score, append."""
     store = RowStore(out / rows_file)
     previous = run_rows(out)  # any shard's rows count: a resumed run never redoes an ok row
@@ -149,14 +154,14 @@ def _loop(spec: RunSpec, images: ImageSet, counted: "CountingModel", dev: torch.
     bar = tqdm(total=total, disable=not progress, desc="bench run", unit="row", file=sys.stderr)
     bar.update(len(done & expected))
     with BackgroundWriter() as writer:  # PNGs and rows, in order, while the next batch solves
-        written, failed = _batches(spec, images, counted, dev, out, batch_size, store, done, writer, bar)
+        written, failed = _batches(spec, images, counted, dev, out, batch_size, store, done, writer, bar, traced)
     bar.close()
     return RunResult(out, written, total - written, failed, retried=retried)
 
 
 def _batches(spec: RunSpec, images: ImageSet, counted: "CountingModel", dev: torch.device, out: Path,
-             batch_size: int, store: RowStore, done: set[tuple], writer: BackgroundWriter, bar: tqdm
-             ) -> tuple[int, int]:
+             batch_size: int, store: RowStore, done: set[tuple], writer: BackgroundWriter, bar: tqdm,
+             traced: tuple[set[str], int] | None) -> tuple[int, int]:
     """The loop itself; returns (rows written, of which failed)."""
     written = failed = 0
     for operator in spec.operators:
@@ -176,8 +181,12 @@ def _batches(spec: RunSpec, images: ImageSet, counted: "CountingModel", dev: tor
                     if tuple(todo) not in measured:  # solvers missing the same images share one measurement
                         measured[tuple(todo)] = _measure(operator, x[todo], sub_ids, seed, dev, out, writer)
                     physics, y = measured[tuple(todo)]
+                    tracer = None
+                    if traced is not None and seed == spec.seeds[0]:
+                        positions = [i for i, image_id in enumerate(sub_ids) if image_id in traced[0]]
+                        tracer = StepTrace(traced[1], positions) if positions else None
                     rows = _solve_and_score(entry, operator, seed, sub_ids, x[todo], y, physics, counted, spec, dev,
-                                            out, writer)
+                                            out, writer, tracer)
                     writer.submit(store.append, rows)  # after this batch's images
                     done.update(row_key(r) for r in rows)
                     written += len(rows)
@@ -207,7 +216,7 @@ def _measure(operator: Operator, x: Tensor, ids: Sequence[str], seed: int, devic
 
 def _solve_and_score(entry: SolverEntry, operator: Operator, seed: int, ids: Sequence[str], x: Tensor, y: Tensor,
                      physics: Physics, model: CountingModel, spec: RunSpec, device: torch.device, out: Path,
-                     writer: BackgroundWriter) -> list[dict[str, Any]]:
+                     writer: BackgroundWriter, tracer: StepTrace | None = None) -> list[dict[str, Any]]:
     generators = [solver_generator(seed, image_id, operator.label, entry.label, device) for image_id in ids]
     base = {"operator": operator.label, "seed": seed, "model": spec.model,
             **{f"solver.{k}": v for k, v in entry.solver.hyperparameters().items()},
@@ -216,12 +225,16 @@ def _solve_and_score(entry: SolverEntry, operator: Operator, seed: int, ids: Seq
     synchronize(device)
     compiled_before = model.compile_seconds
     start = time.perf_counter()
+    if tracer is not None:
+        entry.solver.step_hook = tracer  # type: ignore[attr-defined]  (Solver.report_step reads it)
     try:
         x_hat = entry.solver.solve(y, physics, model, generators)
         synchronize(device)
         error = output_problem(x_hat, x)
     except Exception as exc:  # a failing solver is a result, not a crash
         x_hat, error = None, f"{type(exc).__name__}: {exc}"
+    finally:
+        entry.solver.__dict__.pop("step_hook", None)
     # A new batch shape compiles the network: a one-off cost of the switch, not of the solver.
     compile_seconds = (model.compile_seconds - compiled_before) / len(ids)
     seconds = (time.perf_counter() - start) / len(ids) - compile_seconds
@@ -232,12 +245,15 @@ def _solve_and_score(entry: SolverEntry, operator: Operator, seed: int, ids: Seq
         clamped = ((x_hat < 0) | (x_hat > 1)).flatten(1).float().mean(1).tolist()  # reported, not hidden
         x_hat = torch.where(finite.view(-1, 1, 1, 1), x_hat, torch.zeros_like(x_hat)).clamp(0, 1)
         metrics = {k: v.tolist() for k, v in compute_metrics(x_hat, x, spec.metrics).items()}
+    traced = dict(zip(tracer.positions, tracer.strips())) if tracer is not None else {}  # position -> strip
     for i, image_id in enumerate(ids):
         row = {"solver": entry.label, "image": image_id, **base, "seconds": seconds,
                "compile_seconds": compile_seconds, "nfe": model.images // len(ids)}
         if error is None and bool(finite[i]):
             row.update({k: float(v[i]) for k, v in metrics.items()}, clamped=clamped[i], status="ok")
             writer.png(x_hat[i], out / "images" / operator.label / entry.label / f"{image_id}-s{seed}.png")
+            if i in traced:
+                writer.png(traced[i], out / "images" / operator.label / entry.label / "trace" / f"{image_id}-s{seed}.png")
         else:
             row.update(psnr=math.nan, ssim=math.nan, lpips=math.nan, status="failed",
                        error=error or "solver returned non-finite values")

@@ -1,4 +1,7 @@
-"""Figure grids: one PNG per operator; rows = images, columns = truth, measurement, one per solver."""
+"""Figure grids: one PNG per operator; rows = images, columns = truth, measurement, one per solver.
+
+With the strips of `bench run --trace K`, also trace-<operator>.png: how each solver's x0_hat converges.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -52,4 +55,33 @@ def write_grids(run_dir: str | Path, max_images: int = 8) -> list[Path]:
         target = run_dir / f"grid-{operator_label}.png"
         atomic_write(target, lambda partial: grid.save(partial, format="PNG"))
         written.append(target)
+        trace = _trace_figure(run_dir, operator_label, [s["label"] for s in config["solvers"]], ids, seed, scale)
+        if trace is not None:
+            written.append(trace)
     return written
+
+
+def _trace_figure(run_dir: Path, operator_label: str, solvers: list[str], ids: list[str], seed: int,
+                  scale: int) -> Path | None:
+    """trace-<operator>.png from the strips `bench run --trace K` saved: one row per (solver, image), x0_hat
+    at steps 0, K, 2K, ... and the last, left to right. None when the run saved no strip."""
+    strips = [(f"{solver} {image_id}"[:18], run_dir / "images" / operator_label / solver / "trace" /
+               f"{image_id}-s{seed}.png") for solver in solvers for image_id in ids]
+    strips = [(label, path) for label, path in strips if path.is_file()]
+    if not strips:
+        return None
+    sizes = []
+    for _, path in strips:
+        with Image.open(path) as img:
+            sizes.append((img.width * scale, img.height * scale))
+    width, height = max(w for w, _ in sizes), max(h for _, h in sizes)
+    figure = Image.new("RGB", (LABEL_W + width, LABEL_H + len(strips) * (height + PAD)), "white")
+    draw, font = ImageDraw.Draw(figure), ImageFont.load_default()
+    draw.text((LABEL_W + 2, 3), "x0_hat, first step to last", fill="black", font=font)
+    for r, ((label, path), size) in enumerate(zip(strips, sizes)):
+        top = LABEL_H + r * (height + PAD)
+        draw.text((2, top + height // 2 - 6), label, fill="black", font=font)
+        figure.paste(_open_cell(path, size), (LABEL_W, top))
+    target = run_dir / f"trace-{operator_label}.png"
+    atomic_write(target, lambda partial: figure.save(partial, format="PNG"))
+    return target

@@ -37,6 +37,14 @@ class Solver:
     def params(cls) -> list[Param]:
         return dataclass_params(cls)
 
+    def report_step(self, t: int, x_t: Tensor, x0_hat: Tensor) -> None:
+        """Hand one step (its time, x_t and x0_hat, model units) to the hook a caller may have set as
+        `solver.step_hook` (`bench run --trace K` does; k-diffusion's `callback` is the model). Diffusion
+        solvers call it once per step; without a hook it does nothing."""
+        hook = self.__dict__.get("step_hook")
+        if hook is not None:
+            hook(t, x_t.detach(), x0_hat.detach())
+
     def __post_init__(self) -> None:
         """Every field checked against its type, range and choices, however the solver was made."""
         for p in self.params():

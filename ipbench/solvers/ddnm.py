@@ -54,6 +54,7 @@ class DDNM(Solver):
             else:  # c = 0: a noiseless step has no noise to hide amplified measurement noise in
                 correction, injected = torch.zeros_like(x0_img), 0.0
             x0 = to_model(x0_img - correction)  # range space from y, null space from x0_hat
+            self.report_step(t, x, x0)
             noise_std = max(s_t**2 - (c_x0 * injected) ** 2, 0.0) ** 0.5 if exact else s_t
             x = ddim_step(x, x0, ab, ab_prev, self.eta, generators, noise_std)
         return to_image(x)

@@ -35,4 +35,5 @@ class IterativeDenoising(Solver):
     def solve(self, y: Tensor, op: Physics, model: ScoreModel, generators: Sequence[torch.Generator]) -> Tensor:
         t0 = time_for_sigma(model.alphas_cumprod, noise_level(op)) if self.t is None else self.t
         x = diffuse_measurement(back_project(op, y), float(model.alphas_cumprod[t0]))  # y as a sample of x_t0
-        return to_image(reverse_process(model, x, t0, self.steps, self.eta, generators, self.clip))
+        return to_image(reverse_process(model, x, t0, self.steps, self.eta, generators, self.clip,
+                                                on_step=self.report_step))

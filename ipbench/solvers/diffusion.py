@@ -16,6 +16,7 @@ from ipbench.models.base import ScoreModel, timesteps, tweedie_x0
 from ipbench.solvers.base import randn_per_image
 
 X0Hook = Callable[[Tensor, int], Tensor]
+StepHook = Callable[[int, Tensor, Tensor], None]  # (t, x_t, x0_hat): Solver.report_step
 
 
 def timestep_schedule(t_start: int, steps: int) -> list[int]:
@@ -64,15 +65,19 @@ def ddim_step(x_t: Tensor, x0: Tensor, ab_t: float, ab_prev: float, eta: float,
 
 
 def reverse_process(model: ScoreModel, x: Tensor, t_start: int, steps: int, eta: float,
-                    generators: Sequence[torch.Generator], clip: bool, x0_hook: X0Hook | None = None) -> Tensor:
+                    generators: Sequence[torch.Generator], clip: bool, x0_hook: X0Hook | None = None,
+                    on_step: StepHook | None = None) -> Tensor:
     """Run the reverse process from x = x_{t_start} to x_0 on `steps` strided times.
 
-    `x0_hook(x0_hat, t)` may replace x0_hat before each step (DDNM's range-null projection does).
+    `x0_hook(x0_hat, t)` may replace x0_hat before each step (DDNM's range-null projection does);
+    `on_step(t, x_t, x0_hat)` is told each step (a solver passes its `report_step`).
     """
     for t, ab, ab_prev in reverse_grid(model, t_start, steps):
         x0 = predict_x0(model, x, t, ab, clip)
         if x0_hook is not None:
             x0 = x0_hook(x0, t)
+        if on_step is not None:
+            on_step(t, x, x0)
         x = ddim_step(x, x0, ab, ab_prev, eta, generators)
     return x
 

@@ -55,6 +55,7 @@ class DPS(Solver):
                 residual = op.A(to_image(x0)) - y
                 loss = residual.flatten(1).square().sum(1)  # ||y - A(x0_hat)||^2 per image
                 (grad,) = torch.autograd.grad(loss.sum(), x)  # images are independent: per-image grads
+            self.report_step(t, x, x0)
             x_prev = ddim_step(x.detach(), x0.detach(), ab, ab_prev, self.eta, generators)  # lines 5-7
             size = per_image_norm(grad if self.normalize == "grad" else residual.detach())
             x = x_prev - self.zeta / size.clamp_min(1e-12) * grad  # line 8

@@ -55,6 +55,7 @@ class ScoreALD(Solver):
                 (grad,) = torch.autograd.grad(misfit, x_var)  # A may be any differentiable operator
             score_y = -grad / (2 * (sigma_y**2 + gamma**2))
             x0 = predict_x0(model, x, t, ab, clip=False)  # the one network evaluation
+            self.report_step(t, x, x0)
             if self.weighting == "ddpm":
                 x0 = x0 + (1 - ab) / ab ** 0.5 * score_y  # Tweedie with the posterior score
             x = ddim_step(x, x0.clamp(-1, 1) if self.clip else x0, ab, ab_prev, self.eta, generators)

@@ -39,4 +39,5 @@ class SDEdit(Solver):
         guide = to_model(back_project(op, y))
         z = randn_per_image(guide.shape, generators, guide.device, guide.dtype)
         x = ab ** 0.5 * guide + (1 - ab) ** 0.5 * z  # Algorithm 1, line 2
-        return to_image(reverse_process(model, x, self.t0, self.steps, self.eta, generators, self.clip))
+        return to_image(reverse_process(model, x, self.t0, self.steps, self.eta, generators, self.clip,
+                                                on_step=self.report_step))
