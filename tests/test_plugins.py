@@ -54,6 +54,8 @@ def test_a_plugin_without_dataclass_imports_its_neighbour_and_has_its_field(tmp_
     assert [p.name for p in SOLVERS.get("plug-a").params()] == ["weight"]
     rows = [json.loads(line) for line in (tmp_path / "run" / "rows.jsonl").read_text().splitlines()]
     assert {r["solver.weight"] for r in rows} == {0.25}
+    code = json.loads((tmp_path / "run" / "run.json").read_text())["code"]["solver plug-a"]
+    assert code["file"] == str(plugin) and len(code["sha256"]) == 16
 
 
 def test_editing_a_plugin_never_resumes_on_the_old_numbers(tmp_path, small_model_path, monkeypatch):

@@ -26,7 +26,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from ipbench.benchmark.shard import Shard
-from ipbench.benchmark.spec import RunSpec, SolverEntry, without_code
+from ipbench.benchmark.spec import RunSpec, SolverEntry, code_files, without_code
 from ipbench.benchmark.trace import TRACE_IMAGES, StepTrace
 from ipbench.benchmark.writer import BackgroundWriter
 from ipbench.data import ImageSet, load_images
@@ -300,6 +300,7 @@ def _prepare_folder(out: Path, spec: RunSpec, images: ImageSet, model: ScoreMode
                   "num_timesteps": model.num_timesteps},
         "images": {"source": images.source, "ids": images.ids, "skipped": images.skipped, "sha256": hashes},
         "device": describe_device(device),
+        "code": code_files(spec),
         "batch_size": batch_size,
         "acceleration": dataclasses.asdict(acceleration),
         "versions": {name: _version(name) for name in ("torch", "deepinv", "lpips", "numpy", "pandas")}

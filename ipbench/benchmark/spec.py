@@ -79,6 +79,20 @@ class RunSpec:
         return Path("runs") / f"{solvers}_{operators}_{digest}"
 
 
+def code_files(spec: RunSpec) -> dict[str, dict[str, str | None]]:
+    """For run.json: the file (and its fingerprint) that defines each solver and operator of `spec`, by label;
+    a plugin's path shows here (the run's identity holds the fingerprints only, so that machines agree)."""
+    def describe(obj: Any) -> dict[str, str | None]:
+        try:
+            path = inspect.getsourcefile(obj)
+        except TypeError:
+            path = None
+        return {"file": path, "sha256": code_fingerprint(obj)}
+
+    return {**{f"solver {s.label}": describe(type(s.solver)) for s in spec.solvers},
+            **{f"operator {o.label}": describe(OPERATORS.get(o.name).make) for o in spec.operators}}
+
+
 def code_fingerprint(obj: Any) -> str | None:
     """sha256 (16 hex digits) of the file that defines `obj` (a solver class, an operator factory), so
     that editing a solver's or a plugin's code makes a new run instead of resuming on the old numbers;
