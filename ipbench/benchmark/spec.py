@@ -83,27 +83,27 @@ def code_files(spec: RunSpec) -> dict[str, dict[str, str | None]]:
     """For run.json: the file (and its fingerprint) that defines each solver and operator of `spec`, by label;
     a plugin's path shows here (the run's identity holds the fingerprints only, so that machines agree)."""
     def describe(obj: Any) -> dict[str, str | None]:
-        try:
-            path = inspect.getsourcefile(obj)
-        except TypeError:
-            path = None
-        return {"file": path, "sha256": code_fingerprint(obj)}
+        return {"file": _source_file(obj), "sha256": code_fingerprint(obj)}
 
     return {**{f"solver {s.label}": describe(type(s.solver)) for s in spec.solvers},
             **{f"operator {o.label}": describe(OPERATORS.get(o.name).make) for o in spec.operators}}
 
 
-def code_fingerprint(obj: Any) -> str | None:
-    """sha256 (16 hex digits) of the file that defines `obj` (a solver class, an operator factory), so
-    that editing a solver's or a plugin's code makes a new run instead of resuming on the old numbers;
-    None where there is no source file (code typed at a prompt)."""
+def _source_file(obj: Any) -> str | None:
+    """The file that defines `obj`, or None (code typed at a prompt, a builtin)."""
     try:
         path = inspect.getsourcefile(obj)
     except TypeError:
         return None
-    if path is None or not Path(path).is_file():
-        return None
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    return path if path is not None and Path(path).is_file() else None
+
+
+def code_fingerprint(obj: Any) -> str | None:
+    """sha256 (16 hex digits) of the file that defines `obj` (a solver class, an operator factory), so
+    that editing a solver's or a plugin's code makes a new run instead of resuming on the old numbers;
+    None where there is no source file."""
+    path = _source_file(obj)
+    return None if path is None else hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def without_code(config: dict[str, Any]) -> dict[str, Any]:
