@@ -53,6 +53,7 @@ CONVENTIONS = {
     "compile_seconds": "torch.compile warm-up for new batch shapes met during that solver call, per image as seconds",
     "nfe": "score-network evaluations per image",
     "clamped": "fraction of a reconstruction's pixels outside [0, 1], clamped to it before scoring and saving",
+    "clamped_max": "the largest distance of a reconstruction's pixel outside [0, 1] (image units)",
 }  # run.json adds "metrics" and "metric_summary": the conventions of the metrics the run computes
 
 
@@ -242,7 +243,8 @@ def _solve_and_score(entry: SolverEntry, operator: Operator, seed: int, ids: Seq
     if x_hat is not None and error is None:
         x_hat = x_hat.detach().to(torch.float32)  # metrics and PNGs take float32 in [0, 1]
         finite = torch.isfinite(x_hat).flatten(1).all(dim=1)
-        clamped = ((x_hat < 0) | (x_hat > 1)).flatten(1).float().mean(1).tolist()  # reported, not hidden
+        outside = (x_hat.clamp(max=0).neg() + (x_hat - 1).clamp(min=0)).flatten(1)  # distance outside [0, 1]
+        clamped, clamped_max = (outside > 0).float().mean(1).tolist(), outside.amax(1).tolist()  # reported
         x_hat = torch.where(finite.view(-1, 1, 1, 1), x_hat, torch.zeros_like(x_hat)).clamp(0, 1)
         metrics = {k: v.tolist() for k, v in compute_metrics(x_hat, x, spec.metrics).items()}
     traced = dict(zip(tracer.positions, tracer.strips())) if tracer is not None else {}  # position -> strip
@@ -250,10 +252,12 @@ def _solve_and_score(entry: SolverEntry, operator: Operator, seed: int, ids: Seq
         row = {"solver": entry.label, "image": image_id, **base, "seconds": seconds,
                "compile_seconds": compile_seconds, "nfe": model.images // len(ids)}
         if error is None and bool(finite[i]):
-            row.update({k: float(v[i]) for k, v in metrics.items()}, clamped=clamped[i], status="ok")
+            row.update({k: float(v[i]) for k, v in metrics.items()}, clamped=clamped[i], clamped_max=clamped_max[i],
+                       status="ok")
             writer.png(x_hat[i], out / "images" / operator.label / entry.label / f"{image_id}-s{seed}.png")
             if i in traced:
-                writer.png(traced[i], out / "images" / operator.label / entry.label / "trace" / f"{image_id}-s{seed}.png")
+                trace_file = out / "images" / operator.label / entry.label / "trace" / f"{image_id}-s{seed}.png"
+                writer.png(traced[i], trace_file)
         else:
             row.update(psnr=math.nan, ssim=math.nan, lpips=math.nan, status="failed",
                        error=error or "solver returned non-finite values")

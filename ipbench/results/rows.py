@@ -107,7 +107,7 @@ def read_run_json(run_dir: str | Path) -> dict[str, Any]:
 def load_rows(run_dir: str | Path) -> pd.DataFrame:
     """The rows of a run as a DataFrame (metrics as floats)."""
     frame = pd.DataFrame(run_rows(run_dir))
-    for col in (*METRICS, "seconds", "compile_seconds", "clamped"):
+    for col in (*METRICS, "seconds", "compile_seconds", "clamped", "clamped_max"):
         if col in frame:
             frame[col] = pd.to_numeric(frame[col], errors="coerce")
     return frame

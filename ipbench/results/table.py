@@ -35,8 +35,14 @@ def summarize(rows: pd.DataFrame, solver_order: list[str] | None = None, operato
                                 "n": int(len(values)), "failed": int(len(cell) - len(ok)),
                                 "seconds": float(ok["seconds"].mean()) if len(ok) else math.nan,
                                 "nfe": float(ok["nfe"].mean()) if len(ok) else math.nan,
-                                "clamped": float(ok["clamped"].fillna(0).mean()) if "clamped" in ok and len(ok) else 0.0})
+                                "clamped": _column(ok, "clamped").mean() if len(ok) else 0.0,
+                                "clamped_max": _column(ok, "clamped_max").max() if len(ok) else 0.0})
     return pd.DataFrame.from_records(records)
+
+
+def _column(rows: pd.DataFrame, name: str) -> pd.Series:
+    """A numeric column of the rows, zeros where it is missing (rows written before it existed)."""
+    return rows[name].fillna(0).astype(float) if name in rows else pd.Series(0.0, index=rows.index)
 
 
 def with_fid(summary: pd.DataFrame, run_dir: Path, rows: pd.DataFrame, device: torch.device) -> pd.DataFrame:
@@ -88,8 +94,10 @@ def _clamped_note(summary: pd.DataFrame) -> str:
     """Which solvers returned pixels outside [0, 1] (clamped before scoring), with the mean fraction."""
     if "clamped" not in summary or not (summary["clamped"] > 0).any():
         return ""
-    per_solver = summary.groupby("solver", sort=False)["clamped"].mean()
-    parts = [f"{solver} {100 * value:.2g}%" for solver, value in per_solver.items() if value > 0]
+    by_solver = summary.groupby("solver", sort=False)
+    share, reach = by_solver["clamped"].mean(), by_solver["clamped_max"].max()
+    parts = [f"{solver} {100 * share[solver]:.2g}% (by up to {reach[solver]:.2g})" for solver in share.index
+             if share[solver] > 0]
     return "Pixels outside [0, 1], clamped before scoring: " + ", ".join(parts) + ". "
 
 
