@@ -273,26 +273,7 @@ def _prepare_folder(out: Path, spec: RunSpec, images: ImageSet, model: ScoreMode
     config = spec.config()
     hashes = {image_id: image_hash(image) for image_id, image in zip(images.ids, images.images)}
     if meta_path.exists():
-        previous = read_run_json(out)
-        now = json.loads(json.dumps(config))
-        if previous.get("config") != now:
-            if without_code(previous.get("config", {})) == without_code(now):
-                changed = [t["label"] for t in now["solvers"] + now["operators"]
-                           if t not in previous["config"]["solvers"] + previous["config"]["operators"]]
-                raise UsageError(f"--out {out}: the code of {', '.join(changed)} changed since these rows were "
-                                 "computed (a solver or plugin file was edited); choose another --out for new rows, "
-                                 "or restore the file to add to the old ones")
-            raise UsageError(f"--out {out}: the folder holds a different run (see its run.json); choose another --out")
-        known = previous.get("images", {}).get("sha256", {})
-        changed = [i for i in images.ids if i in known and known[i] != hashes[i]]
-        if changed:
-            raise UsageError(f"--out {out}: image {changed[0]!r} differs from the one its rows were computed on "
-                             f"({len(changed)} changed); use another --out, or delete the folder to recompute")
-        ids = list(previous.get("images", {}).get("ids", []))
-        if set(images.ids) - set(ids) or not known:  # new images, or a run.json from before content hashes
-            previous["images"] = {**previous.get("images", {}), "ids": ids + [i for i in images.ids if i not in ids],
-                                  "sha256": {**hashes, **known}}
-            atomic_write_text(meta_path, json.dumps(previous, indent=2, default=str) + "\n")
+        _check_resume(out, read_run_json(out), json.loads(json.dumps(config)), images.ids, hashes)
         return
     out.mkdir(parents=True, exist_ok=True)
     meta = {
@@ -314,6 +295,30 @@ def _prepare_folder(out: Path, spec: RunSpec, images: ImageSet, model: ScoreMode
     }
     # Shards started together may all get here: each writes whole, the last one stays.
     atomic_write_text(meta_path, json.dumps(meta, indent=2, default=str) + "\n")
+
+
+def _check_resume(out: Path, previous: dict[str, Any], config: dict[str, Any], ids: list[str],
+                  hashes: dict[str, str]) -> None:
+    """Refuse to resume into a folder whose run differs (config, code, or an image's content); add images
+    new to the run to its run.json, so that run.json describes the rows on disk."""
+    if previous["config"] != config:
+        if without_code(previous["config"]) == without_code(config):
+            changed = [t["label"] for t in config["solvers"] + config["operators"]
+                       if t not in previous["config"]["solvers"] + previous["config"]["operators"]]
+            raise UsageError(f"--out {out}: the code of {', '.join(changed)} changed since these rows were "
+                             "computed (a solver or plugin file was edited); choose another --out for new rows, "
+                             "or restore the file to add to the old ones")
+        raise UsageError(f"--out {out}: the folder holds a different run (see its run.json); choose another --out")
+    known = previous["images"].get("sha256", {})
+    changed = [i for i in ids if i in known and known[i] != hashes[i]]
+    if changed:
+        raise UsageError(f"--out {out}: image {changed[0]!r} differs from the one its rows were computed on "
+                         f"({len(changed)} changed); use another --out, or delete the folder to recompute")
+    listed = list(previous["images"]["ids"])
+    if set(ids) - set(listed) or not known:  # new images, or a run.json from before content hashes
+        previous["images"] = {**previous["images"], "ids": listed + [i for i in ids if i not in listed],
+                              "sha256": {**hashes, **known}}
+        atomic_write_text(out / "run.json", json.dumps(previous, indent=2, default=str) + "\n")
 
 
 def image_hash(image: Tensor) -> str:

@@ -11,7 +11,6 @@ from typing import Any
 
 from ipbench.benchmark.suite_schema import check_suite
 from ipbench.errors import UsageError, first_line
-from ipbench.models.acceleration import PRECISIONS
 from ipbench.operators import OPERATORS, Operator
 from ipbench.results.metric_registry import DEFAULT_METRICS, metric_names
 from ipbench.solvers import SOLVERS, Solver
@@ -252,7 +251,7 @@ def load_suite(path: str | Path) -> RunSpec:
                    images=data.get("images"), num_images=data.get("num_images"),
                    seeds=list(seeds) if isinstance(seeds, list) else [seeds],
                    reference=[dict(r) for r in data.get("reference", [])],
-                   precision=_precision(data.get("precision"), path),
+                   precision=data.get("precision"),
                    metrics=metric_names(data.get("metrics", list(DEFAULT_METRICS)), f"--config {path}: metrics"))
 
 
@@ -262,12 +261,6 @@ def _in_suite(path: Path, build: Any, *args: Any) -> Any:
         return build(*args)
     except UsageError as exc:
         raise UsageError(f"--config {path}: {exc}") from None
-
-
-def _precision(value: Any, path: Path) -> str | None:
-    if value is not None and value not in PRECISIONS:
-        raise UsageError(f"--config {path}: precision = {value!r}; valid: {', '.join(PRECISIONS)}")
-    return value
 
 
 def _unique(names: list[str], where: str) -> list[str]:

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from ipbench.errors import UsageError
+from ipbench.models.acceleration import PRECISIONS
 
 TOP_LEVEL = {"model": "a string", "images": "a string", "num_images": "an integer >= 1", "seeds": "a list of integers",
-             "title": "a string", "notes": "a string", "precision": "a string", "metrics": "a list of metric names",
+             "title": "a string", "notes": "a string", "precision": "fp32 or bf16", "metrics": "a list of metric names",
              "solver": "[[solver]] tables", "operator": "[[operator]] tables", "reference": "[[reference]] tables"}
 REFERENCE_KEYS = {"solver": str, "operator": str, "metric": str, "value": (int, float)}  # required
 REFERENCE_OPTIONAL = {"source": str, "verified": bool}
@@ -36,7 +37,9 @@ def check_suite(data: dict[str, Any], path: Path) -> None:
         if not ok:
             raise UsageError(f"{where}: {key} = {data[key]!r}; expected {TOP_LEVEL[key]}")
 
-    for key in ("model", "images", "title", "notes", "precision"):
+    if "precision" in data and (not isinstance(data["precision"], str) or data["precision"] not in PRECISIONS):
+        raise UsageError(f"{where}: precision = {data['precision']!r}; valid: {', '.join(PRECISIONS)}")
+    for key in ("model", "images", "title", "notes"):
         if key in data:
             expect(key, isinstance(data[key], str) and (key not in ("model", "images") or bool(data[key].strip())))
     if "num_images" in data:
