@@ -194,7 +194,8 @@ def list_command(plugins: tuple[str, ...]) -> None:
 @click.option("--solver", required=True, metavar="NAME", help="The solver to check (a registered name).")
 @click.option("--op", "operators", multiple=True, metavar="NAME",
               help="Operators to check it on (repeatable) [default: every built-in one that needs no file].")
-@click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="Set one of its fields (repeatable).")
+@click.option("--param", "params", multiple=True, metavar="[TARGET.]NAME=VALUE",
+              help="Set a field of the solver or a parameter of the operators, as in bench run (repeatable).")
 @plugin_option
 @user_errors
 def check_command(solver: str, operators: tuple[str, ...], params: tuple[str, ...], plugins: tuple[str, ...]) -> None:
@@ -207,7 +208,9 @@ def check_command(solver: str, operators: tuple[str, ...], params: tuple[str, ..
     spec = build_spec([solver], list(operators or CONTRACT_OPERATORS), list(params))
     entry = spec.solvers[0]
     click.echo(f"checking {entry.label} ({', '.join(f'{k}={v}' for k, v in entry.solver.hyperparameters().items())})")
-    checks = check_solver(entry.solver, entry.label, [o.name for o in spec.operators], log=click.echo)
+    for operator in spec.operators:
+        click.echo(f"  on {operator.label} ({', '.join(f'{k}={v}' for k, v in operator.params.items())})")
+    checks = check_solver(entry.solver, entry.label, spec.operators, log=click.echo)
     failed = [c for c in checks if not c.passed]
     click.echo(f"{len(checks) - len(failed)} passed, {len(failed)} failed")
     if failed:

@@ -87,3 +87,12 @@ def test_each_defect_fails_with_its_reason(tmp_path, name):
     assert failed and all(what in line for line in failed[:1]), result.output
     assert any(reason in line for line in failed), result.output
     assert re.search(r"^\d+ passed, [1-9]\d* failed$", result.output, re.M)
+
+
+def test_operator_parameters_reach_the_checks():
+    """--param sets the operators' parameters too: tweedie is the exact posterior mean for denoising at
+    whatever sigma_y it is checked on, so its ratio is 1."""
+    result = CliRunner().invoke(cli, ["check", "--solver", "tweedie", "--op", "denoise", "--param", "sigma_y=0.1"])
+    assert result.exit_code == 0, result.output
+    assert "on denoise (sigma_y=0.1)" in result.output
+    assert "R = MSE / MMSE = 1.000" in result.output

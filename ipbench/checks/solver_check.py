@@ -45,15 +45,17 @@ class Check:
     detail: str
 
 
-def check_solver(solver: Solver, label: str, operators: Sequence[str] = CONTRACT_OPERATORS,
+def check_solver(solver: Solver, label: str, operators: Sequence[Operator] | None = None,
                  log: Callable[[str], None] = print) -> list[Check]:
-    """Every contract and ground-truth check of `solver` on `operators` (registered operator names)."""
+    """Every contract and ground-truth check of `solver` on `operators` (with their parameters; by default
+    CONTRACT_OPERATORS at their defaults)."""
+    operators = [Operator.create(o) for o in CONTRACT_OPERATORS] if operators is None else list(operators)
     model = gt.fit_model()
     checks = []
-    for name in operators:
-        checks += contract(solver, label, Operator.create(name), model)
-    for name in [o for o in operators if o in TRUTH_OPERATORS]:
-        checks.append(ground_truth(solver, label, name, model))
+    for operator in operators:
+        checks += contract(solver, label, operator, model)
+    for operator in [o for o in operators if o.name in TRUTH_OPERATORS]:
+        checks.append(ground_truth(solver, label, operator, model))
     for check in checks:
         log(f"{'PASS' if check.passed else 'FAIL'}  {check.what:<16} {check.operator:<15} {check.detail}")
     return checks
@@ -113,14 +115,15 @@ def contract(solver: Solver, label: str, operator: Operator, prior: GaussianScor
     return checks
 
 
-def ground_truth(solver: Solver, label: str, operator: str, prior: GaussianScoreModel) -> Check:
+def ground_truth(solver: Solver, label: str, operator: Operator, prior: GaussianScoreModel) -> Check:
     """R = MSE / MMSE on exact-posterior problems, with the bound R >= 1 - 3 SE and references beside it."""
-    problem = gt.make_problem(prior, operator, operator, {}, TRUTH_IMAGES, 0)
+    problem = gt.make_problem(prior, operator.label, operator.name, operator.params, TRUTH_IMAGES, 0)
+    op = operator.label
     start = time.perf_counter()
     try:
         score = gt.run_solver(label, solver, problem, prior)
     except Exception as exc:
-        return Check("ground-truth", operator, False, f"raised {type(exc).__name__}: {exc}")
+        return Check("ground-truth", op, False, f"raised {type(exc).__name__}: {exc}")
     references = []
     for name in REFERENCES:
         if name != getattr(solver, "name", None):
@@ -128,11 +131,11 @@ def ground_truth(solver: Solver, label: str, operator: str, prior: GaussianScore
             references.append(f"{name} {ref.ratio:.2f}")
     seconds = time.perf_counter() - start
     if score.finite < score.n:
-        return Check("ground-truth", operator, False, f"{score.n - score.finite} of {score.n} reconstructions "
+        return Check("ground-truth", op, False, f"{score.n - score.finite} of {score.n} reconstructions "
                      f"diverged (beyond {gt.DIVERGED:g} image units)")
     beats = score.ratio < 1 - 3 * score.se
     detail = (f"R = MSE / MMSE = {score.ratio:.3f} +- {score.se:.3f} over {score.n} images "
               f"(built-in: {', '.join(references)}; {seconds:.1f} s)")
     if beats:
         detail += "; below the exact posterior mean's error: the solver used more than y (the truth?)"
-    return Check("ground-truth", operator, not beats, detail)
+    return Check("ground-truth", op, not beats, detail)
