@@ -70,7 +70,8 @@ def register_solver(cls: type[Solver]) -> type[Solver]:
     if not (isinstance(cls, type) and issubclass(cls, Solver)):
         raise UsageError(f"register_solver: {cls!r} is not a subclass of ipbench.Solver")
     if not isinstance(getattr(cls, "name", None), str) or not cls.name:
-        raise UsageError(f"register_solver: {cls.__name__} needs a class attribute `name = \"...\"` (its --solver name)")
+        raise UsageError(f"register_solver: {cls.__name__} needs a class attribute `name = \"...\"` "
+                         "(its --solver name)")
     if "__dataclass_fields__" not in cls.__dict__:
         cls = dataclass(cls)
     return SOLVERS.add(cls.name, cls, cls.aliases)

@@ -13,7 +13,7 @@ generator, so results do not depend on the batch.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -59,9 +59,9 @@ class DeepinvDPSSolver(Solver):
     name = "deepinv-dps"
     num_steps: int = param(1000, range=Range(2))
     weight: float = param(1.0, range=NON_NEGATIVE)
-    guidance: str = field(default="norm", metadata={"choices": ("norm", "annealed")})
-    step: str = field(default="deepinv", metadata={"choices": ("deepinv", "paper")})
-    dtype: str = field(default="float64", metadata={"choices": ("float64", "float32")})  # deepinv's default: float64
+    guidance: str = param("norm", choices=("norm", "annealed"))
+    step: str = param("deepinv", choices=("deepinv", "paper"))
+    dtype: str = param("float64", choices=("float64", "float32"))  # deepinv's default: float64
 
     def solve(self, y: Tensor, op: Physics, model: ScoreModel, generators: Sequence[torch.Generator]) -> Tensor:
         denoiser = ScoreModelDenoiser(model)

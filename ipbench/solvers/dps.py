@@ -16,7 +16,7 @@ short (the paper uses 1000); clipping as the DPS code does.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -42,7 +42,7 @@ class DPS(Solver):
     name = "dps"
     steps: int = param(100, range=AT_LEAST_ONE)  # strided reverse steps from T-1 (the paper: 1000)
     zeta: float = param(1.0, range=NON_NEGATIVE)
-    normalize: str = field(default="grad", metadata={"choices": ("grad", "residual")})
+    normalize: str = param("grad", choices=("grad", "residual"))
     eta: float = param(1.0, range=UNIT)  # 1 = DDPM ancestral step as in the paper, 0 = DDIM
     clip: bool = True  # clip x0_hat to [-1, 1], as the DPS code does
 

@@ -17,7 +17,7 @@ No network gradient is needed: one evaluation per step.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -40,7 +40,7 @@ class ScoreALD(Solver):
     steps: int = param(100, range=AT_LEAST_ONE)  # strided reverse steps from T-1
     # likelihood annealing std (image units); None = sqrt((1 - ab_t) / ab_t) / 2
     gamma: float | None = param(None, range=POSITIVE)
-    weighting: str = field(default="ddpm", metadata={"choices": ("ddpm", "unit")})
+    weighting: str = param("ddpm", choices=("ddpm", "unit"))
     eta: float = param(1.0, range=UNIT)
     clip: bool = True
 
