@@ -169,6 +169,7 @@ def list_command(plugins: tuple[str, ...]) -> None:
         click.echo(f"  {name}{aliases(SOLVERS, name)}: {doc}")
         for p in cls.params():
             click.echo(f"      {p.describe()}")
+        click.echo(f"      {_support(cls)}")
     click.echo("Operators (--op NAME):")
     for name in OPERATORS:
         factory = OPERATORS.get(name)
@@ -188,6 +189,29 @@ def list_command(plugins: tuple[str, ...]) -> None:
     click.echo("Metrics (every row has psnr, ssim and lpips; --metric NAME adds another):")
     for name, summary in METRIC_SUMMARY.items():
         click.echo(f"  {name}: {summary}")
+
+
+def _support(solver_class: Any) -> str:
+    """Which built-in operators a solver applies to at its defaults (Solver.unsupported on 3 x 32 x 32 images)."""
+    import torch
+
+    from ipbench.operators import OPERATORS, Operator
+
+    like = torch.zeros(2, 3, 32, 32)
+    generators = [torch.Generator().manual_seed(i) for i in range(2)]
+    solver, not_on = solver_class.create(), []
+    for name in OPERATORS:
+        try:
+            physics = Operator.create(name).build(like.shape[1:], generators, like.device)
+        except UsageError:  # needs a parameter (a mask file): not decidable here
+            continue
+        try:
+            reason = solver.unsupported(physics, like)
+        except Exception as exc:  # a plugin's broken check: say so, and list the rest
+            reason = f"its check raised {first_line(exc)}"
+        if reason is not None:
+            not_on.append(f"{name} ({reason})")
+    return "applies to: every operator" if not not_on else "does not apply to: " + "; ".join(not_on)
 
 
 @cli.command("check")

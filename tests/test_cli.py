@@ -75,6 +75,19 @@ def test_list_shows_every_operator_with_parameters(invoke):
         assert text in result.output, text
 
 
+def test_list_shows_where_each_solver_applies(invoke):
+    from tests.plugins import flaky_solvers  # noqa: F401  (registers masks-only and broken-check, once per process)
+
+    result = invoke("list")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[lines.index("  masks-only: Applies to inpainting only (it declares so); back-projects.") + 1] == \
+        "      does not apply to: deblur-gauss (needs a mask, got Blur); deblur-motion (needs a mask, got Blur); " \
+        "denoise (needs a mask, got Denoising); sr (needs a mask, got Downsampling)"
+    assert "deblur-gauss (its check raised ValueError: cannot tell)" in result.output  # a broken check, no traceback
+    assert "      applies to: every operator" in lines  # the solvers that declare nothing
+
+
 @pytest.mark.parametrize("args, fragment", [
     (["--solver", "nope", "--op", "inpaint"], "unknown solver 'nope'; valid: "),
     (["--solver", "blur", "--op", "nope"], "unknown operator 'nope'; valid: "),

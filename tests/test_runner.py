@@ -110,6 +110,37 @@ def test_failures_are_recorded_and_the_run_goes_on(tmp_path, small_model_path):
     assert result.failed == 2 + 2
 
 
+def test_an_unsupported_pair_is_skipped_not_failed_and_shown_as_not_applicable(tmp_path, small_model_path):
+    spec = lambda: _spec(small_model_path, solvers=("masks-only", "broken-check", "tweedie"),  # noqa: E731
+                         ops=("inpaint-random", "deblur"), num_images=3)
+    result = run(spec(), out=tmp_path / "s", batch_size=2, progress=False)
+    rows = {(r["solver"], r["operator"], r["image"]): r for r in _rows(result.out)}
+    skipped = [r for r in rows.values() if r["status"] == "skipped"]
+    assert {(r["solver"], r["operator"]) for r in skipped} == {("masks-only", "deblur-gauss")} and len(skipped) == 3
+    assert skipped[0]["error"] == "needs a mask, got Blur" and skipped[0]["nfe"] == 0
+    assert all(rows[("masks-only", "inpaint-random", i)]["status"] == "ok" for i in ("00-astronaut", "02-chelsea"))
+    assert {r["status"] for k, r in rows.items() if k[0] == "broken-check"} == {"failed"}  # a raising check fails
+    assert "cannot tell" in rows[("broken-check", "deblur-gauss", "00-astronaut")]["error"]
+    assert result.not_applicable == 3 and result.failed == 2 * 3
+
+    table = (result.out / "table.md").read_text() if (result.out / "table.md").exists() else write_tables(result.out)
+    line = next(l for l in table.splitlines() if l.startswith("| masks-only"))
+    assert line.count("n/a") == 4  # deblur PSNR, SSIM, LPIPS and its n (failed) column
+    assert "n/a: the solver does not apply to the operator, not a failure: masks-only on deblur-gauss " \
+           "(needs a mask, got Blur)" in table
+
+    from PIL import Image
+
+    from ipbench.results.grid import write_grids
+
+    write_grids(result.out)  # a grid leaves out the solvers that do not apply to its operator
+    widths = {name: Image.open(result.out / f"grid-{name}.png").width for name in ("inpaint-random", "deblur-gauss")}
+    assert widths["deblur-gauss"] < widths["inpaint-random"]
+
+    again = run(spec(), out=tmp_path / "s", progress=False)  # skipped rows are final; failed ones are retried
+    assert again.rows_written == 6 and again.not_applicable == 0
+
+
 def test_a_folder_holding_another_run_is_refused(tmp_path, small_model_path):
     run(_spec(small_model_path, num_images=1), out=tmp_path / "r", progress=False)
     with pytest.raises(UsageError, match="different run"):

@@ -3,7 +3,8 @@
 Rows are appended as soon as a batch is scored and its images written (benchmark/writer.py does both in
 the background, in order), so an interrupted run loses at most the batch in flight, and a rerun into the
 same folder skips the ok rows it has and retries failed ones. A solver that raises or returns non-finite
-values gets `failed` rows with the error and the run goes on.
+values gets `failed` rows with the error and the run goes on; a solver that does not apply to an operator
+(`Solver.unsupported`) gets `skipped` rows with the reason, which a rerun keeps.
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ from ipbench.params import check_times
 from ipbench.solvers.base import output_problem
 from ipbench.results.metric_registry import METRIC_CONVENTIONS, METRIC_SUMMARY
 from ipbench.results.metrics import compute_metrics, prepare_metrics
-from ipbench.results.rows import RowStore, read_run_json, row_key, run_rows
+from ipbench.results.rows import FINAL, RowStore, read_run_json, row_key, run_rows
 from ipbench.seeding import measurement_generator, solver_generator
 
 CONVENTIONS = {
@@ -63,6 +64,7 @@ class RunResult:
     rows_written: int
     rows_skipped: int
     failed: int
+    not_applicable: int = 0  # rows of (solver, operator) pairs the solver does not support
     retried: int = 0  # rows that had failed in an earlier run and were computed again
     run_missing: int = 0  # rows of the whole run not written yet (other shards still at work)
     device: torch.device = torch.device("cpu")  # where it ran
@@ -148,23 +150,24 @@ def _loop(spec: RunSpec, images: ImageSet, counted: "CountingModel", dev: torch.
     """Every (operator, seed, batch, solver) not yet in the run's rows: measure, solve, score, append."""
     store = RowStore(out / rows_file)
     previous = run_rows(out)  # any shard's rows count: a resumed run never redoes an ok row
-    done = {row_key(r) for r in previous if r.get("status") == "ok"}
+    done = {row_key(r) for r in previous if r.get("status") in FINAL}
     expected = _row_keys(spec, images.ids)
-    retried = len({row_key(r) for r in previous if r.get("status") != "ok"} & expected)  # failed: tried again
+    retried = len({row_key(r) for r in previous if r.get("status") not in FINAL} & expected)  # failed: tried again
     total = len(expected)
     bar = tqdm(total=total, disable=not progress, desc="bench run", unit="row", file=sys.stderr)
     bar.update(len(done & expected))
     with BackgroundWriter() as writer:  # PNGs and rows, in order, while the next batch solves
-        written, failed = _batches(spec, images, counted, dev, out, batch_size, store, done, writer, bar, traced)
+        counts = _batches(spec, images, counted, dev, out, batch_size, store, done, writer, bar, traced)
     bar.close()
-    return RunResult(out, written, total - written, failed, retried=retried)
+    return RunResult(out, counts["written"], total - counts["written"], counts["failed"],
+                     not_applicable=counts["skipped"], retried=retried)
 
 
 def _batches(spec: RunSpec, images: ImageSet, counted: "CountingModel", dev: torch.device, out: Path,
              batch_size: int, store: RowStore, done: set[tuple], writer: BackgroundWriter, bar: tqdm,
-             traced: tuple[set[str], int] | None) -> tuple[int, int]:
-    """The loop itself; returns (rows written, of which failed)."""
-    written = failed = 0
+             traced: tuple[set[str], int] | None) -> dict[str, int]:
+    """The loop itself; returns how many rows it wrote, and of them how many failed and were skipped."""
+    counts = {"written": 0, "failed": 0, "skipped": 0}
     for operator in spec.operators:
         for seed in spec.seeds:
             for start in range(0, len(images), batch_size):
@@ -190,10 +193,11 @@ def _batches(spec: RunSpec, images: ImageSet, counted: "CountingModel", dev: tor
                                             out, writer, tracer)
                     writer.submit(store.append, rows)  # after this batch's images
                     done.update(row_key(r) for r in rows)
-                    written += len(rows)
-                    failed += sum(r["status"] != "ok" for r in rows)
+                    counts["written"] += len(rows)
+                    for status in ("failed", "skipped"):
+                        counts[status] += sum(r["status"] == status for r in rows)
                     bar.update(len(rows))
-    return written, failed
+    return counts
 
 
 def _row_keys(spec: RunSpec, image_ids: Sequence[str]) -> set[tuple[str, ...]]:
@@ -222,6 +226,14 @@ def _solve_and_score(entry: SolverEntry, operator: Operator, seed: int, ids: Seq
     base = {"operator": operator.label, "seed": seed, "model": spec.model,
             **{f"solver.{k}": v for k, v in entry.solver.hyperparameters().items()},
             **{f"operator.{k}": v for k, v in operator.params.items()}}
+    try:
+        reason, status = entry.solver.unsupported(physics, torch.zeros_like(x)), "skipped"
+    except Exception as exc:  # a check that raises is the solver's failure
+        reason, status = f"{type(exc).__name__} in unsupported(): {exc}", "failed"
+    if reason is not None:  # skipped is not a failure: the pair is outside the solver's scope, shown as n/a
+        return [{"solver": entry.label, "image": image_id, **base, "seconds": 0.0, "compile_seconds": 0.0, "nfe": 0,
+                 "psnr": math.nan, "ssim": math.nan, "lpips": math.nan, "status": status, "error": reason}
+                for image_id in ids]
     model.reset()
     synchronize(device)
     compiled_before = model.compile_seconds

@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ipbench.errors import UsageError
 from ipbench.files import atomic_write
-from ipbench.results.rows import read_run_json
+from ipbench.results.rows import read_run_json, run_rows
 
 MIN_CELL = 96  # small images are shown enlarged (nearest) so that pixels stay visible
 PAD, LABEL_H, LABEL_W = 4, 18, 110
@@ -25,6 +25,11 @@ def _open_cell(path: Path, size: tuple[int, int]) -> Image.Image:
         return img.convert("RGB").resize(size, Image.Resampling.NEAREST)
 
 
+def _applicable_pairs(run_dir: Path) -> set[tuple[str, str]]:
+    """(solver, operator) pairs with a row that is not `skipped`: a grid leaves out solvers that do not apply."""
+    return {(r["solver"], r["operator"]) for r in run_rows(run_dir) if r.get("status") != "skipped"}
+
+
 def write_grids(run_dir: str | Path, max_images: int = 8) -> list[Path]:
     """Write grid-<operator>.png for every operator of the run (first seed, first `max_images` images)."""
     run_dir = Path(run_dir)
@@ -37,10 +42,12 @@ def write_grids(run_dir: str | Path, max_images: int = 8) -> list[Path]:
     _, height, width = meta["model"]["image_shape"]
     scale = max(1, -(-MIN_CELL // max(height, width)))
     cell = (width * scale, height * scale)
-    columns = ["truth", "measurement"] + [s["label"] for s in config["solvers"]]
     font = ImageFont.load_default()
     written = []
+    applies = _applicable_pairs(run_dir)
     for operator_label in (o.get("label", o["name"]) for o in config["operators"]):
+        columns = ["truth", "measurement"] + [s["label"] for s in config["solvers"]
+                                              if (s["label"], operator_label) in applies]
         grid = Image.new("RGB", (LABEL_W + len(columns) * (cell[0] + PAD), LABEL_H + len(ids) * (cell[1] + PAD)), "white")
         draw = ImageDraw.Draw(grid)
         for c, name in enumerate(columns):

@@ -72,14 +72,17 @@ class RowStore:
                 os.fsync(f.fileno())
 
 
+FINAL = ("ok", "skipped")  # row statuses a rerun keeps; a `failed` row is computed again
+
+
 def run_rows(run_dir: str | Path) -> list[dict[str, Any]]:
-    """Every row of a run folder, from rows.jsonl and any shard files, once per key: an ok row if there is
-    one (a failed row is retried by a rerun, and its retry supersedes it), else the last failed one."""
+    """Every row of a run folder, from rows.jsonl and any shard files, once per key: an ok (or skipped) row
+    if there is one (a failed row is retried by a rerun, and its retry supersedes it), else the last failed one."""
     rows: dict[tuple, dict[str, Any]] = {}
     for path in sorted(Path(run_dir).glob(ROW_FILES)):
         for row in RowStore(path).read():
             key = row_key(row)
-            if rows.get(key, {}).get("status") != "ok":
+            if rows.get(key, {}).get("status") not in FINAL:
                 rows[key] = row
     return list(rows.values())
 

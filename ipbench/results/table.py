@@ -16,7 +16,8 @@ from ipbench.results.rows import load_rows, read_run_json
 
 def summarize(rows: pd.DataFrame, solver_order: list[str] | None = None, operator_order: list[str] | None = None
               ) -> pd.DataFrame:
-    """Tidy summary: one line per (solver, operator, metric) with mean, std (ddof 1), n ok rows, failed rows."""
+    """Tidy summary: one line per (solver, operator, metric) with mean, std (ddof 1), n ok rows, failed rows
+    and skipped rows (the solver does not apply to the operator)."""
     records = []
     solvers = solver_order or list(dict.fromkeys(rows["solver"]))
     operators = operator_order or list(dict.fromkeys(rows["operator"]))
@@ -27,12 +28,15 @@ def summarize(rows: pd.DataFrame, solver_order: list[str] | None = None, operato
             if cell.empty:
                 continue
             ok = cell[cell["status"] == "ok"]
+            skipped = int((cell["status"] == "skipped").sum())
             for metric in metrics:
                 values = ok[metric].astype(float)
                 records.append({"solver": solver, "operator": operator, "metric": metric,
                                 "mean": values.mean() if len(values) else math.nan,
                                 "std": values.std(ddof=1) if len(values) > 1 else math.nan,
-                                "n": int(len(values)), "failed": int(len(cell) - len(ok)),
+                                "n": int(len(values)), "failed": int(len(cell) - len(ok) - skipped), "skipped": skipped,
+                                "not_applicable": "" if len(ok) or not skipped else
+                                str(cell.loc[cell["status"] == "skipped", "error"].iloc[0]),
                                 "seconds": float(ok["seconds"].mean()) if len(ok) else math.nan,
                                 "nfe": float(ok["nfe"].mean()) if len(ok) else math.nan,
                                 "clamped": _column(ok, "clamped").mean() if len(ok) else 0.0,
@@ -54,7 +58,9 @@ def with_fid(summary: pd.DataFrame, run_dir: Path, rows: pd.DataFrame, device: t
     return pd.concat([summary, pd.DataFrame.from_records(records)], ignore_index=True) if records else summary
 
 
-def _cell(mean: float, std: float, metric: str, latex: bool = False) -> str:
+def _cell(mean: float, std: float, metric: str, latex: bool = False, applies: bool = True) -> str:
+    if not applies:
+        return "n/a"
     if math.isnan(mean):
         return "-"
     d = METRICS[metric].decimals
@@ -65,8 +71,8 @@ def _cell(mean: float, std: float, metric: str, latex: bool = False) -> str:
 def _wide(summary: pd.DataFrame, latex: bool = False) -> tuple[list[str], list[list[str]]]:
     """Header and body of the human-readable table."""
     operators = list(dict.fromkeys(summary["operator"]))
-    counts = summary.groupby(["solver", "operator"])[["n", "failed"]].first()
-    uniform_n = counts["n"].nunique() == 1 and counts["failed"].sum() == 0
+    counts = _applicable(summary).groupby(["solver", "operator"])[["n", "failed"]].first()
+    uniform_n = counts["n"].nunique() <= 1 and counts["failed"].sum() == 0  # n/a cells do not count
     arrow = {"higher": r"$\uparrow$" if latex else "↑", "lower": r"$\downarrow$" if latex else "↓"}
     metrics = list(dict.fromkeys(summary["metric"]))
     header = ["solver"] + [f"{operator} {METRICS[m].label} {arrow[METRICS[m].better]}"
@@ -80,14 +86,37 @@ def _wide(summary: pd.DataFrame, latex: bool = False) -> tuple[list[str], list[l
         for operator in operators:
             for metric in metrics:
                 hit = part[(part["operator"] == operator) & (part["metric"] == metric)]
-                line.append(_cell(hit["mean"].iloc[0], hit["std"].iloc[0], metric, latex) if len(hit) else "-")
+                applies = not len(hit) or not hit["not_applicable"].iloc[0]
+                line.append(_cell(hit["mean"].iloc[0], hit["std"].iloc[0], metric, latex, applies) if len(hit) else "-")
         line += [f"{part['seconds'].mean():.3g}", f"{part['nfe'].mean():.0f}" if not math.isnan(part["nfe"].mean()) else "-"]
         if not uniform_n:
             for operator in operators:
                 hit = part[part["operator"] == operator]
-                line.append(f"{hit['n'].iloc[0]} ({hit['failed'].iloc[0]})" if len(hit) else "-")
+                if len(hit) and hit["not_applicable"].iloc[0]:
+                    line.append("n/a")
+                else:
+                    line.append(f"{hit['n'].iloc[0]} ({hit['failed'].iloc[0]})" if len(hit) else "-")
         body.append(line)
     return header, body
+
+
+def _applicable(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary without its n/a cells (pairs the solver does not apply to)."""
+    if "not_applicable" not in summary:  # a summary from before skipped rows existed
+        return summary
+    return summary[summary["not_applicable"].fillna("") == ""]
+
+
+def _not_applicable_note(summary: pd.DataFrame) -> str:
+    """Which cells are n/a, and why (the solver's own reason, once per reason)."""
+    if "not_applicable" not in summary:
+        return ""
+    cells = summary[summary["not_applicable"].fillna("") != ""].drop_duplicates(["solver", "operator"])
+    by_reason: dict[tuple[str, str], list[str]] = {}
+    for row in cells.itertuples():
+        by_reason.setdefault((row.solver, row.not_applicable), []).append(row.operator)
+    parts = [f"{solver} on {', '.join(ops)} ({reason})" for (solver, reason), ops in by_reason.items()]
+    return ("n/a: the solver does not apply to the operator, not a failure: " + "; ".join(parts) + ". ") if parts else ""
 
 
 def _clamped_note(summary: pd.DataFrame) -> str:
@@ -105,13 +134,13 @@ def caption(run_dir: Path, summary: pd.DataFrame, compile_seconds: float = 0.0) 
     """What the numbers are: model, images, n, the metric conventions, and what s / image leaves out."""
     meta = read_run_json(run_dir)
     metric_meta = meta.get("conventions", {}).get("metric_summary", {})  # "" for a metric it does not describe
-    ns = sorted(set(summary["n"]))
+    ns = sorted(set(_applicable(summary)["n"])) or [0]
     n_text = f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]}..{ns[-1]}"
     seeds = meta["config"]["seeds"]
     return (f"Model `{meta['config']['model']}`, images `{meta['images'].get('source', '?')}`, seeds {seeds}; "
             f"mean ± std over images x seeds ({n_text} per cell). "
             + "".join(f"{METRICS[m].label}: {metric_meta.get(m, '')}. " for m in dict.fromkeys(summary["metric"]))
-            + _clamped_note(summary)
+            + _clamped_note(summary) + _not_applicable_note(summary)
             + "s / image: solver wall time per image"
             + (f" (compiling the network for new batch shapes, {compile_seconds:.0f} s in all, left out)."
                if compile_seconds > 0 else "."))

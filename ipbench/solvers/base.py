@@ -2,7 +2,7 @@
 
 A solver is a dataclass subclass of `Solver` with a `name`, its hyperparameters as typed fields with
 defaults, and one method `solve(y, op, model, generators) -> x_hat` (images in [0, 1]), registered
-with `@register_solver`. `generators` holds one torch.Generator per image of the batch: draw image i's
+with `@register_solver`; `unsupported(op, like)` may say which operators it does not apply to. `generators` holds one torch.Generator per image of the batch: draw image i's
 randomness from generators[i] only (see `randn_per_image`), and take norms per image, so a result
 never depends on the batch it was computed in.
 """
@@ -32,6 +32,12 @@ class Solver:
     def solve(self, y: Tensor, op: Physics, model: ScoreModel, generators: Sequence[torch.Generator]) -> Tensor:
         """Reconstruct x_hat (N, C, H, W) in [0, 1] image units from measurements y."""
         raise NotImplementedError
+
+    def unsupported(self, op: Physics, like: Tensor) -> str | None:
+        """Why this solver does not apply to `op` for images shaped like `like` (zeros, (N, C, H, W), on
+        the run's device), or None if it does. A run records an unsupported pair as `skipped` rows with this
+        reason (shown as n/a), not as a failure; DDRM, for instance, needs an SVD of A."""
+        return None
 
     @classmethod
     def params(cls) -> list[Param]:

@@ -65,3 +65,33 @@ class OddOutput(Solver):
         return {"int": lambda: (x * 255).to(torch.uint8), "bool": lambda: x > 0.5, "complex": lambda: x.to(torch.complex64),
                 "meta": lambda: torch.empty_like(x, device="meta"), "shape": lambda: x[:, :, 1:],
                 "list": lambda: x.tolist(), "float64": lambda: x.double()}[self.kind]()
+
+
+@register_solver
+@dataclass
+class MasksOnly(Solver):
+    """Applies to inpainting only (it declares so); back-projects."""
+
+    name = "masks-only"
+
+    def unsupported(self, op, like):
+        from deepinv.physics import Inpainting
+
+        return None if isinstance(op, Inpainting) else "needs a mask, got " + type(op).__name__
+
+    def solve(self, y, op, model, generators):
+        return back_project(op, y)
+
+
+@register_solver
+@dataclass
+class BrokenCheck(Solver):
+    """Its applicability check raises: a failure of the solver, not a skip."""
+
+    name = "broken-check"
+
+    def unsupported(self, op, like):
+        raise ValueError("cannot tell")
+
+    def solve(self, y, op, model, generators):
+        return back_project(op, y)
