@@ -1,13 +1,17 @@
-"""Speed of the solvers against the bare network (the eager floor) and deepinv's DPS, in one run.
+"""Speed of the solvers against their own floor (the network alone) and deepinv's DPS, in one run.
 
-For one model, one batch of images and one operator it measures, per image and per step:
-  floor           the network's forward + backward w.r.t. x_t alone (what any DPS step must pay), eager
+For one model, one batch of images and one operator it measures, per image:
+  forward floor   `steps` network forwards alone (what a step of a gradient-free solver must pay), eager
+  fwd+bwd floor   `steps` forwards with grad w.r.t. x_t plus the backward (what a DPS-type step pays)
   compiled floor  the same through torch.compile'd network (`bench run --compile`)
-  dps             ipbench's `dps` (and the other solvers), eager
+  each solver     at `--steps` (every solver with a `steps` field), eager; its own floor is its counted
+                  network calls priced at the floors of the same repeat: NFE_forward-only x forward +
+                  NFE_backward x (forward + backward), so "ratio to own floor" 1.00 means the solver costs
+                  nothing beyond its network calls
   dps, compiled   ipbench's `dps` on the compiled network, with its differences from eager dps
   deepinv         deepinv.sampling.DPS on the same network through ScoreModelDenoiser, with its defaults
                   (float64 state) and with float32
-and the PSNR of each at the same number of steps. The timings are interleaved: every repeat runs each
+and the PSNR of each. The timings are interleaved: every repeat runs each
 candidate once (in a shuffled order), so that a machine that slows down or speeds up during the run (other jobs, clock
 changes) moves all of them alike; a ratio is the median over repeats of (candidate / floor of the same
 repeat). Example:
@@ -17,6 +21,7 @@ repeat). Example:
 from __future__ import annotations
 
 import argparse
+import math
 import platform
 import random
 import statistics
@@ -37,6 +42,22 @@ from ipbench.operators import Operator, measure
 from ipbench.results.metrics import psnr
 from ipbench.solvers import SOLVERS
 from ipbench.results.report import publish
+
+
+class BackwardCountingModel(CountingModel):
+    """CountingModel that also counts the images whose eps output a backward pass went through."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__(inner)
+        self.backward_images = 0
+
+    def eps(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        out = super().eps(x_t, t)
+        if out.requires_grad:
+            def count(grad: torch.Tensor, images: int = x_t.shape[0]) -> None:
+                self.backward_images += images
+            out.register_hook(count)
+        return out
 
 
 def interleaved(candidates: dict[str, Callable[[], Any]], repeats: int, device: torch.device
@@ -68,7 +89,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--solvers", default="dps,score-ald,ddnm,sdedit,ddpm,tweedie,tikhonov,blur")
+    parser.add_argument("--solvers", default="all", help="comma list, or all (every registered one but deepinv-dps)")
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--no-deepinv", action="store_true")
     parser.add_argument("--device", default="auto")
@@ -89,51 +110,63 @@ def main() -> None:
     def gens(name: str) -> list[torch.Generator]:
         return [solver_generator(0, i, op.name, name, device) for i in images.ids]
 
-    # The eager floor: one forward with grad w.r.t. x_t and one backward per step, nothing else.
+    # The floors: `steps` network calls on the batch and nothing else, forward only or forward + backward.
     x_t = torch.randn(x.shape, generator=torch.Generator(device=device).manual_seed(0), device=device)
     t = torch.full((n,), model.num_timesteps // 2, device=device, dtype=torch.long)
 
-    def floor(network: torch.nn.Module) -> Callable[[], torch.Tensor]:
+    def floor(network: torch.nn.Module, backward: bool = True) -> Callable[[], torch.Tensor]:
         def run() -> torch.Tensor:
             for _ in range(steps):
+                if not backward:
+                    with torch.no_grad():
+                        out = network.eps(x_t, t)
+                    continue
                 xv = x_t.detach().requires_grad_(True)
-                (grad,) = torch.autograd.grad(network.eps(xv, t).square().sum(), xv)
-            return grad
+                (out,) = torch.autograd.grad(network.eps(xv, t).square().sum(), xv)
+            return out
         return run
 
-    def solve(name: str, network: torch.nn.Module, params: dict[str, str]) -> Callable[[], tuple[torch.Tensor, int]]:
+    def solve(name: str, network: torch.nn.Module, params: dict[str, str]) -> Callable[[], tuple[torch.Tensor, int, int]]:
         solver = SOLVERS.get(name).create(params)
 
-        def run() -> tuple[torch.Tensor, int]:
-            counted = CountingModel(network)
-            return solver.solve(y, physics, counted, gens(name)), counted.images // n  # NFE per image
+        def run() -> tuple[torch.Tensor, int, int]:
+            counted = BackwardCountingModel(network)
+            x_hat = solver.solve(y, physics, counted, gens(name))
+            return x_hat, counted.images // n, counted.backward_images // n  # per image
         return run
 
-    candidates: dict[str, Callable[[], Any]] = {"network forward+backward (eager floor)": floor(model)}
+    forward_floor, backward_floor = "network forward (eager floor)", "network forward+backward (eager floor)"
+    candidates: dict[str, Callable[[], Any]] = {forward_floor: floor(model, backward=False),
+                                                backward_floor: floor(model)}
     if compiled is not None:
         candidates["network forward+backward, compiled"] = floor(compiled)
-    for name in args.solvers.split(","):
+    names = [m for m in SOLVERS.names() if m != "deepinv-dps"] if args.solvers == "all" else args.solvers.split(",")
+    for name in names:
         has_steps = "steps" in {p.name for p in SOLVERS.get(name).params()}
         candidates[f"ipbench {name}"] = solve(name, model, {"steps": str(steps)} if has_steps else {})
-    if compiled is not None and "dps" in args.solvers.split(","):
+    if compiled is not None and "dps" in names:
         candidates["ipbench dps, compiled network"] = solve("dps", compiled, {"steps": str(steps)})
     if not args.no_deepinv:
         for dtype, label in (("float64", "defaults (float64 state)"), ("float32", "float32")):
             candidates[f"deepinv DPS, {label}"] = solve("deepinv-dps", model, {"num_steps": str(steps), "dtype": dtype})
-    floor_name = next(iter(candidates))
 
     times, results = interleaved(candidates, args.repeats, device)
-    floor_times = times[floor_name]
     lines = []
     for name, seconds in times.items():
         result = results[name]
-        nfe = result[1] if isinstance(result, tuple) else steps
-        per_step = statistics.median(seconds) / max(nfe, 1) / n
-        ratio = statistics.median(s / f for s, f in zip(seconds, floor_times)) * steps / max(nfe, 1)
-        label = name + (f" ({nfe} NFE)" if isinstance(result, tuple) else "")
-        quality = f"{psnr(result[0].clamp(0, 1), x).mean():.2f}" if isinstance(result, tuple) else ""
-        total = f"{statistics.median(seconds) / n:.3f}" if isinstance(result, tuple) else ""
-        lines.append(f"| {label} | {per_step * 1e3:.3f} | {ratio:.3f} | {total} | {quality} |")
+        if not isinstance(result, tuple):  # a floor
+            per_call = statistics.median(seconds) / steps / n
+            lines.append(f"| {name} | {steps} | {per_call * 1e3:.3f} | | | |")
+            continue
+        x_hat, nfe, backward = result
+        # own floor of each repeat: its forward-only calls at the forward floor, the others at forward+backward
+        own = [((nfe - backward) * f + backward * b) / steps
+               for f, b in zip(times[forward_floor], times[backward_floor])]
+        ratio = statistics.median(s / o for s, o in zip(seconds, own)) if nfe else math.nan
+        per_call = statistics.median(seconds) / max(nfe, 1) / n
+        lines.append(f"| {name} | {nfe} ({backward} with backward) | {per_call * 1e3:.3f} | "
+                     f"{'-' if math.isnan(ratio) else f'{ratio:.3f}'} | {statistics.median(seconds) / n:.3f} | "
+                     f"{psnr(x_hat.clamp(0, 1), x).mean():.2f} |")
 
     notes = []
     if compiled is not None and "ipbench dps, compiled network" in results:
@@ -156,9 +189,11 @@ def main() -> None:
     report = "\n".join([
         f"Solver speed: model `{args.model}` {tuple(model.image_shape)}, operator `{args.op}`, batch {n}, "
         f"{steps} steps, {where}, torch {torch.__version__}, {datetime.now(timezone.utc):%Y-%m-%d}.",
-        f"{args.repeats} interleaved repeats; time = median; ratio = median over repeats of (time per step / eager "
-        "floor time per step of the same repeat).", "",
-        "| what | ms / image / step | ratio to floor | s / image | PSNR |", "|---|---|---|---|---|", *lines, "",
+        f"{args.repeats} interleaved repeats; time = median; ratio to own floor = median over repeats of (solver time / "
+        "its counted network calls priced at the eager floors of the same repeat: forward-only calls at the forward "
+        "floor, calls with a backward through the network at the forward+backward floor).", "",
+        "| what | NFE / image | ms / image / network call | ratio to own floor | s / image | PSNR |",
+        "|---|---|---|---|---|---|", *lines, "",
         *[f"- {note}" for note in notes], ""])
     publish(report, args.out)
 

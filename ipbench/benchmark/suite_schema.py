@@ -15,7 +15,7 @@ TOP_LEVEL = {"model": "a string", "images": "a string", "num_images": "an intege
              "title": "a string", "notes": "a string", "precision": "fp32 or bf16", "metrics": "a list of metric names",
              "solver": "[[solver]] tables", "operator": "[[operator]] tables", "reference": "[[reference]] tables"}
 REFERENCE_KEYS = {"solver": str, "operator": str, "metric": str, "value": (int, float)}  # required
-REFERENCE_OPTIONAL = {"source": str, "verified": bool}
+REFERENCE_OPTIONAL = {"source": str, "verified": bool, "setting": str}  # setting: data etc. when not the run's
 
 
 def _is_int(value: Any) -> bool:

@@ -166,7 +166,10 @@ def to_latex(summary: pd.DataFrame, caption_text: str) -> str:
 
 def reference_markdown(summary: pd.DataFrame, reference: list[dict]) -> str:
     """Published numbers of a suite's [[reference]] tables beside ours (same solver, operator, metric)."""
-    lines = ["| solver | operator | metric | ipbench | published | source |", "|---|---|---|---|---|---|"]
+    settings = any("setting" in ref for ref in reference)  # published on other data: say which, beside the value
+    head = ["solver", "operator", "metric", "ipbench (this run)", "published", *(["published on"] if settings else []),
+            "source"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for ref in reference:
         metric = str(ref.get("metric", "")).lower()
         hit = summary[(summary["solver"] == ref.get("solver")) & (summary["operator"] == ref.get("operator"))
@@ -176,8 +179,10 @@ def reference_markdown(summary: pd.DataFrame, reference: list[dict]) -> str:
             else "not measured"
         status = "" if ref.get("verified", False) else " (unverified)"
         label = METRICS[metric].label if metric in METRICS else metric.upper()
-        lines.append(f"| {ref.get('solver')} | {ref.get('operator')} | {label} | {ours} | "
-                     f"{ref.get('value')}{status} | {ref.get('source', '')} |")
+        setting = [ref.get("setting", "this run's setting")] if settings else []
+        cells = [str(ref.get("solver")), str(ref.get("operator")), label, ours, f"{ref.get('value')}{status}", *setting,
+                 str(ref.get("source", ""))]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
