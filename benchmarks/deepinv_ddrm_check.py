@@ -10,11 +10,14 @@ and method; it repeats the mask once per image, so per-image masks (inpaint-rand
 at a time.
 
 deepinv 0.5 draws each step's noise as std * randn / sqrt(2) while its bounds, its third case's std and the
-denoiser use sigma_t, so its iterates carry sqrt(2) less noise than the level it denoises at. Two deepinv
-rows are run: as shipped, and "sqrt(2)-matched": every sigma (its levels and sigma_y) multiplied by sqrt(2)
-and the denoiser told sigma / sqrt(2), which makes each of its updates the paper's (derivation in
-docs/solvers.md). Agreement means that the mean paired difference (deepinv - ipbench, per image and seed)
-is within the seed-to-seed spread of ipbench's mean PSNR. Example:
+denoiser use sigma_t, so its iterates carry sqrt(2) less noise than the level it denoises at. Three deepinv
+rows are run: "sqrt(2)-matched", every sigma (its levels and sigma_y) multiplied by sqrt(2) and the denoiser
+told sigma / sqrt(2), which makes each of its updates the paper's (docs/solvers.md); the same with ipbench's
+own random draws replayed into it (`replayed_noise`), which then gives ipbench's output image by image up to
+where the two start the coordinates A does not see; the same with that start moved onto ipbench's
+(`centre_start`); and deepinv as shipped. A first table checks both samplers against DDRM's closed-form error distribution on
+the analytic Gaussian prior (denoising). Agreement means that the mean paired difference (deepinv - ipbench,
+per image and seed) is within the seed-to-seed spread of ipbench's mean PSNR. Example:
 
     python benchmarks/deepinv_ddrm_check.py --ops inpaint-box inpaint-random denoise --num-images 16 \\
         --seeds 0 1 2 --out results/deepinv_ddrm_check.md
@@ -24,6 +27,8 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+from contextlib import contextmanager, nullcontext
+from typing import Iterator
 import statistics
 import time
 from datetime import datetime, timezone
@@ -52,6 +57,8 @@ from ipbench.solvers.ddrm import ddrm_grid, ve_sigma
 from ipbench.solvers.deepinv_dps import _select
 
 ROOT2 = math.sqrt(2.0)
+SAME_DRAWS = "deepinv DDRM, sqrt(2)-matched, ipbench's draws"
+SAME_START = "deepinv DDRM, sqrt(2)-matched, ipbench's draws and start"
 
 
 class ScaledSigma(Denoiser):
@@ -65,10 +72,32 @@ class ScaledSigma(Denoiser):
         return self.inner(x, sigma / self.factor)
 
 
+@contextmanager
+def replayed_noise(draws: list[list[Tensor]]) -> Iterator[None]:
+    """While active, the k-th call of torch.randn_like returns (draws[i][k] for each image i), stacked.
+
+    deepinv's DDRM draws all its noise through torch.randn_like, one call at the start and one per step, as
+    ipbench's DDRM draws one per image from its generator; replaying ipbench's draws makes the two samplers
+    comparable image by image instead of only in distribution."""
+    calls = iter(range(len(draws[0])))
+    original = torch.randn_like
+
+    def replay(like: Tensor, *args: object, **kwargs: object) -> Tensor:
+        k = next(calls)
+        return torch.stack([d[k] for d in draws]).to(dtype=like.dtype, device=like.device).reshape(like.shape)
+
+    torch.randn_like = replay
+    try:
+        yield
+    finally:
+        torch.randn_like = original
+
+
 def deepinv_ddrm(y: Tensor, physics: deepinv.physics.Physics, denoiser: Denoiser, sigmas: list[float], eta: float,
-                 eta_b: float, matched: bool, seed: int) -> Tensor:
-    """deepinv's DDRM; `matched` scales every sigma by sqrt(2) (module docstring). deepinv repeats the mask once
-    per image, so a batch whose images have different masks is solved one image at a time."""
+                 eta_b: float, matched: bool, seed: int, draws: list[list[Tensor]] | None = None) -> Tensor:
+    """deepinv's DDRM; `matched` scales every sigma by sqrt(2) (module docstring); `draws` (per image, per call)
+    replaces its random numbers. deepinv repeats the mask once per image and indexes y with it, so a batch
+    whose images have different masks is solved one image at a time and the mask is given y's channels."""
     factor = ROOT2 if matched else 1.0
     net = ScaledSigma(denoiser, factor) if matched else denoiser
     sampler = DeepinvDDRM(net, sigmas=[s * factor for s in sigmas], eta=eta, etab=eta_b)
@@ -79,9 +108,17 @@ def deepinv_ddrm(y: Tensor, physics: deepinv.physics.Physics, denoiser: Denoiser
     out = []
     for group in groups:
         single = copy.deepcopy(_select(physics, group.start))
+        if isinstance(mask, Tensor) and mask.ndim == 4:
+            single.mask = single.mask[:1].expand(1, y.shape[1], -1, -1)
         single.noise_model = GaussianNoise(sigma=noise_level(physics) * factor)
-        out.append(sampler(y[group], single))
+        with replayed_noise(draws[group]) if draws is not None else nullcontext():
+            out.append(sampler(y[group], single))
     return torch.cat(out)
+
+
+def ipbench_draws(generators: list[torch.Generator], shape: tuple[int, ...], calls: int) -> list[list[Tensor]]:
+    """The standard normals ipbench's DDRM draws from each image's generator, in its order."""
+    return [[torch.randn(shape, generator=g, device=g.device) for _ in range(calls)] for g in generators]
 
 
 def interval(diffs: list[float]) -> tuple[float, float]:
@@ -116,6 +153,20 @@ def gaussian_section(draws: int, steps: int, eta: float, eta_b: float) -> list[s
     return lines + [""]
 
 
+def centre_start(draws: list[list[Tensor]], physics: deepinv.physics.Physics, sigma_start: float) -> None:
+    """Shift the first draw so that deepinv's start is ipbench's (the code's) where A sees nothing.
+
+    There deepinv starts at sigma_T xi in image units (mean 0, i.e. -1 in model units); ipbench and the official
+    code at sigma_T xi in model units (mean 0, image units 0.5). xi + 0.5 / sigma_T (image units) moves the
+    one onto the other; the other coordinates and draws are left as they are."""
+    mask = getattr(physics, "mask", None)
+    if not isinstance(mask, Tensor) or mask.ndim < 4:
+        return
+    for i, image in enumerate(draws):
+        unseen = (mask[min(i, mask.shape[0] - 1)] == 0).to(image[0].dtype).expand_as(image[0])
+        image[0] = image[0] + unseen * 0.5 / sigma_start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="fashion32")
@@ -138,15 +189,15 @@ def main() -> None:
     grid = ddrm_grid(model, args.steps)
     sigmas = [ve_sigma(ab) / 2 for _, ab, _ in grid]  # image units, the network's times 950, ..., 0
     ipbench_ddrm = SOLVERS.get("ddrm").create({"steps": args.steps, "eta": args.eta, "eta_b": args.eta_b})
-    methods = ["ipbench ddrm", "deepinv DDRM, sqrt(2)-matched", "deepinv DDRM as shipped"]
+    methods = ["ipbench ddrm", SAME_DRAWS, SAME_START, "deepinv DDRM, sqrt(2)-matched", "deepinv DDRM as shipped"]
 
     lines = [f"DDRM check: model `{args.model}`, {len(images)} images of `{images.source}`, {args.steps} steps "
              f"(times {grid[0][0]}, {grid[1][0]}, ..., {grid[-1][0]}), eta {args.eta}, eta_b {args.eta_b}, seeds "
              f"{args.seeds}, deepinv {deepinv.__version__}, device {device}, {datetime.now(timezone.utc):%Y-%m-%d}.",
              "Differences are deepinv - ipbench per (image, seed), with their 95% t-interval; spread: the std "
-             "over seeds of ipbench's mean PSNR.", "",
+             "over seeds of ipbench's mean PSNR; max |diff|: the largest pixel difference to ipbench's output.", "",
              "| operator | method | mean PSNR per seed (dB) | mean ± std over seeds | paired difference [95% CI] | "
-             "s / image |", "|---|---|---|---|---|---|"]
+             "max \\|diff\\| | s / image |", "|---|---|---|---|---|---|---|"]
     gaussian = gaussian_section(args.gaussian_draws, args.steps, args.eta, args.eta_b) if args.gaussian_draws else []
     for line in gaussian:
         print(line, flush=True)
@@ -156,20 +207,26 @@ def main() -> None:
         per_image = {m: [] for m in methods}  # PSNR per (seed, image), same order for every method
         per_seed = {m: [] for m in methods}
         seconds = {m: 0.0 for m in methods}
+        largest = {m: 0.0 for m in methods}
         for seed in args.seeds:
             mgens = [measurement_generator(seed, i, op.label, device) for i in images.ids]
             physics = op.build(model.image_shape, mgens, device)
             y = measure(physics, x, mgens)
+            reference = None
             for name in methods:
+                gens = [solver_generator(seed, i, op.label, methods[0], device) for i in images.ids]
                 start = time.perf_counter()
                 with torch.no_grad():
-                    if name == "ipbench ddrm":
-                        gens = [solver_generator(seed, i, op.label, name, device) for i in images.ids]
-                        x_hat = ipbench_ddrm.solve(y, physics, model, gens)
+                    if name == methods[0]:
+                        x_hat = reference = ipbench_ddrm.solve(y, physics, model, gens)
                     else:
+                        draws = ipbench_draws(gens, model.image_shape, len(grid) + 1) if "draws" in name else None
+                        if name == SAME_START:
+                            centre_start(draws, physics, sigmas[0])
                         x_hat = deepinv_ddrm(y, physics, denoiser, sigmas, args.eta, args.eta_b, "matched" in name,
-                                             seed_for("deepinv-ddrm", seed, op.label, name) % 2**31)
+                                             seed_for("deepinv-ddrm", seed, op.label, name) % 2**31, draws)
                 seconds[name] += time.perf_counter() - start
+                largest[name] = max(largest[name], float((x_hat - reference).abs().max()))
                 values = psnr(x_hat.clamp(0, 1), x).tolist()
                 per_image[name] += values
                 per_seed[name].append(statistics.mean(values))
@@ -179,15 +236,15 @@ def main() -> None:
             values = per_seed[name]
             std = statistics.stdev(values) if len(values) > 1 else float("nan")
             if name == methods[0]:
-                diff_text = "reference"
+                diff_text, largest_text = "reference", ""
             else:
                 mean, half = interval([b - a for a, b in zip(per_image[methods[0]], per_image[name])])
-                diff_text = f"{mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}]"
+                diff_text, largest_text = f"{mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}]", f"{largest[name]:.1e}"
                 verdicts.append(f"{op_name}, {name}: {mean:+.2f} dB vs spread {spread:.2f} dB: "
                                 f"{'agree' if abs(mean) <= spread else 'DISAGREE'}; the interval "
                                 f"{'contains' if abs(mean) <= half else 'excludes'} 0.")
             lines.append(f"| {op_name} (sigma_y {op.sigma_y}) | {name} | {' / '.join(f'{v:.2f}' for v in values)} | "
-                         f"{statistics.mean(values):.2f} ± {std:.2f} | {diff_text} | "
+                         f"{statistics.mean(values):.2f} ± {std:.2f} | {diff_text} | {largest_text} | "
                          f"{seconds[name] / (len(images) * len(args.seeds)):.2f} |")
     lines += ["", "Agreement (criterion: |mean paired difference| <= seed-to-seed spread of ipbench):", ""]
     lines += [f"- {v}" for v in verdicts]
