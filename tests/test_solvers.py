@@ -101,7 +101,7 @@ def test_unknown_solver_param_is_a_usage_error():
         SOLVERS.get("blur").create({"sigma": "0"})
 
 
-@pytest.mark.parametrize("solver_name", ["dps", "score-ald", "ddnm", "ddrm", "sdedit", "ddpm"])
+@pytest.mark.parametrize("solver_name", ["dps", "score-ald", "ddnm", "ddrm", "sdedit", "ddpm", "diffpir"])
 def test_diffusion_solvers_report_each_step(solver_name, images, small_model):
     """The built-in diffusion solvers call Solver.report_step once per step with model-unit x_t and x0_hat."""
     solver = make_fast(solver_name)
