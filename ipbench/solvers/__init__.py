@@ -2,7 +2,7 @@
 from ipbench.solvers.base import SOLVERS, Solver, randn_per_image, register_solver
 from ipbench.solvers import (  # noqa: F401  (importing registers the built-in solvers)
     blur as _blur, ddnm as _ddnm, ddpm as _ddpm, deepinv_dps as _deepinv_dps, dps as _dps, pigdm as _pigdm,
-    score_ald as _score_ald, sdedit as _sdedit,
+    reddiff as _reddiff, score_ald as _score_ald, sdedit as _sdedit,
     tikhonov as _tikhonov, tweedie as _tweedie)
 
 __all__ = ["SOLVERS", "Solver", "register_solver", "randn_per_image"]
