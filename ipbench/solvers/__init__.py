@@ -8,6 +8,8 @@ from ipbench.solvers import (  # noqa: F401  (importing registers the built-in s
     deepinv_dps as _deepinv_dps,
     diffpir as _diffpir,
     dps as _dps,
+    pigdm as _pigdm,
+    reddiff as _reddiff,
     score_ald as _score_ald,
     sdedit as _sdedit,
     tikhonov as _tikhonov,

@@ -1,0 +1,98 @@
+"""RED-diff: regularization by denoising diffusion (Mardani, Song, Kautz, Vahdat 2024, ICLR; Algorithm 1).
+
+A variational posterior q = N(mu, sigma_x0^2 I) (sigma_x0 -> 0) is fitted by stochastic optimisation of
+
+    ||y - A mu||^2 / 2  +  lambda w_t <sg(eps_hat(x_t, t) - eps), mu>,    x_t = sqrt(ab_t) mu + sqrt(1 - ab_t) eps,
+
+one Adam step on mu per diffusion time, t running down over `steps` times (the paper's "denoisers from
+coarse to fine"). sg is stop-gradient: the network is evaluated once per step without a graph (its
+Jacobian is never needed), so the gradient of the second term is lambda w_t (eps_hat - eps). w_t is the
+inverse SNR sqrt(1 - ab_t) / sqrt(ab_t) (`weighting=linear`; the others of the code are offered).
+
+This follows NVlabs/RED-diff (algos/reddiff.py) at 66482f2: both terms are means over their entries,
+||.||^2 / 2 over y's and <., mu> over mu's (reddiff.py:86-88), weighted by obs_weight = 1 and
+lambda w_t (reddiff.py:90-111); Adam with betas (0.9, 0.99) and no weight decay (reddiff.py:52); mu starts
+at A^+ y (reddiff.py:138-141); everything in model units [-1, 1], so the residual is 2 (y - A to_image(mu))
+and mu_0 = A^+ (2 y - A 1). The means are taken per image and summed over the batch (the code's means run
+over the batch too), so an image's gradient does not depend on its batch; Adam is elementwise, hence
+per image. As in the code, sigma_y does not enter the loss (the paper's 1 / sigma_y^2 is absorbed in lambda).
+
+Defaults: 100 steps, lambda = 0.25, lr = 0.5 (README.md:88-92, the repository's example run; its
+_configs/algo/reddiff.yaml:8,12 has lambda 0.25 and lr 0.1, used with 1000 steps in sample_batch.sh:17);
+weighting linear (reddiff.yaml:9); sigma_x0 = 0 (reddiff.yaml:13).
+
+Deviations: the time grid is ipbench's, T-1 down to 0 (the code's runs from 990 for 100 steps); mu after
+the last step is returned, as Algorithm 1 does (the code returns the iterate before the last Adam step);
+A^+ of blur and SR is the SVD pseudo-inverse with singular values below 1e-3 of the largest dropped (the
+code drops 1-D blur singular values below 3e-2), and the damped pseudo-inverse for operators without an SVD.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+from deepinv.physics import Physics
+from torch import Tensor
+
+from ipbench.models.base import ScoreModel, timesteps, to_image
+from ipbench.params import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, param
+from ipbench.solvers.base import Solver, randn_per_image, register_solver
+from ipbench.solvers.diffusion import reverse_grid
+from ipbench.solvers.pigdm import RegularizedInverse, linear_operator_problem, measurement_in_model_units
+
+# w_t as a function of the inverse SNR sqrt(1 - ab_t) / sqrt(ab_t) (reddiff.py:92-105)
+WEIGHTINGS: dict[str, Callable[[float], float]] = {
+    "linear": lambda s: s,
+    "sqrt": math.sqrt,
+    "square": lambda s: s * s,
+    "log": lambda s: math.log1p(s),
+    "trunc_linear": lambda s: min(s, 1.0),
+    "power2over3": lambda s: s ** (2 / 3),
+    "const": lambda s: 1.0,
+}
+
+
+@register_solver
+@dataclass
+class REDDiff(Solver):
+    """Adam on mu against the measurement loss plus the stop-gradient denoising regulariser."""
+
+    name = "reddiff"
+    aliases = ("red-diff",)
+    steps: int = param(100, range=AT_LEAST_ONE)  # diffusion times = Adam steps (README.md:88)
+    lam: float = param(0.25, range=NON_NEGATIVE)  # lambda, `grad_term_weight` (README.md:91, reddiff.yaml:8)
+    lr: float = param(0.5, range=POSITIVE)  # Adam step size in model units (README.md:92)
+    weighting: str = param("linear", choices=tuple(WEIGHTINGS))  # w_t of the inverse SNR (reddiff.yaml:9)
+    obs_weight: float = param(1.0, range=NON_NEGATIVE)  # weight of the measurement term (reddiff.yaml:7)
+    sigma_x0: float = param(0.0, range=NON_NEGATIVE)  # std of q around mu, model units (reddiff.yaml:13)
+
+    def unsupported(self, op: Physics, like: Tensor) -> str | None:
+        return linear_operator_problem(op)
+
+    def solve(self, y: Tensor, op: Physics, model: ScoreModel, generators: Sequence[torch.Generator]) -> Tensor:
+        like = torch.zeros((y.shape[0], *model.image_shape), device=y.device)
+        mu0 = RegularizedInverse(op, like)(measurement_in_model_units(op, y, like), 0.0)
+        mu = mu0.detach().clone().requires_grad_(True)
+        adam = torch.optim.Adam([mu], lr=self.lr, betas=(0.9, 0.99), weight_decay=0.0)
+        weight = WEIGHTINGS[self.weighting]
+        for t, ab, _ in reverse_grid(model, model.num_timesteps - 1, self.steps):
+            spread = (self.sigma_x0 * randn_per_image(like.shape, generators, y.device)
+                      if self.sigma_x0 > 0 else torch.zeros_like(like))
+            noise = randn_per_image(like.shape, generators, y.device)
+            with torch.no_grad():  # sg(.): no graph through the network
+                x0 = mu + spread
+                x_t = ab**0.5 * x0 + (1 - ab) ** 0.5 * noise
+                eps_gap = model.eps(x_t, timesteps(t, x_t.shape[0], x_t.device)) - noise
+            self.report_step(t, x_t, x0)
+            w_t = self.lam * weight(((1 - ab) / ab) ** 0.5)
+            with torch.enable_grad():
+                x0 = mu + spread
+                fit = (2 * (y - op.A(to_image(x0)))).flatten(1).square().mean(1) / 2  # per image, model units
+                regulariser = (eps_gap * x0).flatten(1).mean(1)
+                loss = (self.obs_weight * fit + w_t * regulariser).sum()
+                adam.zero_grad()
+                loss.backward()
+            adam.step()
+        return to_image(mu.detach())
