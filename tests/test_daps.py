@@ -124,11 +124,14 @@ def test_measurement_is_fitted_and_reported_each_level(small_model):
     assert len(seen) == 10 and seen == sorted(seen, reverse=True)
 
 
-def test_tau_defaults_to_sigma_y_and_to_the_official_value_without_noise():
-    solver = SOLVERS.get("daps").create()
-    assert solver.likelihood_std(_box(0.05)[0]) == pytest.approx(0.05)
-    assert solver.likelihood_std(_box(0.0)[0]) == OFFICIAL_TAU
-    assert SOLVERS.get("daps").create({"tau": "0.01"}).likelihood_std(_box(0.05)[0]) == 0.01
+def test_tau_defaults_to_the_official_likelihood_and_none_is_sigma_y():
+    """The code's tau = 0.01 on [-1, 1] with a squared-norm gradient is a likelihood std of 0.01 / (2 sqrt 2)
+    in image units; tau=none is sigma_y, and the official value again when there is no noise."""
+    assert OFFICIAL_TAU == pytest.approx(0.01 / (2 * math.sqrt(2)), abs=5e-7)  # rounded to 6 decimals
+    assert SOLVERS.get("daps").create().likelihood_std(_box(0.05)[0]) == OFFICIAL_TAU
+    matched = SOLVERS.get("daps").create({"tau": "none"})
+    assert matched.likelihood_std(_box(0.05)[0]) == pytest.approx(0.05)
+    assert matched.likelihood_std(_box(0.0)[0]) == OFFICIAL_TAU
 
 
 @pytest.mark.parametrize("values", [{"sigma_max": "0.05"}, {"sigma_min": "0.005"}, {"sigma_min": "200"}])
