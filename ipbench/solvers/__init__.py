@@ -2,6 +2,7 @@
 from ipbench.solvers.base import SOLVERS, Solver, randn_per_image, register_solver
 from ipbench.solvers import (  # noqa: F401  (importing registers the built-in solvers, one module each)
     blur as _blur,
+    daps as _daps,
     ddnm as _ddnm,
     ddpm as _ddpm,
     ddrm as _ddrm,
@@ -10,6 +11,7 @@ from ipbench.solvers import (  # noqa: F401  (importing registers the built-in s
     dps as _dps,
     pigdm as _pigdm,
     reddiff as _reddiff,
+    repaint as _repaint,
     score_ald as _score_ald,
     sdedit as _sdedit,
     tikhonov as _tikhonov,

@@ -1,0 +1,151 @@
+"""Decoupled Annealing Posterior Sampling (Zhang et al. 2025, CVPR, "Improving diffusion inverse problem
+solving with decoupled noise annealing", Sec. 3 and Algorithm 1).
+
+In the VE view x_t = x0 + sigma_t n (model units, `models/denoiser.py`), DAPS anneals sigma_t down a
+schedule sigma_0 > ... > sigma_{N-1} and at each level:
+
+1. x0_hat = the probability-flow ODE dx/dsigma = (x - D(x, sigma)) / sigma solved from sigma_t to
+   `ode_sigma_min` by `ode_steps` Euler steps on an EDM grid (Karras et al. 2022, eq. 5) from x_t;
+2. Langevin dynamics on x0 targeting p(x0 | x_t, y) ~ N(x0; x0_hat, r_t^2 I) N(y; A x0, tau^2 I):
+   x0 <- x0 + eta_k grad log p + sqrt(2 eta_k) z, started at x0_hat, with r_t = r_scale sigma_t;
+3. x_{t-1} = x0 + sigma_{t-1} z (the last level returns x0).
+
+Units: x, x0_hat, r_t and the Langevin chain are in model units; A acts on to_image(x0) and tau (like
+sigma_y) is in image units, so the likelihood's curvature in model units is ||A||^2 / (2 tau)^2. The
+measurement gradient is that of ||A to_image(x0) - y||^2 only: no network backward.
+
+Step size. eta_k = lr * decay_k / (1 / r_t^2 + 1 / (2 tau)^2): `lr` is a fraction of the inverse of the
+target's largest curvature (for ||A|| <= 1, true of ipbench's masks, blurs, SR and the identity), so lr < 2
+is stable for any sigma_y, tau and r_t (at lr = 2 the stiffest direction neither grows nor decays).
+decay_k = 1 + k / (N + 1) (lr_min_ratio - 1) is the official linear decay (cores/mcmc.py:174-180, called with
+step / annealing_scheduler.num_steps = k / (N + 1): sampler.py:73, cores/scheduler.py:39).
+
+Defaults (official code: github zhangbingliang2019/DAPS at 098df6b; pixel-space FFHQ/ImageNet settings):
+- sigma_max = 100, sigma_min = 0.1, rho = 7 (configs/sampler/edm_daps.yaml:6-8); the annealing levels are
+  the first N of an (N + 1)-point EDM grid, as the code's `discretize` drops its last point
+  (cores/scheduler.py:41-44); ode_sigma_min = 0.01 (edm_daps.yaml:13).
+- r_t = sigma_t (r_scale = 1): the code's "gaussian" prior solver, whose prior and x_t terms sum to
+  (x0_hat - x0) / sigma_t^2 (cores/mcmc.py:48-49, 71-72).
+- lr_min_ratio = 0.01 (configs/task/*.yaml:7).
+- tau = 0.003536 (image units), the official likelihood: its data term is -grad ||A x0 - y||^2 / tau^2 on
+  [-1, 1] data with tau = 0.01 (configs/task/*.yaml:6, cores/mcmc.py:46-47), a Gaussian likelihood of std
+  0.01 / sqrt(2) in [-1, 1] units, 0.01 / (2 sqrt(2)) in image units: seven times below the benchmark's
+  noise (sigma 0.05 on [-1, 1], sigma_y = 0.025 here), a tempered likelihood. `tau=none` uses sigma_y, the
+  posterior of the paper's Sec. 3 as written; on fashion32 (8 images) that lost 1.3 dB on inpaint-box and
+  3.0 dB on deblur-gauss to the official value (docs/solvers.md), its samples carrying more noise.
+- The paper's DAPS-1K (1000 NFE) is steps=200 ode_steps=5 langevin_steps=100 (edm_daps.yaml:5, 12;
+  configs/task/*.yaml:4):
+      --param daps.steps=200 --param daps.ode_steps=5 --param daps.langevin_steps=100 --param daps.lr=2
+  with lr=1 for box inpainting: the code's lr = 1e-4 (5e-5 for box inpainting; gaussian_blur.yaml:5,
+  inpainting.yaml:5) is 2 (1) / (1 / sigma^2 + 1 / (2 tau)^2) to within 0.5% for sigma >= 0.1.
+- ipbench's default is a cheap CPU setting: steps=50, ode_steps=2 (100 NFE), langevin_steps=50, and lr=1
+  (better than lr=2 on fashion32 for both box inpainting and blur, docs/solvers.md).
+
+Deviations from the official code:
+- The step size is relative to the target's curvature (above) instead of absolute, so that one default is
+  stable whatever sigma_y and tau; the two agree on the code's setting.
+- Sigmas are snapped onto the model's discrete grid (`karras_sigmas`); the code feeds fractional times to
+  its network.
+- The code returns zeros when a Langevin chain turns NaN (cores/mcmc.py:158-159); ipbench returns what the
+  chain gives, and the harness records non-finite output.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from deepinv.physics import Physics
+from torch import Tensor
+
+from ipbench.errors import UsageError
+from ipbench.models.base import ScoreModel, to_image
+from ipbench.models.denoiser import denoise, karras_sigmas, time_of_sigma
+from ipbench.operators.base import noise_level
+from ipbench.params import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Range, param
+from ipbench.solvers.base import Solver, randn_per_image, register_solver
+
+# The official likelihood std in image units: tau = 0.01 on [-1, 1] with a squared-norm gradient (module docstring).
+OFFICIAL_TAU = round(0.01 / (2 * math.sqrt(2)), 6)
+
+
+def annealing_sigmas(model: ScoreModel, steps: int, sigma_max: float, sigma_min: float, rho: float) -> list[float]:
+    """The N = `steps` annealing levels: the first N of an (N + 1)-point EDM grid (the code drops sigma_min)."""
+    return karras_sigmas(model, steps + 1, sigma_max, sigma_min, rho)[:steps]
+
+
+def ode_x0(model: ScoreModel, x: Tensor, sigma: float, steps: int, sigma_min: float, rho: float) -> Tensor:
+    """x0_hat: Euler steps of the probability-flow ODE dx/dsigma = (x - D(x, sigma)) / sigma from `sigma`
+    down to `sigma_min` on an EDM grid of `steps` intervals (one network evaluation per step)."""
+    sigmas = karras_sigmas(model, steps + 1, sigma, sigma_min, rho)
+    for s, s_next in zip(sigmas[:-1], sigmas[1:]):
+        x = x + (s_next - s) * (x - denoise(model, x, s)) / s
+    return x
+
+
+def noise_per_step(steps: int, like: Tensor, generators: Sequence[torch.Generator]) -> Tensor:
+    """(steps, *like.shape) standard normal noise, image i's from generators[i], in one draw per image."""
+    return torch.stack([torch.randn((steps, *like.shape[1:]), generator=g, device=g.device, dtype=like.dtype)
+                        for g in generators], dim=1).to(like.device)
+
+
+def langevin(x0_hat: Tensor, y: Tensor, op: Physics, r: float, tau: float, step: float, steps: int,
+             generators: Sequence[torch.Generator]) -> Tensor:
+    """`steps` unadjusted Langevin steps of size `step` on x0 (model units), from x0_hat, targeting
+    N(x0; x0_hat, r^2 I) N(y; A to_image(x0), tau^2 I) (tau in image units).
+
+    grad_x0 ||A to_image(x0) - y||^2 / (2 tau^2) = A^T (A to_image(x0) - y) / (2 tau^2) (d image / d model = 1/2);
+    A^T is deepinv's vector-Jacobian product, the adjoint for linear operators."""
+    x = x0_hat
+    noise = noise_per_step(steps, x0_hat, generators)
+    for k in range(steps):
+        x_img = to_image(x)
+        score = (x0_hat - x) / r**2 - op.A_vjp(x_img, op.A(x_img) - y) / (2 * tau**2)
+        x = x + step * score + math.sqrt(2 * step) * noise[k]
+    return x
+
+
+@register_solver
+@dataclass
+class DAPS(Solver):
+    """Annealing over sigma: ODE x0_hat, Langevin on p(x0 | x_t, y), re-noise to the next level."""
+
+    name = "daps"
+    steps: int = param(50, range=AT_LEAST_ONE)  # annealing levels (DAPS-1K: 200)
+    ode_steps: int = param(2, range=AT_LEAST_ONE)  # Euler steps per level, one NFE each (DAPS-1K: 5)
+    langevin_steps: int = param(50, range=NON_NEGATIVE)  # per level (the code: 100)
+    lr: float = param(1.0, range=Range(0, 2, low_open=True))  # fraction of 1 / curvature; 2 = neutral
+    lr_min_ratio: float = param(0.01, range=Range(0, 1, low_open=True))  # lr's linear decay to this factor
+    tau: float | None = param(OFFICIAL_TAU, range=POSITIVE)  # likelihood std, image units; None: sigma_y
+    r_scale: float = param(1.0, range=POSITIVE)  # r_t = r_scale * sigma_t
+    sigma_max: float = param(100.0, range=POSITIVE)  # model units (VE)
+    sigma_min: float = param(0.1, range=POSITIVE)
+    ode_sigma_min: float = param(0.01, range=POSITIVE)
+    rho: float = param(7.0, range=POSITIVE)  # EDM schedule exponent (poly-7)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.sigma_max > self.sigma_min > self.ode_sigma_min:
+            raise UsageError(f"solver daps: needs sigma_max > sigma_min > ode_sigma_min, got {self.sigma_max:g}, "
+                             f"{self.sigma_min:g}, {self.ode_sigma_min:g}")
+
+    def likelihood_std(self, op: Physics) -> float:
+        """tau in image units: the field; if none, sigma_y (the official value when sigma_y = 0)."""
+        return self.tau if self.tau is not None else (noise_level(op) or OFFICIAL_TAU)
+
+    @torch.no_grad()  # no network backward: the Langevin steps need only A's vector-Jacobian product
+    def solve(self, y: Tensor, op: Physics, model: ScoreModel, generators: Sequence[torch.Generator]) -> Tensor:
+        tau = self.likelihood_std(op)
+        sigmas = annealing_sigmas(model, self.steps, self.sigma_max, self.sigma_min, self.rho)
+        x = sigmas[0] * randn_per_image((y.shape[0], *model.image_shape), generators, y.device)
+        for k, sigma in enumerate(sigmas):
+            x0_hat = ode_x0(model, x, sigma, self.ode_steps, self.ode_sigma_min, self.rho)
+            r = self.r_scale * sigma
+            decay = 1 + k / (self.steps + 1) * (self.lr_min_ratio - 1)
+            step = self.lr * decay / (1 / r**2 + 1 / (2 * tau) ** 2)
+            x0 = langevin(x0_hat, y, op, r, tau, step, self.langevin_steps, generators)
+            self.report_step(time_of_sigma(model, sigma), x / math.sqrt(1 + sigma**2), x0)  # x_t in VP scaling
+            sigma_next = sigmas[k + 1] if k + 1 < len(sigmas) else 0.0
+            x = x0 + sigma_next * randn_per_image(x0.shape, generators, x0.device) if sigma_next > 0 else x0
+        return to_image(x)
