@@ -1,9 +1,9 @@
-"""RePaint: inpainting with an unconditional DDPM (Lugmayr et al. 2022, CVPR, Algorithm 1 and Sec. 4.2).
+"""RePaint: inpainting with an unconditional DDPM (Lugmayr et al. 2022, CVPR, Algorithm 1, Secs. 4.1-4.2).
 
 Reverse DDPM on `steps` strided times; after each reverse step t -> t-1 the pixels the mask m keeps are
 replaced by the measurement noised to t-1, the others come from the model:
 
-    x_{t-1} = m * (sqrt(ab_{t-1}) y + sqrt(1 - ab_{t-1}) eps) + (1 - m) * x_{t-1}^unknown     (eqs. 8-9)
+    x_{t-1} = m * (sqrt(ab_{t-1}) y + sqrt(1 - ab_{t-1}) eps) + (1 - m) * x_{t-1}^unknown     (Sec. 4.1)
 
 (model units; ab of the clean image is 1, so the last step writes y itself). Resampling (Sec. 4.2,
 Algorithm 1's inner loop): on its way down the grid, at every `jump_length`-th index, the chain goes back
@@ -14,9 +14,10 @@ n_sample = 1 and no second or third jump level, as all the official configuratio
 
 Defaults and sources (official code: github andreas128/RePaint at 8e2a055):
 - The paper and code use 250 strided steps of a 1000-step linear schedule (confs/test_c256_thick.yml:19,
-  21, 33), jump_length 10 and jump_n_sample 10 (confs/*.yml:59-63, the paper's Sec. 5 setting), clipped
-  x0_hat (clip_denoised, confs/test_c256_thick.yml:50): 2410 network evaluations per image
-  (250 + 24 * 9 * 10). The paper's setting is `--param repaint.steps=250 --param repaint.jump_n_sample=10`.
+  21, 33), jump_length 10 and jump_n_sample 10 (confs/test_c256_thick.yml:59-63, as in every test
+  configuration; the paper's T = 250, j = 10, r = 10), clipped x0_hat (clip_denoised,
+  confs/test_c256_thick.yml:50): 2410 network evaluations per image (250 + 24 * 9 * 10). The paper's
+  setting is `--param repaint.steps=250 --param repaint.jump_n_sample=10`.
 - ipbench's default is a cheap CPU setting without resampling: steps=100, jump_n_sample=1 (100 NFE).
 
 Noisy measurements (the paper assumes y noiseless): with `noisy_y=match` (default) the noise y already
