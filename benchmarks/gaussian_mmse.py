@@ -47,8 +47,9 @@ OPERATORS: list[tuple[str, str, dict[str, Any]]] = [
 # Every registered solver at its defaults (clip=false where it has `clip`), plus informative variants.
 # deepinv-dps runs at num_steps=100 on --deepinv-images images only (its default 1000 steps, one image at a
 # time, is too slow here).
-DEFAULT_SOLVERS = ["blur", "tikhonov", "tweedie", "ddpm", "sdedit", "dps", "dps:normalize=residual",
-                   "dps:clip=true", "ddnm", "score-ald", "score-ald:weighting=unit", "deepinv-dps:num_steps=100",
+DEFAULT_SOLVERS = ["hole-fill", "gaussian-filter", "tikhonov", "tweedie", "ddpm", "sdedit", "sdedit:guide=back-projection",
+                   "dps", "dps:normalize=residual", "dps:clip=true", "ddnm", "score-ald", "score-ald:likelihood=normalized",
+                   "score-ald-ddpm", "score-ald-ddpm:weighting=unit", "deepinv-dps:num_steps=100",
                    "deepinv-dps:num_steps=100,step=paper"]
 
 THEORY = """\

@@ -68,7 +68,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--solvers", default="dps,score-ald,ddnm,sdedit,ddpm,tweedie,tikhonov,blur")
+    parser.add_argument("--solvers", default="dps,score-ald,score-ald-ddpm,ddnm,sdedit,ddpm,tweedie,tikhonov,hole-fill,gaussian-filter")
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--no-deepinv", action="store_true")
     parser.add_argument("--device", default="auto")

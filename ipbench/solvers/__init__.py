@@ -1,8 +1,8 @@
 """Solvers: the base class, the registry and one file per solver."""
 from ipbench.solvers.base import SOLVERS, Solver, randn_per_image, register_solver
 from ipbench.solvers import (  # noqa: F401  (importing registers the built-in solvers)
-    blur as _blur, ddnm as _ddnm, ddpm as _ddpm, deepinv_dps as _deepinv_dps, dps as _dps, score_ald as _score_ald,
-    sdedit as _sdedit,
+    ddnm as _ddnm, ddpm as _ddpm, deepinv_dps as _deepinv_dps, dps as _dps, gaussian_filter as _gaussian_filter,
+    hole_fill as _hole_fill, score_ald as _score_ald, score_ald_ddpm as _score_ald_ddpm, sdedit as _sdedit,
     tikhonov as _tikhonov, tweedie as _tweedie)
 
 __all__ = ["SOLVERS", "Solver", "register_solver", "randn_per_image"]
