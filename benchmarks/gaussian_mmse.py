@@ -47,9 +47,11 @@ OPERATORS: list[tuple[str, str, dict[str, Any]]] = [
 # Every registered solver at its defaults (clip=false where it has `clip`), plus informative variants.
 # deepinv-dps runs at num_steps=100 on --deepinv-images images only (its default 1000 steps, one image at a
 # time, is too slow here).
-DEFAULT_SOLVERS = ["blur", "tikhonov", "tweedie", "ddpm", "sdedit", "dps", "dps:normalize=residual",
-                   "dps:clip=true", "ddnm", "diffpir", "diffpir:clip=true", "score-ald", "score-ald:weighting=unit",
-                   "deepinv-dps:num_steps=100", "deepinv-dps:num_steps=100,step=paper"]
+DEFAULT_SOLVERS = ["hole-fill", "gaussian-filter", "tikhonov", "tweedie", "ddpm", "sdedit", "sdedit:guide=back-projection",
+                   "dps", "dps:normalize=residual", "dps:clip=true", "ddnm", "ddrm", "diffpir", "diffpir:clip=true",
+                   "pigdm", "reddiff", "daps", "repaint", "score-ald", "score-ald:likelihood=normalized",
+                   "score-ald-ddpm", "score-ald-ddpm:weighting=unit", "deepinv-dps:num_steps=100",
+                   "deepinv-dps:num_steps=100,step=paper"]
 
 THEORY = """\
 - **MMSE bound.** E[x | y] minimises E||x_hat - x||^2 over all estimators x_hat(y) (with or without

@@ -6,7 +6,7 @@ Every measurement runs in a fresh interpreter with one thread (OMP_NUM_THREADS=1
 interleaved in a shuffled order each round so that a machine's drift moves them alike; the report gives
 medians over rounds.
 - start-up: `bench --help` against `python -c "import torch"` (the floor of any command that computes).
-- two runs on the built-in model (fashion32, 32 px): tweedie + blur on 64 images (instant solvers, the
+- two runs on the built-in model (fashion32, 32 px): tweedie + hole-fill on 64 images (instant solvers, the
   worst case for overhead) and DPS on 16 images. Each child times its phases in-process: imports, the
   run (model load, metrics and solver time inside it), tables and grids. Solver time is the sum of the
   rows' `seconds`; the non-solver share is 1 - solver time / the child's whole wall time.
@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 RUNS = {
-    "tweedie+blur, 64 images": (["tweedie", "blur"], ["inpaint"], 64, []),
+    "tweedie+hole-fill, 64 images": (["tweedie", "hole-fill"], ["inpaint"], 64, []),
     "dps, 16 images": (["dps"], ["inpaint"], 16, []),
 }
 

@@ -22,12 +22,17 @@ from ipbench.solvers import SOLVERS
     ("ddpm", "ddpm.t=-1", "solver ddpm.t=-1: must be a diffusion time in 0..T-1"),
     ("sdedit", "sdedit.t0=-5", "solver sdedit.t0=-5: must be a diffusion time in 0..T-1"),
     ("sdedit", "sdedit.t0=1000", "solver sdedit.t0=1000: must be a diffusion time of the model, 0..999"),
-    ("score-ald", "score-ald.gamma=0", "solver score-ald.gamma=0.0: must be > 0"),
+    ("score-ald-ddpm", "score-ald-ddpm.gamma=0", "solver score-ald-ddpm.gamma=0.0: must be > 0"),
+    ("score-ald", "score-ald.eps=0", "solver score-ald.eps=0.0: must be > 0"),
+    ("score-ald", "score-ald.steps_each=0", "solver score-ald.steps_each=0: must be >= 1"),
     ("tikhonov", "tikhonov.lam=inf", "solver tikhonov.lam=inf: must be a finite number"),
-    ("blur", "blur.sigma=0", "solver blur.sigma=0.0: must be > 0"),
-    ("blur", "sigma_y=-0.1", "operator inpaint-box.sigma_y=-0.1: must be >= 0"),
-    ("blur", "sigma_y=inf", "operator inpaint-box.sigma_y=inf: must be a finite number"),
-    ("blur", "inpaint.side=1", "operator inpaint-box.side=1.0: must be in (0, 1)"),
+    ("hole-fill", "hole-fill.sigma=0", "solver hole-fill.sigma=0.0: must be > 0"),
+    ("blur", "blur.sigma=0", "solver hole-fill.sigma=0.0: must be > 0"),  # the alias reaches the hole filler
+    ("gaussian-filter", "gaussian-filter.kernel_size=4", "solver gaussian-filter.kernel_size=4: must be odd"),
+    ("sdedit", "sdedit.guide=y", "solver sdedit.guide='y'"),
+    ("hole-fill", "sigma_y=-0.1", "operator inpaint-box.sigma_y=-0.1: must be >= 0"),
+    ("hole-fill", "sigma_y=inf", "operator inpaint-box.sigma_y=inf: must be a finite number"),
+    ("hole-fill", "inpaint.side=1", "operator inpaint-box.side=1.0: must be in (0, 1)"),
 ])
 def test_bad_values_stop_before_the_run(tmp_path, small_model_path, solver, value, fragment):
     out = tmp_path / "run"
@@ -67,7 +72,7 @@ def test_every_builtin_numeric_solver_field_declares_its_range() -> None:
             assert not numeric or p.range is not None, f"{name}.{p.name} declares no range"
 
 
-GOOD_TABLES = '[[solver]]\nname = "blur"\n[[operator]]\nname = "denoise"\n'
+GOOD_TABLES = '[[solver]]\nname = "hole-fill"\n[[operator]]\nname = "denoise"\n'
 
 
 @pytest.mark.parametrize("text, fragment", [
@@ -84,17 +89,17 @@ GOOD_TABLES = '[[solver]]\nname = "blur"\n[[operator]]\nname = "denoise"\n'
     ("[[solver]]\nname = 3\n[[operator]]\nname = \"denoise\"\n", "[[solver]] number 1: name = 3; expected a non-empty string"),
     ("[[solver]]\nlabel = \"x\"\n[[operator]]\nname = \"denoise\"\n", "[[solver]] number 1 has no 'name'"),
     (GOOD_TABLES + "[[operator]]\nname = \"inpaint\"\nlabel = 7\n", "[[operator]] number 2: label = 7"),
-    ("[[solver]]\nname = \"blur\"\noperators = \"denoise\"\n[[operator]]\nname = \"denoise\"\n",
+    ("[[solver]]\nname = \"hole-fill\"\noperators = \"denoise\"\n[[operator]]\nname = \"denoise\"\n",
      "operators = 'denoise'; expected a list of operator labels"),
-    ("[[solver]]\nname = \"blur\"\nsigma = \"wide\"\n[[operator]]\nname = \"denoise\"\n", "blur.sigma='wide': expected float"),
-    (GOOD_TABLES + "[[reference]]\nsolver = \"blur\"\noperator = \"denoise\"\nmetric = \"psnr\"\n",
+    ("[[solver]]\nname = \"hole-fill\"\nsigma = \"wide\"\n[[operator]]\nname = \"denoise\"\n", "hole-fill.sigma='wide': expected float"),
+    (GOOD_TABLES + "[[reference]]\nsolver = \"hole-fill\"\noperator = \"denoise\"\nmetric = \"psnr\"\n",
      "[[reference]] number 1 has no 'value'"),
-    (GOOD_TABLES + "[[reference]]\nsolver = \"blur\"\noperator = \"denoise\"\nmetric = \"psnr\"\nvalue = \"high\"\n",
+    (GOOD_TABLES + "[[reference]]\nsolver = \"hole-fill\"\noperator = \"denoise\"\nmetric = \"psnr\"\nvalue = \"high\"\n",
      "value = 'high'; expected a number"),
-    (GOOD_TABLES + "[[reference]]\nsolver = \"blur\"\noperator = \"denoise\"\nmetric = \"psnr\"\nvalue = 1\nverified = \"yes\"\n",
+    (GOOD_TABLES + "[[reference]]\nsolver = \"hole-fill\"\noperator = \"denoise\"\nmetric = \"psnr\"\nvalue = 1\nverified = \"yes\"\n",
      "verified = 'yes'; expected a bool"),
     ("precision = \"fp16\"\n" + GOOD_TABLES, "precision = 'fp16'; valid: fp32, bf16"),
-    ("[[solver\nname = \"blur\"\n", "invalid TOML"),
+    ("[[solver\nname = \"hole-fill\"\n", "invalid TOML"),
 ])
 def test_bad_suites_are_one_line_errors(tmp_path, text, fragment):
     suite = tmp_path / "suite.toml"

@@ -25,22 +25,22 @@ def invoke():
 
 def test_run_writes_rows_metadata_tables_and_grids(invoke, tmp_path, small_model_path):
     out = tmp_path / "run"
-    result = invoke("run", "--solver", "blur", "--solver", "tweedie", "--op", "inpaint", "--op", "deblur",
+    result = invoke("run", "--solver", "hole-fill", "--solver", "tweedie", "--op", "inpaint", "--op", "deblur",
                     "--model", small_model_path, "--images", "photos", "--num-images", "3", "--out", out, "--no-progress")
     assert result.exit_code == 0, result.output
     for name in ("rows.jsonl", "run.json", "table.md", "table.csv", "table.tex", "grid-inpaint-box.png",
                  "grid-deblur-gauss.png"):
         assert (out / name).is_file(), name
-    assert "| blur |" in result.output and "| tweedie |" in result.output
+    assert "| hole-fill |" in result.output and "| tweedie |" in result.output
     assert "inpaint-box PSNR" in result.output and "LPIPS" in result.output
     summary = pd.read_csv(out / "table.csv")
-    assert set(summary["solver"]) == {"blur", "tweedie"}
+    assert set(summary["solver"]) == {"hole-fill", "tweedie"}
     assert set(summary["operator"]) == {"inpaint-box", "deblur-gauss"}
     assert (summary["n"] == 3).all() and (summary["failed"] == 0).all()
     rows = pd.read_json(out / "rows.jsonl", lines=True)
-    blur_inpaint = rows[(rows.solver == "blur") & (rows.operator == "inpaint-box")]["psnr"]
-    psnr_mean = summary.query("solver == 'blur' and operator == 'inpaint-box' and metric == 'psnr'")["mean"].item()
-    assert psnr_mean == pytest.approx(blur_inpaint.mean())
+    fill_inpaint = rows[(rows.solver == "hole-fill") & (rows.operator == "inpaint-box")]["psnr"]
+    psnr_mean = summary.query("solver == 'hole-fill' and operator == 'inpaint-box' and metric == 'psnr'")["mean"].item()
+    assert psnr_mean == pytest.approx(fill_inpaint.mean())
     assert f"{psnr_mean:.2f} ±" in (out / "table.md").read_text()
     assert r"\begin{tabular}" in (out / "table.tex").read_text()
 
@@ -50,7 +50,7 @@ def test_run_writes_rows_metadata_tables_and_grids(invoke, tmp_path, small_model
     assert grid.exit_code == 0 and "grid-inpaint-box.png" in grid.output
 
     # the same command again resumes: nothing new
-    again = invoke("run", "--solver", "blur", "--solver", "tweedie", "--op", "inpaint", "--op", "deblur",
+    again = invoke("run", "--solver", "hole-fill", "--solver", "tweedie", "--op", "inpaint", "--op", "deblur",
                    "--model", small_model_path, "--images", "photos", "--num-images", "3", "--out", out, "--no-progress")
     assert again.exit_code == 0 and "rows: 0 new, 12 already done" in again.output
 
@@ -71,7 +71,7 @@ def test_list_shows_every_operator_with_parameters(invoke):
     assert result.exit_code == 0
     for text in ("inpaint-box (alias inpaint)", "side: float = 0.5", "inpaint-random", "p: float = 0.7",
                  "deblur-gauss (alias deblur)", "padding: str in {reflect", "denoise", "sigma_y: float = 0.025",
-                 "tweedie", "blur", "gaussian", "photos", "lpips-vgg: lpips "):
+                 "tweedie", "hole-fill (alias blur)", "gaussian-filter", "score-ald-ddpm", "gaussian", "photos", "lpips-vgg: lpips "):
         assert text in result.output, text
 
 
@@ -90,19 +90,19 @@ def test_list_shows_where_each_solver_applies(invoke):
 
 @pytest.mark.parametrize("args, fragment", [
     (["--solver", "nope", "--op", "inpaint"], "unknown solver 'nope'; valid: "),
-    (["--solver", "blur", "--op", "nope"], "unknown operator 'nope'; valid: "),
-    (["--solver", "blur", "--op", "inpaint", "--metric", "kid"], "--metric: unknown metric kid; valid: psnr, ssim"),
-    (["--solver", "blur", "--op", "inpaint", "--param", "zeta=1"], "no selected solver or operator has a parameter 'zeta'"),
-    (["--solver", "blur", "--op", "inpaint", "--param", "blur.sigma=wide"], "blur.sigma='wide': expected float"),
-    (["--solver", "blur", "--op", "inpaint", "--param", "inpaint.side=2"], "inpaint-box.side=2.0"),
-    (["--solver", "blur", "--op", "deblur", "--param", "padding=mirror"], "valid values are reflect, circular"),
-    (["--solver", "blur", "--op", "inpaint", "--param", "sigma"], "expected NAME=VALUE"),
+    (["--solver", "hole-fill", "--op", "nope"], "unknown operator 'nope'; valid: "),
+    (["--solver", "hole-fill", "--op", "inpaint", "--metric", "kid"], "--metric: unknown metric kid; valid: psnr, ssim"),
+    (["--solver", "hole-fill", "--op", "inpaint", "--param", "zeta=1"], "no selected solver or operator has a parameter 'zeta'"),
+    (["--solver", "hole-fill", "--op", "inpaint", "--param", "hole-fill.sigma=wide"], "hole-fill.sigma='wide': expected float"),
+    (["--solver", "hole-fill", "--op", "inpaint", "--param", "inpaint.side=2"], "inpaint-box.side=2.0"),
+    (["--solver", "hole-fill", "--op", "deblur", "--param", "padding=mirror"], "valid values are reflect, circular"),
+    (["--solver", "hole-fill", "--op", "inpaint", "--param", "sigma"], "expected NAME=VALUE"),
     (["--op", "inpaint"], "no solver given"),
-    (["--solver", "blur", "--op", "inpaint", "--model", "nope"], "unknown model 'nope'"),
-    (["--solver", "blur", "--op", "inpaint", "--images", "/no/such/dir"], "/no/such/dir"),
+    (["--solver", "hole-fill", "--op", "inpaint", "--model", "nope"], "unknown model 'nope'"),
+    (["--solver", "hole-fill", "--op", "inpaint", "--images", "/no/such/dir"], "/no/such/dir"),
     (["--config", "/no/such.toml"], "/no/such.toml: no such file"),
-    (["--solver", "blur", "--op", "inpaint", "--config", "/no/such.toml"], "drop --solver/--op"),
-    (["--solver", "blur", "--op", "inpaint", "--plugin", "/no/such.py"], "/no/such.py: not a Python file"),
+    (["--solver", "hole-fill", "--op", "inpaint", "--config", "/no/such.toml"], "drop --solver/--op"),
+    (["--solver", "hole-fill", "--op", "inpaint", "--plugin", "/no/such.py"], "/no/such.py: not a Python file"),
 ])
 def test_user_mistakes_give_one_line_and_exit_2(invoke, tmp_path, args, fragment):
     result = invoke("run", *args, "--out", tmp_path / "x", "--no-progress")
@@ -117,7 +117,7 @@ def test_cuda_on_a_machine_without_it_is_a_clear_error(invoke, tmp_path, small_m
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    result = invoke("run", "--solver", "blur", "--op", "denoise", "--device", "cuda", "--model", small_model_path,
+    result = invoke("run", "--solver", "hole-fill", "--op", "denoise", "--device", "cuda", "--model", small_model_path,
                     "--out", tmp_path / "x")
     assert result.exit_code == 2 and "CUDA is not available" in result.output
 
@@ -155,7 +155,7 @@ p = 0.5
     bad = tmp_path / "bad.toml"
     bad.write_text('[[solver]]\nname = "blur"\nwidth = 2\n[[operator]]\nname = "denoise"\n')
     result = invoke("run", "--config", bad, "--out", tmp_path / "bad")
-    assert result.exit_code == 2 and "solver blur has no parameter 'width'" in result.output
+    assert result.exit_code == 2 and "solver hole-fill has no parameter 'width'" in result.output  # blur: its alias
 
 
 def test_fast_is_the_gpu_preset_and_says_it_does_nothing_on_cpu(invoke, tmp_path, small_model_path):

@@ -16,7 +16,7 @@ from ipbench import files
 
 
 def _run(out: Path, model: Path) -> object:
-    return CliRunner().invoke(cli, ["run", "--solver", "tweedie", "--solver", "blur", "--op", "inpaint", "--model",
+    return CliRunner().invoke(cli, ["run", "--solver", "tweedie", "--solver", "hole-fill", "--op", "inpaint", "--model",
                                     str(model), "--images", "photos", "--num-images", "4", "--batch-size", "2",
                                     "--out", str(out), "--no-progress"])
 
@@ -115,7 +115,7 @@ def test_a_changed_image_is_refused_and_a_new_one_joins_run_json(tmp_path, small
     images = tmp_path / "images"
     for i in range(2):
         save_png(torch.full((3, 32, 32), 0.2 + 0.3 * i), images / f"{i}.png")
-    args = ["run", "--solver", "blur", "--op", "denoise", "--model", str(small_model_path), "--images", str(images),
+    args = ["run", "--solver", "hole-fill", "--op", "denoise", "--model", str(small_model_path), "--images", str(images),
             "--out", str(tmp_path / "run"), "--no-progress"]
     assert CliRunner().invoke(cli, args).exit_code == 0
     save_png(torch.full((3, 32, 32), 0.9), images / "2.png")  # a new image: computed, and listed in run.json

@@ -127,7 +127,7 @@ def test_a_run_asking_for_fid_gets_a_column_per_operator_cached_in_fid_json(
 
     write_random_inception(fid_hub)
     out = tmp_path / "run"
-    args = ["run", "--solver", "tweedie", "--solver", "blur", "--op", "denoise", "--model", str(small_model_path),
+    args = ["run", "--solver", "tweedie", "--solver", "hole-fill", "--op", "denoise", "--model", str(small_model_path),
             "--images", "photos", "--num-images", "4", "--metric", "fid", "--out", str(out), "--no-progress"]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
@@ -135,7 +135,7 @@ def test_a_run_asking_for_fid_gets_a_column_per_operator_cached_in_fid_json(
     rows = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
     assert all("fid" not in r for r in rows)
     cached = json.loads((out / fid.CACHE_FILE).read_text())
-    assert set(cached) == {"tweedie | denoise", "blur | denoise"} and all(c["images"] == 4 for c in cached.values())
+    assert set(cached) == {"tweedie | denoise", "hole-fill | denoise"} and all(c["images"] == 4 for c in cached.values())
     assert all(np.isfinite(c["fid"]) and c["fid"] > 0 for c in cached.values())
     meta = json.loads((out / "run.json").read_text())
     assert "calculate_frechet_distance" in meta["conventions"]["metrics"]["fid"]["statistics"]
@@ -146,7 +146,7 @@ def test_a_run_asking_for_fid_gets_a_column_per_operator_cached_in_fid_json(
     assert again.exit_code == 0, again.output
     assert json.loads((out / fid.CACHE_FILE).read_text()) == cached
     table = (out / "table.md").read_text()
-    assert f"{cached['tweedie | denoise']['fid']:.2f}" in table and f"{cached['blur | denoise']['fid']:.2f}" in table
+    assert f"{cached['tweedie | denoise']['fid']:.2f}" in table and f"{cached['hole-fill | denoise']['fid']:.2f}" in table
 
 
 def test_a_run_asking_for_fid_without_its_weights_stops_before_it_starts(
@@ -155,7 +155,7 @@ def test_a_run_asking_for_fid_without_its_weights_stops_before_it_starts(
 
     from ipbench.cli import cli
 
-    result = CliRunner().invoke(cli, ["run", "--solver", "blur", "--op", "denoise", "--model", str(small_model_path),
+    result = CliRunner().invoke(cli, ["run", "--solver", "hole-fill", "--op", "denoise", "--model", str(small_model_path),
                                       "--images", "photos", "--num-images", "1", "--metric", "fid",
                                       "--out", str(tmp_path / "r"), "--no-progress"])
     assert result.exit_code == 2 and fid.FID_WEIGHTS_FILE in result.output

@@ -81,9 +81,9 @@ def test_tweedie_is_the_exact_posterior_mean_for_denoising(small_model):
     torch.testing.assert_close(x_hat.double(), exact, rtol=0, atol=1e-5)  # float32 arithmetic in the solver
 
 
-def test_blur_fills_holes_and_keeps_known_pixels_close(images):
+def test_hole_fill_fills_holes_and_keeps_known_pixels_close(images):
     physics, y = _measured("inpaint-box", images)
-    x_hat = SOLVERS.get("blur").create({"sigma": 0.5}).solve(y, physics, None, generators(3))
+    x_hat = SOLVERS.get("hole-fill").create({"sigma": 0.5}).solve(y, physics, None, generators(3))
     known = physics.mask.bool().expand_as(y)
     # sigma 0.5 barely smooths: observed pixels stay near y; hole pixels are filled from neighbours
     assert float((x_hat - y)[known].abs().mean()) < 0.02
@@ -97,11 +97,11 @@ def test_unknown_solver_param_is_a_usage_error():
 
     with pytest.raises(UsageError, match="tweedie.*zeta"):
         SOLVERS.get("tweedie").create({"zeta": "1"})
-    with pytest.raises(UsageError, match="blur.sigma"):
-        SOLVERS.get("blur").create({"sigma": "0"})
+    with pytest.raises(UsageError, match="hole-fill.sigma"):
+        SOLVERS.get("hole-fill").create({"sigma": "0"})
 
 
-@pytest.mark.parametrize("solver_name", ["dps", "score-ald", "ddnm", "ddrm", "sdedit", "ddpm", "diffpir"])
+@pytest.mark.parametrize("solver_name", ["dps", "score-ald", "score-ald-ddpm", "ddnm", "ddrm", "sdedit", "ddpm", "diffpir"])
 def test_diffusion_solvers_report_each_step(solver_name, images, small_model):
     """The built-in diffusion solvers call Solver.report_step once per step with model-unit x_t and x0_hat."""
     solver = make_fast(solver_name)

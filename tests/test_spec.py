@@ -23,7 +23,7 @@ name = "dps"
 label = "DPS half"
 zeta = 0.5
 [[solver]]
-name = "blur"
+name = "hole-fill"
 """
 
 
@@ -65,12 +65,12 @@ def test_alias_target_reaches_a_relabelled_suite_operator(suite: Path) -> None:
 def test_untargeted_value_goes_to_everyone_who_has_it(suite: Path) -> None:
     spec = make_spec(suite, [], [], ["sigma_y=0.05"])
     assert [o.params["sigma_y"] for o in spec.operators] == [0.05, 0.05]
-    spec = build_spec(["dps", "blur"], ["inpaint", "denoise"], ["sigma_y=0.05"])
+    spec = build_spec(["dps", "hole-fill"], ["inpaint", "denoise"], ["sigma_y=0.05"])
     assert [o.params["sigma_y"] for o in spec.operators] == [0.05, 0.05]
 
 
 @pytest.mark.parametrize("params, message", [
-    (["tweedie.t=3"], "'tweedie' is not a selected solver or operator (DPS half, blur, box, noisy)"),
+    (["tweedie.t=3"], "'tweedie' is not a selected solver or operator (DPS half, hole-fill, box, noisy)"),
     (["zeta2=1"], "no selected solver or operator has a parameter 'zeta2'"),
     (["box.zeta=1"], "has no parameter 'zeta'"),
     (["dps.zeta=big"], "expected float"),

@@ -119,6 +119,21 @@ def back_project(physics: Physics, y: Tensor) -> Tensor:
     return torch.where(seen, x, fill.expand_as(x))
 
 
+def measurement_image(physics: Physics, y: Tensor) -> Tensor:
+    """The measurement as an image: y itself when it has the image's shape (denoising, inpainting with zeros
+    in the holes, blur), else y resized to the image's height and width by bicubic interpolation
+    (super-resolution; torch `interpolate`, half-pixel centres, which puts low-resolution pixel i at
+    i f + (f - 1) / 2 where deepinv's decimation takes it at i f + 1/2: a shift of (f - 2) / 2 px)."""
+    if not isinstance(physics, LinearPhysics):
+        raise UsageError(f"the measurement as an image needs a linear operator, got {type(physics).__name__}")
+    shape = physics.A_adjoint(y).shape  # the image batch's
+    if y.shape == shape:
+        return y
+    if y.dim() != 4 or y.shape[:2] != shape[:2]:
+        raise UsageError(f"the measurement {tuple(y.shape)} is not an image batch with the channels of {tuple(shape)}")
+    return torch.nn.functional.interpolate(y, size=tuple(shape[-2:]), mode="bicubic", align_corners=False)
+
+
 def pseudo_inverse(physics: Physics, y: Tensor, damping: float = 1e-3) -> Tensor:
     """A^+ y: exact for masks and the identity, else the damped least squares (A^T A + damping I)^-1 A^T y.
 

@@ -1,7 +1,6 @@
 """Solvers: the base class, the registry and one file per solver."""
 from ipbench.solvers.base import SOLVERS, Solver, randn_per_image, register_solver
 from ipbench.solvers import (  # noqa: F401  (importing registers the built-in solvers, one module each)
-    blur as _blur,
     daps as _daps,
     ddnm as _ddnm,
     ddpm as _ddpm,
@@ -9,10 +8,13 @@ from ipbench.solvers import (  # noqa: F401  (importing registers the built-in s
     deepinv_dps as _deepinv_dps,
     diffpir as _diffpir,
     dps as _dps,
+    gaussian_filter as _gaussian_filter,
+    hole_fill as _hole_fill,
     pigdm as _pigdm,
     reddiff as _reddiff,
     repaint as _repaint,
     score_ald as _score_ald,
+    score_ald_ddpm as _score_ald_ddpm,
     sdedit as _sdedit,
     tikhonov as _tikhonov,
     tweedie as _tweedie,
