@@ -19,7 +19,7 @@ from tests.plugins import flaky_solvers  # registers the misbehaving solvers
 VOLATILE = {"seconds", "compile_seconds"}
 
 
-def _spec(model_path, solvers=("tweedie", "blur"), ops=("inpaint-random", "deblur"), **kw):
+def _spec(model_path, solvers=("tweedie", "hole-fill"), ops=("inpaint-random", "deblur"), **kw):
     return build_spec(list(solvers), list(ops), kw.pop("params", []), model=str(model_path), images="photos",
                       num_images=kw.pop("num_images", 5), **kw)
 
@@ -50,13 +50,13 @@ def test_rows_have_the_documented_keys(tmp_path, small_model_path):
                 "solver.sigma", "operator.sigma_y", "operator.p"):
         assert any(key in r for r in rows), key
     assert {r["nfe"] for r in rows if r["solver"] == "tweedie"} == {1}
-    assert {r["nfe"] for r in rows if r["solver"] == "blur"} == {0}
-    assert {r["solver.sigma"] for r in rows if r["solver"] == "blur"} == {2.0}
+    assert {r["nfe"] for r in rows if r["solver"] == "hole-fill"} == {0}
+    assert {r["solver.sigma"] for r in rows if r["solver"] == "hole-fill"} == {2.0}
     meta = json.loads((result.out / "run.json").read_text())
     assert meta["conventions"]["metrics"]["lpips"]["net"] == "alex"
     assert meta["images"]["ids"][:2] == ["00-astronaut", "01-camera"]
     assert meta["model"]["image_shape"] == list(SMALL_SHAPE)
-    for kind in ("truth", "inpaint-random/measurement", "inpaint-random/tweedie", "deblur-gauss/blur"):
+    for kind in ("truth", "inpaint-random/measurement", "inpaint-random/tweedie", "deblur-gauss/hole-fill"):
         assert any((result.out / "images" / kind).iterdir()), kind
 
 
@@ -245,7 +245,7 @@ def test_pixels_outside_the_unit_range_are_counted_per_row_and_named_in_the_capt
 
 def test_trace_saves_strips_and_changes_no_row(tmp_path, small_model_path):
     """--trace K: x0_hat at steps 0, K, 2K, ... and the last, for the run's first images; rows as without it."""
-    spec = lambda: _spec(small_model_path, solvers=("dps", "blur"), ops=("denoise",), num_images=5,  # noqa: E731
+    spec = lambda: _spec(small_model_path, solvers=("dps", "hole-fill"), ops=("denoise",), num_images=5,  # noqa: E731
                          params=["dps.steps=7"])
     plain = run(spec(), out=tmp_path / "plain", batch_size=3, progress=False)
     traced = run(spec(), out=tmp_path / "traced", batch_size=3, progress=False, trace=3)
@@ -255,7 +255,7 @@ def test_trace_saves_strips_and_changes_no_row(tmp_path, small_model_path):
     from ipbench.data import load_png
 
     assert load_png(strips[0]).shape[-1] == 32 * 3  # steps 0, 3 and 6 of 0..6 (6, the last, once)
-    assert not (traced.out / "images" / "denoise" / "blur" / "trace").exists()  # no steps to report
+    assert not (traced.out / "images" / "denoise" / "hole-fill" / "trace").exists()  # no steps to report
     from ipbench.results.grid import write_grids
 
     assert (traced.out / "trace-denoise.png") in write_grids(traced.out)
