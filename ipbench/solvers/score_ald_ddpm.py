@@ -14,16 +14,19 @@ x~_t = to_image(x_t / sqrt(ab_t)), whose noise std in image units is gamma_t = s
         prior terms share one step size (about beta_t per step).
   unit  the seeds' literal update x_{t-1} <- x'_{t-1} + grad_{x_t} log N(y; A to_image(x_t), (sigma_y^2 + gamma^2) I),
         a step of size 1 on the likelihood of x_t itself, with a constant gamma. In model units
-        (y' = 2 y - A 1, s'^2 = 4 (sigma_y^2 + gamma^2)) it is x <- x + A^T (y' - A x) / s'^2, so the residual
-        r = A x - y' becomes (I - A A^T / s'^2) r: it contracts iff every eigenvalue a of A A^T has
-        |1 - a / s'^2| < 1, i.e. s'^2 > a_max / 2. ipbench's operators have ||A|| <= 1 (masks, the identity
-        and normalised filters: a_max = 1), so the step is stable iff sigma_y^2 + gamma^2 > 1/8 in image
-        units (> 1/2 in model units); a smaller gamma is refused. The default gamma = sqrt(1/4 - sigma_y^2)
-        gives s'^2 = 1, where the step lands on the measurement for masks (the contraction factor is 0).
-        The likelihood of the annealed x~_t with a step of 1 diverges whatever the constant gamma: in x~_t
-        units the step is 1 / ab_t, so stability needs ab_t s'^2 > 1/2, which fails near t = T.
+        (y' = 2 y - A 1, s'^2 = 4 (sigma_y^2 + gamma^2)) it adds A^T (y' - A x_t) / s'^2 to x'_{t-1}, whose gain on
+        what A sees is close to 1, so the residual r = A x - y' becomes about (I - A A^T / s'^2) r per step: it
+        contracts iff every eigenvalue a of A A^T has |1 - a / s'^2| < 1, i.e. s'^2 > a_max / 2. Masks and the
+        identity have a_max = 1, so the step is stable iff sigma_y^2 + gamma^2 > 1/8 in image units (> 1/2 in
+        model units); a smaller gamma is refused. (Power iteration at 32 px: a_max = 0.12 for sr, 1.0008 for
+        deblur-gauss and 1.10 for deblur-motion, whose reflect padding lifts it: there the bound is
+        s'^2 > 0.55; the default is inside it.) The default gamma = sqrt(1/4 - sigma_y^2) gives s'^2 = 1,
+        where the step lands on the measurement for masks (the contraction factor is 0).
+        The former unit weighting, the likelihood of x~_t with a step of 1, diverged on every image: in x~_t
+        units the step is 1 / ab_t, so stability needs ab_t s'^2 > 1/2, which a constant gamma breaks near
+        t = T and gamma_t breaks for ab_t > 1/2.
 `clip`: clip the (likelihood-corrected) x0_hat to [-1, 1] before the step. Off by default: on fashion32
-it cost 1.4 dB on box inpainting (results/sweeps/score-ald-fashion32.md).
+it cost 2.4 dB on box inpainting and 0.7 dB on deblurring (results/sweeps/score-ald-fashion32.md).
 No network gradient is needed: one evaluation per step.
 """
 from __future__ import annotations
