@@ -77,6 +77,8 @@ def main() -> None:
     parser.add_argument("--trajectory-images", type=int, default=4, help="images for part 1 (0: skip it)")
     parser.add_argument("--deepinv-defaults", action="store_true",
                         help="also run deepinv at its own defaults (lambda 7, zeta 0.1)")
+    parser.add_argument("--pure-noise-start", action="store_true",
+                        help="also run deepinv (matched) from x_T = sqrt(1 - ab_T) z, without its sqrt(ab_T) (2 A^T y - 1) term")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -90,13 +92,17 @@ def main() -> None:
     methods = {ours: ("ipbench", args.lambda_, args.zeta), matched: ("deepinv", args.lambda_ / 2, args.zeta)}
     if args.deepinv_defaults:
         methods["deepinv DiffPIR at its defaults, lambda_=7 zeta=0.1"] = ("deepinv", 7.0, 0.1)
+    if args.pure_noise_start:
+        methods[matched.replace("(matched)", "(matched), x_T pure noise")] = ("deepinv-noise-start", args.lambda_ / 2, args.zeta)
     names = [ours, state, *list(methods)[1:]]  # the state comes from ipbench's run (its step hook), at no cost
 
     started = time.perf_counter()
     lines = [f"DiffPIR check: model `{args.model}`, {len(images)} images of `{images.source}`, {args.steps} steps, "
              f"seeds {args.seeds}, device {device}, {datetime.now(timezone.utc):%Y-%m-%d}. "
              f"`python benchmarks/deepinv_diffpir_check.py --ops {' '.join(args.ops)} --num-images {args.num_images} "
-             f"--seeds {' '.join(map(str, args.seeds))}{' --deepinv-defaults' if args.deepinv_defaults else ''}`.", ""]
+             f"--seeds {' '.join(map(str, args.seeds))}{' --deepinv-defaults' if args.deepinv_defaults else ''}"
+             f"{' --pure-noise-start' if args.pure_noise_start else ''}"
+             f"{' --trajectory-images 0' if not args.trajectory_images else ''}`.", ""]
     summary = ["| operator | method | mean PSNR per seed (dB) | mean ± std over seeds | paired diff. to ipbench "
                "[95% CI] | paired diff. to ipbench's state at t = 0 [95% CI] | s / image |",
                "|---|---|---|---|---|---|---|"]
@@ -126,9 +132,13 @@ def main() -> None:
                     gens = [solver_generator(seed, i, op.name, "diffpir", device) for i in images.ids]
                     outputs[name] = solver.solve(y, physics, model, gens)
                     outputs[state] = (states[-1] + 1) / 2  # x_t of the last step (t = 0): what the code returns
-                else:  # deepinv draws from the global generator, one batch per seed
+                elif kind == "deepinv":  # deepinv draws from the global generator, one batch per seed
                     torch.manual_seed(seed_for("deepinv-diffpir", seed, op.name, name))
                     outputs[name] = deepinv_sampler(model, op.sigma_y, args.steps, lambda_, zeta, device)(y, physics)
+                else:  # x_init = 0.5 and sigma = 0 make deepinv's x_T = sqrt(1 - ab_T) z, as in part 1
+                    torch.manual_seed(seed_for("deepinv-diffpir", seed, op.name, name))
+                    sampler = deepinv_sampler(model, 0.0, args.steps, lambda_, zeta, device)
+                    outputs[name] = sampler(y, physics, x_init=torch.full_like(x, 0.5))
                 seconds[name] += time.perf_counter() - start
                 for label, x_hat in outputs.items():
                     values = psnr(x_hat.clamp(0, 1), x).tolist()
