@@ -3,7 +3,7 @@
 Each step at time t (model units, ab = alpha_bar):
 
     x0      = x0_hat(x_t)                                     the network as a denoiser (Tweedie, clipped)
-    x0_hat  = argmin_x ||y - A x||^2 + rho_t ||x - x0||^2     data step, image units (the paper's eq. 13)
+    x0_hat  = argmin_x ||y - A x||^2 + rho_t ||x - x0||^2     data subproblem, image units
     eps_hat = (x_t - sqrt(ab_t) x0_hat) / sqrt(1 - ab_t)      effective noise
     x_prev  = sqrt(ab_prev) x0_hat + sqrt(1 - ab_prev) (sqrt(1 - zeta) eps_hat + sqrt(zeta) z),  z ~ N(0, I)
 
@@ -20,7 +20,7 @@ padded blurs it is exact where an FFT would not be. Other operators (motion blur
 on (A^T A + rho I) d = A^T (y - A x0), x0_hat = x0 + d, per image, from d = 0.
 
 Time grid (`skip_type`): "quad", as the code: seq_i = floor(T sqrt(i / (steps - 1))), the last one T - 1,
-and t_i = T - 1 - seq_i, so 999, 898, 857, ..., 0 for 100 steps (dense near t = 0); "uniform": evenly
+and t_i = T - 1 - seq_i, so 999, 899, 857, ..., 5, 0 for 100 steps (dense near t = 0); "uniform": evenly
 spaced from T - 1 to 0 (`diffusion.timestep_schedule`). `steps` is the number of network evaluations.
 
 Defaults, official code (github yuanzhi-zhu/DiffPIR, commit 111d26e): 100 steps, quad grid, clipped x0
