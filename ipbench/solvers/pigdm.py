@@ -26,8 +26,8 @@ solved per image by conjugate gradients in measurement space. At c = 0 (noiseles
 with singular values below PINV_RCOND of the largest taken as 0, and the CG path uses c = CG_DAMPING.
 
 Defaults, from NVlabs/RED-diff at 66482f2: scale = 1 (`grad_term_weight`, _configs/algo/pgdm.yaml:7);
-eta = 1 and 100 steps (the PiGDM runs of sample_test.sh:21,77,95,116 and sample_batch.sh:5; pgdm.yaml:9
-says eta 0, which no script uses); no clipping of x0_hat (pgdm.py:51 uses it unclipped); start
+eta = 1 (every PiGDM run of sample_test.sh and sample_batch.sh:5; pgdm.yaml:9 says 0, which no script
+uses); 100 steps (sample_test.sh:21,45); no clipping of x0_hat (pgdm.py:51 uses it unclipped); start
 x_T = sqrt(ab_T) A^+ y + sqrt(1 - ab_T) z (pgdm.py:103-112).
 
 Deviations: the time grid is ipbench's, T-1 down to 0 (the code's runs from 990 for 100 steps); the noisy
@@ -102,7 +102,7 @@ class PiGDM(Solver):
 
     name = "pigdm"
     aliases = ("pgdm",)
-    steps: int = param(100, range=AT_LEAST_ONE)  # strided reverse steps from T-1 (sample_test.sh:21)
+    steps: int = param(100, range=AT_LEAST_ONE)  # strided reverse steps from T-1 (sample_test.sh:21,45)
     eta: float = param(1.0, range=UNIT)  # the code's PiGDM runs use 1 (sample_batch.sh:5)
     scale: float = param(1.0, range=NON_NEGATIVE)  # grad_term_weight (pgdm.yaml:7)
     clip: bool = False  # pgdm.py uses x0_hat unclipped
