@@ -38,14 +38,11 @@ import torch
 from deepinv.models import Denoiser
 from deepinv.physics import GaussianNoise
 from deepinv.sampling import DDRM as DeepinvDDRM
-from scipy.stats import t as student_t
 from torch import Tensor
 
 from ipbench.checks import gaussian_truth as gm
 from ipbench.checks.ddrm_gaussian import error_variance_denoising, whitened_energy
-from ipbench.data import load_images
-from ipbench.device import resolve_device
-from ipbench.models import load_model
+from ipbench.benchmark.check_setup import add_problem_options, agreement, load_problem, t_interval
 from ipbench.models.deepinv_adapter import ScoreModelDenoiser
 from ipbench.operators import Operator, measure, noise_level
 from ipbench.operators.base import DEFAULT_SIGMA_Y
@@ -121,12 +118,6 @@ def ipbench_draws(generators: list[torch.Generator], shape: tuple[int, ...], cal
     return [[torch.randn(shape, generator=g, device=g.device) for _ in range(calls)] for g in generators]
 
 
-def interval(diffs: list[float]) -> tuple[float, float]:
-    """Mean and the half-width of its 95% t-interval."""
-    n = len(diffs)
-    return statistics.mean(diffs), float(student_t.ppf(0.975, n - 1)) * statistics.stdev(diffs) / math.sqrt(n)
-
-
 def gaussian_section(draws: int, steps: int, eta: float, eta_b: float) -> list[str]:
     """Denoising on the analytic Gaussian prior, where DDRM's error distribution is known in closed form
     (ipbench/checks/ddrm_gaussian.py): each sampler's whitened error energy (1 if it is that distribution)
@@ -169,22 +160,15 @@ def centre_start(draws: list[list[Tensor]], physics: deepinv.physics.Physics, si
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="fashion32")
+    add_problem_options(parser, num_images=16, seeds=[0, 1, 2])
     parser.add_argument("--ops", nargs="+", default=["inpaint-box", "inpaint-random", "denoise"])
-    parser.add_argument("--num-images", type=int, default=16)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--eta", type=float, default=0.85)
     parser.add_argument("--eta-b", type=float, default=1.0)
     parser.add_argument("--gaussian-draws", type=int, default=512, help="prior draws of the closed-form check; 0: skip")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--out", default=None)
     args = parser.parse_args()
 
-    device = resolve_device(args.device)
-    model = load_model(args.model, device)
-    images = load_images(model.default_image_set, model.image_shape, args.num_images)
-    x = images.images.to(device)
+    device, model, images, x = load_problem(args)
     denoiser = ScoreModelDenoiser(model)
     grid = ddrm_grid(model, args.steps)
     sigmas = [ve_sigma(ab) / 2 for _, ab, _ in grid]  # image units, the network's times 950, ..., 0
@@ -238,10 +222,10 @@ def main() -> None:
             if name == methods[0]:
                 diff_text, largest_text = "reference", ""
             else:
-                mean, half = interval([b - a for a, b in zip(per_image[methods[0]], per_image[name])])
+                mean, half = t_interval([b - a for a, b in zip(per_image[methods[0]], per_image[name])])
                 diff_text, largest_text = f"{mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}]", f"{largest[name]:.1e}"
                 verdicts.append(f"{op_name}, {name}: {mean:+.2f} dB vs spread {spread:.2f} dB: "
-                                f"{'agree' if abs(mean) <= spread else 'DISAGREE'}; the interval "
+                                f"{agreement(mean, spread)}; the interval "
                                 f"{'contains' if abs(mean) <= half else 'excludes'} 0.")
             lines.append(f"| {op_name} (sigma_y {op.sigma_y}) | {name} | {' / '.join(f'{v:.2f}' for v in values)} | "
                          f"{statistics.mean(values):.2f} ± {std:.2f} | {diff_text} | {largest_text} | "

@@ -28,13 +28,10 @@ import time
 from datetime import datetime, timezone
 
 import torch
-from scipy.stats import t as student_t
 from deepinv.optim import L2
 from deepinv.sampling import DiffPIR as DeepinvDiffPIR
 
-from ipbench.data import load_images
-from ipbench.device import resolve_device
-from ipbench.models import load_model
+from ipbench.benchmark.check_setup import add_problem_options, agreement, load_problem, t_interval
 from ipbench.models.deepinv_adapter import ScoreModelDenoiser
 from ipbench.operators import Operator, measure
 from ipbench.results.metrics import psnr
@@ -67,10 +64,8 @@ def same_trajectory(model, op, x, ids, steps: int, lambda_: float, device) -> fl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="fashion32")
+    add_problem_options(parser, num_images=16, seeds=[0, 1, 2])
     parser.add_argument("--ops", nargs="+", default=["inpaint-box", "deblur-gauss", "denoise"])
-    parser.add_argument("--num-images", type=int, default=16)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--lambda", dest="lambda_", type=float, default=7.0, help="ipbench's lambda (deepinv gets half)")
     parser.add_argument("--zeta", type=float, default=0.3)
@@ -79,14 +74,9 @@ def main() -> None:
                         help="also run deepinv at its own defaults (lambda 7, zeta 0.1)")
     parser.add_argument("--pure-noise-start", action="store_true",
                         help="also run deepinv (matched) from x_T = sqrt(1 - ab_T) z, without its sqrt(ab_T) (2 A^T y - 1) term")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--out", default=None)
     args = parser.parse_args()
 
-    device = resolve_device(args.device)
-    model = load_model(args.model, device)
-    images = load_images(model.default_image_set, model.image_shape, args.num_images)
-    x = images.images.to(device)
+    device, model, images, x = load_problem(args)
     ours, state = f"ipbench diffpir lambda={args.lambda_:g} zeta={args.zeta:g}", "ipbench, its state at t = 0"
     matched = f"deepinv DiffPIR lambda_={args.lambda_ / 2:g} zeta={args.zeta:g} (matched)"
     methods = {ours: ("ipbench", args.lambda_, args.zeta), matched: ("deepinv", args.lambda_ / 2, args.zeta)}
@@ -148,8 +138,7 @@ def main() -> None:
 
         def paired(name: str, reference: str) -> tuple[float, str]:
             diffs = [b - a for a, b in zip(per_image[reference], per_image[name])]
-            mean = statistics.mean(diffs)
-            half = float(student_t.ppf(0.975, len(diffs) - 1)) * statistics.stdev(diffs) / len(diffs) ** 0.5
+            mean, half = t_interval(diffs)
             return mean, f"{mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}]"
 
         for name in names:
@@ -164,7 +153,7 @@ def main() -> None:
         spread = statistics.stdev(per_seed[state]) if len(args.seeds) > 1 else float("nan")
         mean, text = paired(matched, state)
         verdicts.append(f"- {op_name}: deepinv (matched) - ipbench's state at t = 0: {text} dB; seed-to-seed std of "
-                        f"the latter's mean PSNR {spread:.2f} dB: {'agree' if abs(mean) <= spread else 'DISAGREE'}. "
+                        f"the latter's mean PSNR {spread:.2f} dB: {agreement(mean, spread)}. "
                         f"ipbench's output - its state (the last data step and denoising, deviation 1): "
                         f"{paired(ours, state)[1]} dB.")
     if trajectory:

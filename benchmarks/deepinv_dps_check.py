@@ -15,10 +15,8 @@ import time
 from datetime import datetime, timezone
 
 
-from ipbench.device import resolve_device
+from ipbench.benchmark.check_setup import add_problem_options, agreement, load_problem
 from ipbench.seeding import measurement_generator, solver_generator
-from ipbench.data import load_images
-from ipbench.models import load_model
 from ipbench.operators import Operator, measure
 from ipbench.results.metrics import psnr
 from ipbench.solvers import SOLVERS
@@ -27,20 +25,13 @@ from ipbench.results.report import publish
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="fashion32")
+    add_problem_options(parser, num_images=8, seeds=[0, 1, 2])
     parser.add_argument("--op", default="inpaint-box")
-    parser.add_argument("--num-images", type=int, default=8)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--zeta", type=float, default=1.0)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--out", default=None)
     args = parser.parse_args()
 
-    device = resolve_device(args.device)
-    model = load_model(args.model, device)
-    images = load_images(model.default_image_set, model.image_shape, args.num_images)
-    x = images.images.to(device)
+    device, model, images, x = load_problem(args)
     op = Operator.create(args.op)
     methods = {
         f"ipbench dps normalize=residual zeta={args.zeta}":
@@ -79,7 +70,7 @@ def main() -> None:
         lines.append(f"| {name} | {' / '.join(f'{v:.2f}' for v in values)} | {statistics.mean(values):.2f} ± {std:.2f} | "
                      f"{diff:+.2f} | {seconds[name] / (len(images) * len(args.seeds)):.2f} |")
     paired = [b - a for a, b in zip(reference, table[names[1]])]
-    verdict = "agree" if abs(statistics.mean(paired)) <= 2 * max(spread, 1e-9) else "DISAGREE"
+    verdict = agreement(statistics.mean(paired), 2 * spread)
     lines += ["", f"ipbench vs deepinv (paper step): mean paired difference {statistics.mean(paired):+.2f} dB, "
               f"seed-to-seed std of ipbench's mean PSNR {spread:.2f} dB: {verdict} (criterion |diff| <= 2 std).", ""]
     publish("\n".join(lines), args.out)

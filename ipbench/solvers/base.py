@@ -90,6 +90,16 @@ def randn_per_image(shape: Sequence[int], generators: Sequence[torch.Generator],
                         for g in generators]).to(device)
 
 
+def rand_per_image(shape: Sequence[int], generators: Sequence[torch.Generator], device: torch.device) -> Tensor:
+    """Uniform [0, 1) noise (len(generators), *shape[1:]), image i drawn from generators[i]."""
+    return torch.stack([torch.rand(tuple(shape[1:]), generator=g, device=g.device) for g in generators]).to(device)
+
+
+def per_image_norm(x: Tensor) -> Tensor:
+    """||x_i|| for each image, shaped (N, 1, 1, 1) for broadcasting."""
+    return x.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+
+
 def output_problem(x_hat: Any, x: Tensor) -> str | None:
     """Why `x_hat` cannot be scored against `x` (None if it can): type, shape, dtype and device."""
     expected = f"expected a real floating-point tensor of shape {tuple(x.shape)} on {x.device}"

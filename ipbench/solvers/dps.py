@@ -25,13 +25,8 @@ from torch import Tensor
 
 from ipbench.models.base import ScoreModel, to_image
 from ipbench.params import AT_LEAST_ONE, NON_NEGATIVE, UNIT, param
-from ipbench.solvers.base import Solver, randn_per_image, register_solver
+from ipbench.solvers.base import Solver, per_image_norm, randn_per_image, register_solver
 from ipbench.solvers.diffusion import ddim_step, predict_x0, reverse_grid
-
-
-def per_image_norm(x: Tensor) -> Tensor:
-    """||x_i|| for each image, shaped (N, 1, 1, 1) for broadcasting."""
-    return x.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
 
 
 @register_solver

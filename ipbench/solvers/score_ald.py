@@ -66,7 +66,7 @@ from ipbench.models.base import ScoreModel, to_image, to_model
 from ipbench.models.denoiser import denoise, sigma_grid, snap_sigmas, time_of_sigma
 from ipbench.operators.base import noise_level
 from ipbench.params import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, param
-from ipbench.solvers.base import Solver, randn_per_image, register_solver
+from ipbench.solvers.base import Solver, per_image_norm, rand_per_image, randn_per_image, register_solver
 from ipbench.solvers.diffusion import timestep_schedule
 
 CODE_SIGMA_START = 1.232  # the official code's first level: geometric 232 -> 0.0066 in 2311, index 1156
@@ -81,16 +81,6 @@ def langevin_levels(model: ScoreModel, sigma_max: float, steps: int, schedule: s
         return snap_sigmas(model, [sigma_max])
     ratio = grid[0] / sigma_max
     return snap_sigmas(model, [sigma_max * ratio ** (i / (steps - 1)) for i in range(steps)])
-
-
-def rand_per_image(shape: Sequence[int], generators: Sequence[torch.Generator], device: torch.device) -> Tensor:
-    """Uniform [0, 1) noise (len(generators), *shape[1:]), image i drawn from generators[i]."""
-    return torch.stack([torch.rand(tuple(shape[1:]), generator=g, device=g.device) for g in generators]).to(device)
-
-
-def per_image_norm(x: Tensor) -> Tensor:
-    """||x_i|| for each image, shaped (N, 1, 1, 1)."""
-    return x.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
 
 
 @register_solver
