@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from ipbench.models.base import tweedie_x0
-from ipbench.models.denoiser import denoise, karras_sigmas, score, sigma_grid, snap_sigmas, time_of_sigma
+from ipbench.models.base import to_image, to_model
+from ipbench.models.deepinv_adapter import ScoreModelDenoiser
+from ipbench.models.denoiser import denoise, karras_sigmas, score, sigma_grid, snap_sigmas, time_of_sigma, times_of_sigmas
 from ipbench.models.gaussian import GaussianScoreModel
 
 
@@ -35,6 +37,21 @@ def test_an_off_grid_sigma_snaps_to_the_nearest_in_log_sigma(model):
     assert time_of_sigma(model, 1e-9) == 0 and time_of_sigma(model, 1e9) == len(grid) - 1  # clamped to the ends
     with pytest.raises(ValueError):
         time_of_sigma(model, 0.0)
+    sigmas = torch.tensor([between * 0.999, between * 1.001, 1e-9, 1e9])
+    assert times_of_sigmas(model, sigmas).tolist() == [500, 501, 0, len(grid) - 1]
+
+
+def test_deepinvs_view_is_the_same_denoiser_in_image_units(model):
+    """ScoreModelDenoiser(x, sigma) on [0, 1] images is D(2x - 1, 2 sigma) mapped back, per image."""
+    grid = sigma_grid(model)
+    x0 = torch.rand(2, *model.image_shape, generator=torch.Generator().manual_seed(3))
+    sigma = torch.tensor([grid[200] / 2, grid[700] / 2 * 1.002])  # image units; the second off the grid
+    x = x0 + sigma.view(-1, 1, 1, 1) * torch.randn(x0.shape, generator=torch.Generator().manual_seed(4))
+    got = ScoreModelDenoiser(model)(x, sigma)
+    for i, t in enumerate((200, 700)):
+        assert ScoreModelDenoiser(model).time_for(sigma)[i] == t
+        expected = to_image(denoise(model, to_model(x[i:i + 1]), float(2 * sigma[i])))
+        assert torch.allclose(got[i:i + 1], expected, atol=1e-5)
 
 
 def test_schedules_are_snapped_onto_the_grid(model):

@@ -3,7 +3,7 @@
 deepinv denoisers take x in [0, 1] carrying Gaussian noise of std sigma (same units) and return E[x0 | x].
 For a VP-DDPM model that is Tweedie's formula at the diffusion time whose VE noise
 sqrt((1 - ab_t) / ab_t) equals 2 sigma (model units are twice image units), after mapping x to
-x_t = sqrt(ab_t) (2x - 1). Time is the nearest in log sigma, per image.
+x_t = sqrt(ab_t) (2x - 1). Time is the nearest in log sigma, per image (models/denoiser.py).
 """
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import torch
 from deepinv.models import Denoiser
 from torch import Tensor
 
-from ipbench.models.base import ScoreModel, diffusion_sigma, to_image, to_model, tweedie_x0
+from ipbench.models.base import ScoreModel, to_image, to_model, tweedie_x0
+from ipbench.models.denoiser import times_of_sigmas
 
 
 class ScoreModelDenoiser(Denoiser):
@@ -20,12 +21,10 @@ class ScoreModelDenoiser(Denoiser):
     def __init__(self, model: ScoreModel) -> None:
         super().__init__()
         self.model = model
-        self.register_buffer("log_sigmas", diffusion_sigma(model.alphas_cumprod).log().float(), persistent=False)
 
     def time_for(self, sigma: Tensor) -> Tensor:
-        """Per-image diffusion times for image-units noise levels sigma (N,)."""
-        log_target = (2 * sigma.float().clamp_min(1e-12)).log().to(self.log_sigmas.device)
-        return (self.log_sigmas[None, :] - log_target[:, None]).abs().argmin(dim=1)
+        """Per-image diffusion times for image-units noise levels sigma (N,): `times_of_sigmas` of 2 sigma."""
+        return times_of_sigmas(self.model, 2 * sigma.clamp_min(1e-12))
 
     def forward(self, x: Tensor, sigma: float | Tensor, *args: object, **kwargs: object) -> Tensor:
         sigma = torch.as_tensor(sigma, device=x.device, dtype=torch.float32).flatten()

@@ -36,8 +36,13 @@ def time_of_sigma(model: ScoreModel, sigma: float) -> int:
     """The discrete time whose sigma_t is nearest to `sigma` in log sigma (clamped to the grid's ends)."""
     if not sigma > 0 or not math.isfinite(sigma):
         raise ValueError(f"sigma must be finite and > 0, got {sigma}")
-    log_grid = diffusion_sigma(model.alphas_cumprod).log()
-    return int(torch.argmin((log_grid - math.log(sigma)).abs()))
+    return int(times_of_sigmas(model, torch.tensor([sigma], dtype=torch.float64))[0])
+
+
+def times_of_sigmas(model: ScoreModel, sigmas: Tensor) -> Tensor:
+    """`time_of_sigma` for each entry of a tensor of sigmas > 0 (model units), on the sigmas' device."""
+    log_grid = diffusion_sigma(model.alphas_cumprod).log().to(sigmas.device)
+    return (log_grid[None, :] - sigmas.to(log_grid.dtype).log().flatten()[:, None]).abs().argmin(dim=1)
 
 
 def snap_sigmas(model: ScoreModel, sigmas: Sequence[float]) -> list[float]:
