@@ -42,11 +42,12 @@ from torch import Tensor
 
 from ipbench.checks import gaussian_truth as gm
 from ipbench.checks.ddrm_gaussian import error_variance_denoising, whitened_energy
-from ipbench.benchmark.check_setup import add_problem_options, agreement, load_problem, t_interval
+from ipbench.benchmark.check_setup import add_problem_options, agreement, load_problem
 from ipbench.models.deepinv_adapter import ScoreModelDenoiser
 from ipbench.operators import Operator, measure, noise_level
 from ipbench.operators.base import DEFAULT_SIGMA_Y
 from ipbench.results.metrics import psnr
+from ipbench.results.paired import t_interval
 from ipbench.results.report import publish
 from ipbench.seeding import measurement_generator, seed_for, solver_generator
 from ipbench.solvers import SOLVERS

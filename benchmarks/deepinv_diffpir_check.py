@@ -31,10 +31,11 @@ import torch
 from deepinv.optim import L2
 from deepinv.sampling import DiffPIR as DeepinvDiffPIR
 
-from ipbench.benchmark.check_setup import add_problem_options, agreement, load_problem, t_interval
+from ipbench.benchmark.check_setup import add_problem_options, agreement, load_problem
 from ipbench.models.deepinv_adapter import ScoreModelDenoiser
 from ipbench.operators import Operator, measure
 from ipbench.results.metrics import psnr
+from ipbench.results.paired import t_interval
 from ipbench.results.report import publish
 from ipbench.seeding import measurement_generator, seed_for, solver_generator
 from ipbench.solvers import SOLVERS

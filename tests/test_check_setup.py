@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from ipbench.benchmark.check_setup import add_problem_options, agreement, load_problem, t_interval
+from ipbench.benchmark.check_setup import add_problem_options, agreement, load_problem
+from ipbench.results.paired import t_interval
 
 
 def test_t_interval_is_the_student_t_half_width() -> None:

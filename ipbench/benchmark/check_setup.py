@@ -3,12 +3,9 @@ model and images those options name, so that each script only adds what is its o
 from __future__ import annotations
 
 import argparse
-import math
-import statistics
 from typing import NamedTuple
 
 import torch
-from scipy.stats import t as student_t  # scipy comes with deepinv
 from torch import Tensor
 
 from ipbench.data import ImageSet, load_images
@@ -50,10 +47,3 @@ def agreement(difference: float, spread: float) -> str:
         return "no verdict (one seed: no spread)"
     return "agree" if abs(difference) <= spread else "DISAGREE"
 
-
-def t_interval(differences: list[float]) -> tuple[float, float]:
-    """The mean of paired differences and the half-width of its 95% Student-t interval (nan for one pair)."""
-    n = len(differences)
-    if n < 2:
-        return statistics.mean(differences), float("nan")
-    return statistics.mean(differences), float(student_t.ppf(0.975, n - 1)) * statistics.stdev(differences) / math.sqrt(n)

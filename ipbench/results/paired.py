@@ -8,10 +8,13 @@ and rows present in one run only are counted, not paired.
 """
 from __future__ import annotations
 
+import math
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from scipy.stats import t as student_t
 
 from ipbench.errors import UsageError
 from ipbench.results.rows import ROW_FILES, load_rows
@@ -42,6 +45,11 @@ class PairedDifference:
     max: float
     n: int
 
+    @property
+    def half_width(self) -> float:
+        """Half-width of the 95% Student-t interval of the mean (nan for a single pair)."""
+        return float(student_t.ppf(0.975, self.n - 1)) * self.se if self.n > 1 else math.nan
+
 
 @dataclass(frozen=True)
 class Pairing:
@@ -66,4 +74,29 @@ def paired_differences(a: pd.DataFrame, b: pd.DataFrame) -> Pairing:
     return Pairing(len(both), len(a) - len(both), len(b) - len(both), differences)
 
 
-__all__ = ["KEYS", "METRICS", "Pairing", "PairedDifference", "paired_differences", "read_rows"]
+def against_baseline(rows: pd.DataFrame, baseline: str, metric: str = "psnr") -> list[PairedDifference]:
+    """Within one run: per (solver, operator), the solver's `metric` minus the baseline solver's on the same
+    image and seed (the same measurement), averaged over seeds per image first, so that n counts images (the
+    seeds of one image share its truth and are not independent). Only ok rows pair; an operator where the
+    baseline has none gives no lines."""
+    ok = rows[rows["status"] == "ok"] if "status" in rows else rows
+    base = ok[ok["solver"] == baseline][["operator", "image", "seed", metric]]
+    both = ok[ok["solver"] != baseline].merge(base, on=["operator", "image", "seed"], suffixes=("", "_baseline"))
+    both["difference"] = both[metric].astype(float) - both[f"{metric}_baseline"].astype(float)
+    out = []
+    for (solver, operator), group in both.groupby(["solver", "operator"], sort=False):
+        d = group.groupby("image")["difference"].mean()
+        se = d.std() / len(d) ** 0.5 if len(d) > 1 else math.nan
+        out.append(PairedDifference(solver, operator, metric, d.mean(), se, d.min(), d.max(), len(d)))
+    return out
+
+
+def t_interval(differences: list[float]) -> tuple[float, float]:
+    """The mean of paired differences and the half-width of its 95% Student-t interval (nan for one pair)."""
+    n = len(differences)
+    if n < 2:
+        return statistics.mean(differences), float("nan")
+    return statistics.mean(differences), float(student_t.ppf(0.975, n - 1)) * statistics.stdev(differences) / math.sqrt(n)
+
+
+__all__ = ["against_baseline", "KEYS", "METRICS", "Pairing", "PairedDifference", "paired_differences", "read_rows", "t_interval"]
