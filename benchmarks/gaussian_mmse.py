@@ -126,7 +126,8 @@ def git_commit() -> str:
 
 
 def render(args: argparse.Namespace, scores: list[Score], checks: dict[str, dict[str, float]], delta: float,
-           labels: list[str], solver_labels: list[str], problems: list[str], seconds: float, model_note: str) -> str:
+           labels: list[str], solver_labels: list[str], problems: list[str], seconds: float, model_note: str,
+           not_applicable: set[tuple[str, str]] = frozenset()) -> str:
     by = {(s.label, s.problem): s for s in scores}
     head = ["solver", *[f"{p} {what}" for p in problems for what in ("R", "res")]]
     lines = [
@@ -149,7 +150,7 @@ def render(args: argparse.Namespace, scores: list[Score], checks: dict[str, dict
         "- **R** = mean_i e_i / mean_i m_i, e_i = ||x_hat_i - x_i||^2 / D, m_i the same for the exact posterior "
         "mean E[x|y_i] (conjugate gradients, float64). ± is one standard error (delta method). "
         f"**<1** marks R < 1 - 3 SE. *diverged (k/n)*: k of n reconstructions non-finite or beyond {DIVERGED:g} in "
-        "absolute value (image units).",
+        "absolute value (image units). n/a: the solver does not apply to the operator (`Solver.unsupported`).",
         "- Reference rows: the exact posterior mean (R = 1 by definition), exact posterior samples (Matheron's "
         "rule; theory R = 2, res = 1), and two estimators that ignore y (the prior mean and a prior sample).",
         "- **res** = mean_i ||A x_hat_i - y_i|| / (sigma_y sqrt(m_i)) over the m_i coordinates of y that A sees "
@@ -159,9 +160,9 @@ def render(args: argparse.Namespace, scores: list[Score], checks: dict[str, dict
         "|" + "---|" * len(head),
     ]
     for label in labels:
-        cells = [cell(by.get((label, p))) for p in problems]
+        cells = [("n/a", "") if (label, p) in not_applicable else cell(by.get((label, p))) for p in problems]
         lines.append("| " + " | ".join([label, *[part for c in cells for part in c]]) + " |")
-    lines += ["", "Seconds per solver and operator (all images, one thread, machine shared with a training job):", "",
+    lines += ["", "Seconds per solver and operator (all images, one thread):", "",
               "| solver | " + " | ".join(problems) + " |", "|" + "---|" * (len(problems) + 1)]
     for label in solver_labels:
         lines.append("| " + " | ".join([label, *[f"{by[(label, p)].seconds:.1f}" if (label, p) in by else ""
@@ -206,6 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     references = ["exact posterior mean (MMSE)", "exact posterior sample (Matheron)", "prior mean (ignores y)",
                   "prior sample (ignores y)"]
     labels = [*references, *[label for label, _ in solvers]]
+    not_applicable: set[tuple[str, str]] = set()
     for op_label in args.operators:
         name, params = known[op_label]
         problem = make_problem(model, op_label, name, {**params, "sigma_y": args.sigma_y}, args.num_images, args.seed)
@@ -215,13 +217,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         scores.append(score(references[1], problem, posterior_sample(model, problem)))
         scores += [score(label, problem, x_hat) for label, x_hat in prior_references(model, problem).items()]
         for label, solver in solvers:
+            reason = solver.unsupported(problem.physics, torch.zeros(1, *model.image_shape))
+            if reason is not None:  # outside the solver's scope (RePaint on denoising): n/a, not a score
+                not_applicable.add((label, op_label))
+                print(f"[{time.perf_counter() - start:6.0f} s]   {label:32s} n/a: {reason}", flush=True)
+                continue
             n = min(args.deepinv_images, args.num_images) if solver.name == "deepinv-dps" else None
             s = run_solver(label, solver, problem, model, n)
             scores.append(s)
             print(f"[{time.perf_counter() - start:6.0f} s]   {label:32s} R = {s.ratio:.4f} ± {s.se:.4f}  "
                   f"res = {s.residual:.3f}  ({s.seconds:.1f} s, n = {s.n})", flush=True)
     text = render(args, scores, checks, tweedie_mismatch(model, args.sigma_y), labels, [label for label, _ in solvers],
-                  list(args.operators), time.perf_counter() - start, model_note)
+                  list(args.operators), time.perf_counter() - start, model_note, not_applicable)
     publish(text, args.out)
     return 0
 
