@@ -124,6 +124,9 @@ def wait(submitted: Submitted) -> list[str]:
     for job in submitted.jobs:
         try:
             job.result()
-        except Exception as exc:
-            problems.append(f"job {job.job_id} failed: {first_line(exc)} (log: {job.paths.stderr})")
+        except Exception as exc:  # submitit's error holds the job's traceback, then where its logs are
+            trace = str(exc).split("You can check full logs", 1)[0]
+            lines = [line.strip() for line in trace.splitlines() if line.strip().strip("-")]
+            problems.append(f"job {job.job_id} failed: {lines[-1] if lines else type(exc).__name__} "
+                            f"(log: {job.paths.stderr})")
     return problems
