@@ -17,7 +17,8 @@ from ipbench.results.paired import PairedDifference, against_baseline, read_rows
 from ipbench.results.report import publish
 
 
-def paired_table(differences: list[PairedDifference], solvers: list[str], operators: list[str]) -> list[str]:
+def paired_table(differences: list[PairedDifference], solvers: list[str], operators: list[str],
+                 digits: int = 2) -> list[str]:
     """Markdown rows = solvers, columns = operators; each cell 'mean [low, high]', bold when 0 is outside."""
     cells = {(d.solver, d.operator): d for d in differences}
     lines = ["| solver | " + " | ".join(operators) + " |", "|---|" + "---|" * len(operators)]
@@ -29,7 +30,7 @@ def paired_table(differences: list[PairedDifference], solvers: list[str], operat
                 row.append("n/a")
                 continue
             low, high = d.mean - d.half_width, d.mean + d.half_width
-            text = f"{d.mean:+.2f} [{low:+.2f}, {high:+.2f}]"
+            text = f"{d.mean:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]"
             row.append(f"**{text}**" if low > 0 or high < 0 else text)
         lines.append(f"| {solver} | " + " | ".join(row) + " |")
     return lines
@@ -63,7 +64,7 @@ def main() -> int:
               f"Run `{args.run}`: {images} images x seeds {seeds}. Mean over images of (solver - {args.baseline}), "
               f"the seeds of an image averaged first, with its 95% Student-t interval (n = images); bold: the "
               f"interval excludes 0. {args.metric} is better {better}.", "",
-              *paired_table(differences, solvers, operators)]
+              *paired_table(differences, solvers, operators, digits=2 if args.metric == "psnr" else 4)]
     publish("\n".join(report) + "\n", args.out)
     return 0
 
