@@ -100,9 +100,11 @@ device_option = click.option("--device", default="auto", show_default=True,
 @click.option("--fast", is_flag=True,
               help="On CUDA: the fastest measured setting, bf16 + channels_last + CUDA graphs "
                    "(results/gpu_speed.md). No effect on CPU.")
-@click.option("--shard", default=None, metavar="K/N",
+@click.option("--shard", default=None, metavar="K/N|auto|none",
               help="Run only shard K of N (0-based; image i goes to shard i mod N) into the same --out, e.g. one "
-                   "process per GPU; `bench table DIR` merges the shards.")
+                   "process per GPU; `bench table DIR` merges the shards. auto: K/N from torchrun (RANK, "
+                   "WORLD_SIZE), a SLURM array or SLURM tasks, which is also the default where they are set; "
+                   "none: ignore them.")
 @click.option("--trace", type=click.IntRange(min=1), default=None, metavar="K",
               help="Save every K-th x0_hat of the first images' solves as strips (trace-<op>.png).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
@@ -116,7 +118,6 @@ def run_command(solvers: tuple[str, ...], operators: tuple[str, ...], model: str
     """Run solvers x operators x images x seeds; write rows.jsonl, run.json, tables and grids."""
     _load_plugins(plugins)
     from ipbench.benchmark.runner import run
-    from ipbench.benchmark.shard import Shard
     from ipbench.benchmark.spec import make_spec
     from ipbench.device import resolve_device
     from ipbench.models.acceleration import Acceleration
@@ -124,7 +125,7 @@ def run_command(solvers: tuple[str, ...], operators: tuple[str, ...], model: str
     from ipbench.results.metric_registry import metric_names
     from ipbench.results.table import write_tables
 
-    part = Shard.parse(shard) if shard is not None else None
+    part, device = _shard_and_device(shard, device)
     spec = make_spec(config, list(solvers), list(operators), list(params), model=model, images=images,
                      num_images=num_images, seeds=list(seeds) or None, precision=precision,
                      metrics=metric_names(metrics, "--metric") if metrics else None)
@@ -145,6 +146,128 @@ def run_command(solvers: tuple[str, ...], operators: tuple[str, ...], model: str
     click.echo(f"rows: {result.rows_written} new{_retried(result)}, {result.rows_skipped} already done, "
                f"{result.failed} failed")
     click.echo(f"run folder: {result.out}  (rows.jsonl, run.json, table.md/.csv/.tex, {', '.join(g.name for g in grids)})")
+
+
+def _shard_and_device(shard: str | None, device: str) -> tuple[Any, str]:
+    """--shard as given, or from the launcher's environment (printed); with --device auto and a launcher
+    that numbers the processes on a node (LOCAL_RANK, SLURM_LOCALID), that process's GPU."""
+    import os
+
+    from ipbench.benchmark.shard import LAUNCHER_VARIABLES, Shard, shard_from_environment
+
+    if shard is not None and shard.strip().lower() == "none":
+        return None, device
+    if shard is not None and shard.strip().lower() != "auto":
+        return Shard.parse(shard), device
+    launched = shard_from_environment(os.environ)
+    if launched is None:
+        if shard is not None:
+            raise UsageError(f"--shard auto: no launcher describes more than one process here (none of "
+                             f"{', '.join(LAUNCHER_VARIABLES[:2])}, SLURM_ARRAY_TASK_ID/COUNT, SLURM_PROCID/NTASKS "
+                             "gives N > 1); give --shard K/N")
+        return None, device
+    click.echo(f"shard {launched.shard} from {launched.source}", err=True)
+    if device == "auto" and launched.local_rank is not None:
+        import torch
+
+        if torch.cuda.is_available():
+            device = f"cuda:{launched.local_rank % torch.cuda.device_count()}"
+    return launched.shard, device
+
+
+@cli.command("submit", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--jobs", type=click.IntRange(min=1), required=True, help="Number of shards, one job each.")
+@click.option("--executor", type=click.Choice(["slurm", "local"]), default="slurm", show_default=True,
+              help="slurm: one sbatch job array; local: processes on this machine (same code path).")
+@click.option("--partition", default=None, help="SLURM partition.")
+@click.option("--gpus-per-job", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--cpus-per-job", type=click.IntRange(min=1), default=None)
+@click.option("--mem-gb", type=click.FloatRange(min=0, min_open=True), default=None, help="Memory per job, GB.")
+@click.option("--time", "time_min", type=click.IntRange(min=1), default=240, show_default=True,
+              help="Time limit per job, minutes.")
+@click.option("--parallel", type=click.IntRange(min=1), default=None,
+              help="At most this many jobs of the array at once [default: all].")
+@click.option("--wait/--no-wait", default=None,
+              help="Wait for the jobs and report [default: wait for local, return for slurm].")
+@click.argument("run_arguments", nargs=-1, type=click.UNPROCESSED)
+@user_errors
+def submit_command(jobs: int, executor: str, partition: str | None, gpus_per_job: int, cpus_per_job: int | None,
+                   mem_gb: float | None, time_min: int, parallel: int | None, wait: bool | None,
+                   run_arguments: tuple[str, ...]) -> None:
+    """Submit `bench run RUN_ARGUMENTS` as JOBS shards (submitit; pip install 'ipbench[slurm]').
+
+    Every argument that is not one of the options above goes to `bench run`, e.g.
+    bench submit --jobs 8 --partition gpu --gpus-per-job 1 --config configs/dps-ffhq.toml --out runs/dps-ffhq
+    """
+    from ipbench.benchmark.submit import SubmitOptions, submit_shards, wait as wait_for
+
+    arguments, out = _checked_run_arguments(list(run_arguments))
+    options = SubmitOptions(executor, jobs, time_min, partition, gpus_per_job, cpus_per_job, mem_gb, parallel)
+    submitted = submit_shards(_run_submitted_shard, arguments, out, options)
+    click.echo(f"submitted {jobs} job{'s' if jobs > 1 else ''} ({executor}): {', '.join(submitted.job_ids)}")
+    click.echo(f"run folder: {out}; follow with: bench status {out}" +
+               (f"; squeue -j {submitted.job_ids[0].split('_')[0]}" if executor == "slurm" else "") +
+               f"; logs in {submitted.folder}")
+    if wait if wait is not None else executor == "local":
+        problems = wait_for(submitted)
+        for line in problems:
+            click.echo(line, err=True)
+        from ipbench.benchmark.status import format_status, run_status
+
+        click.echo(format_status(out, run_status(out)))
+        if problems:
+            raise SystemExit(1)
+
+
+def _checked_run_arguments(arguments: list[str]) -> tuple[list[str], Path]:
+    """`bench run` arguments checked as `bench run` would check them (before anything is submitted), with
+    --shard refused (submit splits the run) and the run folder made absolute (the default one if none)."""
+    from ipbench.benchmark.spec import make_spec
+    from ipbench.results.metric_registry import metric_names
+
+    try:
+        context = run_command.make_context("bench run", list(arguments))
+    except click.ClickException as exc:
+        raise UsageError(f"bench run arguments: {exc.format_message()}") from None
+    params = context.params
+    if params["shard"] is not None:
+        raise UsageError("--shard: bench submit splits the run itself (--jobs N); leave --shard out")
+    _load_plugins(params["plugins"])
+    spec = make_spec(params["config"], list(params["solvers"]), list(params["operators"]), list(params["params"]),
+                     model=params["model"], images=params["images"], num_images=params["num_images"],
+                     seeds=list(params["seeds"]) or None, precision=params["precision"],
+                     metrics=metric_names(params["metrics"], "--metric") if params["metrics"] else None)
+    out = Path(params["out"]) if params["out"] is not None else spec.default_out()
+    rest, skip = [], False
+    for i, argument in enumerate(arguments):  # drop --out (given again, absolute, per job)
+        if skip:
+            skip = False
+        elif argument == "--out":
+            skip = True
+        elif not argument.startswith("--out="):
+            rest.append(argument)
+    return rest, out.resolve()
+
+
+def _run_submitted_shard(cwd: str, arguments: list[str]) -> None:
+    """The body of a submitted job: `bench run ARGUMENTS` in the folder `bench submit` ran in."""
+    import os
+
+    os.chdir(cwd)
+    try:
+        cli.main(["run", *arguments], prog_name="bench", standalone_mode=False)
+    except click.ClickException as exc:
+        raise RuntimeError(exc.format_message()) from None
+
+
+@cli.command("status")
+@click.argument("run_dir", metavar="RUN")
+@user_errors
+def status_command(run_dir: str) -> None:
+    """Per shard of RUN: rows done of expected, failed, last write, who is writing, time left."""
+    from ipbench.benchmark.status import format_status, run_status
+
+    click.echo(format_status(run_dir, run_status(_run_folder(run_dir))))
 
 
 @cli.command("list")

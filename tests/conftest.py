@@ -36,6 +36,16 @@ def _one_intra_op_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(autouse=True)
+def _no_launcher_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test suite started under torchrun or inside a SLURM job must not shard the runs it makes: the
+    launchers' variables are removed for every test (tests that want them set their own)."""
+    from ipbench.benchmark.shard import LAUNCHER_VARIABLES
+
+    for name in LAUNCHER_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture(scope="session")
 def small_model() -> GaussianScoreModel:
     return GaussianScoreModel.fit(load_images("photos", SMALL_SHAPE).images)

@@ -4,7 +4,9 @@ Rows are appended as soon as a batch is scored and its images written (benchmark
 the background, in order), so an interrupted run loses at most the batch in flight, and a rerun into the
 same folder skips the ok rows it has and retries failed ones. A solver that raises or returns non-finite
 values gets `failed` rows with the error and the run goes on; a solver that does not apply to an operator
-(`Solver.unsupported`) gets `skipped` rows with the reason, which a rerun keeps.
+(`Solver.unsupported`) gets `skipped` rows with the reason, which a rerun keeps. One process at a time
+writes a rows file (benchmark/lock.py): a second one on the same run or shard stops with a one-line error
+naming the first.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from deepinv.physics import Physics
 from torch import Tensor
 from tqdm import tqdm
 
+from ipbench.benchmark.lock import RowsLock
 from ipbench.benchmark.shard import Shard
 from ipbench.benchmark.spec import RunSpec, SolverEntry, code_files, without_code
 from ipbench.benchmark.trace import TRACE_IMAGES, StepTrace
@@ -125,8 +128,10 @@ def run(spec: RunSpec, out: str | Path | None = None, *, batch_size: int = 8, de
         for skipped, reason in images.skipped:
             log(f"  skipped image {skipped}: {reason}")
 
-    with AcceleratedModel(model, acceleration) as fast, _writes_to(out):
-        rows_file = "rows.jsonl" if shard is None else shard.rows_file
+    rows_file = "rows.jsonl" if shard is None else shard.rows_file
+    writer_lock = RowsLock(out / rows_file, "this run" if shard is None else f"shard {shard}",
+                           rows_at_start=len(RowStore(out / rows_file).read()))
+    with writer_lock, AcceleratedModel(model, acceleration) as fast, _writes_to(out):  # one writer per rows file
         traced = (set(images.ids[:TRACE_IMAGES]), trace) if trace else None
         result = _loop(spec, mine, CountingModel(fast), dev, out, batch_size, progress, rows_file, traced)
     result.device = dev
