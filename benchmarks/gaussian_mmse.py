@@ -217,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         scores.append(score(references[1], problem, posterior_sample(model, problem)))
         scores += [score(label, problem, x_hat) for label, x_hat in prior_references(model, problem).items()]
         for label, solver in solvers:
-            reason = solver.unsupported(problem.physics, torch.zeros(1, *model.image_shape))
+            reason = solver.unsupported(problem.physics, torch.zeros_like(problem.x))
             if reason is not None:  # outside the solver's scope (RePaint on denoising): n/a, not a score
                 not_applicable.add((label, op_label))
                 print(f"[{time.perf_counter() - start:6.0f} s]   {label:32s} n/a: {reason}", flush=True)
