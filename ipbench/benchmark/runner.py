@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from ipbench.benchmark.lock import RowsLock
 from ipbench.benchmark.shard import Shard
-from ipbench.benchmark.spec import RunSpec, SolverEntry, code_files, without_code
+from ipbench.benchmark.spec import RunSpec, SolverEntry, code_files, row_keys, without_code
 from ipbench.benchmark.trace import TRACE_IMAGES, StepTrace
 from ipbench.benchmark.writer import BackgroundWriter
 from ipbench.data import ImageSet, load_images
@@ -135,7 +135,7 @@ def run(spec: RunSpec, out: str | Path | None = None, *, batch_size: int = 8, de
         traced = (set(images.ids[:TRACE_IMAGES]), trace) if trace else None
         result = _loop(spec, mine, CountingModel(fast), dev, out, batch_size, progress, rows_file, traced)
     result.device = dev
-    result.run_missing = len(_row_keys(spec, images.ids) - {row_key(r) for r in run_rows(out)})
+    result.run_missing = len(row_keys(spec.config(), images.ids) - {row_key(r) for r in run_rows(out)})
     return result
 
 
@@ -156,7 +156,7 @@ def _loop(spec: RunSpec, images: ImageSet, counted: "CountingModel", dev: torch.
     store = RowStore(out / rows_file)
     previous = run_rows(out)  # any shard's rows count: a resumed run never redoes an ok row
     done = {row_key(r) for r in previous if r.get("status") in FINAL}
-    expected = _row_keys(spec, images.ids)
+    expected = row_keys(spec.config(), images.ids)
     retried = len({row_key(r) for r in previous if r.get("status") not in FINAL} & expected)  # failed: tried again
     total = len(expected)
     bar = tqdm(total=total, disable=not progress, desc="bench run", unit="row", file=sys.stderr)
@@ -203,12 +203,6 @@ def _batches(spec: RunSpec, images: ImageSet, counted: "CountingModel", dev: tor
                         counts[status] += sum(r["status"] == status for r in rows)
                     bar.update(len(rows))
     return counts
-
-
-def _row_keys(spec: RunSpec, image_ids: Sequence[str]) -> set[tuple[str, ...]]:
-    """The keys of every row that `spec` makes for these images."""
-    return {(entry.label, operator.label, image_id, str(seed)) for entry in spec.solvers for operator in spec.operators
-            if entry.runs_on(operator.label) for image_id in image_ids for seed in spec.seeds}
 
 
 def _measure(operator: Operator, x: Tensor, ids: Sequence[str], seed: int, device: torch.device, out: Path,

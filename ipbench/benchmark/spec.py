@@ -7,7 +7,7 @@ import inspect
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ipbench.benchmark.suite_schema import check_suite
 from ipbench.errors import UsageError, first_line
@@ -103,6 +103,14 @@ def code_fingerprint(obj: Any) -> str | None:
     None where there is no source file."""
     path = _source_file(obj)
     return None if path is None else hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def row_keys(config: dict[str, Any], image_ids: Sequence[str]) -> set[tuple[str, ...]]:
+    """The keys (solver, operator, image, seed) of every row a run config makes for these images; a solver
+    listed with `operators` runs on those only. Works on `RunSpec.config()` and on run.json's config alike."""
+    operators = [o["label"] for o in config["operators"]]
+    return {(s["label"], op, image, str(seed)) for s in config["solvers"] for op in operators
+            if not s.get("operators") or op in s["operators"] for image in image_ids for seed in config["seeds"]}
 
 
 def without_code(config: dict[str, Any]) -> dict[str, Any]:

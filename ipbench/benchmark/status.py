@@ -18,6 +18,7 @@ from typing import Any
 
 from ipbench.benchmark.lock import is_stale, lock_path, read_holder
 from ipbench.benchmark.shard import Shard
+from ipbench.benchmark.spec import row_keys
 from ipbench.results.rows import FINAL, RowStore, read_run_json, row_key, run_rows
 
 _SHARD_FILE = re.compile(r"rows\.shard-(\d+)-of-(\d+)\.jsonl(?:\.lock)?")
@@ -62,14 +63,6 @@ class RunStatus:
         return sum(p.expected for p in self.parts)
 
 
-def expected_keys(meta: dict[str, Any], image_ids: list[str]) -> set[tuple[str, ...]]:
-    """The row keys run.json's config makes for these images (a solver may be limited to some operators)."""
-    config = meta["config"]
-    operators = [o["label"] for o in config["operators"]]
-    return {(s["label"], op, image, str(seed)) for s in config["solvers"] for op in operators
-            if not s.get("operators") or op in s["operators"] for image in image_ids for seed in config["seeds"]}
-
-
 def shard_count(run_dir: Path) -> int | None:
     """N of the run's shards: from submit.json, else from the shard rows and lock files; None if unsharded."""
     submitted = run_dir / "submit.json"
@@ -92,7 +85,7 @@ def run_status(run_dir: str | Path, now: float | None = None) -> RunStatus:
     parts = []
     for shard in shards:
         mine = ids if shard is None else [ids[i] for i in shard.positions(len(ids))]
-        expected = expected_keys(meta, mine)
+        expected = row_keys(meta["config"], mine)
         rows_file = run_dir / ("rows.jsonl" if shard is None else shard.rows_file)
         holder = read_holder(lock_path(rows_file))
         if holder is not None and is_stale(holder, now):
