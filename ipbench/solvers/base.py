@@ -17,7 +17,7 @@ from deepinv.physics import Physics
 from torch import Tensor
 
 from ipbench.errors import UsageError
-from ipbench.models.base import ScoreModel
+from ipbench.models.base import ScoreModel, to_image
 from ipbench.params import Param, coerce, dataclass_params, resolve
 from ipbench.registry import Registry
 
@@ -93,6 +93,17 @@ def randn_per_image(shape: Sequence[int], generators: Sequence[torch.Generator],
 def rand_per_image(shape: Sequence[int], generators: Sequence[torch.Generator], device: torch.device) -> Tensor:
     """Uniform [0, 1) noise (len(generators), *shape[1:]), image i drawn from generators[i]."""
     return torch.stack([torch.rand(tuple(shape[1:]), generator=g, device=g.device) for g in generators]).to(device)
+
+
+def misfit_gradient(op: Physics, y: Tensor, x: Tensor, scale: float = 1.0) -> Tensor:
+    """grad_x of ||A(to_image(x / scale)) - y||^2 / 2 summed over the batch (each image's gradient its own),
+    by autograd so that A may be any differentiable operator: A^T (A to_image(x / scale) - y) / (2 scale) for
+    a linear A (d image / d model = 1/2). No graph is kept."""
+    with torch.enable_grad():
+        x_var = x.detach().requires_grad_(True)
+        misfit = (op.A(to_image(x_var / scale)) - y).flatten(1).square().sum() / 2
+        (grad,) = torch.autograd.grad(misfit, x_var)
+    return grad
 
 
 def per_image_norm(x: Tensor) -> Tensor:

@@ -66,7 +66,7 @@ from ipbench.models.base import ScoreModel, to_image, to_model
 from ipbench.models.denoiser import denoise, sigma_grid, snap_sigmas, time_of_sigma
 from ipbench.operators.base import noise_level
 from ipbench.params import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, param
-from ipbench.solvers.base import Solver, per_image_norm, rand_per_image, randn_per_image, register_solver
+from ipbench.solvers.base import Solver, misfit_gradient, per_image_norm, rand_per_image, randn_per_image, register_solver
 from ipbench.solvers.diffusion import timestep_schedule
 
 CODE_SIGMA_START = 1.232  # the official code's first level: geometric 232 -> 0.0066 in 2311, index 1156
@@ -127,10 +127,7 @@ class ScoreALD(Solver):
 
     def data_term(self, x: Tensor, y: Tensor, op: Physics, sigma_y: float, sigma: float, prior: Tensor) -> Tensor:
         """g_i of the module docstring, model units."""
-        with torch.enable_grad():
-            x_var = x.detach().requires_grad_(True)
-            misfit = (op.A(to_image(x_var)) - y).flatten(1).square().sum() / 2
-            (grad,) = torch.autograd.grad(misfit, x_var)  # A^T (A to_image(x) - y) / 2; A may be nonlinear
+        grad = misfit_gradient(op, y, x)  # A^T (A to_image(x) - y) / 2; A may be nonlinear
         if self.likelihood == "normalized":
             return -self.mse * per_image_norm(prior) * grad / per_image_norm(grad).clamp_min(1e-12)
         return -grad / (sigma_y**2 + sigma**2 / 4)

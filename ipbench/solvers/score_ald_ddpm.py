@@ -42,7 +42,7 @@ from ipbench.errors import UsageError
 from ipbench.models.base import ScoreModel, to_image
 from ipbench.operators.base import noise_level
 from ipbench.params import AT_LEAST_ONE, POSITIVE, UNIT, param
-from ipbench.solvers.base import Solver, randn_per_image, register_solver
+from ipbench.solvers.base import Solver, misfit_gradient, randn_per_image, register_solver
 from ipbench.solvers.diffusion import ddim_step, predict_x0, reverse_grid
 
 UNIT_STABLE = 1 / 8  # sigma_y^2 + gamma^2 (image units) above which the unit step contracts for ||A|| <= 1
@@ -82,11 +82,7 @@ class ScoreALDDDPM(Solver):
             # the literal step takes the likelihood of x_t itself; the ddpm one that of its VE image x~_t
             scale = 1.0 if self.weighting == "unit" else ab ** 0.5
             gamma = ((1 - ab) / ab) ** 0.5 / 2 if constant_gamma is None else constant_gamma
-            with torch.enable_grad():
-                x_var = x.detach().requires_grad_(True)
-                misfit = (op.A(to_image(x_var / scale)) - y).flatten(1).square().sum()
-                (grad,) = torch.autograd.grad(misfit, x_var)  # A may be any differentiable operator
-            score_y = -grad / (2 * (sigma_y**2 + gamma**2))
+            score_y = -misfit_gradient(op, y, x, scale) / (sigma_y**2 + gamma**2)
             x0 = predict_x0(model, x, t, ab, clip=False)  # the one network evaluation
             self.report_step(t, x, x0)
             if self.weighting == "ddpm":
