@@ -90,6 +90,9 @@ device_option = click.option("--device", default="auto", show_default=True,
               help="An extra metric beside PSNR, SSIM and LPIPS (AlexNet), repeatable: lpips-vgg.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default=None,
               help="Score-network precision [default: fp32]; bf16 autocasts the network only.")
+@click.option("--seeding", type=click.Choice(["independent", "common"]), default=None,
+              help="Solver draws [default: independent]: common gives every solver the same noise stream (the same "
+                   "x_T) per image, operator and seed, so paired differences between solvers are less noisy.")
 @click.option("--channels-last", is_flag=True, help="channels_last memory format for the score network.")
 @click.option("--tf32", is_flag=True, help="Allow TF32 matmuls/convolutions during the run.")
 @click.option("--compile", "compile_network", is_flag=True, help="torch.compile the score network.")
@@ -113,8 +116,8 @@ device_option = click.option("--device", default="auto", show_default=True,
 def run_command(solvers: tuple[str, ...], operators: tuple[str, ...], model: str | None, images: str | None,
                 num_images: int | None, seeds: tuple[int, ...], params: tuple[str, ...], batch_size: int, device: str,
                 out: str | None, config: str | None, max_grid_images: int, precision: str | None, channels_last: bool,
-                metrics: tuple[str, ...], tf32: bool, compile_network: bool, cuda_graphs: bool, layout_opt: bool,
-                fast: bool, shard: str | None, trace: int | None, progress: bool, plugins: tuple[str, ...]) -> None:
+                metrics: tuple[str, ...], seeding: str | None, tf32: bool, compile_network: bool, cuda_graphs: bool,
+                layout_opt: bool, fast: bool, shard: str | None, trace: int | None, progress: bool, plugins: tuple[str, ...]) -> None:
     """Run solvers x operators x images x seeds; write rows.jsonl, run.json, tables and grids."""
     _load_plugins(plugins)
     from ipbench.benchmark.runner import run
@@ -128,7 +131,7 @@ def run_command(solvers: tuple[str, ...], operators: tuple[str, ...], model: str
     part, device = _shard_and_device(shard, device)
     spec = make_spec(config, list(solvers), list(operators), list(params), model=model, images=images,
                      num_images=num_images, seeds=list(seeds) or None, precision=precision,
-                     metrics=metric_names(metrics, "--metric") if metrics else None)
+                     metrics=metric_names(metrics, "--metric") if metrics else None, seeding=seeding)
     acceleration = Acceleration(channels_last=channels_last, compile=compile_network, tf32=tf32,
                                 cuda_graphs=cuda_graphs, layout_opt=layout_opt, fast=fast)
     result = run(spec, out=out, batch_size=batch_size, device=resolve_device(device), acceleration=acceleration,
@@ -236,7 +239,8 @@ def _checked_run_arguments(arguments: list[str]) -> tuple[list[str], Path]:
     spec = make_spec(params["config"], list(params["solvers"]), list(params["operators"]), list(params["params"]),
                      model=params["model"], images=params["images"], num_images=params["num_images"],
                      seeds=list(params["seeds"]) or None, precision=params["precision"],
-                     metrics=metric_names(params["metrics"], "--metric") if params["metrics"] else None)
+                     metrics=metric_names(params["metrics"], "--metric") if params["metrics"] else None,
+                     seeding=params["seeding"])
     out = Path(params["out"]) if params["out"] is not None else spec.default_out()
     rest, skip = [], False
     for i, argument in enumerate(arguments):  # drop --out (given again, absolute, per job)

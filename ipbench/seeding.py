@@ -3,12 +3,18 @@
 Measurement randomness comes from (seed, image id, operator) so that every solver sees the same y;
 solver randomness from (seed, image id, operator, solver). Hashing the names (not their positions)
 makes a result independent of batch size, order, sharding and of which other solvers ran.
+
+With `seeding="common"` the solver's name is left out: every solver of a run starts from the same stream
+per (seed, image, operator), so those that draw x_T ~ N(0, I) first share x_T (common random numbers).
+The paired difference of two solvers then no longer carries the variance of two independent starts.
 """
 from __future__ import annotations
 
 import hashlib
 
 import torch
+
+from ipbench.errors import UsageError
 
 
 def seed_for(*parts: object) -> int:
@@ -21,5 +27,20 @@ def measurement_generator(seed: int, image: str, operator: str, device: torch.de
     return torch.Generator(device=device).manual_seed(seed_for("measurement", seed, image, operator))
 
 
-def solver_generator(seed: int, image: str, operator: str, solver: str, device: torch.device | str = "cpu") -> torch.Generator:
-    return torch.Generator(device=device).manual_seed(seed_for("solver", seed, image, operator, solver))
+SEEDINGS = ("independent", "common")  # of solver draws: one stream per solver, or one shared by all solvers
+
+
+def solver_generator(seed: int, image: str, operator: str, solver: str, device: torch.device | str = "cpu",
+                     seeding: str = "independent") -> torch.Generator:
+    """The generator of one solver's draws on one image; under `common` seeding the same for every solver."""
+    if seeding not in SEEDINGS:
+        raise UsageError(f"seeding {seeding!r}: valid: {', '.join(SEEDINGS)}")
+    parts = ("solver", seed, image, operator) + ((solver,) if seeding == "independent" else ())
+    return torch.Generator(device=device).manual_seed(seed_for(*parts))
+
+
+def seeding_convention(seeding: str) -> str:
+    """How a run's generators are seeded, as run.json records it."""
+    solver = "sha256(seed, image, operator, solver)" if seeding == "independent" else \
+        "sha256(seed, image, operator), the same for every solver (common random numbers)"
+    return f"{seeding}: measurement: sha256(seed, image, operator); solver: {solver}; one generator per image"

@@ -1,9 +1,11 @@
 """The runner: rows, batch-size invariance, resume after interruption, failures recorded, metadata."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
+import torch
 
 from ipbench.benchmark.runner import run
 from ipbench.benchmark.spec import build_spec
@@ -259,3 +261,38 @@ def test_trace_saves_strips_and_changes_no_row(tmp_path, small_model_path):
     from ipbench.results.grid import write_grids
 
     assert (traced.out / "trace-denoise.png") in write_grids(traced.out)
+
+
+def test_common_seeding_gives_every_solver_the_same_draws(tmp_path, small_model_path):
+    """Two labels of one stochastic solver: with common seeding their draws, and so their rows, are equal;
+    with independent seeding (the default) they differ. run.json records the choice."""
+    def twins(seeding):
+        spec = _spec(small_model_path, solvers=("ddpm",), ops=("inpaint-random",), num_images=2, seeding=seeding,
+                     params=["ddpm.steps=3"])
+        spec.solvers.append(dataclasses.replace(spec.solvers[0], label="ddpm-twin"))
+        out = run(spec, out=tmp_path / seeding, progress=False).out
+        psnr = {(r["solver"], r["image"]): r["psnr"] for r in run_rows(out)}
+        return out, [(psnr[("ddpm", i)], psnr[("ddpm-twin", i)]) for i in ("00-astronaut", "01-camera")]
+
+    out, common = twins("common")
+    assert all(a == b for a, b in common)
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["config"]["seeding"] == "common" and meta["conventions"]["seeding"].startswith("common:")
+    out, independent = twins("independent")
+    assert all(a != b for a, b in independent)
+    meta = json.loads((out / "run.json").read_text())
+    assert "seeding" not in meta["config"] and meta["conventions"]["seeding"].startswith("independent:")
+
+
+def test_common_seeding_shares_x_T_between_solvers():
+    """What `common` promises: the first N(0, I) draw of any two solvers on one image is the same x_T."""
+    from ipbench.seeding import solver_generator
+    from ipbench.solvers import randn_per_image
+
+    def x_T(solver, seeding):
+        return randn_per_image((1, 1, 4, 4), [solver_generator(0, "img", "op", solver, seeding=seeding)], "cpu")
+
+    assert torch.equal(x_T("dps", "common"), x_T("sdedit", "common"))
+    assert not torch.equal(x_T("dps", "independent"), x_T("sdedit", "independent"))
+    with pytest.raises(UsageError, match="seeding 'shared'"):
+        solver_generator(0, "img", "op", "dps", seeding="shared")

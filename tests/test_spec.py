@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from ipbench.benchmark.spec import ParamAssignment, build_spec, make_spec
+from ipbench.benchmark.spec import ParamAssignment, build_spec, load_suite, make_spec
 from ipbench.errors import UsageError
 
 SUITE = """
@@ -93,3 +93,14 @@ def test_suite_precision_is_checked(tmp_path: Path) -> None:
     path.write_text('precision = "fp16"\n' + SUITE)
     with pytest.raises(UsageError, match="precision = 'fp16'; valid: fp32, bf16"):
         make_spec(path, [], [], [])
+
+
+def test_suite_seeding_is_read_and_checked(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text('seeding = "common"\n' + SUITE)
+    spec = load_suite(path)
+    assert spec.seeding == "common" and spec.config()["seeding"] == "common"
+    assert "seeding" not in build_spec(["tweedie"], ["denoise"]).config()  # the default keeps old configs equal
+    path.write_text('seeding = "shared"\n' + SUITE)
+    with pytest.raises(UsageError, match="seeding = 'shared'; valid: independent, common"):
+        load_suite(path)

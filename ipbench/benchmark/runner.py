@@ -46,13 +46,12 @@ from ipbench.solvers.base import output_problem
 from ipbench.results.metric_registry import METRIC_CONVENTIONS, METRIC_SUMMARY
 from ipbench.results.metrics import compute_metrics, prepare_metrics
 from ipbench.results.rows import FINAL, RowStore, read_run_json, row_key, run_rows
-from ipbench.seeding import measurement_generator, solver_generator
+from ipbench.seeding import measurement_generator, seeding_convention, solver_generator
 
 CONVENTIONS = {
     "image_range": "float32 NCHW in [0, 1]; score models in [-1, 1]",
     "sigma_y_units": "[0, 1] image units (DPS paper sigma = 0.05 on [-1, 1] is sigma_y = 0.025)",
     "diffusion": "discrete VP-DDPM, t in {0..T-1}, Tweedie x0 = (x_t - sqrt(1-ab) eps) / sqrt(ab)",
-    "seeding": "measurement: sha256(seed, image, operator); solver: sha256(seed, image, operator, solver); one generator per image",
     "seconds": "wall time of one solver call on a batch divided by the batch size, compilation left out",
     "compile_seconds": "torch.compile warm-up for new batch shapes met during that solver call, per image as seconds",
     "nfe": "score-network evaluations per image",
@@ -221,7 +220,7 @@ def _measure(operator: Operator, x: Tensor, ids: Sequence[str], seed: int, devic
 def _solve_and_score(entry: SolverEntry, operator: Operator, seed: int, ids: Sequence[str], x: Tensor, y: Tensor,
                      physics: Physics, model: CountingModel, spec: RunSpec, device: torch.device, out: Path,
                      writer: BackgroundWriter, tracer: StepTrace | None = None) -> list[dict[str, Any]]:
-    generators = [solver_generator(seed, image_id, operator.label, entry.label, device) for image_id in ids]
+    generators = [solver_generator(seed, image_id, operator.label, entry.label, device, spec.seeding) for image_id in ids]
     base = {"operator": operator.label, "seed": seed, "model": spec.model,
             **{f"solver.{k}": v for k, v in entry.solver.hyperparameters().items()},
             **{f"operator.{k}": v for k, v in operator.params.items()}}
@@ -301,7 +300,8 @@ def _prepare_folder(out: Path, spec: RunSpec, images: ImageSet, model: ScoreMode
         "acceleration": dataclasses.asdict(acceleration),
         "versions": {name: _version(name) for name in ("torch", "deepinv", "lpips", "numpy", "pandas")}
         | {"python": platform.python_version()},
-        "conventions": {**CONVENTIONS, "metrics": {m: METRIC_CONVENTIONS[m] for m in spec.metrics},
+        "conventions": {**CONVENTIONS, "seeding": seeding_convention(spec.seeding),
+                        "metrics": {m: METRIC_CONVENTIONS[m] for m in spec.metrics},
                         "metric_summary": {m: METRIC_SUMMARY[m] for m in spec.metrics}},
     }
     # Shards started together may all get here: each writes whole, the last one stays.

@@ -52,6 +52,7 @@ class RunSpec:
     reference: list[dict[str, Any]] = field(default_factory=list)  # published numbers to print beside ours
     precision: str | None = None  # the network's, fp32 or bf16 (autocast); None: fp32, or bf16 under --fast on CUDA
     metrics: list[str] = field(default_factory=lambda: list(DEFAULT_METRICS))  # always these, then extras
+    seeding: str = "independent"  # of solver draws (seeding.py): per solver, or common to all solvers
 
     def config(self) -> dict[str, Any]:
         """A JSON-able description; equal configs give equal rows."""
@@ -68,6 +69,7 @@ class RunSpec:
             **({"reference": self.reference} if self.reference else {}),
             **({"precision": self.precision} if self.precision not in (None, "fp32") else {}),  # bf16 changes results
             **({"metrics": list(self.metrics)} if list(self.metrics) != list(DEFAULT_METRICS) else {}),
+            **({"seeding": self.seeding} if self.seeding != "independent" else {}),  # common draws change results
         }
 
     def default_out(self) -> Path:
@@ -206,7 +208,7 @@ def build_spec(solvers: list[str], operators: list[str], params: list[str] | Non
 def make_spec(config: str | Path | None, solvers: list[str], operators: list[str], params: list[str],
               **overrides: Any) -> RunSpec:
     """The CLI's one way to a RunSpec: a suite (`--config`) or --solver/--op names, then --param, then the
-    options that override the suite's values (model, images, num_images, seeds, metrics; None: keep)."""
+    options that override the suite's values (model, images, num_images, seeds, metrics, seeding; None: keep)."""
     if config is None:
         return build_spec(solvers, operators, params, **overrides)
     if solvers or operators:
@@ -259,7 +261,7 @@ def load_suite(path: str | Path) -> RunSpec:
                    images=data.get("images"), num_images=data.get("num_images"),
                    seeds=list(seeds) if isinstance(seeds, list) else [seeds],
                    reference=[dict(r) for r in data.get("reference", [])],
-                   precision=data.get("precision"),
+                   precision=data.get("precision"), seeding=data.get("seeding", "independent"),
                    metrics=metric_names(data.get("metrics", list(DEFAULT_METRICS)), f"--config {path}: metrics"))
 
 

@@ -10,9 +10,10 @@ from typing import Any
 
 from ipbench.errors import UsageError
 from ipbench.models.acceleration import PRECISIONS
+from ipbench.seeding import SEEDINGS
 
 TOP_LEVEL = {"model": "a string", "images": "a string", "num_images": "an integer >= 1", "seeds": "a list of integers",
-             "title": "a string", "notes": "a string", "precision": "fp32 or bf16", "metrics": "a list of metric names",
+             "title": "a string", "notes": "a string", "precision": "fp32 or bf16", "seeding": "independent or common", "metrics": "a list of metric names",
              "solver": "[[solver]] tables", "operator": "[[operator]] tables", "reference": "[[reference]] tables"}
 REFERENCE_KEYS = {"solver": str, "operator": str, "metric": str, "value": (int, float)}  # required
 REFERENCE_OPTIONAL = {"source": str, "verified": bool, "setting": str}  # setting: data etc. when not the run's
@@ -39,6 +40,8 @@ def check_suite(data: dict[str, Any], path: Path) -> None:
 
     if "precision" in data and (not isinstance(data["precision"], str) or data["precision"] not in PRECISIONS):
         raise UsageError(f"{where}: precision = {data['precision']!r}; valid: {', '.join(PRECISIONS)}")
+    if "seeding" in data and data["seeding"] not in SEEDINGS:
+        raise UsageError(f"{where}: seeding = {data['seeding']!r}; valid: {', '.join(SEEDINGS)}")
     for key in ("model", "images", "title", "notes"):
         if key in data:
             expect(key, isinstance(data[key], str) and (key not in ("model", "images") or bool(data[key].strip())))
