@@ -1,17 +1,23 @@
-"""ipbench.results.paired_stats: bootstrap intervals and Wilcoxon p-values of a run's solvers, paired per
-image; on rows built by hand, no model runs."""
+"""ipbench.results.paired_stats (bootstrap intervals and Wilcoxon p-values of a run's solvers, paired per
+image) and `bench table RUN --baseline SOLVER`, which shows them; on rows built by hand, no model runs."""
 from __future__ import annotations
 
+import json
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 from scipy import stats
 
+from ipbench.cli import cli
 from ipbench.errors import UsageError
 from ipbench.results.paired_stats import COLUMNS, bootstrap_interval, paired_comparisons, wilcoxon_p
+from ipbench.results.rows import load_rows
+from ipbench.results.table import DIFFERENCE_COLUMNS, summarize, to_markdown, with_differences
 
 
 def row(solver: str, image: str, seed: int, operator: str = "inpaint-box", status: str = "ok",
@@ -215,3 +221,82 @@ def test_an_operator_where_the_baseline_has_no_ok_rows_gives_no_lines():
     rows.loc[(rows.solver == "dps") & (rows.operator == "deblur"), "status"] = "failed"
     found = paired_comparisons(rows, "dps", ["psnr"], resamples=500)
     assert set(found["operator"]) == {"inpaint-box"}
+
+
+# -- bench table RUN --baseline ----------------------------------------------------------------------------
+
+
+def write_run(folder: Path, rows: pd.DataFrame) -> Path:
+    """A run folder as `bench run` leaves it, written by hand: run.json with what tables read, rows.jsonl."""
+    folder.mkdir()
+    solvers, operators = list(dict.fromkeys(rows["solver"])), list(dict.fromkeys(rows["operator"]))
+    meta = {"config": {"model": "toy", "seeds": sorted(set(rows["seed"])),
+                       "solvers": [{"name": s, "label": s, "params": {}} for s in solvers],
+                       "operators": [{"name": o, "label": o} for o in operators]},
+            "model": {"image_shape": [1, 8, 8]},
+            "images": {"source": "toy", "ids": sorted(set(rows["image"]))}}
+    (folder / "run.json").write_text(json.dumps(meta))
+    rows.to_json(folder / "rows.jsonl", orient="records", lines=True)
+    return folder
+
+
+def table(*args: object):
+    return CliRunner().invoke(cli, ["table", *(str(a) for a in args)])
+
+
+def test_bench_table_with_a_baseline_shows_marked_differences_in_every_format(tmp_path):
+    run = write_run(tmp_path / "run", three_solvers())
+    rows = load_rows(run)  # as the table reads them (JSON keeps 10 significant digits)
+    plain = table(run)
+    assert plain.exit_code == 0, plain.output
+    plain_csv = (run / "table.csv").read_text()
+    assert "Δ" not in plain.output and "diff" not in plain_csv.splitlines()[0]
+
+    done = table(run, "--baseline", "dps")
+    assert done.exit_code == 0, done.output
+    cells = [line.split(" | ") for line in done.output.splitlines() if line.startswith("| ")]
+    lines = {cell[0].strip("| "): cell for cell in cells}  # solver -> its cells
+    summary = pd.read_csv(run / "table.csv")
+    assert list(summary.columns[-4:]) == DIFFERENCE_COLUMNS
+    psnr = summary[(summary.operator == "inpaint-box") & (summary.metric == "psnr")].set_index("solver")
+    for solver, marked in (("better", True), ("level", False)):
+        d = by_hand(rows, solver, "dps", "inpaint-box", "psnr")
+        low, high = bootstrap_interval(d)
+        assert psnr.loc[solver, "diff"] == pytest.approx(d.mean())
+        assert (psnr.loc[solver, "diff_low"], psnr.loc[solver, "diff_high"]) == pytest.approx((low, high))
+        assert psnr.loc[solver, "p_wilcoxon"] == pytest.approx(stats.wilcoxon(d).pvalue)
+        cell = f"Δ {d.mean():+.2f} [{low:+.2f}, {high:+.2f}]" + ("*" if marked else "")
+        assert lines[solver][1].endswith(cell), lines[solver][1]  # column 1: inpaint-box PSNR
+    assert psnr.loc["dps", DIFFERENCE_COLUMNS].isna().all()  # the baseline has no difference to itself
+    assert "Δ" not in " ".join(lines["dps"])
+    masks_deblur = summary[(summary.solver == "masks") & (summary.operator == "deblur")]
+    assert masks_deblur[DIFFERENCE_COLUMNS].isna().all().all() and "n/a" in lines["masks"]
+    assert "solver - dps (the baseline)" in done.output and "seeds of an image averaged" in done.output
+    assert "BCa bootstrap interval" in done.output and "10,000 resamples" in done.output
+    assert "n = 9..10" in done.output and "* marks an interval that excludes 0" in done.output
+    tex = (run / "table.tex").read_text()
+    assert r"$\Delta$ +" in tex and "Δ" not in tex
+    assert "%" not in tex  # LaTeX would read the rest of the caption line as a comment
+
+    again = table(run)  # without --baseline: the plain table again, nothing left over
+    assert again.output == plain.output and (run / "table.csv").read_text() == plain_csv
+
+
+def test_bench_table_refuses_an_unknown_baseline_with_one_line(tmp_path):
+    run = write_run(tmp_path / "run", three_solvers())
+    wrong = table(run, "--baseline", "dsp")
+    assert wrong.exit_code == 2 and "dsp" in wrong.output and "dps, better, level, masks" in wrong.output
+    assert len(wrong.output.strip().splitlines()) == 1, wrong.output
+
+
+def test_set_metric_lines_get_no_difference():
+    """FID (one value per cell) has nothing to pair: its line stays without a Δ beside per-image metrics."""
+    rows = three_solvers()
+    summary = summarize(rows)
+    fid = summary[summary.metric == "psnr"].assign(metric="fid", mean=12.5, std=math.nan)
+    summary = pd.concat([summary, fid], ignore_index=True)
+    marked = with_differences(summary, paired_comparisons(rows, "dps", ["psnr", "ssim", "lpips"], resamples=500))
+    assert marked.loc[marked.metric == "fid", DIFFERENCE_COLUMNS].isna().all().all()
+    assert marked.loc[(marked.metric == "psnr") & (marked.solver == "better"), "diff"].notna().all()
+    better = next(line for line in to_markdown(marked, "").splitlines() if line.startswith("| better |"))
+    assert better.count("Δ") == 6 and "| 12.50 |" in better  # 2 operators x 3 metrics; FID bare
