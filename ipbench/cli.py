@@ -370,14 +370,16 @@ def check_command(solver: str, operators: tuple[str, ...], params: tuple[str, ..
 
 @cli.command("table")
 @click.argument("run_dir", metavar="RUN")
+@click.option("--baseline", default=None, metavar="SOLVER",
+              help="Also give each other solver's paired difference to this one, with its 95% bootstrap interval.")
 @device_option
 @user_errors
-def table_command(run_dir: str, device: str) -> None:
+def table_command(run_dir: str, baseline: str | None, device: str) -> None:
     """Print the comparison table of RUN and write table.md/.csv/.tex there (--device: where FID runs)."""
     from ipbench.device import resolve_device
     from ipbench.results.table import write_tables
 
-    click.echo(write_tables(_run_folder(run_dir), device=resolve_device(device)))
+    click.echo(write_tables(_run_folder(run_dir), device=resolve_device(device), baseline=baseline))
 
 
 @cli.command("grid")

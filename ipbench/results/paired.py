@@ -74,18 +74,28 @@ def paired_differences(a: pd.DataFrame, b: pd.DataFrame) -> Pairing:
     return Pairing(len(both), len(a) - len(both), len(b) - len(both), differences)
 
 
-def against_baseline(rows: pd.DataFrame, baseline: str, metric: str = "psnr") -> list[PairedDifference]:
+def image_differences(rows: pd.DataFrame, baseline: str, metric: str) -> dict[tuple[str, str], pd.Series]:
     """Within one run: per (solver, operator), the solver's `metric` minus the baseline solver's on the same
-    image and seed (the same measurement), averaged over seeds per image first, so that n counts images (the
-    seeds of one image share its truth and are not independent). Only ok rows pair; an operator where the
-    baseline has none gives no lines."""
+    operator, image and seed (the same measurement), averaged over the seeds of each image, indexed by image
+    (sorted, so the result does not depend on row order). The seeds of one image share its truth and are not
+    independent, so the image is the unit: a line's length is its number of images. Only ok rows pair, a
+    pair missing the metric is left out, and an operator where the baseline has no ok rows gives no lines.
+    Keys come in the order the solvers, then operators, first pair in `rows`."""
     ok = rows[rows["status"] == "ok"] if "status" in rows else rows
     base = ok[ok["solver"] == baseline][["operator", "image", "seed", metric]]
     both = ok[ok["solver"] != baseline].merge(base, on=["operator", "image", "seed"], suffixes=("", "_baseline"))
     both["difference"] = both[metric].astype(float) - both[f"{metric}_baseline"].astype(float)
+    both = both.dropna(subset=["difference"])
+    return {(solver, operator): group.groupby("image")["difference"].mean()
+            for (solver, operator), group in both.groupby(["solver", "operator"], sort=False)}
+
+
+def against_baseline(rows: pd.DataFrame, baseline: str, metric: str = "psnr") -> list[PairedDifference]:
+    """Within one run: per (solver, operator), the mean over images of the solver's `metric` minus the
+    baseline solver's (image_differences: paired on image and seed, seeds averaged within an image, n =
+    images), its standard error and extremes."""
     out = []
-    for (solver, operator), group in both.groupby(["solver", "operator"], sort=False):
-        d = group.groupby("image")["difference"].mean()
+    for (solver, operator), d in image_differences(rows, baseline, metric).items():
         se = d.std() / len(d) ** 0.5 if len(d) > 1 else math.nan
         out.append(PairedDifference(solver, operator, metric, d.mean(), se, d.min(), d.max(), len(d)))
     return out
@@ -99,4 +109,4 @@ def t_interval(differences: list[float]) -> tuple[float, float]:
     return statistics.mean(differences), float(student_t.ppf(0.975, n - 1)) * statistics.stdev(differences) / math.sqrt(n)
 
 
-__all__ = ["against_baseline", "KEYS", "METRICS", "Pairing", "PairedDifference", "paired_differences", "read_rows", "t_interval"]
+__all__ = ["against_baseline", "image_differences", "KEYS", "METRICS", "Pairing", "PairedDifference", "paired_differences", "read_rows", "t_interval"]

@@ -1,4 +1,5 @@
-"""Comparison tables: rows = solvers, columns = operator x metric, mean +- std over images (and seeds)."""
+"""Comparison tables: rows = solvers, columns = operator x metric, mean +- std over images (and seeds); with a
+baseline solver, each other solver's paired difference to it and its bootstrap interval beside (paired_stats.py)."""
 from __future__ import annotations
 
 import math
@@ -8,10 +9,14 @@ import pandas as pd
 import torch
 
 from ipbench.device import resolve_device
+from ipbench.errors import UsageError
 from ipbench.files import atomic_write, atomic_write_text
 from ipbench.results.fid import cell_fids
-from ipbench.results.metric_registry import METRICS
+from ipbench.results.metric_registry import METRICS, SET_METRICS
 from ipbench.results.rows import load_rows, read_run_json
+
+DIFFERENCE_COLUMNS = ["diff", "diff_low", "diff_high", "p_wilcoxon"]  # the tidy CSV's, with a baseline
+RESAMPLES = 10_000  # bootstrap resamples of the images per interval
 
 
 def summarize(rows: pd.DataFrame, solver_order: list[str] | None = None, operator_order: list[str] | None = None
@@ -58,6 +63,15 @@ def with_fid(summary: pd.DataFrame, run_dir: Path, rows: pd.DataFrame, device: t
     return pd.concat([summary, pd.DataFrame.from_records(records)], ignore_index=True) if records else summary
 
 
+def with_differences(summary: pd.DataFrame, comparisons: pd.DataFrame) -> pd.DataFrame:
+    """`summary` plus DIFFERENCE_COLUMNS: each (solver, operator, metric) line's paired difference to the
+    baseline from `comparisons` (paired_comparisons against it): mean, bootstrap interval, Wilcoxon p; nan
+    where there is none (the baseline itself, n/a cells, set metrics)."""
+    found = comparisons.rename(columns={"mean": "diff", "low": "diff_low", "high": "diff_high"})
+    return summary.merge(found[["solver", "operator", "metric", *DIFFERENCE_COLUMNS]], how="left",
+                         on=["solver", "operator", "metric"])
+
+
 def _cell(mean: float, std: float, metric: str, latex: bool = False, applies: bool = True) -> str:
     if not applies:
         return "n/a"
@@ -66,6 +80,18 @@ def _cell(mean: float, std: float, metric: str, latex: bool = False, applies: bo
     d = METRICS[metric].decimals
     pm = r" $\pm$ " if latex else " ± "
     return f"{mean:.{d}f}" + ("" if math.isnan(std) else f"{pm}{std:.{d}f}")
+
+
+def _difference(line: pd.DataFrame, metric: str, latex: bool = False) -> str:
+    """' Δ +1.20 [+0.80, +1.60]*' for a summary line that has a paired difference to the baseline: the mean,
+    its bootstrap interval and * when that excludes 0; '' for a line without one."""
+    if "diff" not in line or math.isnan(line["diff"].iloc[0]):
+        return ""
+    diff, low, high = (float(line[column].iloc[0]) for column in ("diff", "diff_low", "diff_high"))
+    d = METRICS[metric].decimals
+    interval = "" if math.isnan(low) else f" [{low:+.{d}f}, {high:+.{d}f}]" + ("*" if low > 0 or high < 0 else "")
+    delta = r"$\Delta$" if latex else "Δ"
+    return f" {delta} {diff:+.{d}f}{interval}"
 
 
 def _wide(summary: pd.DataFrame, latex: bool = False) -> tuple[list[str], list[list[str]]]:
@@ -86,8 +112,12 @@ def _wide(summary: pd.DataFrame, latex: bool = False) -> tuple[list[str], list[l
         for operator in operators:
             for metric in metrics:
                 hit = part[(part["operator"] == operator) & (part["metric"] == metric)]
-                applies = not len(hit) or not hit["not_applicable"].iloc[0]
-                line.append(_cell(hit["mean"].iloc[0], hit["std"].iloc[0], metric, latex, applies) if len(hit) else "-")
+                if not len(hit):
+                    line.append("-")
+                    continue
+                applies = not hit["not_applicable"].iloc[0]
+                line.append(_cell(hit["mean"].iloc[0], hit["std"].iloc[0], metric, latex, applies)
+                            + _difference(hit, metric, latex))
         line += [f"{part['seconds'].mean():.3g}", f"{part['nfe'].mean():.0f}" if not math.isnan(part["nfe"].mean()) else "-"]
         if not uniform_n:
             for operator in operators:
@@ -130,8 +160,25 @@ def _clamped_note(summary: pd.DataFrame) -> str:
     return "Pixels outside [0, 1], clamped before scoring: " + ", ".join(parts) + ". "
 
 
-def caption(run_dir: Path, summary: pd.DataFrame, compile_seconds: float = 0.0) -> str:
-    """What the numbers are: model, images, n, the metric conventions, and what s / image leaves out."""
+def _difference_note(baseline: str, comparisons: pd.DataFrame | None, summary: pd.DataFrame) -> str:
+    """What the Δ of each cell is: against which solver, paired how, over how many images, which interval.
+    (No percent sign: the LaTeX caption would read it as a comment.)"""
+    from ipbench.results.paired_stats import BOOTSTRAP_METHOD
+
+    ns = sorted(set(comparisons["n"])) if comparisons is not None and len(comparisons) else [0]
+    n_text = f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]}..{ns[-1]}"
+    set_metrics = [METRICS[m].label for m in dict.fromkeys(summary["metric"]) if m in SET_METRICS]
+    no_pairs = f"{', '.join(set_metrics)}: no Δ (one value per cell, nothing to pair). " if set_metrics else ""
+    return (f"Δ: the paired difference solver - {baseline} (the baseline), on the same image and seed (the same "
+            f"measurement), the seeds of an image averaged first; mean over images ({n_text}) with its "
+            f"{BOOTSTRAP_METHOD} bootstrap interval at confidence 0.95 ({RESAMPLES:,} resamples of the images); * "
+            f"marks an interval that excludes 0. " + no_pairs)
+
+
+def caption(run_dir: Path, summary: pd.DataFrame, compile_seconds: float = 0.0, baseline: str | None = None,
+            comparisons: pd.DataFrame | None = None) -> str:
+    """What the numbers are: model, images, n, the metric conventions, and what s / image leaves out; with a
+    `baseline`, what the differences to it (`comparisons`, from paired_comparisons) are."""
     meta = read_run_json(run_dir)
     metric_meta = meta.get("conventions", {}).get("metric_summary", {})  # "" for a metric it does not describe
     ns = sorted(set(_applicable(summary)["n"])) or [0]
@@ -139,6 +186,7 @@ def caption(run_dir: Path, summary: pd.DataFrame, compile_seconds: float = 0.0) 
     seeds = meta["config"]["seeds"]
     return (f"Model `{meta['config']['model']}`, images `{meta['images'].get('source', '?')}`, seeds {seeds}; "
             f"mean ± std over images x seeds ({n_text} per cell). "
+            + (_difference_note(baseline, comparisons, summary) if baseline is not None else "")
             + "".join(f"{METRICS[m].label}: {metric_meta.get(m, '')}. " for m in dict.fromkeys(summary["metric"]))
             + _clamped_note(summary) + _not_applicable_note(summary)
             + "s / image: solver wall time per image"
@@ -159,7 +207,7 @@ def to_latex(summary: pd.DataFrame, caption_text: str) -> str:
     lines = [r"\begin{table}[t]", r"\centering", r"\begin{tabular}{l" + "c" * (len(header) - 1) + "}", r"\toprule",
              " & ".join(esc(h) for h in header) + r" \\", r"\midrule"]
     lines += [" & ".join(esc(c) if i == 0 else c for i, c in enumerate(row)) + r" \\" for row in body]
-    caption_tex = esc(caption_text.replace("±", r"$\pm$").replace("`", ""))
+    caption_tex = esc(caption_text.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("`", ""))
     lines += [r"\bottomrule", r"\end{tabular}", r"\caption{" + caption_tex + "}", r"\end{table}"]
     return "\n".join(lines) + "\n"
 
@@ -186,20 +234,33 @@ def reference_markdown(summary: pd.DataFrame, reference: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_tables(run_dir: str | Path, device: str | torch.device = "cpu") -> str:
+def write_tables(run_dir: str | Path, device: str | torch.device = "cpu", baseline: str | None = None) -> str:
     """Write table.md, table.csv (tidy) and table.tex into the run folder; return the Markdown.
 
-    `device` is where set metrics (FID) run their network."""
+    `device` is where set metrics (FID) run their network. With `baseline` (a solver label of the run), each
+    other solver's cells also give its paired difference to the baseline with a bootstrap interval, and the
+    CSV has DIFFERENCE_COLUMNS; a label the run does not have is a UsageError naming the run's."""
     run_dir = Path(run_dir)
     rows = load_rows(run_dir)
     if rows.empty:
         return "(no rows yet)\n"
     config = read_run_json(run_dir)["config"]
-    summary = summarize(rows, [s["label"] for s in config["solvers"]], [o.get("label", o["name"]) for o in config["operators"]])
+    solvers = [s["label"] for s in config["solvers"]]
+    if baseline is not None and baseline not in solvers:
+        raise UsageError(f"baseline {baseline}: not a solver of {run_dir} (its solvers: {', '.join(solvers)})")
+    summary = summarize(rows, solvers, [o.get("label", o["name"]) for o in config["operators"]])
     if "fid" in config.get("metrics", ()):
         summary = with_fid(summary, run_dir, rows, resolve_device(device))
+    comparisons = None
+    if baseline is not None:  # scipy.stats is imported here, not for every table: it takes about a second
+        from ipbench.results.paired_stats import COLUMNS, paired_comparisons
+
+        metrics = [m for m in dict.fromkeys(summary["metric"]) if m not in SET_METRICS]
+        comparisons = (paired_comparisons(rows, baseline, metrics, resamples=RESAMPLES)
+                       if baseline in set(rows["solver"]) else pd.DataFrame(columns=COLUMNS))
+        summary = with_differences(summary, comparisons)
     compiled = float(rows["compile_seconds"].sum()) if "compile_seconds" in rows.columns else 0.0  # per-image shares
-    text = caption(run_dir, summary, compiled)
+    text = caption(run_dir, summary, compiled, baseline, comparisons)
     markdown = to_markdown(summary, text)
     if config.get("reference"):
         markdown += "\nPublished numbers beside ours:\n\n" + reference_markdown(summary, config["reference"])

@@ -1,0 +1,302 @@
+"""ipbench.results.paired_stats (bootstrap intervals and Wilcoxon p-values of a run's solvers, paired per
+image) and `bench table RUN --baseline SOLVER`, which shows them; on rows built by hand, no model runs."""
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from scipy import stats
+
+from ipbench.cli import cli
+from ipbench.errors import UsageError
+from ipbench.results.paired_stats import COLUMNS, bootstrap_interval, paired_comparisons, wilcoxon_p
+from ipbench.results.rows import load_rows
+from ipbench.results.table import DIFFERENCE_COLUMNS, summarize, to_markdown, with_differences
+
+
+def row(solver: str, image: str, seed: int, operator: str = "inpaint-box", status: str = "ok",
+        **metrics: float) -> dict:
+    return dict(solver=solver, operator=operator, image=image, seed=seed, status=status, seconds=0.1, nfe=10,
+                error="needs a mask" if status == "skipped" else "", **metrics)
+
+
+def by_hand(rows: pd.DataFrame, solver: str, baseline: str, operator: str, metric: str) -> np.ndarray:
+    """The per-image differences solver - baseline written out with loops (ok rows, seeds averaged), images
+    in sorted order: what paired_comparisons must agree with."""
+    values: dict[tuple[str, str, int], float] = {}
+    for r in rows.itertuples():
+        if r.status == "ok" and r.operator == operator and r.solver in (solver, baseline):
+            values[(r.solver, r.image, r.seed)] = getattr(r, metric)
+    per_image: dict[str, list[float]] = {}
+    for (who, image, seed), value in values.items():
+        if who == solver and (baseline, image, seed) in values:
+            per_image.setdefault(image, []).append(value - values[(baseline, image, seed)])
+    return np.array([sum(d) / len(d) for _, d in sorted(per_image.items())])
+
+
+# -- the two statistics on their own -------------------------------------------------------------------
+
+
+def test_wilcoxon_p_is_scipys_and_exact_on_ten_positive_differences():
+    assert wilcoxon_p(np.arange(1.0, 11.0)) == pytest.approx(2 / 1024, rel=1e-12)  # only T = 0 and T = 55 as extreme
+    rng = np.random.default_rng(3)
+    for d in (rng.normal(0.2, 1.0, 30), rng.normal(0.0, 1.0, 80), np.array([0.0, 0.0, 1.0, 1.0, -2.0, 3.0, 0.5])):
+        assert wilcoxon_p(d) == stats.wilcoxon(d).pvalue
+
+
+def test_wilcoxon_p_degenerate_cases_are_defined_and_quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # small samples with zeros and ties: scipy takes an exact route, no warning
+        assert math.isnan(wilcoxon_p(np.array([1.0])))
+        assert wilcoxon_p(np.zeros(5)) == 1.0
+        zeros_and_ties = np.array([0.0, 0.0, 0.0, 1.0, 1.0, 2.0])
+        assert wilcoxon_p(zeros_and_ties) == stats.wilcoxon(zeros_and_ties).pvalue
+
+
+def test_bootstrap_interval_degenerate_cases_and_determinism():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scipy warns on equal data; the function must not get that far
+        assert all(math.isnan(x) for x in bootstrap_interval(np.array([1.5])))
+        assert bootstrap_interval(np.full(12, 0.25)) == (0.25, 0.25)
+    d = np.random.default_rng(0).normal(1.0, 1.0, 30)
+    first = bootstrap_interval(d, resamples=2000, seed=4)
+    assert first == bootstrap_interval(d, resamples=2000, seed=4)
+    assert first != bootstrap_interval(d, resamples=2000, seed=5)
+    assert first[0] < d.mean() < first[1]
+
+
+def test_bootstrap_interval_covers_the_true_mean_at_its_nominal_rate():
+    """300 simulated runs of 40 images x 2 seeds: per-image effects from a skewed distribution (exponential,
+    skewness 2, mean 0.5) and seed noise. Nominal coverage 0.95; at n = 40 on this distribution the BCa
+    interval for a mean is known to fall a little short (it uses the plug-in sd and normal-quantile
+    corrections: 1.96 sqrt(39/40) against t_39 alone gives 0.940, the skewness a little more; 2000 runs of
+    this simulation measured 0.934). Expected rate 0.935, tolerance 3 binomial SD over 300 runs
+    (sqrt(0.935 x 0.065 / 300) = 0.014): [0.892, 0.978]. Seeds treated as images (n = 80) would give
+    about 0.85, a 90% interval about 0.89, a 99% one about 0.985."""
+    rng = np.random.default_rng(0)
+    runs, images, true_mean = 300, 40, 0.5
+    effect = rng.exponential(1.0, (runs, images)) - 0.5
+    base = rng.normal(20.0, 3.0, (runs, images, 2))
+    new = base + effect[:, :, None] + rng.normal(0.0, 0.5, (runs, images, 2))
+    index = pd.MultiIndex.from_product([range(runs), range(images), range(2)], names=["run", "image", "seed"])
+    frame = index.to_frame(index=False)
+    frame["operator"] = "op" + frame["run"].astype(str)  # one simulated run per operator
+    frame["image"], frame["status"] = "i" + frame["image"].astype(str), "ok"
+    rows = pd.concat([frame.assign(solver="base", psnr=base.ravel()), frame.assign(solver="new", psnr=new.ravel())])
+    found = paired_comparisons(rows, "base", ["psnr"], resamples=2000)
+    assert len(found) == runs and (found["n"] == images).all()
+    covered = ((found["low"] <= true_mean) & (true_mean <= found["high"])).mean()
+    assert 0.892 <= covered <= 0.978, covered
+
+
+def test_bootstrap_interval_width_shrinks_as_one_over_sqrt_n():
+    """The same sample repeated 4 and 16 times has the same spread, 4 and 16 times the n: the interval's
+    width must halve and quarter (within the resampling noise of 10,000 resamples and BCa's corrections),
+    and stay near the normal theory's 2 x 1.96 sd / sqrt(n)."""
+    d = np.random.default_rng(1).exponential(1.0, 25) - 0.5
+    widths = []
+    for k in (1, 4, 16):
+        low, high = bootstrap_interval(np.tile(d, k))
+        widths.append(high - low)
+        assert high - low == pytest.approx(2 * 1.96 * d.std() / math.sqrt(25 * k), rel=0.15)
+    assert widths[0] / widths[1] == pytest.approx(2.0, rel=0.1)
+    assert widths[1] / widths[2] == pytest.approx(2.0, rel=0.1)
+
+
+# -- paired_comparisons ----------------------------------------------------------------------------------
+
+
+def three_solvers(seed: int = 0) -> pd.DataFrame:
+    """dps, `better` (PSNR +1.5, LPIPS -0.02 on every measurement, with noise) and `level` (per-image
+    differences spread symmetrically about 0, the seeds' offsets cancelling) on 10 images x 2 seeds of two
+    operators; a failed row of `better` with a wild value, a
+    failed dps row (its partners must not pair), and `masks` skipped on deblur."""
+    rng = np.random.default_rng(seed)
+    records = []
+    for operator in ("inpaint-box", "deblur"):
+        for i in range(10):
+            for s in range(2):
+                psnr, lpips = 20.0 + rng.normal(0, 3), 0.1 + rng.uniform(0, 0.05)
+                records.append(row("dps", f"img{i}", s, operator, psnr=psnr, ssim=0.7, lpips=lpips))
+                records.append(row("better", f"img{i}", s, operator, psnr=psnr + 1.5 + rng.normal(0, 0.3),
+                                   ssim=0.8, lpips=lpips - 0.02 + rng.normal(0, 0.003)))
+                spread, wobble = i - 4.5, s - 0.5
+                records.append(row("level", f"img{i}", s, operator, psnr=psnr + 0.1 * spread + 0.1 * wobble, ssim=0.7,
+                                   lpips=lpips + 0.001 * spread - 0.001 * wobble))
+                if operator == "deblur":
+                    records.append(row("masks", f"img{i}", s, operator, status="skipped", psnr=math.nan, ssim=math.nan,
+                                       lpips=math.nan))
+    rows = pd.DataFrame.from_records(records)
+    wild = (rows.solver == "better") & (rows.image == "img3") & (rows.seed == 1) & (rows.operator == "inpaint-box")
+    rows.loc[wild, ["status", "psnr"]] = ["failed", 99.0]
+    gone = (rows.solver == "dps") & (rows.image == "img7") & (rows.operator == "inpaint-box")
+    rows.loc[gone, "status"] = "failed"  # both seeds: img7 drops out of inpaint-box entirely
+    masks_inpaint = [row("masks", f"img{i}", s, "inpaint-box", psnr=18.0 + i, ssim=0.6, lpips=0.2) for i in range(10)
+                     for s in range(2)]
+    return pd.concat([rows, pd.DataFrame.from_records(masks_inpaint)], ignore_index=True)
+
+
+def test_each_line_is_the_mean_interval_and_wilcoxon_of_per_image_differences_computed_by_hand():
+    rows = three_solvers()
+    found = paired_comparisons(rows, "dps", resamples=2000)
+    assert list(found.columns) == COLUMNS
+    for line in found.itertuples():
+        d = by_hand(rows, line.solver, "dps", line.operator, line.metric)
+        assert line.n == len(d)
+        assert line.mean == pytest.approx(d.mean(), abs=1e-12)
+        assert line.p_wilcoxon == pytest.approx(stats.wilcoxon(d).pvalue if np.any(d) else 1.0, rel=1e-12)
+        assert (line.low, line.high) == pytest.approx(bootstrap_interval(d, resamples=2000), abs=1e-12)
+    inpaint = found[(found.operator == "inpaint-box") & (found.solver == "better")]
+    assert set(inpaint["n"]) == {9}  # img7 has no ok dps row; img3 keeps its ok seed: images, not rows, are counted
+    deblur = found[found.operator == "deblur"]
+    assert set(deblur["n"]) == {10} and "masks" not in set(deblur["solver"])  # skipped rows do not pair
+
+
+def test_ten_images_all_better_give_the_exact_p_value():
+    records = []
+    for i in range(10):
+        for s in range(3):  # seeds average to a gain of (i + 1) / 10 on image i
+            records.append(row("dps", f"i{i}", s, psnr=20.0 + s))
+            records.append(row("new", f"i{i}", s, psnr=20.0 + s + (i + 1) / 10 + (s - 1) * 0.05))
+    (line,) = paired_comparisons(pd.DataFrame.from_records(records), "dps", ["psnr"]).itertuples()
+    assert line.n == 10 and line.p_wilcoxon == pytest.approx(2 / 1024, rel=1e-12)
+    assert line.mean == pytest.approx(0.55)
+
+
+def test_rows_pair_on_operator_image_and_seed_not_on_position():
+    rows = three_solvers()
+    shuffled = rows.sample(frac=1.0, random_state=7).reset_index(drop=True)
+    # the same solvers and operators first seen in the same order, so the same lines in the same order
+    shuffled = pd.concat([rows.drop_duplicates(["solver", "operator"]), shuffled], ignore_index=True) \
+        .drop_duplicates(["solver", "operator", "image", "seed"], keep="first")
+    pd.testing.assert_frame_equal(paired_comparisons(rows, "dps", resamples=2000),
+                                  paired_comparisons(shuffled, "dps", resamples=2000))
+
+
+def test_significance_and_the_better_side_follow_each_metrics_direction():
+    found = paired_comparisons(three_solvers(), "dps", resamples=2000).set_index(["solver", "operator", "metric"])
+    better_psnr, better_lpips = found.loc[("better", "deblur", "psnr")], found.loc[("better", "deblur", "lpips")]
+    assert better_psnr.significant and better_psnr.low > 0 and better_psnr.better == "solver"  # higher is better
+    assert better_lpips.significant and better_lpips.high < 0 and better_lpips.better == "solver"  # lower is better
+    level = found.loc[("level", "deblur", "psnr")]
+    assert not level.significant and level.low < 0 < level.high and level.better == ""
+    reverse = paired_comparisons(three_solvers(), "better", ["lpips"], resamples=2000).set_index(["solver", "operator"])
+    assert reverse.loc[("dps", "deblur"), "better"] == "baseline"  # dps has the higher LPIPS: its baseline wins
+    ssim = found.loc[("better", "deblur", "ssim")]  # +0.1 on every image: all equal, a zero-width interval
+    assert (ssim.low, ssim.high) == pytest.approx((0.1, 0.1)) and ssim.significant and ssim.better == "solver"
+
+
+def test_without_a_baseline_every_unordered_pair_once_later_solver_first():
+    rows = three_solvers()
+    found = paired_comparisons(rows, metrics=["psnr", "lpips"], resamples=500)
+    solvers = list(dict.fromkeys(rows["solver"]))  # dps, better, level, masks
+    pairs = list(dict.fromkeys(zip(found["solver"], found["baseline"])))
+    assert pairs == [(later, earlier) for later in solvers for earlier in solvers[:solvers.index(later)]]
+    assert len(pairs) == 4 * 3 // 2
+    per_cell = found.groupby(["operator", "metric"]).size()
+    assert per_cell[("inpaint-box", "psnr")] == 6  # k (k - 1) / 2 with all 4 solvers ok there
+    assert per_cell[("deblur", "psnr")] == 3  # masks is skipped on deblur: the 3 pairs of the other 3
+    assert list(found[(found.solver == "better") & (found.baseline == "dps")]["operator"]) == \
+        ["inpaint-box", "inpaint-box", "deblur", "deblur"]
+    again = paired_comparisons(rows, "dps", ["psnr", "lpips"], resamples=500)
+    pd.testing.assert_frame_equal(found[found.baseline == "dps"].reset_index(drop=True), again)
+
+
+def test_an_unknown_baseline_or_metric_is_a_one_line_usage_error_naming_it():
+    with pytest.raises(UsageError, match="baseline dsp") as caught:
+        paired_comparisons(three_solvers(), "dsp")
+    assert "dps, better, level, masks" in str(caught.value) and "\n" not in str(caught.value)
+    with pytest.raises(UsageError, match="metric fid"):
+        paired_comparisons(three_solvers(), "dps", ["fid"])
+
+
+def test_an_operator_where_the_baseline_has_no_ok_rows_gives_no_lines():
+    rows = three_solvers()
+    rows.loc[(rows.solver == "dps") & (rows.operator == "deblur"), "status"] = "failed"
+    found = paired_comparisons(rows, "dps", ["psnr"], resamples=500)
+    assert set(found["operator"]) == {"inpaint-box"}
+
+
+# -- bench table RUN --baseline ----------------------------------------------------------------------------
+
+
+def write_run(folder: Path, rows: pd.DataFrame) -> Path:
+    """A run folder as `bench run` leaves it, written by hand: run.json with what tables read, rows.jsonl."""
+    folder.mkdir()
+    solvers, operators = list(dict.fromkeys(rows["solver"])), list(dict.fromkeys(rows["operator"]))
+    meta = {"config": {"model": "toy", "seeds": sorted(set(rows["seed"])),
+                       "solvers": [{"name": s, "label": s, "params": {}} for s in solvers],
+                       "operators": [{"name": o, "label": o} for o in operators]},
+            "model": {"image_shape": [1, 8, 8]},
+            "images": {"source": "toy", "ids": sorted(set(rows["image"]))}}
+    (folder / "run.json").write_text(json.dumps(meta))
+    rows.to_json(folder / "rows.jsonl", orient="records", lines=True)
+    return folder
+
+
+def table(*args: object):
+    return CliRunner().invoke(cli, ["table", *(str(a) for a in args)])
+
+
+def test_bench_table_with_a_baseline_shows_marked_differences_in_every_format(tmp_path):
+    run = write_run(tmp_path / "run", three_solvers())
+    rows = load_rows(run)  # as the table reads them (JSON keeps 10 significant digits)
+    plain = table(run)
+    assert plain.exit_code == 0, plain.output
+    plain_csv = (run / "table.csv").read_text()
+    assert "Δ" not in plain.output and "diff" not in plain_csv.splitlines()[0]
+
+    done = table(run, "--baseline", "dps")
+    assert done.exit_code == 0, done.output
+    cells = [line.split(" | ") for line in done.output.splitlines() if line.startswith("| ")]
+    lines = {cell[0].strip("| "): cell for cell in cells}  # solver -> its cells
+    summary = pd.read_csv(run / "table.csv")
+    assert list(summary.columns[-4:]) == DIFFERENCE_COLUMNS
+    psnr = summary[(summary.operator == "inpaint-box") & (summary.metric == "psnr")].set_index("solver")
+    for solver, marked in (("better", True), ("level", False)):
+        d = by_hand(rows, solver, "dps", "inpaint-box", "psnr")
+        low, high = bootstrap_interval(d)
+        assert psnr.loc[solver, "diff"] == pytest.approx(d.mean())
+        assert (psnr.loc[solver, "diff_low"], psnr.loc[solver, "diff_high"]) == pytest.approx((low, high))
+        assert psnr.loc[solver, "p_wilcoxon"] == pytest.approx(stats.wilcoxon(d).pvalue)
+        cell = f"Δ {d.mean():+.2f} [{low:+.2f}, {high:+.2f}]" + ("*" if marked else "")
+        assert lines[solver][1].endswith(cell), lines[solver][1]  # column 1: inpaint-box PSNR
+    assert psnr.loc["dps", DIFFERENCE_COLUMNS].isna().all()  # the baseline has no difference to itself
+    assert "Δ" not in " ".join(lines["dps"])
+    masks_deblur = summary[(summary.solver == "masks") & (summary.operator == "deblur")]
+    assert masks_deblur[DIFFERENCE_COLUMNS].isna().all().all() and "n/a" in lines["masks"]
+    assert "solver - dps (the baseline)" in done.output and "seeds of an image averaged" in done.output
+    assert "BCa bootstrap interval" in done.output and "10,000 resamples" in done.output
+    assert "n = 9..10" in done.output and "* marks an interval that excludes 0" in done.output
+    tex = (run / "table.tex").read_text()
+    assert r"$\Delta$ +" in tex and "Δ" not in tex
+    assert "%" not in tex  # LaTeX would read the rest of the caption line as a comment
+
+    again = table(run)  # without --baseline: the plain table again, nothing left over
+    assert again.output == plain.output and (run / "table.csv").read_text() == plain_csv
+
+
+def test_bench_table_refuses_an_unknown_baseline_with_one_line(tmp_path):
+    run = write_run(tmp_path / "run", three_solvers())
+    wrong = table(run, "--baseline", "dsp")
+    assert wrong.exit_code == 2 and "dsp" in wrong.output and "dps, better, level, masks" in wrong.output
+    assert len(wrong.output.strip().splitlines()) == 1, wrong.output
+
+
+def test_set_metric_lines_get_no_difference():
+    """FID (one value per cell) has nothing to pair: its line stays without a Δ beside per-image metrics."""
+    rows = three_solvers()
+    summary = summarize(rows)
+    fid = summary[summary.metric == "psnr"].assign(metric="fid", mean=12.5, std=math.nan)
+    summary = pd.concat([summary, fid], ignore_index=True)
+    marked = with_differences(summary, paired_comparisons(rows, "dps", ["psnr", "ssim", "lpips"], resamples=500))
+    assert marked.loc[marked.metric == "fid", DIFFERENCE_COLUMNS].isna().all().all()
+    assert marked.loc[(marked.metric == "psnr") & (marked.solver == "better"), "diff"].notna().all()
+    better = next(line for line in to_markdown(marked, "").splitlines() if line.startswith("| better |"))
+    assert better.count("Δ") == 6 and "| 12.50 |" in better  # 2 operators x 3 metrics; FID bare
