@@ -382,6 +382,30 @@ def table_command(run_dir: str, baseline: str | None, device: str) -> None:
     click.echo(write_tables(_run_folder(run_dir), device=resolve_device(device), baseline=baseline))
 
 
+@cli.command("report")
+@click.argument("run_dirs", metavar="RUN [RUN ...]", nargs=-1, required=True)
+@click.option("--out", default=None, metavar="FILE.html",
+              help="Where to write the page [default: RUN/report.html for one run, report.html for several].")
+@click.option("--baseline", default=None, metavar="SOLVER",
+              help="Compare every solver to this one [default: every pair of solvers].")
+@click.option("--resamples", type=click.IntRange(min=100), default=10_000, show_default=True,
+              help="Bootstrap resamples of the images per paired interval.")
+@user_errors
+def report_command(run_dirs: tuple[str, ...], out: str | None, baseline: str | None, resamples: int) -> None:
+    """Write one self-contained HTML page (opens offline) over RUN folders: provenance, tables, per-image
+    distributions, quality against cost, paired comparisons with bootstrap intervals, grids."""
+    from ipbench.results.html_report import write_report
+
+    folders = [_run_folder(path) for path in run_dirs]
+    target = Path(out) if out is not None else folders[0] / "report.html" if len(folders) == 1 else Path("report.html")
+    summary = write_report(folders, target, baseline=baseline, resamples=resamples)
+    for warning in summary.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(f"{summary.significant} of {summary.comparisons} paired differences have a 95% interval that leaves "
+               f"out 0 (the others are marked not significant)")
+    click.echo(f"wrote {summary.path}")
+
+
 @cli.command("grid")
 @click.argument("run_dir", metavar="RUN")
 @click.option("--max-images", type=click.IntRange(min=1), default=8, show_default=True)

@@ -1,0 +1,389 @@
+"""`bench report`: one self-contained HTML page over one or more run folders.
+
+Everything the page shows is inline (figures and images as data: URIs, CSS in the page, no script), so
+the file opens offline from disk and can be mailed or archived alone. The page is rendered from the
+template templates/report.html.j2; this module only gathers what the template shows:
+
+- provenance of each run (run.json), and warnings where runs differ in conventions, images or model;
+- per operator: the table (mean ± std, n, failed, skipped; the best value per column marked), the
+  per-image distributions, quality against cost with the Pareto front, and the paired comparisons
+  (results/paired_stats.py: bootstrap intervals over images, Wilcoxon signed-rank p-values) with the
+  images whose paired difference is largest and smallest;
+- sweeps (solver entries of one name that differ in one field): each metric against that field;
+- the figure grids the runs wrote.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import math
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Sequence
+
+import jinja2
+import pandas as pd
+from PIL import Image
+
+from ipbench.errors import UsageError
+from ipbench.files import atomic_write_text
+from ipbench.results import plots
+from ipbench.results.metric_registry import METRICS, SET_METRICS
+from ipbench.results.paired_stats import paired_comparisons
+from ipbench.results.rows import load_rows, read_run_json
+from ipbench.results.table import summarize
+
+TEMPLATE = "report.html.j2"
+EXTREMES = 3  # images shown per side (largest and smallest paired difference) and comparison
+THUMBNAIL = 128  # longest side of an embedded image; smaller ones are enlarged by the browser, pixelated
+
+
+@dataclass
+class ReportRun:
+    """One run folder as the report sees it: its run.json, its rows, and how its solvers are labelled
+    in the report (a label that two runs share gets the run's name appended)."""
+
+    name: str
+    path: Path
+    meta: dict[str, Any]
+    rows: pd.DataFrame
+    labels: dict[str, str]  # solver label in the run -> label in the report
+
+
+def load_report_runs(paths: Sequence[str | Path]) -> list[ReportRun]:
+    """The runs, with solver labels made unique across them; a one-line UsageError for a folder that is
+    not a run or has no rows yet."""
+    if not paths:
+        raise UsageError("bench report: give at least one run folder")
+    runs = []
+    for path in paths:
+        meta = read_run_json(path)
+        rows = load_rows(path)
+        if rows.empty:
+            raise UsageError(f"{path}: no rows yet; wait for `bench run` to write some (bench status {path})")
+        runs.append(ReportRun(Path(path).resolve().name, Path(path), meta, rows, {}))
+    names = [r.name for r in runs]
+    for run in runs:
+        if names.count(run.name) > 1:
+            run.name = str(run.path)
+    seen: dict[str, int] = {}
+    for run in runs:
+        for label in dict.fromkeys(run.rows["solver"]):
+            seen[label] = seen.get(label, 0) + 1
+    for run in runs:
+        run.labels = {label: label if seen[label] == 1 else f"{label} ({run.name})"
+                      for label in dict.fromkeys(run.rows["solver"])}
+    return runs
+
+
+def run_warnings(runs: Sequence[ReportRun]) -> list[str]:
+    """One line per way in which a run differs from the first one in what its numbers mean: model,
+    conventions (metrics, seeding, units), operators of the same label, images (ids or content)."""
+    if len(runs) < 2:
+        return []
+    first, warnings = runs[0], []
+    for run in runs[1:]:
+        pair = f"{run.name} and {first.name}"
+        if run.meta["config"]["model"] != first.meta["config"]["model"]:
+            warnings.append(f"{pair} use different models ({run.meta['config']['model']} and "
+                            f"{first.meta['config']['model']}): their numbers are not comparable")
+        differ = _differing_keys(run.meta.get("conventions", {}), first.meta.get("conventions", {}))
+        if differ:
+            warnings.append(f"{pair} differ in conventions: {', '.join(differ)} (see their provenance below)")
+        ops = {o.get("label", o["name"]): o for o in first.meta["config"]["operators"]}
+        for operator in run.meta["config"]["operators"]:
+            label = operator.get("label", operator["name"])
+            if label in ops and operator.get("params") != ops[label].get("params"):
+                warnings.append(f"{pair} run operator {label} with different parameters; rows are paired on "
+                                "its label, and that pairing is not meaningful")
+        ids, first_ids = run.meta["images"]["ids"], first.meta["images"]["ids"]
+        hashes, first_hashes = run.meta["images"].get("sha256", {}), first.meta["images"].get("sha256", {})
+        changed = [i for i in set(ids) & set(first_ids) if i in hashes and i in first_hashes
+                   and hashes[i] != first_hashes[i]]
+        only, only_first = len(set(ids) - set(first_ids)), len(set(first_ids) - set(ids))
+        if only or only_first or changed:
+            warnings.append(f"{pair} differ in images: {only} only in {run.name}, {only_first} only in "
+                            f"{first.name}, {len(changed)} with the same id but different content; paired "
+                            "comparisons use the images both have")
+    return warnings
+
+
+def _differing_keys(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested dicts (one level into sub-dicts per call)."""
+    keys = []
+    for key in dict.fromkeys([*a, *b]):
+        if isinstance(a.get(key), dict) and isinstance(b.get(key), dict):
+            keys += _differing_keys(a[key], b[key], f"{prefix}{key}.")
+        elif a.get(key) != b.get(key):
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
+def _provenance(run: ReportRun) -> dict[str, Any]:
+    meta, config = run.meta, run.meta["config"]
+    conventions = {k: v for k, v in meta.get("conventions", {}).items() if k not in ("metrics", "metric_summary")}
+    return {
+        "name": run.name, "path": str(run.path), "created": meta.get("created", "?"),
+        "command": meta.get("command") or "(not run as `bench`)",
+        "model": f"{config['model']} {tuple(meta['model'].get('image_shape', ()))}",
+        "images": f"{meta['images'].get('source', '?')}, {len(meta['images']['ids'])} images",
+        "seeds": ", ".join(str(s) for s in config["seeds"]),
+        "seeding": config.get("seeding", "independent"),
+        "device": meta.get("device", "?"), "ipbench": meta.get("ipbench_version", "?"),
+        "versions": ", ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items()),
+        "acceleration": ", ".join(f"{k}={v}" for k, v in meta.get("acceleration", {}).items() if v not in (False, None)),
+        "solvers": [f"{run.labels.get(s['label'], s['label'])}: {s['name']} "
+                    + ", ".join(f"{k}={v}" for k, v in s["params"].items()) for s in config["solvers"]],
+        "operators": [f"{o.get('label', o['name'])}: " + ", ".join(f"{k}={v}" for k, v in o["params"].items())
+                      for o in config["operators"]],
+        "conventions": conventions,
+        "metrics": meta.get("conventions", {}).get("metric_summary", {}),
+    }
+
+
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _image_uri(path: Path) -> str | None:
+    """A saved image as a PNG data URI, shrunk to THUMBNAIL on its longest side; None if it is missing."""
+    if not path.is_file():
+        return None
+    with Image.open(path) as image:
+        image = image.convert("RGB" if image.mode not in ("L", "RGB") else image.mode)
+        if max(image.size) > THUMBNAIL:
+            image.thumbnail((THUMBNAIL, THUMBNAIL), Image.Resampling.LANCZOS)
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+    return _data_uri(buffer.getvalue())
+
+
+def _all_rows(runs: Sequence[ReportRun]) -> pd.DataFrame:
+    frames = []
+    for run in runs:
+        rows = run.rows.copy()
+        rows["solver"] = rows["solver"].map(run.labels)
+        rows["run"] = run.name
+        frames.append(rows)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _table(summary: pd.DataFrame, metrics: Sequence[str]) -> dict[str, Any]:
+    """One operator's table: a line per solver with mean ± std per metric, the best mean of each column
+    marked (ties too), n, failed and skipped counts, s / image and NFE."""
+    best = {}
+    for metric in metrics:
+        means = summary.loc[summary["metric"] == metric, "mean"].dropna()
+        if len(means):
+            best[metric] = means.max() if METRICS[metric].better == "higher" else means.min()
+    lines = []
+    for solver, part in summary.groupby("solver", sort=False):
+        cells = []
+        for metric in metrics:
+            hit = part[part["metric"] == metric]
+            mean, std = (float(hit["mean"].iloc[0]), float(hit["std"].iloc[0])) if len(hit) else (math.nan, math.nan)
+            d = METRICS[metric].decimals
+            text = "—" if math.isnan(mean) else f"{mean:.{d}f}" + ("" if math.isnan(std) else f" ± {std:.{d}f}")
+            cells.append({"text": text, "best": not math.isnan(mean) and mean == best.get(metric)})
+        first = part.iloc[0]
+        applies = not first.get("not_applicable")
+        lines.append({"solver": solver, "cells": cells if applies else [{"text": "n/a", "best": False}] * len(cells),
+                      "n": int(first["n"]), "failed": int(first["failed"]), "skipped": int(first["skipped"]),
+                      "reason": first.get("not_applicable") or "",
+                      "seconds": "—" if math.isnan(first["seconds"]) else f"{first['seconds']:.3g}",
+                      "nfe": "—" if math.isnan(first["nfe"]) else f"{first['nfe']:.0f}"})
+    return {"header": [f"{METRICS[m].label} {'↑' if METRICS[m].better == 'higher' else '↓'}" for m in metrics],
+            "lines": lines}
+
+
+def _per_image(rows: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+    """ok rows averaged over seeds within (solver, operator, image): one value per image, as paired."""
+    ok = rows[rows["status"] == "ok"]
+    return ok.groupby(["solver", "operator", "image"], sort=False)[list(metrics)].mean().reset_index()
+
+
+def _comparison_lines(comparisons: pd.DataFrame, metrics: Sequence[str]) -> list[dict[str, Any]]:
+    """One line per pair of solvers with, per metric, the mean difference, its interval, the Wilcoxon p and
+    the verdict (which is better, or not significant when the interval holds 0)."""
+    lines = []
+    for (solver, baseline), part in comparisons.groupby(["solver", "baseline"], sort=False):
+        cells = []
+        for metric in metrics:
+            hit = part[part["metric"] == metric]
+            if hit.empty:
+                cells.append(None)
+                continue
+            line, d = hit.iloc[0], METRICS[metric].decimals
+            verdict = {"solver": f"{solver} better", "baseline": f"{baseline} better"}.get(line["better"],
+                                                                                         "not significant")
+            cells.append({"mean": f"{line['mean']:+.{d}f}",
+                          "interval": "—" if math.isnan(line["low"]) else f"[{line['low']:+.{d}f}, {line['high']:+.{d}f}]",
+                          "p": "—" if math.isnan(line["p_wilcoxon"]) else f"{line['p_wilcoxon']:.2g}",
+                          "significant": bool(line["significant"]), "verdict": verdict})
+        lines.append({"pair": f"{solver} − {baseline}", "n": int(part["n"].max()), "cells": cells})
+    return lines
+
+
+def _extremes(runs: Sequence[ReportRun], per_image: pd.DataFrame, operator: str, reference: str, metric: str
+              ) -> list[dict[str, Any]]:
+    """Per solver against `reference`: the EXTREMES images with the largest and the smallest paired
+    difference in `metric` (seeds averaged), each shown as truth, measurement, reference and solver (the
+    first seed's images)."""
+    where = {label: (run, original) for run in runs for original, label in run.labels.items()}
+    part = per_image[per_image["operator"] == operator]
+    base = part[part["solver"] == reference].set_index("image")[metric]
+    out = []
+    for solver in dict.fromkeys(part["solver"]):
+        if solver == reference:
+            continue
+        diff = (part[part["solver"] == solver].set_index("image")[metric] - base).dropna().sort_values()
+        if diff.empty:
+            continue
+        picks = [("largest", i) for i in diff.index[::-1][:EXTREMES]] + \
+                [("smallest", i) for i in diff.index[:EXTREMES] if i not in set(diff.index[::-1][:EXTREMES])]
+        items = []
+        for side, image in picks:
+            cells = _image_cells(where, operator, image, [reference, solver])
+            items.append({"side": side, "image": image, "difference": f"{diff[image]:+.{METRICS[metric].decimals}f}",
+                          "cells": cells})
+        out.append({"solver": solver, "reference": reference, "metric": METRICS[metric].label, "pictures": items})
+    return out
+
+
+def _image_cells(where: dict[str, tuple[ReportRun, str]], operator: str, image: str, solvers: Sequence[str]
+                 ) -> list[dict[str, Any]]:
+    """Truth, measurement and each solver's reconstruction of `image` (the first seed) as data URIs."""
+    run, _ = where[solvers[0]]
+    seed = run.meta["config"]["seeds"][0]
+    images = run.path / "images"
+    cells = [("truth", images / "truth" / f"{image}.png"),
+             ("measurement", images / operator / "measurement" / f"{image}-s{seed}.png")]
+    for solver in solvers:
+        solver_run, original = where[solver]
+        cells.append((solver, solver_run.path / "images" / operator / original / f"{image}-s{seed}.png"))
+    return [{"label": label, "uri": _image_uri(path)} for label, path in cells]
+
+
+def _sweeps(runs: Sequence[ReportRun], per_image: pd.DataFrame, metrics: Sequence[str]) -> list[dict[str, Any]]:
+    """Families of solver entries with one name whose parameters differ in exactly one field (a sweep):
+    each metric's mean ± standard error over images against that field, per operator."""
+    sweeps = []
+    for run in runs:
+        families: dict[str, list[dict[str, Any]]] = {}
+        for entry in run.meta["config"]["solvers"]:
+            families.setdefault(entry["name"], []).append(entry)
+        for name, entries in families.items():
+            if len(entries) < 2:
+                continue
+            varied = [k for k in entries[0]["params"] if len({repr(e["params"].get(k)) for e in entries}) > 1]
+            if len(varied) != 1:
+                continue
+            field = varied[0]
+            points = []
+            for entry in entries:
+                part = per_image[per_image["solver"] == run.labels.get(entry["label"], entry["label"])]
+                for operator, values in part.groupby("operator", sort=False):
+                    point = {"operator": operator, "value": entry["params"][field]}
+                    for metric in metrics:
+                        v = values[metric].dropna()
+                        point[metric] = v.mean() if len(v) else math.nan
+                        point[f"{metric}_se"] = v.std() / math.sqrt(len(v)) if len(v) > 1 else 0.0
+                    points.append(point)
+            if points:
+                sweeps.append({"title": f"{name}: {field} ({run.name})",
+                               "figure": _data_uri(plots.sweep_png(pd.DataFrame(points), field, metrics))})
+    return sweeps
+
+
+def build_report(paths: Sequence[str | Path], baseline: str | None = None, resamples: int = 10_000
+                 ) -> dict[str, Any]:
+    """What the template shows, gathered from the run folders (see the module's docstring)."""
+    runs = load_report_runs(paths)
+    rows = _all_rows(runs)
+    solvers = list(dict.fromkeys(rows["solver"]))
+    if baseline is not None and baseline not in solvers:
+        raise UsageError(f"--baseline {baseline}: not a solver of the runs; valid: {', '.join(solvers)}")
+    metrics = [m for m in METRICS if m in rows.columns and m not in SET_METRICS]
+    operators = list(dict.fromkeys(rows["operator"]))
+    summary = summarize(rows, solvers, operators)
+    per_image = _per_image(rows, metrics)
+    comparisons = paired_comparisons(rows, baseline, metrics, resamples=resamples)
+    reference = baseline or solvers[0]
+    sections = []
+    for operator in operators:
+        part = summary[summary["operator"] == operator]
+        applied = [s for s in solvers if len(part[(part["solver"] == s) & (part["n"] > 0)])]
+        cost_summary = part.pivot_table(index="solver", columns="metric", values="mean", sort=False).reset_index()
+        cost_summary = cost_summary.merge(part.drop_duplicates("solver")[["solver", "seconds", "nfe"]], on="solver")
+        cost_figure, fronts = plots.cost_png(cost_summary[cost_summary["solver"].isin(applied)],
+                                             [m for m in ("psnr", "lpips") if m in metrics])
+        paired = comparisons[comparisons["operator"] == operator]
+        sections.append({
+            "operator": operator,
+            "table": _table(part, metrics),
+            "distribution": _data_uri(plots.distribution_png(per_image[per_image["operator"] == operator],
+                                                             applied, metrics)),
+            "cost": _data_uri(cost_figure),
+            "fronts": [{"metric": METRICS[m].label, "cost": plots.COSTS[c], "solvers": ", ".join(s)}
+                       for (m, c), s in fronts.items()],
+            "forest": _data_uri(plots.forest_png(paired, metrics)) if len(paired) else None,
+            "comparisons": _comparison_lines(paired, metrics),
+            "extremes": _extremes(runs, per_image, operator, reference, metrics[0]),
+        })
+    return {
+        "title": "ipbench report: " + ", ".join(r.name for r in runs),
+        "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "ipbench_version": _version(),
+        "runs": [_provenance(r) for r in runs],
+        "warnings": run_warnings(runs),
+        "baseline": baseline,
+        "reference": reference,
+        "resamples": resamples,
+        "metrics": [METRICS[m].label for m in metrics],
+        "sections": sections,
+        "sweeps": _sweeps(runs, per_image, metrics),
+        "grids": [{"run": r.name, "name": p.stem, "uri": _data_uri(p.read_bytes())}
+                  for r in runs for p in sorted(r.path.glob("grid-*.png"))],
+    }
+
+
+def render(context: dict[str, Any]) -> str:
+    """The page from the template (autoescaped: labels and commands are text, never markup)."""
+    environment = jinja2.Environment(loader=jinja2.PackageLoader("ipbench.results", "templates"),
+                                     autoescape=True, undefined=jinja2.StrictUndefined,
+                                     trim_blocks=True, lstrip_blocks=True)
+    return environment.get_template(TEMPLATE).render(**context)
+
+
+@dataclass(frozen=True)
+class WrittenReport:
+    """What `write_report` wrote: the file, the runs' warnings, and how many paired differences (solver
+    pair x operator x metric) there are and how many of them have an interval that leaves out 0."""
+
+    path: Path
+    warnings: list[str]
+    comparisons: int
+    significant: int
+
+
+def write_report(paths: Sequence[str | Path], out: str | Path, baseline: str | None = None,
+                 resamples: int = 10_000) -> WrittenReport:
+    """Render the report of the run folders `paths` into the HTML file `out` (written whole, atomically)."""
+    out = Path(out)
+    if out.is_dir():
+        raise UsageError(f"--out {out}: is a folder; give an .html file name, e.g. {out / 'report.html'}")
+    context = build_report(paths, baseline, resamples)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, render(context))
+    cells = [cell for section in context["sections"] for line in section["comparisons"] for cell in line["cells"]
+             if cell is not None]
+    return WrittenReport(out, context["warnings"], len(cells), sum(cell["significant"] for cell in cells))
+
+
+def _version() -> str:
+    try:
+        return version("ipbench")
+    except PackageNotFoundError:
+        return "unknown"
