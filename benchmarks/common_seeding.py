@@ -1,0 +1,59 @@
+"""How much common random numbers (`bench run --seeding common`) narrow paired intervals between solvers.
+
+Give two runs of the same solvers, operators, images and seeds, one with independent solver draws (the
+default) and one with common ones. For every solver against the baseline, per operator and metric, it
+prints the mean paired difference and the width of its 95% bootstrap interval over images (seeds averaged
+within an image, results/paired_stats.py) in both runs, and the ratio of the widths (common / independent):
+below 1, sharing x_T took out some of the noise of the comparison.
+
+    python benchmarks/common_seeding.py runs/independent runs/common --baseline dps [--out results/common_seeding.md]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ipbench.results.metric_registry import METRICS  # noqa: E402
+from ipbench.results.paired_stats import paired_comparisons  # noqa: E402
+from ipbench.results.report import publish  # noqa: E402
+from ipbench.results.rows import load_rows, read_run_json  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("independent", help="run folder with --seeding independent (the default)")
+    parser.add_argument("common", help="run folder with --seeding common, otherwise the same run")
+    parser.add_argument("--baseline", default="dps")
+    parser.add_argument("--resamples", type=int, default=10_000)
+    parser.add_argument("--out", default=None, help="also write the Markdown here")
+    args = parser.parse_args()
+
+    seeding = {path: read_run_json(path)["config"].get("seeding", "independent") for path in (args.independent, args.common)}
+    if seeding != {args.independent: "independent", args.common: "common"}:
+        sys.exit(f"error: expected an independent and a common run, got {seeding}")
+    stats = {kind: paired_comparisons(load_rows(path), args.baseline, resamples=args.resamples)
+             for kind, path in (("independent", args.independent), ("common", args.common))}
+    keys = ["solver", "operator", "metric"]
+    both = stats["independent"].merge(stats["common"], on=keys + ["baseline"], suffixes=("_ind", "_com"))
+    lines = [f"# Common random numbers: paired intervals against {args.baseline}", "",
+             f"`python benchmarks/common_seeding.py {args.independent} {args.common} --baseline {args.baseline}`", "",
+             "Per solver, operator and metric: the mean paired difference (solver − baseline, seeds averaged within "
+             "an image) and the width of its 95% BCa bootstrap interval over images, with independent and with "
+             "common solver draws; ratio = common width / independent width.", "",
+             "| solver − baseline | operator | metric | n | independent: mean [interval] | common: mean [interval] "
+             "| width ratio |", "|---|---|---|---|---|---|---|"]
+    for line in both.itertuples():
+        d = METRICS[line.metric].decimals
+        cell = lambda mean, low, high: f"{mean:+.{d}f} [{low:+.{d}f}, {high:+.{d}f}]"  # noqa: E731
+        ratio = (line.high_com - line.low_com) / (line.high_ind - line.low_ind)
+        lines.append(f"| {line.solver} − {line.baseline} | {line.operator} | {METRICS[line.metric].label} | "
+                     f"{line.n_com} | {cell(line.mean_ind, line.low_ind, line.high_ind)} | "
+                     f"{cell(line.mean_com, line.low_com, line.high_com)} | {ratio:.2f} |")
+    publish("\n".join(lines) + "\n", args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""bench report: the page's content from small runs, its warnings, and the page itself in headless Chromium."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from ipbench.benchmark.runner import run
+from ipbench.benchmark.spec import build_spec, load_suite
+from ipbench.checks.browser import find_chromium, open_page
+from ipbench.cli import cli
+from ipbench.results.html_report import build_report, load_report_runs, run_warnings
+from ipbench.results.plots import pareto_front
+from tests.plugins import flaky_solvers  # noqa: F401  (registers nan-on-second)
+
+RESAMPLES = 500  # the statistics are tested in test_paired_stats.py; here only what the page shows
+
+
+@pytest.fixture(scope="module")
+def small_run(small_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tweedie, hole-fill (two sigmas: a sweep) and a solver that fails on one image; 2 operators, 4 images,
+    2 seeds."""
+    suite = tmp_path_factory.mktemp("suite") / "suite.toml"
+    suite.write_text(f'model = "{small_model_path}"\nimages = "photos"\nnum_images = 4\nseeds = [0, 1]\n'
+                     '[[operator]]\nname = "inpaint-random"\n[[operator]]\nname = "deblur"\n'
+                     '[[solver]]\nname = "tweedie"\n'
+                     '[[solver]]\nname = "hole-fill"\nlabel = "hole-fill-1"\nsigma = 1.0\n'
+                     '[[solver]]\nname = "hole-fill"\nlabel = "hole-fill-3"\nsigma = 3.0\n'
+                     '[[solver]]\nname = "nan-on-second"\n')
+    out = tmp_path_factory.mktemp("runs") / "small"
+    run(load_suite(suite), out=out, progress=False)
+    from ipbench.results.grid import write_grids
+
+    write_grids(out)
+    return out
+
+
+def test_pareto_front_keeps_the_non_dominated_points_in_cost_order() -> None:
+    cost, psnr = [1.0, 2.0, 3.0, 0.5, 2.5], [20.0, 22.0, 21.0, 15.0, 22.0]
+    assert pareto_front(cost, psnr, higher_is_better=True) == [3, 0, 1]  # 2.5 s ties 22 dB at more cost
+    lpips = [0.2, 0.1, 0.3, 0.4, math.nan]
+    assert pareto_front(cost, lpips, higher_is_better=False) == [3, 0, 1]  # nan is never on the front
+
+
+def test_report_shows_tables_distributions_costs_pairs_sweeps_and_grids(small_run: Path) -> None:
+    context = build_report([small_run], baseline="tweedie", resamples=RESAMPLES)
+    assert [s["operator"] for s in context["sections"]] == ["inpaint-random", "deblur-gauss"]
+    section = context["sections"][0]
+    lines = {line["solver"]: line for line in section["table"]["lines"]}
+    assert set(lines) == {"tweedie", "hole-fill-1", "hole-fill-3", "nan-on-second"}
+    assert lines["nan-on-second"]["failed"] == 2 and lines["nan-on-second"]["n"] == 6  # the second image x 2 seeds
+    assert lines["tweedie"]["n"] == 8 and lines["tweedie"]["failed"] == 0
+    rows = pd.read_json(next(small_run.glob("rows*.jsonl")), lines=True)
+    ok = rows[(rows["operator"] == "inpaint-random") & (rows["status"] == "ok")]
+    best = ok.groupby("solver")["psnr"].mean()
+    marked = [name for name, line in lines.items() if line["cells"][0]["best"]]
+    assert marked == [best.idxmax()]  # PSNR: higher is better
+    best_lpips = ok.groupby("solver")["lpips"].mean().idxmin()
+    assert [name for name, line in lines.items() if line["cells"][2]["best"]] == [best_lpips]
+    for key in ("distribution", "cost", "forest"):
+        assert section[key].startswith("data:image/png;base64,")
+    pairs = [line["pair"] for line in section["comparisons"]]
+    assert pairs == ["hole-fill-1 − tweedie", "hole-fill-3 − tweedie", "nan-on-second − tweedie"]
+    camera = section["comparisons"][2]
+    assert camera["n"] == 3  # the camera's rows failed: three images pair
+    assert all(cell["verdict"] in ("nan-on-second better", "tweedie better", "not significant")
+               for cell in camera["cells"])
+    fronts = {(f["metric"], f["cost"]): f["solvers"] for f in section["fronts"]}
+    assert set(fronts) == {(m, c) for m in ("PSNR", "LPIPS") for c in ("s / image (log)",
+                                                                       "NFE (network calls per image)")}
+    extremes = {group["solver"]: group for group in section["extremes"]}
+    assert set(extremes) == {"hole-fill-1", "hole-fill-3", "nan-on-second"}
+    shown = extremes["hole-fill-1"]["pictures"]
+    assert len(shown) == 4  # 3 largest, then the 1 of the 4 images not among them
+    assert [c["label"] for c in shown[0]["cells"]] == ["truth", "measurement", "tweedie", "hole-fill-1"]
+    assert all(c["uri"].startswith("data:image/png;base64,") for item in shown for c in item["cells"])
+    assert [s["title"] for s in context["sweeps"]] == ["hole-fill: sigma (small)"]
+    assert {g["name"] for g in context["grids"]} == {"grid-inpaint-random", "grid-deblur-gauss"}
+
+
+def test_the_paired_cells_match_the_paired_statistics(small_run: Path) -> None:
+    """The page's numbers are paired_comparisons' numbers, formatted: a significant difference is bold."""
+    from ipbench.results.paired_stats import paired_comparisons
+    from ipbench.results.rows import load_rows
+
+    context = build_report([small_run], baseline="tweedie", resamples=RESAMPLES)
+    stats = paired_comparisons(load_rows(small_run), "tweedie", ["psnr", "ssim", "lpips"], resamples=RESAMPLES)
+    line = stats[(stats["solver"] == "hole-fill-3") & (stats["operator"] == "deblur-gauss") & (stats["metric"] == "psnr")]
+    cell = context["sections"][1]["comparisons"][1]["cells"][0]
+    assert cell["mean"] == f"{line['mean'].iloc[0]:+.2f}"
+    assert cell["interval"] == f"[{line['low'].iloc[0]:+.2f}, {line['high'].iloc[0]:+.2f}]"
+    assert cell["significant"] == bool(line["significant"].iloc[0])
+
+
+def test_bench_report_writes_the_page_and_says_what_is_significant(small_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.html"
+    result = CliRunner().invoke(cli, ["report", str(small_run), "--baseline", "tweedie", "--out", str(out),
+                                      "--resamples", str(RESAMPLES)])
+    assert result.exit_code == 0, result.output
+    assert "paired differences have a 95% interval that leaves out 0" in result.output
+    html = out.read_text()
+    assert "<script" not in html and "http://" not in html and "https://" not in html  # offline by construction
+    assert "Paired comparisons against <b>tweedie</b>" in html
+    assert "command" in html and "seeding: independent" in html
+    default = CliRunner().invoke(cli, ["report", str(small_run), "--resamples", str(RESAMPLES)])
+    assert default.exit_code == 0 and (small_run / "report.html").is_file()  # one run: into its folder
+    assert "every pair of solvers" in (small_run / "report.html").read_text()
+
+
+def test_bench_report_refuses_an_unknown_baseline_and_a_folder_that_is_no_run(small_run: Path, tmp_path: Path) -> None:
+    bad = CliRunner().invoke(cli, ["report", str(small_run), "--baseline", "dps"])
+    assert bad.exit_code == 2
+    assert bad.output.strip().splitlines() == [
+        "Error: --baseline dps: not a solver of the runs; valid: tweedie, hole-fill-1, hole-fill-3, nan-on-second"]
+    empty = CliRunner().invoke(cli, ["report", str(tmp_path)])
+    assert empty.exit_code == 2 and "not a run folder" in empty.output and len(empty.output.strip().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def other_images_run(small_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tweedie on 3 images, one of them not in small_run's 4 (the fifth photo), under common seeding."""
+    spec = build_spec(["tweedie"], ["inpaint-random"], model=str(small_model_path), images="photos", num_images=5,
+                      seeding="common")
+    out = tmp_path_factory.mktemp("runs") / "other"
+    run(spec, out=out, progress=False)
+    meta = json.loads((out / "run.json").read_text())
+    assert len(meta["images"]["ids"]) == 5
+    return out
+
+
+def test_two_runs_on_different_images_give_a_warning_and_distinct_labels(small_run: Path, other_images_run: Path
+                                                                        ) -> None:
+    runs = load_report_runs([small_run, other_images_run])
+    assert runs[0].labels["tweedie"] == "tweedie (small)" and runs[1].labels["tweedie"] == "tweedie (other)"
+    warnings = run_warnings(runs)
+    assert any("differ in images: 1 only in other, 0 only in small" in w for w in warnings), warnings
+    assert any("differ in conventions: seeding" in w for w in warnings), warnings
+    assert run_warnings(runs[:1]) == []
+
+
+browser = pytest.mark.skipif(find_chromium() is None,
+                             reason="chromium not installed (apt-get install chromium); browser checks skipped")
+
+
+@browser
+def test_the_report_opens_offline_in_chromium_with_every_image_loaded(small_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report.html"
+    assert CliRunner().invoke(cli, ["report", str(small_run), "--baseline", "tweedie", "--out", str(out),
+                                    "--resamples", str(RESAMPLES)]).exit_code == 0
+    page = open_page(out, screenshot=tmp_path / "report.png")
+    assert page.problems() == []  # every image decoded, no console error, no request off the machine
+    assert len(page.images) >= 2 * 3 + 2 + 1  # figures of both operators, the two grids, a sweep
+    assert all(image.natural_width > 0 for image in page.images)
+    assert page.title.startswith("ipbench report: small")
+    with Image.open(tmp_path / "report.png") as shot:
+        assert shot.width == 1280 and shot.height > 2000  # the whole page, not one screen
+
+
+@browser
+def test_a_report_over_runs_on_different_images_shows_the_warning(small_run: Path, other_images_run: Path,
+                                                                  tmp_path: Path) -> None:
+    out = tmp_path / "two.html"
+    result = CliRunner().invoke(cli, ["report", str(small_run), str(other_images_run), "--out", str(out),
+                                      "--resamples", str(RESAMPLES)])
+    assert result.exit_code == 0, result.output
+    assert "warning: other and small differ in images" in result.output
+    html = out.read_text()
+    assert html.count('class="warning"') == 2 and "differ in images: 1 only in other" in html
+    page = open_page(out)
+    assert page.problems() == []
