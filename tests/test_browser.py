@@ -122,12 +122,17 @@ def test_no_browser_on_path_is_a_one_line_error(tmp_path: Path, monkeypatch: pyt
         open_page(good_page(tmp_path))
 
 
+def _fake_browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str) -> None:
+    """IPBENCH_CHROMIUM pointed at a shell script that plays a misbehaving browser."""
+    fake = tmp_path / "fake-browser"
+    fake.write_text(f"#!/bin/sh\n{script}\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("IPBENCH_CHROMIUM", str(fake))
+
+
 def test_a_browser_that_never_answers_times_out_with_its_last_words(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    silent = tmp_path / "silent-browser"
-    silent.write_text("#!/bin/sh\necho starting >&2\necho 'stuck on something' >&2\nexec sleep 60\n")
-    silent.chmod(0o755)
-    monkeypatch.setenv("IPBENCH_CHROMIUM", str(silent))
+    _fake_browser(tmp_path, monkeypatch, "echo starting >&2\necho 'stuck on something' >&2\nexec sleep 60")
     start = time.monotonic()
     with pytest.raises(UsageError, match=r"did not answer within 1 s .*last words: stuck on something$"):
         open_page(good_page(tmp_path), timeout=1)
@@ -136,9 +141,6 @@ def test_a_browser_that_never_answers_times_out_with_its_last_words(
 
 def test_a_browser_that_quits_at_once_is_a_one_line_error_with_its_last_words(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    quitter = tmp_path / "quitting-browser"
-    quitter.write_text("#!/bin/sh\necho 'cannot start here' >&2\nexit 3\n")
-    quitter.chmod(0o755)
-    monkeypatch.setenv("IPBENCH_CHROMIUM", str(quitter))
+    _fake_browser(tmp_path, monkeypatch, "echo 'cannot start here' >&2\nexit 3")
     with pytest.raises(UsageError, match=r"^Chromium quit \(exit status 3\) .*last words: cannot start here$"):
         open_page(good_page(tmp_path), timeout=10)
