@@ -202,3 +202,16 @@ def test_sharded_run_writes_tables_once_every_shard_is_done(invoke, tmp_path, sm
     bad = invoke(*args, "--shard", "2/2")
     assert bad.exit_code == 2 and "--shard 2/2: K must be in 0..N-1" in bad.output
     assert len(bad.output.strip().splitlines()) == 1
+
+
+def test_bench_help_loads_no_heavy_package() -> None:
+    """`bench --help` and `import ipbench` stay quick: commands import torch, pandas, matplotlib and the rest
+    inside their functions (docs/architecture.md)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, ipbench, ipbench.cli; "
+            "print(' '.join(m for m in ('torch', 'deepinv', 'lpips', 'pandas', 'scipy', 'matplotlib', 'jinja2') "
+            "if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == ""
