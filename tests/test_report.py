@@ -23,15 +23,15 @@ RESAMPLES = 500  # the statistics are tested in test_paired_stats.py; here only 
 
 @pytest.fixture(scope="module")
 def small_run(small_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """tweedie, hole-fill (two sigmas: a sweep) and a solver that fails on one image; 2 operators, 4 images,
-    2 seeds."""
+    """tweedie, hole-fill (two sigmas: a sweep), a solver that fails on one image and one that does not apply
+    to deblurring; 2 operators, 4 images, 2 seeds."""
     suite = tmp_path_factory.mktemp("suite") / "suite.toml"
     suite.write_text(f'model = "{small_model_path}"\nimages = "photos"\nnum_images = 4\nseeds = [0, 1]\n'
                      '[[operator]]\nname = "inpaint-random"\n[[operator]]\nname = "deblur"\n'
                      '[[solver]]\nname = "tweedie"\n'
                      '[[solver]]\nname = "hole-fill"\nlabel = "hole-fill-1"\nsigma = 1.0\n'
                      '[[solver]]\nname = "hole-fill"\nlabel = "hole-fill-3"\nsigma = 3.0\n'
-                     '[[solver]]\nname = "nan-on-second"\n')
+                     '[[solver]]\nname = "nan-on-second"\n[[solver]]\nname = "masks-only"\n')
     out = tmp_path_factory.mktemp("runs") / "small"
     run(load_suite(suite), out=out, progress=False)
     from ipbench.results.grid import write_grids
@@ -52,7 +52,7 @@ def test_report_shows_tables_distributions_costs_pairs_sweeps_and_grids(small_ru
     assert [s["operator"] for s in context["sections"]] == ["inpaint-random", "deblur-gauss"]
     section = context["sections"][0]
     lines = {line["solver"]: line for line in section["table"]["lines"]}
-    assert set(lines) == {"tweedie", "hole-fill-1", "hole-fill-3", "nan-on-second"}
+    assert set(lines) == {"tweedie", "hole-fill-1", "hole-fill-3", "nan-on-second", "masks-only"}
     assert lines["nan-on-second"]["failed"] == 2 and lines["nan-on-second"]["n"] == 6  # the second image x 2 seeds
     assert lines["tweedie"]["n"] == 8 and lines["tweedie"]["failed"] == 0
     rows = pd.read_json(next(small_run.glob("rows*.jsonl")), lines=True)
@@ -62,10 +62,14 @@ def test_report_shows_tables_distributions_costs_pairs_sweeps_and_grids(small_ru
     assert marked == [best.idxmax()]  # PSNR: higher is better
     best_lpips = ok.groupby("solver")["lpips"].mean().idxmin()
     assert [name for name, line in lines.items() if line["cells"][2]["best"]] == [best_lpips]
+    deblur = {line["solver"]: line for line in context["sections"][1]["table"]["lines"]}["masks-only"]
+    assert [c["text"] for c in deblur["cells"]] == ["n/a"] * 3 and deblur["skipped"] == 8 and deblur["n"] == 0
+    assert "needs a mask" in deblur["reason"]
     for key in ("distribution", "cost", "forest"):
         assert section[key].startswith("data:image/png;base64,")
     pairs = [line["pair"] for line in section["comparisons"]]
-    assert pairs == ["hole-fill-1 − tweedie", "hole-fill-3 − tweedie", "nan-on-second − tweedie"]
+    assert pairs == ["hole-fill-1 − tweedie", "hole-fill-3 − tweedie", "nan-on-second − tweedie", "masks-only − tweedie"]
+    assert "masks-only − tweedie" not in [line["pair"] for line in context["sections"][1]["comparisons"]]
     camera = section["comparisons"][2]
     assert camera["n"] == 3  # the camera's rows failed: three images pair
     assert all(cell["verdict"] in ("nan-on-second better", "tweedie better", "not significant")
@@ -74,7 +78,7 @@ def test_report_shows_tables_distributions_costs_pairs_sweeps_and_grids(small_ru
     assert set(fronts) == {(m, c) for m in ("PSNR", "LPIPS") for c in ("s / image (log)",
                                                                        "NFE (network calls per image)")}
     extremes = {group["solver"]: group for group in section["extremes"]}
-    assert set(extremes) == {"hole-fill-1", "hole-fill-3", "nan-on-second"}
+    assert set(extremes) == {"hole-fill-1", "hole-fill-3", "nan-on-second", "masks-only"}
     shown = extremes["hole-fill-1"]["pictures"]
     assert len(shown) == 4  # 3 largest, then the 1 of the 4 images not among them
     assert [c["label"] for c in shown[0]["cells"]] == ["truth", "measurement", "tweedie", "hole-fill-1"]
@@ -116,7 +120,8 @@ def test_bench_report_refuses_an_unknown_baseline_and_a_folder_that_is_no_run(sm
     bad = CliRunner().invoke(cli, ["report", str(small_run), "--baseline", "dps"])
     assert bad.exit_code == 2
     assert bad.output.strip().splitlines() == [
-        "Error: --baseline dps: not a solver of the runs; valid: tweedie, hole-fill-1, hole-fill-3, nan-on-second"]
+        "Error: --baseline dps: not a solver of the runs; valid: tweedie, hole-fill-1, hole-fill-3, nan-on-second, "
+        "masks-only"]
     empty = CliRunner().invoke(cli, ["report", str(tmp_path)])
     assert empty.exit_code == 2 and "not a run folder" in empty.output and len(empty.output.strip().splitlines()) == 1
 

@@ -315,7 +315,8 @@ def build_report(paths: Sequence[str | Path], baseline: str | None = None, resam
     for operator in operators:
         part = summary[summary["operator"] == operator]
         applied = [s for s in solvers if len(part[(part["solver"] == s) & (part["n"] > 0)])]
-        cost_summary = part.pivot_table(index="solver", columns="metric", values="mean", sort=False).reset_index()
+        cost_summary = (part.pivot_table(index="solver", columns="metric", values="mean", sort=False)
+                        .reindex(columns=metrics).reset_index())  # a metric with no value at all stays, as nan
         cost_summary = cost_summary.merge(part.drop_duplicates("solver")[["solver", "seconds", "nfe"]], on="solver")
         cost_figure, fronts = plots.cost_png(cost_summary[cost_summary["solver"].isin(applied)],
                                              [m for m in ("psnr", "lpips") if m in metrics])
