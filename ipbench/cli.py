@@ -47,8 +47,16 @@ def _retried(result: Any) -> str:
 
 
 def _command_line() -> str | None:
-    """The `bench ...` command as typed, for the run's records (None when not run as `bench`)."""
-    return shlex.join(["bench", *sys.argv[1:]]) if sys.argv and Path(sys.argv[0]).name == "bench" else None
+    """The command as typed, for the run's records: `bench ...`, or `python -m ipbench ...` (also what torchrun
+    -m ipbench starts); None when the CLI is called from other code."""
+    if not sys.argv:
+        return None
+    program = Path(sys.argv[0])
+    if program.name == "bench":
+        return shlex.join(["bench", *sys.argv[1:]])
+    if program.name == "__main__.py" and program.parent.name == "ipbench":
+        return shlex.join(["python", "-m", "ipbench", *sys.argv[1:]])
+    return None
 
 
 def _run_folder(path: str) -> Path:

@@ -215,3 +215,16 @@ def test_bench_help_loads_no_heavy_package() -> None:
             "if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == ""
+
+
+def test_the_run_records_the_command_as_typed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """run.json's `command`: `bench ...` from the entry point, `python -m ipbench ...` from the module (as
+    torchrun -m ipbench starts it), nothing from other code."""
+    from ipbench.cli import _command_line
+
+    monkeypatch.setattr("sys.argv", ["/venv/bin/bench", "run", "--op", "inpaint", "--param", "dps.zeta=0.5 "])
+    assert _command_line() == "bench run --op inpaint --param 'dps.zeta=0.5 '"
+    monkeypatch.setattr("sys.argv", ["/src/ipbench/__main__.py", "run", "--shard", "auto"])
+    assert _command_line() == "python -m ipbench run --shard auto"
+    monkeypatch.setattr("sys.argv", ["/usr/lib/python3/site-packages/pytest/__main__.py", "-q"])
+    assert _command_line() is None
