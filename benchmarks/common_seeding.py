@@ -31,7 +31,8 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="also write the Markdown here")
     args = parser.parse_args()
 
-    seeding = {path: read_run_json(path)["config"].get("seeding", "independent") for path in (args.independent, args.common)}
+    seeding = {path: read_run_json(path)["config"].get("seeding", "independent")
+               for path in (args.independent, args.common)}
     if seeding != {args.independent: "independent", args.common: "common"}:
         sys.exit(f"error: expected an independent and a common run, got {seeding}")
     stats = {kind: paired_comparisons(load_rows(path), args.baseline, resamples=args.resamples)

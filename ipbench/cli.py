@@ -125,7 +125,8 @@ def run_command(solvers: tuple[str, ...], operators: tuple[str, ...], model: str
                 num_images: int | None, seeds: tuple[int, ...], params: tuple[str, ...], batch_size: int, device: str,
                 out: str | None, config: str | None, max_grid_images: int, precision: str | None, channels_last: bool,
                 metrics: tuple[str, ...], seeding: str | None, tf32: bool, compile_network: bool, cuda_graphs: bool,
-                layout_opt: bool, fast: bool, shard: str | None, trace: int | None, progress: bool, plugins: tuple[str, ...]) -> None:
+                layout_opt: bool, fast: bool, shard: str | None, trace: int | None, progress: bool,
+                plugins: tuple[str, ...]) -> None:
     """Run solvers x operators x images x seeds; write rows.jsonl, run.json, tables and grids."""
     _load_plugins(plugins)
     from ipbench.benchmark.runner import run
@@ -156,8 +157,8 @@ def run_command(solvers: tuple[str, ...], operators: tuple[str, ...], model: str
     grids = write_grids(result.out, max_images=max_grid_images)
     click.echo(f"rows: {result.rows_written} new{_retried(result)}, {result.rows_skipped} already done, "
                f"{result.failed} failed")
-    click.echo(f"run folder: {result.out}  (rows.jsonl, run.json, table.md/.csv/.tex, {', '.join(g.name for g in grids)}; "
-               f"bench report {result.out} for one HTML page with plots and paired statistics)")
+    click.echo(f"run folder: {result.out}  (rows.jsonl, run.json, table.md/.csv/.tex, "
+               f"{', '.join(g.name for g in grids)}; bench report {result.out} for one HTML page with plots and paired statistics)")
 
 
 def _shard_and_device(shard: str | None, device: str) -> tuple[Any, str]:

@@ -133,7 +133,8 @@ def _provenance(run: ReportRun) -> dict[str, Any]:
         "seeding": config.get("seeding", "independent"),
         "device": meta.get("device", "?"), "ipbench": meta.get("ipbench_version", "?"),
         "versions": ", ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items()),
-        "acceleration": ", ".join(f"{k}={v}" for k, v in meta.get("acceleration", {}).items() if v not in (False, None)),
+        "acceleration": ", ".join(f"{k}={v}" for k, v in meta.get("acceleration", {}).items()
+                                  if v not in (False, None)),
         "solvers": [f"{run.labels.get(s['label'], s['label'])}: {s['name']} "
                     + ", ".join(f"{k}={v}" for k, v in s["params"].items()) for s in config["solvers"]],
         "operators": [f"{o.get('label', o['name'])}: " + ", ".join(f"{k}={v}" for k, v in o["params"].items())
@@ -218,8 +219,8 @@ def _comparison_lines(comparisons: pd.DataFrame, metrics: Sequence[str]) -> list
             line, d = hit.iloc[0], METRICS[metric].decimals
             verdict = {"solver": f"{solver} better", "baseline": f"{baseline} better"}.get(line["better"],
                                                                                          "not significant")
-            cells.append({"mean": f"{line['mean']:+.{d}f}",
-                          "interval": "—" if math.isnan(line["low"]) else f"[{line['low']:+.{d}f}, {line['high']:+.{d}f}]",
+            interval = f"[{line['low']:+.{d}f}, {line['high']:+.{d}f}]"
+            cells.append({"mean": f"{line['mean']:+.{d}f}", "interval": "—" if math.isnan(line["low"]) else interval,
                           "p": "—" if math.isnan(line["p_wilcoxon"]) else f"{line['p_wilcoxon']:.2g}",
                           "significant": bool(line["significant"]), "verdict": verdict})
         lines.append({"pair": f"{solver} − {baseline}", "n": int(part["n"].max()), "cells": cells})

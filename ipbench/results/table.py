@@ -203,7 +203,8 @@ def to_markdown(summary: pd.DataFrame, caption_text: str) -> str:
 
 def to_latex(summary: pd.DataFrame, caption_text: str) -> str:
     header, body = _wide(summary, latex=True)
-    esc = lambda s: s.replace("_", r"\_").replace("#", r"\#").replace("%", r"\%")  # noqa: E731  (a bare % comments out the rest)
+    # A bare % would comment out the rest of a LaTeX line.
+    esc = lambda s: s.replace("_", r"\_").replace("#", r"\#").replace("%", r"\%")  # noqa: E731
     lines = [r"\begin{table}[t]", r"\centering", r"\begin{tabular}{l" + "c" * (len(header) - 1) + "}", r"\toprule",
              " & ".join(esc(h) for h in header) + r" \\", r"\midrule"]
     lines += [" & ".join(esc(c) if i == 0 else c for i, c in enumerate(row)) + r" \\" for row in body]
