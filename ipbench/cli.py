@@ -158,7 +158,8 @@ def run_command(solvers: tuple[str, ...], operators: tuple[str, ...], model: str
     click.echo(f"rows: {result.rows_written} new{_retried(result)}, {result.rows_skipped} already done, "
                f"{result.failed} failed")
     click.echo(f"run folder: {result.out}  (rows.jsonl, run.json, table.md/.csv/.tex, "
-               f"{', '.join(g.name for g in grids)}; bench report {result.out} for one HTML page with plots and paired statistics)")
+               f"{', '.join(g.name for g in grids)}; bench report {result.out} for one HTML page with plots and "
+               "paired statistics)")
 
 
 def _shard_and_device(shard: str | None, device: str) -> tuple[Any, str]:
