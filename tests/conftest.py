@@ -137,3 +137,25 @@ def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     yield tmp_path / "torch" / "hub" / "checkpoints"
     lpips_networks.lpips_network.cache_clear()
     fid.inception.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """A headless Chromium that starts here (its path), for the browser tests; they skip with one line where
+    none is installed or it cannot start (a sandbox-less container, say), which is not the page's fault."""
+    import tempfile
+
+    from ipbench.checks.browser import find_chromium, open_page
+    from ipbench.errors import UsageError
+
+    found = find_chromium()
+    if found is None:
+        pytest.skip("chromium not installed (apt-get install chromium); browser checks skipped")
+    with tempfile.TemporaryDirectory() as folder:
+        probe = Path(folder) / "probe.html"
+        probe.write_text("<!doctype html><title>probe</title>")
+        try:
+            open_page(probe, timeout=60)
+        except UsageError as exc:
+            pytest.skip(f"chromium does not start here ({exc}); browser checks skipped")
+    return found

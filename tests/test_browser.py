@@ -48,7 +48,7 @@ def bad_page(folder: Path) -> Path:
     return write_page(folder, "bad.html", "<title>Bad report</title>", body)
 
 
-def test_a_clean_page_loads_every_image_and_its_screenshot_covers_the_page(tmp_path: Path) -> None:
+def test_a_clean_page_loads_every_image_and_its_screenshot_covers_the_page(tmp_path: Path, chromium: str) -> None:
     shot = tmp_path / "page.png"
     report = open_page(good_page(tmp_path), screenshot=shot, width=900)
     assert report.title == "Good report"
@@ -61,7 +61,7 @@ def test_a_clean_page_loads_every_image_and_its_screenshot_covers_the_page(tmp_p
         assert image.width == 900 and image.height >= 2500
 
 
-def test_a_broken_page_reports_its_images_and_errors(tmp_path: Path) -> None:
+def test_a_broken_page_reports_its_images_and_errors(tmp_path: Path, chromium: str) -> None:
     report = open_page(bad_page(tmp_path))
     assert [i.natural_width for i in report.images] == [0, 0]
     assert all(i.complete for i in report.images)
@@ -74,7 +74,7 @@ def test_a_broken_page_reports_its_images_and_errors(tmp_path: Path) -> None:
     assert report.screenshot is None and report.external_requests == []
 
 
-def test_requests_off_the_machine_are_recorded_and_fail_fast(tmp_path: Path) -> None:
+def test_requests_off_the_machine_are_recorded_and_fail_fast(tmp_path: Path, chromium: str) -> None:
     head = "<title>Online</title><script src='http://example.com/x.js'></script>"
     page = write_page(tmp_path, "online.html", head, "<img src='https://example.org/logo.png'>")
     start = time.monotonic()
@@ -86,7 +86,7 @@ def test_requests_off_the_machine_are_recorded_and_fail_fast(tmp_path: Path) -> 
 
 
 def test_the_command_line_exits_0_on_a_clean_page_and_1_on_a_broken_one(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], chromium: str) -> None:
     shot = tmp_path / "shot.png"
     assert main([str(good_page(tmp_path)), "--screenshot", str(shot), "--width", "640"]) == 0
     out = capsys.readouterr().out.splitlines()

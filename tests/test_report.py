@@ -12,7 +12,7 @@ from PIL import Image
 
 from ipbench.benchmark.runner import run
 from ipbench.benchmark.spec import build_spec, load_suite
-from ipbench.checks.browser import find_chromium, open_page
+from ipbench.checks.browser import open_page
 from ipbench.cli import cli
 from ipbench.results.html_report import build_report, load_report_runs, run_warnings
 from ipbench.results.plots import pareto_front
@@ -148,12 +148,8 @@ def test_two_runs_on_different_images_give_a_warning_and_distinct_labels(small_r
     assert run_warnings(runs[:1]) == []
 
 
-browser = pytest.mark.skipif(find_chromium() is None,
-                             reason="chromium not installed (apt-get install chromium); browser checks skipped")
-
-
-@browser
-def test_the_report_opens_offline_in_chromium_with_every_image_loaded(small_run: Path, tmp_path: Path) -> None:
+def test_the_report_opens_offline_in_chromium_with_every_image_loaded(small_run: Path, tmp_path: Path,
+                                                                     chromium: str) -> None:
     out = tmp_path / "report.html"
     assert CliRunner().invoke(cli, ["report", str(small_run), "--baseline", "tweedie", "--out", str(out),
                                     "--resamples", str(RESAMPLES)]).exit_code == 0
@@ -166,9 +162,8 @@ def test_the_report_opens_offline_in_chromium_with_every_image_loaded(small_run:
         assert shot.width == 1280 and shot.height > 2000  # the whole page, not one screen
 
 
-@browser
 def test_a_report_over_runs_on_different_images_shows_the_warning(small_run: Path, other_images_run: Path,
-                                                                  tmp_path: Path) -> None:
+                                                                  tmp_path: Path, chromium: str) -> None:
     out = tmp_path / "two.html"
     result = CliRunner().invoke(cli, ["report", str(small_run), str(other_images_run), "--out", str(out),
                                       "--resamples", str(RESAMPLES)])
