@@ -16,6 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import pandas as pd  # noqa: E402
+
 from ipbench.results.metric_registry import METRICS  # noqa: E402
 from ipbench.results.paired_stats import paired_comparisons  # noqa: E402
 from ipbench.results.report import publish  # noqa: E402
@@ -37,23 +39,41 @@ def main() -> None:
         sys.exit(f"error: expected an independent and a common run, got {seeding}")
     stats = {kind: paired_comparisons(load_rows(path), args.baseline, resamples=args.resamples)
              for kind, path in (("independent", args.independent), ("common", args.common))}
+    correlation = {kind: _correlations(load_rows(path), args.baseline)
+                   for kind, path in (("independent", args.independent), ("common", args.common))}
     keys = ["solver", "operator", "metric"]
     both = stats["independent"].merge(stats["common"], on=keys + ["baseline"], suffixes=("_ind", "_com"))
     lines = [f"# Common random numbers: paired intervals against {args.baseline}", "",
              f"`python benchmarks/common_seeding.py {args.independent} {args.common} --baseline {args.baseline}`", "",
              "Per solver, operator and metric: the mean paired difference (solver − baseline, seeds averaged within "
              "an image) and the width of its 95% BCa bootstrap interval over images, with independent and with "
-             "common solver draws; ratio = common width / independent width.", "",
+             "common solver draws; ratio = common width / independent width; r = the correlation of the two "
+             "solvers' values over the rows (image x seed), independent → common.", "",
              "| solver − baseline | operator | metric | n | independent: mean [interval] | common: mean [interval] "
-             "| width ratio |", "|---|---|---|---|---|---|---|"]
+             "| width ratio | r |", "|---|---|---|---|---|---|---|---|"]
     for line in both.itertuples():
+        key = (line.solver, line.operator, line.metric)
         d = METRICS[line.metric].decimals
         cell = lambda mean, low, high: f"{mean:+.{d}f} [{low:+.{d}f}, {high:+.{d}f}]"  # noqa: E731
         ratio = (line.high_com - line.low_com) / (line.high_ind - line.low_ind)
         lines.append(f"| {line.solver} − {line.baseline} | {line.operator} | {METRICS[line.metric].label} | "
                      f"{line.n_com} | {cell(line.mean_ind, line.low_ind, line.high_ind)} | "
-                     f"{cell(line.mean_com, line.low_com, line.high_com)} | {ratio:.2f} |")
+                     f"{cell(line.mean_com, line.low_com, line.high_com)} | {ratio:.2f} | "
+                     f"{correlation['independent'][key]:.2f} → {correlation['common'][key]:.2f} |")
     publish("\n".join(lines) + "\n", args.out)
+
+
+def _correlations(rows: pd.DataFrame, baseline: str) -> dict[tuple[str, str, str], float]:
+    """Per (solver, operator, metric): Pearson's r between the solver's and the baseline's ok values on the
+    same (image, seed): what common draws raise, and what narrows the paired interval."""
+    ok = rows[rows["status"] == "ok"]
+    base = ok[ok["solver"] == baseline]
+    out = {}
+    for (solver, operator), part in ok[ok["solver"] != baseline].groupby(["solver", "operator"]):
+        both = part.merge(base[base["operator"] == operator], on=["image", "seed"], suffixes=("", "_base"))
+        for metric in (m for m in METRICS if m in both and f"{m}_base" in both):
+            out[(solver, operator, metric)] = float(both[metric].corr(both[f"{metric}_base"]))
+    return out
 
 
 if __name__ == "__main__":
