@@ -14,7 +14,8 @@ from ipbench.benchmark.runner import run
 from ipbench.benchmark.spec import build_spec, load_suite
 from ipbench.checks.browser import open_page
 from ipbench.cli import cli
-from ipbench.results.html_report import build_report, load_report_runs, run_warnings
+from ipbench.results.html_report import build_report
+from ipbench.results.report_runs import load_report_runs, run_warnings
 from ipbench.results.plots import pareto_front
 from tests.plugins import flaky_solvers  # noqa: F401  (registers nan-on-second)
 

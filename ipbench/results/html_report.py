@@ -4,7 +4,8 @@ Everything the page shows is inline (figures and images as data: URIs, CSS in th
 the file opens offline from disk and can be mailed or archived alone. The page is rendered from the
 template templates/report.html.j2; this module only gathers what the template shows:
 
-- provenance of each run (run.json), and warnings where runs differ in conventions, images or model;
+- provenance of each run (run.json), and warnings where runs differ in conventions, images or model
+  (report_runs.py);
 - per operator: the table (mean ± std, n, failed, skipped; the best value per column marked), the
   per-image distributions, quality against cost with the Pareto front, and the paired comparisons
   (results/paired_stats.py: bootstrap intervals over images, Wilcoxon signed-rank p-values) with the
@@ -32,116 +33,12 @@ from ipbench.files import atomic_write_text
 from ipbench.results import plots
 from ipbench.results.metric_registry import METRICS, SET_METRICS
 from ipbench.results.paired_stats import paired_comparisons
-from ipbench.results.rows import load_rows, read_run_json
+from ipbench.results.report_runs import ReportRun, all_rows, load_report_runs, provenance, run_warnings
 from ipbench.results.table import summarize
 
 TEMPLATE = "report.html.j2"
 EXTREMES = 3  # images shown per side (largest and smallest paired difference) and comparison
 THUMBNAIL = 128  # longest side of an embedded image; smaller ones are enlarged by the browser, pixelated
-
-
-@dataclass
-class ReportRun:
-    """One run folder as the report sees it: its run.json, its rows, and how its solvers are labelled
-    in the report (a label that two runs share gets the run's name appended)."""
-
-    name: str
-    path: Path
-    meta: dict[str, Any]
-    rows: pd.DataFrame
-    labels: dict[str, str]  # solver label in the run -> label in the report
-
-
-def load_report_runs(paths: Sequence[str | Path]) -> list[ReportRun]:
-    """The runs, with solver labels made unique across them; a one-line UsageError for a folder that is
-    not a run or has no rows yet."""
-    if not paths:
-        raise UsageError("bench report: give at least one run folder")
-    runs = []
-    for path in paths:
-        meta = read_run_json(path)
-        rows = load_rows(path)
-        if rows.empty:
-            raise UsageError(f"{path}: no rows yet; wait for `bench run` to write some (bench status {path})")
-        runs.append(ReportRun(Path(path).resolve().name, Path(path), meta, rows, {}))
-    names = [r.name for r in runs]
-    for run in runs:
-        if names.count(run.name) > 1:
-            run.name = str(run.path)
-    seen: dict[str, int] = {}
-    for run in runs:
-        for label in dict.fromkeys(run.rows["solver"]):
-            seen[label] = seen.get(label, 0) + 1
-    for run in runs:
-        run.labels = {label: label if seen[label] == 1 else f"{label} ({run.name})"
-                      for label in dict.fromkeys(run.rows["solver"])}
-    return runs
-
-
-def run_warnings(runs: Sequence[ReportRun]) -> list[str]:
-    """One line per way in which a run differs from the first one in what its numbers mean: model,
-    conventions (metrics, seeding, units), operators of the same label, images (ids or content)."""
-    if len(runs) < 2:
-        return []
-    first, warnings = runs[0], []
-    for run in runs[1:]:
-        pair = f"{run.name} and {first.name}"
-        if run.meta["config"]["model"] != first.meta["config"]["model"]:
-            warnings.append(f"{pair} use different models ({run.meta['config']['model']} and "
-                            f"{first.meta['config']['model']}): their numbers are not comparable")
-        differ = _differing_keys(run.meta.get("conventions", {}), first.meta.get("conventions", {}))
-        if differ:
-            warnings.append(f"{pair} differ in conventions: {', '.join(differ)} (see their provenance below)")
-        ops = {o.get("label", o["name"]): o for o in first.meta["config"]["operators"]}
-        for operator in run.meta["config"]["operators"]:
-            label = operator.get("label", operator["name"])
-            if label in ops and operator.get("params") != ops[label].get("params"):
-                warnings.append(f"{pair} run operator {label} with different parameters; rows are paired on "
-                                "its label, and that pairing is not meaningful")
-        ids, first_ids = run.meta["images"]["ids"], first.meta["images"]["ids"]
-        hashes, first_hashes = run.meta["images"].get("sha256", {}), first.meta["images"].get("sha256", {})
-        changed = [i for i in set(ids) & set(first_ids) if i in hashes and i in first_hashes
-                   and hashes[i] != first_hashes[i]]
-        only, only_first = len(set(ids) - set(first_ids)), len(set(first_ids) - set(ids))
-        if only or only_first or changed:
-            warnings.append(f"{pair} differ in images: {only} only in {run.name}, {only_first} only in "
-                            f"{first.name}, {len(changed)} with the same id but different content; paired "
-                            "comparisons use the images both have")
-    return warnings
-
-
-def _differing_keys(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two nested dicts (one level into sub-dicts per call)."""
-    keys = []
-    for key in dict.fromkeys([*a, *b]):
-        if isinstance(a.get(key), dict) and isinstance(b.get(key), dict):
-            keys += _differing_keys(a[key], b[key], f"{prefix}{key}.")
-        elif a.get(key) != b.get(key):
-            keys.append(f"{prefix}{key}")
-    return keys
-
-
-def _provenance(run: ReportRun) -> dict[str, Any]:
-    meta, config = run.meta, run.meta["config"]
-    conventions = {k: v for k, v in meta.get("conventions", {}).items() if k not in ("metrics", "metric_summary")}
-    return {
-        "name": run.name, "path": str(run.path), "created": meta.get("created", "?"),
-        "command": meta.get("command") or "(not run as `bench`)",
-        "model": f"{config['model']} {tuple(meta['model'].get('image_shape', ()))}",
-        "images": f"{meta['images'].get('source', '?')}, {len(meta['images']['ids'])} images",
-        "seeds": ", ".join(str(s) for s in config["seeds"]),
-        "seeding": config.get("seeding", "independent"),
-        "device": meta.get("device", "?"), "ipbench": meta.get("ipbench_version", "?"),
-        "versions": ", ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items()),
-        "acceleration": ", ".join(f"{k}={v}" for k, v in meta.get("acceleration", {}).items()
-                                  if v not in (False, None)),
-        "solvers": [f"{run.labels.get(s['label'], s['label'])}: {s['name']} "
-                    + ", ".join(f"{k}={v}" for k, v in s["params"].items()) for s in config["solvers"]],
-        "operators": [f"{o.get('label', o['name'])}: " + ", ".join(f"{k}={v}" for k, v in o["params"].items())
-                      for o in config["operators"]],
-        "conventions": conventions,
-        "metrics": meta.get("conventions", {}).get("metric_summary", {}),
-    }
 
 
 def _data_uri(png: bytes) -> str:
@@ -159,16 +56,6 @@ def _image_uri(path: Path) -> str | None:
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")
     return _data_uri(buffer.getvalue())
-
-
-def _all_rows(runs: Sequence[ReportRun]) -> pd.DataFrame:
-    frames = []
-    for run in runs:
-        rows = run.rows.copy()
-        rows["solver"] = rows["solver"].map(run.labels)
-        rows["run"] = run.name
-        frames.append(rows)
-    return pd.concat(frames, ignore_index=True)
 
 
 def _table(summary: pd.DataFrame, metrics: Sequence[str]) -> dict[str, Any]:
@@ -302,7 +189,7 @@ def build_report(paths: Sequence[str | Path], baseline: str | None = None, resam
                  ) -> dict[str, Any]:
     """What the template shows, gathered from the run folders (see the module's docstring)."""
     runs = load_report_runs(paths)
-    rows = _all_rows(runs)
+    rows = all_rows(runs)
     solvers = list(dict.fromkeys(rows["solver"]))
     if baseline is not None and baseline not in solvers:
         raise UsageError(f"--baseline {baseline}: not a solver of the runs; valid: {', '.join(solvers)}")
@@ -338,7 +225,7 @@ def build_report(paths: Sequence[str | Path], baseline: str | None = None, resam
         "title": "ipbench report: " + ", ".join(r.name for r in runs),
         "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "ipbench_version": _version(),
-        "runs": [_provenance(r) for r in runs],
+        "runs": [provenance(r) for r in runs],
         "warnings": run_warnings(runs),
         "baseline": baseline,
         "reference": reference,
