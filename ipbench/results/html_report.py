@@ -32,6 +32,7 @@ from ipbench.errors import UsageError
 from ipbench.files import atomic_write_text
 from ipbench.results import plots
 from ipbench.results.metric_registry import METRICS, SET_METRICS
+from ipbench.results.paired import image_differences
 from ipbench.results.paired_stats import paired_comparisons
 from ipbench.results.report_runs import ReportRun, all_rows, load_report_runs, provenance, run_warnings
 from ipbench.results.table import summarize
@@ -114,21 +115,17 @@ def _comparison_lines(comparisons: pd.DataFrame, metrics: Sequence[str]) -> list
     return lines
 
 
-def _extremes(runs: Sequence[ReportRun], per_image: pd.DataFrame, operator: str, reference: str, metric: str
-              ) -> list[dict[str, Any]]:
+def _extremes(runs: Sequence[ReportRun], differences: dict[tuple[str, str], pd.Series], operator: str,
+              reference: str, metric: str) -> list[dict[str, Any]]:
     """Per solver against `reference`: the EXTREMES images with the largest and the smallest paired
-    difference in `metric` (seeds averaged), each shown as truth, measurement, reference and solver (the
-    first seed's images)."""
+    difference in `metric` (`differences`: results.paired.image_differences, seeds averaged within an image),
+    each shown as truth, measurement, reference and solver (the first seed's images)."""
     where = {label: (run, original) for run in runs for original, label in run.labels.items()}
-    part = per_image[per_image["operator"] == operator]
-    base = part[part["solver"] == reference].set_index("image")[metric]
     out = []
-    for solver in dict.fromkeys(part["solver"]):
-        if solver == reference:
+    for (solver, on), diff in differences.items():
+        if on != operator or diff.empty:
             continue
-        diff = (part[part["solver"] == solver].set_index("image")[metric] - base).dropna().sort_values()
-        if diff.empty:
-            continue
+        diff = diff.sort_values()
         picks = [("largest", i) for i in diff.index[::-1][:EXTREMES]] + \
                 [("smallest", i) for i in diff.index[:EXTREMES] if i not in set(diff.index[::-1][:EXTREMES])]
         items = []
@@ -199,6 +196,7 @@ def build_report(paths: Sequence[str | Path], baseline: str | None = None, resam
     per_image = _per_image(rows, metrics)
     comparisons = paired_comparisons(rows, baseline, metrics, resamples=resamples)
     reference = baseline or solvers[0]
+    differences = image_differences(rows, reference, metrics[0])  # for the most different images
     sections = []
     for operator in operators:
         part = summary[summary["operator"] == operator]
@@ -219,7 +217,7 @@ def build_report(paths: Sequence[str | Path], baseline: str | None = None, resam
                        for (m, c), s in fronts.items()],
             "forest": _data_uri(plots.forest_png(paired, metrics)) if len(paired) else None,
             "comparisons": _comparison_lines(paired, metrics),
-            "extremes": _extremes(runs, per_image, operator, reference, metrics[0]),
+            "extremes": _extremes(runs, differences, operator, reference, metrics[0]),
         })
     return {
         "title": "ipbench report: " + ", ".join(r.name for r in runs),
