@@ -37,10 +37,9 @@ def main() -> None:
                for path in (args.independent, args.common)}
     if seeding != {args.independent: "independent", args.common: "common"}:
         sys.exit(f"error: expected an independent and a common run, got {seeding}")
-    stats = {kind: paired_comparisons(load_rows(path), args.baseline, resamples=args.resamples)
-             for kind, path in (("independent", args.independent), ("common", args.common))}
-    correlation = {kind: _correlations(load_rows(path), args.baseline)
-                   for kind, path in (("independent", args.independent), ("common", args.common))}
+    rows = {"independent": load_rows(args.independent), "common": load_rows(args.common)}
+    stats = {kind: paired_comparisons(rows[kind], args.baseline, resamples=args.resamples) for kind in rows}
+    correlation = {kind: _correlations(rows[kind], args.baseline) for kind in rows}
     keys = ["solver", "operator", "metric"]
     both = stats["independent"].merge(stats["common"], on=keys + ["baseline"], suffixes=("_ind", "_com"))
     lines = [f"# Common random numbers: paired intervals against {args.baseline}", "",

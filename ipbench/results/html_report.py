@@ -226,7 +226,6 @@ def build_report(paths: Sequence[str | Path], baseline: str | None = None, resam
         "runs": [provenance(r) for r in runs],
         "warnings": run_warnings(runs),
         "baseline": baseline,
-        "reference": reference,
         "resamples": resamples,
         "metrics": [METRICS[m].label for m in metrics],
         "sections": sections,
