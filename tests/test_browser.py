@@ -144,3 +144,18 @@ def test_a_browser_that_quits_at_once_is_a_one_line_error_with_its_last_words(
     _fake_browser(tmp_path, monkeypatch, "echo 'cannot start here' >&2\nexit 3")
     with pytest.raises(UsageError, match=r"^Chromium quit \(exit status 3\) .*last words: cannot start here$"):
         open_page(good_page(tmp_path), timeout=10)
+
+
+def test_a_browser_gone_before_the_first_command_is_the_same_one_line_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writing to a browser that has already exited (a broken pipe, not an empty read) is no traceback."""
+    from ipbench.checks.browser import _Chromium
+
+    _fake_browser(tmp_path, monkeypatch, "echo 'cannot start here' >&2\nexit 3")
+    browser = _Chromium(os.environ["IPBENCH_CHROMIUM"], tmp_path, timeout=10)
+    browser.process.wait()
+    try:
+        with pytest.raises(UsageError, match=r"^Chromium quit \(exit status 3\) .*last words: cannot start here$"):
+            browser.call("Target.createTarget", {"url": "about:blank"})
+    finally:
+        browser.close()

@@ -130,7 +130,7 @@ class _Chromium:
             if not self.hung:
                 self._send({"id": 0, "method": "Browser.close"})
                 self.process.wait(CLOSE_S)
-        except (OSError, subprocess.TimeoutExpired):
+        except (OSError, UsageError, subprocess.TimeoutExpired):  # gone already, or deaf: killed below
             pass
         try:  # it leads its own session: renderer and GPU helpers share its process group
             os.killpg(self.process.pid, signal.SIGKILL)
@@ -147,7 +147,19 @@ class _Chromium:
     def _send(self, message: dict[str, Any], session: str | None = None) -> None:
         data = json.dumps({**message, "sessionId": session} if session else message).encode() + b"\0"
         while data:
-            data = data[os.write(self._out, data):]
+            try:
+                data = data[os.write(self._out, data):]
+            except BrokenPipeError:  # it quit before reading: the same one-line error as quitting mid-answer
+                raise self._quit(message.get("method", "its reply")) from None
+
+    def _quit(self, waiting_for: str) -> UsageError:
+        """The one-line error for a browser that has quit: its exit status and last stderr line."""
+        try:
+            status = self.process.wait(CLOSE_S)
+        except subprocess.TimeoutExpired:
+            status = None
+        return UsageError(f"Chromium quit (exit status {status}) while waiting for {waiting_for}; "
+                          f"its last words: {self.last_stderr_line()}")
 
     def _receive(self, waiting_for: str) -> dict[str, Any]:
         """The next message; an event is also kept. A one-line UsageError when the browser stops answering."""
@@ -161,12 +173,7 @@ class _Chromium:
             if select.select([self._in], [], [], left)[0]:
                 chunk = os.read(self._in, 1 << 20)
                 if not chunk:  # the browser closed its end: it exited, or is about to
-                    try:
-                        status = self.process.wait(CLOSE_S)
-                    except subprocess.TimeoutExpired:
-                        status = None
-                    raise UsageError(f"Chromium quit (exit status {status}) while waiting for {waiting_for}; "
-                                     f"its last words: {self.last_stderr_line()}")
+                    raise self._quit(waiting_for)
                 self._buffer += chunk
         message = json.loads(self._buffer[:end])
         del self._buffer[:end + 1]
