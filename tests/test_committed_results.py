@@ -1,0 +1,107 @@
+"""The committed results are what the current code makes of their rows, and the README quotes them.
+
+Every run folder under results/ (run.json and rows) keeps the tables `bench table` writes from its rows; the
+paired reports there are what benchmarks/paired_solvers.py writes; and the figures that the README's results
+section quotes (the table's PSNR means, s / image and NFE; every interval in its claims) come from those
+files or from the paired statistics of the same rows. A change to how tables are written must come with the
+committed tables remade (`bench table RUN`), and a changed claim with its source.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ipbench.results.table import write_tables
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN_FOLDERS = sorted(path.parent for path in (ROOT / "results").glob("*/run.json"))
+TABLE_FILES = ("table.md", "table.csv", "table.tex")
+BASELINES = ROOT / "results" / "fashion32-baselines"
+PAIRED_REPORTS = sorted(BASELINES.glob("paired-*-vs-*.md"))
+INTERVAL = re.compile(r"\[([+-]?\d+\.\d+), ([+-]?\d+\.\d+)\]")
+
+
+def test_there_are_committed_runs_to_check():
+    assert BASELINES in RUN_FOLDERS and len(RUN_FOLDERS) >= 2
+    assert len(PAIRED_REPORTS) >= 2
+
+
+@pytest.mark.parametrize("run_dir", RUN_FOLDERS, ids=lambda path: path.name)
+def test_each_committed_table_is_what_bench_table_writes_from_its_rows(run_dir, tmp_path):
+    for source in [run_dir / "run.json", *run_dir.glob("rows*.jsonl")]:
+        shutil.copy(source, tmp_path / source.name)
+    write_tables(tmp_path)
+    for name in TABLE_FILES:
+        committed = run_dir / name
+        assert committed.is_file(), f"{committed} is missing"
+        assert (tmp_path / name).read_text() == committed.read_text(), (
+            f"{committed.relative_to(ROOT)} is not what `bench table {run_dir.relative_to(ROOT)}` writes now")
+
+
+@pytest.mark.parametrize("report", PAIRED_REPORTS, ids=lambda path: path.name)
+def test_each_paired_report_is_what_its_script_writes(report, tmp_path):
+    metric, baseline = re.fullmatch(r"paired-(\w+)-vs-(.+)\.md", report.name).groups()
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "paired_solvers.py"),
+                           str(report.parent.relative_to(ROOT)), "--baseline", baseline, "--metric", metric,
+                           "--out", str(tmp_path / report.name)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / report.name).read_text() == report.read_text()
+
+
+def _readme_results_section() -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index("## Results on the built-in model")
+    return text[start:text.index("\n## ", start + 1)]
+
+
+def _markdown_rows(text: str) -> list[list[str]]:
+    return [[cell.strip() for cell in line.strip().strip("|").split("|")]
+            for line in text.splitlines() if line.startswith("|") and not line.startswith("|---")]
+
+
+def test_the_readme_results_table_quotes_the_committed_table():
+    quoted = _markdown_rows(_readme_results_section())
+    committed = _markdown_rows((BASELINES / "table.md").read_text().split("\n\n")[0])
+    header, *lines = committed
+    column = {name: i for i, name in enumerate(header)}
+    by_solver = {line[0]: line for line in lines}
+    quoted_header, *quoted_lines = quoted
+    assert {line[0] for line in quoted_lines} == set(by_solver), "the README's table has other solvers"
+    for line in quoted_lines:
+        source = by_solver[line[0]]
+        for name, cell in zip(quoted_header[1:], line[1:]):
+            if name.startswith("s / image"):
+                expected = source[column["s / image"]]
+            elif name == "NFE":
+                expected = source[column["NFE"]]
+            else:  # an operator's PSNR: the committed cell's mean, without its std
+                expected = source[column[f"{name} PSNR ↑"]].split(" ± ")[0]
+            assert cell == expected, f"README: {line[0]} {name} says {cell}, table.md has {expected}"
+
+
+def test_every_interval_the_readme_claims_comes_from_the_committed_rows():
+    """Each [low, high] of the results section is a paired 95% interval of the committed rows: a Student-t
+    one (the committed paired reports, or benchmarks/paired_solvers.py against another baseline) or the BCa
+    bootstrap one that `bench table --baseline dps` and `bench report` give; "A minus B" may quote B's
+    interval against A negated."""
+    from ipbench.results.paired import against_baseline, read_rows
+    from ipbench.results.paired_stats import paired_comparisons
+
+    claims = INTERVAL.findall(_readme_results_section())
+    assert len(claims) >= 5
+    rows = read_rows(BASELINES)
+    intervals = {(d.mean - d.half_width, d.mean + d.half_width)
+                 for baseline in set(rows["solver"]) for d in against_baseline(rows, baseline, "psnr")}
+    comparisons = paired_comparisons(rows, "dps", ["psnr"])
+    intervals |= set(zip(comparisons["low"], comparisons["high"]))
+    sources = {(f"{low:+.2f}", f"{high:+.2f}") for low, high in intervals}
+    sources |= {(f"{-high:+.2f}", f"{-low:+.2f}") for low, high in intervals}
+
+    for claim in claims:
+        signed = tuple(value if value[0] in "+-" else f"+{value}" for value in claim)
+        assert signed in sources, f"README interval [{', '.join(claim)}] is no paired interval of the committed rows"
