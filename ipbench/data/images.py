@@ -20,6 +20,7 @@ from torch import Tensor
 from ipbench.errors import UsageError
 from ipbench.files import atomic_write
 from ipbench.registry import Registry
+from ipbench.run_paths import check_names
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")  # matched case-insensitively
 BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
@@ -176,6 +177,10 @@ def load_images(source: str, shape: tuple[int, int, int], num_images: int | None
                 "rename one (ids are file names without extension)"
             )
         stems[path.stem] = path.name
+    try:  # ids become file names of the run (images/truth/<id>.png, ...): run_paths.py maps them
+        check_names(stems, "image id")
+    except UsageError as exc:
+        raise UsageError(f"image set {name!r}: {exc} (ids are file names without extension)") from None
 
     ids: list[str] = []
     images: list[Tensor] = []

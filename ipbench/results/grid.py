@@ -11,6 +11,8 @@ from PIL import Image, ImageDraw, ImageFont
 from ipbench.errors import UsageError
 from ipbench.files import atomic_write
 from ipbench.results.rows import read_run_json, run_rows
+from ipbench.run_paths import (IMAGES, TRUTH, grid_png, measurement_png, reconstruction_png, trace_figure_png,
+                               trace_png, truth_png)
 
 MIN_CELL = 96  # small images are shown enlarged (nearest) so that pixels stay visible
 PAD, LABEL_H, LABEL_W = 4, 18, 110
@@ -34,7 +36,7 @@ def write_grids(run_dir: str | Path, max_images: int = 8) -> list[Path]:
     """Write grid-<operator>.png for every operator of the run (first seed, first `max_images` images)."""
     run_dir = Path(run_dir)
     meta = read_run_json(run_dir)
-    if not any((run_dir / "images" / "truth").glob("*.png")):
+    if not any((run_dir / IMAGES / TRUTH).glob("*.png")):
         raise UsageError(f"{run_dir}: no images to show (images/truth is empty); run `bench run` into it first")
     config = meta["config"]
     seed = config["seeds"][0]
@@ -56,10 +58,11 @@ def write_grids(run_dir: str | Path, max_images: int = 8) -> list[Path]:
             top = LABEL_H + r * (cell[1] + PAD)
             draw.text((2, top + cell[1] // 2 - 6), image_id[:18], fill="black", font=font)
             for c, name in enumerate(columns):
-                path = (run_dir / "images" / "truth" / f"{image_id}.png" if name == "truth"
-                        else run_dir / "images" / operator_label / name / f"{image_id}-s{seed}.png")
+                path = (truth_png(run_dir, image_id) if c == 0 else
+                        measurement_png(run_dir, operator_label, image_id, seed) if c == 1 else
+                        reconstruction_png(run_dir, operator_label, name, image_id, seed))
                 grid.paste(_open_cell(path, cell), (LABEL_W + c * (cell[0] + PAD), top))
-        target = run_dir / f"grid-{operator_label}.png"
+        target = grid_png(run_dir, operator_label)
         atomic_write(target, lambda partial: grid.save(partial, format="PNG"))
         written.append(target)
         trace = _trace_figure(run_dir, operator_label, [s["label"] for s in config["solvers"]], ids, seed, scale)
@@ -72,8 +75,8 @@ def _trace_figure(run_dir: Path, operator_label: str, solvers: list[str], ids: l
                   scale: int) -> Path | None:
     """trace-<operator>.png from the strips `bench run --trace K` saved: one row per (solver, image), x0_hat
     at steps 0, K, 2K, ... and the last, left to right. None when the run saved no strip."""
-    strips = [(f"{solver} {image_id}"[:18], run_dir / "images" / operator_label / solver / "trace" /
-               f"{image_id}-s{seed}.png") for solver in solvers for image_id in ids]
+    strips = [(f"{solver} {image_id}"[:18], trace_png(run_dir, operator_label, solver, image_id, seed))
+              for solver in solvers for image_id in ids]
     strips = [(label, path) for label, path in strips if path.is_file()]
     if not strips:
         return None
@@ -89,6 +92,6 @@ def _trace_figure(run_dir: Path, operator_label: str, solvers: list[str], ids: l
         top = LABEL_H + r * (height + PAD)
         draw.text((2, top + height // 2 - 6), label, fill="black", font=font)
         figure.paste(_open_cell(path, size), (LABEL_W, top))
-    target = run_dir / f"trace-{operator_label}.png"
+    target = trace_figure_png(run_dir, operator_label)
     atomic_write(target, lambda partial: figure.save(partial, format="PNG"))
     return target

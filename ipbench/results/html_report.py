@@ -36,6 +36,7 @@ from ipbench.results.paired import image_differences
 from ipbench.results.paired_stats import paired_comparisons
 from ipbench.results.report_runs import ReportRun, all_rows, load_report_runs, provenance, run_warnings
 from ipbench.results.table import summarize
+from ipbench.run_paths import measurement_png, reconstruction_png, truth_png
 
 TEMPLATE = "report.html.j2"
 EXTREMES = 3  # images shown per side (largest and smallest paired difference) and comparison
@@ -142,12 +143,10 @@ def _image_cells(where: dict[str, tuple[ReportRun, str]], operator: str, image: 
     """Truth, measurement and each solver's reconstruction of `image` (the first seed) as data URIs."""
     run, _ = where[solvers[0]]
     seed = run.meta["config"]["seeds"][0]
-    images = run.path / "images"
-    cells = [("truth", images / "truth" / f"{image}.png"),
-             ("measurement", images / operator / "measurement" / f"{image}-s{seed}.png")]
+    cells = [("truth", truth_png(run.path, image)), ("measurement", measurement_png(run.path, operator, image, seed))]
     for solver in solvers:
         solver_run, original = where[solver]
-        cells.append((solver, solver_run.path / "images" / operator / original / f"{image}-s{seed}.png"))
+        cells.append((solver, reconstruction_png(solver_run.path, operator, original, image, seed)))
     return [{"label": label, "uri": _image_uri(path)} for label, path in cells]
 
 
