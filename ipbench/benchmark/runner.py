@@ -40,7 +40,7 @@ from ipbench.files import atomic_write_text
 from ipbench.models import ScoreModel, load_model
 from ipbench.models.counting import CountingModel
 from ipbench.models.acceleration import AcceleratedModel, Acceleration
-from ipbench.operators import Operator, back_project, measure
+from ipbench.operators import Operator, back_project, measure, visible_mask
 from ipbench.params import check_times
 from ipbench.solvers.base import output_problem
 from ipbench.results.metric_registry import METRIC_CONVENTIONS, METRIC_SUMMARY
@@ -213,6 +213,9 @@ def _measure(operator: Operator, x: Tensor, ids: Sequence[str], seed: int, devic
     physics = operator.build(x.shape[1:], generators, device)
     y = measure(physics, x, generators)
     shown = y if y.shape == x.shape else back_project(physics, y)  # what the grid shows as the measurement
+    if y.shape == x.shape:  # pixels A does not see (inpainting holes) saved transparent: the grid marks them
+        seen = visible_mask(physics, x).amax(dim=1, keepdim=True)
+        shown = torch.cat([shown, seen], dim=1) if bool((seen == 0).any()) else shown
     for image_id, truth, meas in zip(ids, x, shown):
         writer.png_once(truth, truth_png(out, image_id))
         writer.png_once(meas, measurement_png(out, operator.label, image_id, seed))
@@ -268,7 +271,8 @@ def _solve_and_score(entry: SolverEntry, operator: Operator, seed: int, ids: Seq
                        status="ok")
             writer.png(x_hat[i], reconstruction_png(out, operator.label, entry.label, image_id, seed))
             if i in traced:
-                writer.png(traced[i], trace_png(out, operator.label, entry.label, image_id, seed))
+                writer.png(traced[i], trace_png(out, operator.label, entry.label, image_id, seed),
+                           text=tracer.steps_text() if tracer is not None else None)
         else:
             row.update(psnr=math.nan, ssim=math.nan, lpips=math.nan, status="failed",
                        error=error or "solver returned non-finite values")

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageOps
+from PIL.PngImagePlugin import PngInfo
 from torch import Tensor
 
 from ipbench.errors import UsageError
@@ -204,18 +205,22 @@ def load_images(source: str, shape: tuple[int, int, int], num_images: int | None
     return ImageSet(ids=ids, images=torch.stack(images), source=name, skipped=skipped)
 
 
-def save_png(image: Tensor, path: str | Path) -> None:
-    """Save a (C, H, W) image in [0, 1] (C = 1 or 3) as an 8-bit PNG: clamped to [0, 1], round(255 x).
+def save_png(image: Tensor, path: str | Path, text: dict[str, str] | None = None) -> None:
+    """Save a (C, H, W) image in [0, 1] (C = 1 or 3, or 2 or 4 with opacity last) as an 8-bit PNG:
+    clamped to [0, 1], round(255 x); `text` goes into the PNG's text chunks.
 
     Parent folders are created. Raises ValueError on a wrong shape or non-finite values.
     """
-    if image.ndim != 3 or image.shape[0] not in (1, 3):
-        raise ValueError(f"save_png expects a (C, H, W) image with C = 1 or 3, got shape {tuple(image.shape)}")
+    if image.ndim != 3 or image.shape[0] not in (1, 2, 3, 4):
+        raise ValueError(f"save_png expects a (C, H, W) image with C = 1 to 4, got shape {tuple(image.shape)}")
     if not torch.isfinite(image).all():
         raise ValueError(f"save_png: image for {str(path)!r} has non-finite values")
     pixels = (image.detach().to("cpu", torch.float32).clamp(0, 1) * 255).round().to(torch.uint8)
     array = pixels[0].numpy() if pixels.shape[0] == 1 else pixels.permute(1, 2, 0).contiguous().numpy()
-    atomic_write(path, lambda partial: Image.fromarray(array).save(partial, format="PNG"))
+    info = PngInfo()
+    for key, value in (text or {}).items():
+        info.add_text(key, value)
+    atomic_write(path, lambda partial: Image.fromarray(array).save(partial, format="PNG", pnginfo=info))
 
 
 def load_png(path: str | Path, channels: int | None = None) -> Tensor:

@@ -35,7 +35,9 @@ from ipbench.results.metric_registry import METRICS, SET_METRICS
 from ipbench.results.paired import image_differences
 from ipbench.results.paired_stats import paired_comparisons
 from ipbench.results.report_runs import ReportRun, all_rows, load_report_runs, provenance, run_warnings
+from ipbench.results.grid import grid_shows
 from ipbench.results.table import summarize
+from ipbench.results.unobserved import shown
 from ipbench.run_paths import measurement_png, reconstruction_png, truth_png
 
 TEMPLATE = "report.html.j2"
@@ -52,7 +54,7 @@ def _image_uri(path: Path) -> str | None:
     if not path.is_file():
         return None
     with Image.open(path) as image:
-        image = image.convert("RGB" if image.mode not in ("L", "RGB") else image.mode)
+        image = image if image.mode in ("L", "RGB") else shown(image)  # holes of a measurement marked
         if max(image.size) > THUMBNAIL:
             image.thumbnail((THUMBNAIL, THUMBNAIL), Image.Resampling.LANCZOS)
         buffer = io.BytesIO()
@@ -229,7 +231,7 @@ def build_report(paths: Sequence[str | Path], baseline: str | None = None, resam
         "metrics": [METRICS[m].label for m in metrics],
         "sections": sections,
         "sweeps": _sweeps(runs, per_image, metrics),
-        "grids": [{"run": r.name, "name": p.stem, "uri": _data_uri(p.read_bytes())}
+        "grids": [{"run": r.name, "name": p.stem, "uri": _data_uri(p.read_bytes()), "shows": grid_shows(p)}
                   for r in runs for p in sorted(r.path.glob("grid-*.png"))],
     }
 
