@@ -87,6 +87,7 @@ def _read_paths(monkeypatch, out: Path) -> list[Path]:
     (("DPS (zeta 0.5)", "dps/residual"), "box/centre"),
     (("con", "a%2Fb"), "nul"),
     (("truth", "trace"), "measurement"),  # not the folder's own names at their places
+    (("x" * MAX_NAME_BYTES, "y" * MAX_NAME_BYTES), "o" * MAX_NAME_BYTES),  # the longest names still write
 ])
 def test_hostile_labels_write_only_inside_the_run_folder_and_never_share_a_file(tmp_path, small_model_path,
                                                                                  monkeypatch, solvers, operator):
@@ -161,3 +162,12 @@ def test_image_file_names_that_cannot_be_ids_are_refused_before_anything_is_writ
     lines = result.output.strip().splitlines()
     assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("Error: image set "), result.output
     assert str(folder) in lines[0] and fragment in lines[0] and not written and not out.exists()
+
+
+def test_the_default_run_folder_is_one_short_name_under_runs(tmp_path):
+    from ipbench.benchmark.spec import load_suite
+
+    config = tmp_path / "suite.toml"
+    config.write_text(_suite(("../../../x", "/etc/" + "y" * 140), "../" + "o" * 140))
+    folder = load_suite(config).default_out()
+    assert folder.parent == Path("runs") and len(folder.name) <= MAX_NAME_BYTES + 10 and "/" not in folder.name

@@ -217,10 +217,15 @@ def save_png(image: Tensor, path: str | Path, text: dict[str, str] | None = None
         raise ValueError(f"save_png: image for {str(path)!r} has non-finite values")
     pixels = (image.detach().to("cpu", torch.float32).clamp(0, 1) * 255).round().to(torch.uint8)
     array = pixels[0].numpy() if pixels.shape[0] == 1 else pixels.permute(1, 2, 0).contiguous().numpy()
+    write_png(Image.fromarray(array), path, text)
+
+
+def write_png(image: Image.Image, path: str | Path, text: dict[str, str] | None = None) -> None:
+    """Write a PIL image as a PNG atomically (files.py), with `text` in its text chunks."""
     info = PngInfo()
     for key, value in (text or {}).items():
         info.add_text(key, value)
-    atomic_write(path, lambda partial: Image.fromarray(array).save(partial, format="PNG", pnginfo=info))
+    atomic_write(path, lambda partial: image.save(partial, format="PNG", pnginfo=info))
 
 
 def load_png(path: str | Path, channels: int | None = None) -> Tensor:

@@ -12,10 +12,9 @@ import json
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
-from PIL.PngImagePlugin import PngInfo
 
 from ipbench.errors import UsageError
-from ipbench.files import atomic_write
+from ipbench.data.images import write_png
 from ipbench.results.rows import read_run_json, run_rows
 from ipbench.results.unobserved import shown
 from ipbench.run_paths import (IMAGES, TRUTH, grid_png, measurement_png, reconstruction_png, trace_figure_png,
@@ -41,13 +40,6 @@ def _open_cell(path: Path, size: tuple[int, int]) -> Image.Image:
 def _applicable_pairs(run_dir: Path) -> set[tuple[str, str]]:
     """(solver, operator) pairs with a row that is not `skipped`: a grid leaves out solvers that do not apply."""
     return {(r["solver"], r["operator"]) for r in run_rows(run_dir) if r.get("status") != "skipped"}
-
-
-def _save(figure: Image.Image, target: Path, text: dict[str, str] | None = None) -> None:
-    info = PngInfo()
-    for key, value in (text or {}).items():
-        info.add_text(key, value)
-    atomic_write(target, lambda partial: figure.save(partial, format="PNG", pnginfo=info))
 
 
 def _recorded(path: Path) -> dict[str, int] | None:
@@ -107,7 +99,8 @@ def write_grids(run_dir: str | Path, max_images: int = 8, out: str | Path | None
         grid = Image.new("RGB", (LABEL_W + len(columns) * (cell[0] + PAD), LABEL_H + len(ids) * (cell[1] + PAD)), "white")
         draw = ImageDraw.Draw(grid)
         for c, name in enumerate(columns):
-            draw.text((LABEL_W + c * (cell[0] + PAD) + 2, 3), name[: max(4, cell[0] // CHAR_W)], fill="black", font=font)
+            draw.text((LABEL_W + c * (cell[0] + PAD) + 2, 3), name[: max(4, cell[0] // CHAR_W)], fill="black",
+                      font=font)
         for r, image_id in enumerate(ids):
             top = LABEL_H + r * (cell[1] + PAD)
             draw.text((2, top + cell[1] // 2 - 6), image_id[:18], fill="black", font=font)
@@ -117,7 +110,7 @@ def write_grids(run_dir: str | Path, max_images: int = 8, out: str | Path | None
                         reconstruction_png(run_dir, operator_label, name, image_id, seed))
                 grid.paste(_open_cell(path, cell), (LABEL_W + c * (cell[0] + PAD), top))
         target = grid_png(folder, operator_label)
-        _save(grid, target, {GRID_KEY: json.dumps({"images": len(ids), "seed": seed})})
+        write_png(grid, target, {GRID_KEY: json.dumps({"images": len(ids), "seed": seed})})
         written.append(target)
         trace = _trace_figure(run_dir, folder, operator_label, [s["label"] for s in config["solvers"]], ids, seed,
                               scale, cell[0])
@@ -171,5 +164,5 @@ def _trace_figure(run_dir: Path, folder: Path, operator_label: str, solvers: lis
                 draw.text((left + 2, top + height + 1 + k * LINE_H), line[: frame_width // CHAR_W], fill="black",
                           font=font)
     target = trace_figure_png(folder, operator_label)
-    _save(figure, target)
+    write_png(figure, target)
     return target
