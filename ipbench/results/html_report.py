@@ -38,7 +38,7 @@ from ipbench.results.report_runs import ReportRun, all_rows, load_report_runs, p
 from ipbench.results.grid import grid_shows
 from ipbench.results.table import summarize
 from ipbench.results.unobserved import shown
-from ipbench.run_paths import measurement_png, reconstruction_png, truth_png
+from ipbench.run_paths import grid_png, measurement_png, reconstruction_png, truth_png
 
 TEMPLATE = "report.html.j2"
 EXTREMES = 3  # images shown per side (largest and smallest paired difference) and comparison
@@ -231,9 +231,21 @@ def build_report(paths: Sequence[str | Path], baseline: str | None = None, resam
         "metrics": [METRICS[m].label for m in metrics],
         "sections": sections,
         "sweeps": _sweeps(runs, per_image, metrics),
-        "grids": [{"run": r.name, "name": p.stem, "uri": _data_uri(p.read_bytes()), "shows": grid_shows(p)}
-                  for r in runs for p in sorted(r.path.glob("grid-*.png"))],
+        "grids": _grids(runs),
     }
+
+
+def _grids(runs: Sequence[ReportRun]) -> list[dict[str, Any]]:
+    """Each run's own grid of each of its operators (grid-<operator>.png, where `bench run` wrote it), with
+    what it shows (results/grid.py records it)."""
+    grids = []
+    for run in runs:
+        for operator in (o.get("label", o["name"]) for o in run.meta["config"]["operators"]):
+            path = grid_png(run.path, operator)
+            if path.is_file():
+                grids.append({"run": run.name, "name": f"grid-{operator}", "uri": _data_uri(path.read_bytes()),
+                              "shows": grid_shows(path)})
+    return grids
 
 
 def render(context: dict[str, Any]) -> str:
