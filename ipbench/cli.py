@@ -420,13 +420,23 @@ def report_command(run_dirs: tuple[str, ...], out: str | None, baseline: str | N
 @cli.command("grid")
 @click.argument("run_dir", metavar="RUN")
 @click.option("--max-images", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--out", default=None, metavar="DIR",
+              help="Write the figures here [default: RUN when its own grids show as many images, else "
+                   "RUN/grids-<N>-images, keeping the grids that bench report embeds].")
 @user_errors
-def grid_command(run_dir: str, max_images: int) -> None:
-    """Write grid-<operator>.png figures for RUN."""
-    from ipbench.results.grid import write_grids
+def grid_command(run_dir: str, max_images: int, out: str | None) -> None:
+    """Write grid-<operator>.png figures for RUN (and trace-<operator>.png where it saved traces)."""
+    from ipbench.results.grid import grid_folder, own_grid_images, write_grids
 
-    for path in write_grids(_run_folder(run_dir), max_images=max_images):
+    folder = _run_folder(run_dir)
+    target = Path(out) if out is not None else grid_folder(folder, max_images)
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"--out {out}: is a file; give a folder for the grid PNGs")
+    for path in write_grids(folder, max_images=max_images, out=target):
         click.echo(str(path))
+    if out is None and target != folder:
+        click.echo(f"the run's own grids (first {own_grid_images(folder)} images), which bench report embeds, are "
+                   f"kept; these went to {target}")
 
 
 @cli.command("sample")

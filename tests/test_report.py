@@ -1,10 +1,13 @@
 """bench report: the page's content from small runs, its warnings, and the page itself in headless Chromium."""
 from __future__ import annotations
 
+import base64
+import io
 import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -17,6 +20,7 @@ from ipbench.cli import cli
 from ipbench.results.html_report import build_report
 from ipbench.results.report_runs import load_report_runs, run_warnings
 from ipbench.results.plots import pareto_front
+from ipbench.results.unobserved import CHECKER
 from tests.plugins import flaky_solvers  # noqa: F401  (registers nan-on-second)
 
 RESAMPLES = 500  # the statistics are tested in test_paired_stats.py; here only what the page shows
@@ -84,8 +88,11 @@ def test_report_shows_tables_distributions_costs_pairs_sweeps_and_grids(small_ru
     assert len(shown) == 4  # 3 largest, then the 1 of the 4 images not among them
     assert [c["label"] for c in shown[0]["cells"]] == ["truth", "measurement", "tweedie", "hole-fill-1"]
     assert all(c["uri"].startswith("data:image/png;base64,") for item in shown for c in item["cells"])
+    measurement = Image.open(io.BytesIO(base64.b64decode(shown[0]["cells"][1]["uri"].split(",")[1])))
+    assert set(CHECKER) <= set(map(tuple, np.asarray(measurement.convert("RGB")).reshape(-1, 3).tolist()))  # holes
     assert [s["title"] for s in context["sweeps"]] == ["hole-fill: sigma (small)"]
-    assert {g["name"] for g in context["grids"]} == {"grid-inpaint-random", "grid-deblur-gauss"}
+    assert [(g["name"], g["shows"]) for g in context["grids"]] == [("grid-inpaint-random", "first 4 images, seed 0"),
+                                                                   ("grid-deblur-gauss", "first 4 images, seed 0")]
 
 
 def test_the_paired_cells_match_the_paired_statistics(small_run: Path) -> None:

@@ -1,6 +1,7 @@
 """The background writer: the same files as save_png, jobs in order, errors raised, nothing queued lost."""
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -35,9 +36,12 @@ def test_jobs_run_in_submission_order_and_png_once_skips_known_paths(tmp_path: P
 def test_a_failed_write_is_raised_and_later_jobs_are_not_run(tmp_path: Path) -> None:
     (tmp_path / "blocker").write_text("a file where a folder should be")
     ran: list[int] = []
+    queued = threading.Event()  # holds the worker until both jobs are queued: submit cannot see the error yet
     writer = BackgroundWriter()
+    writer.submit(queued.wait)
     writer.png(torch.zeros(1, 8, 8), tmp_path / "blocker" / "x.png")
     writer.submit(ran.append, 1)
+    queued.set()
     with pytest.raises(OSError):
         writer.close()
     assert ran == []

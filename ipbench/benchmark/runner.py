@@ -40,12 +40,13 @@ from ipbench.files import atomic_write_text
 from ipbench.models import ScoreModel, load_model
 from ipbench.models.counting import CountingModel
 from ipbench.models.acceleration import AcceleratedModel, Acceleration
-from ipbench.operators import Operator, back_project, measure
+from ipbench.operators import Operator, back_project, measure, visible_mask
 from ipbench.params import check_times
 from ipbench.solvers.base import output_problem
 from ipbench.results.metric_registry import METRIC_CONVENTIONS, METRIC_SUMMARY
 from ipbench.results.metrics import compute_metrics, prepare_metrics
 from ipbench.results.rows import FINAL, RowStore, read_run_json, row_key, run_rows
+from ipbench.run_paths import check_run_names, measurement_png, reconstruction_png, trace_png, truth_png
 from ipbench.seeding import measurement_generator, seeding_convention, solver_generator
 
 CONVENTIONS = {
@@ -90,6 +91,7 @@ def run(spec: RunSpec, out: str | Path | None = None, *, batch_size: int = 8, de
         raise UsageError(f"--batch-size {batch_size}: must be >= 1")
     if trace is not None and trace < 1:
         raise UsageError(f"--trace {trace}: must be >= 1 (save every K-th step)")
+    check_run_names([s.label for s in spec.solvers], [o.label for o in spec.operators])  # before any file
     dev = resolve_device(device)
     if acceleration.fast and dev.type != "cuda" and log is not None:
         log("--fast: no effect on CPU (the GPU preset; fp32 eager is the fastest measured CPU setting)")
@@ -211,9 +213,12 @@ def _measure(operator: Operator, x: Tensor, ids: Sequence[str], seed: int, devic
     physics = operator.build(x.shape[1:], generators, device)
     y = measure(physics, x, generators)
     shown = y if y.shape == x.shape else back_project(physics, y)  # what the grid shows as the measurement
+    if y.shape == x.shape:  # pixels A does not see (inpainting holes) saved transparent: the grid marks them
+        seen = visible_mask(physics, x).amax(dim=1, keepdim=True)
+        shown = torch.cat([shown, seen], dim=1) if bool((seen == 0).any()) else shown
     for image_id, truth, meas in zip(ids, x, shown):
-        writer.png_once(truth, out / "images" / "truth" / f"{image_id}.png")
-        writer.png_once(meas, out / "images" / operator.label / "measurement" / f"{image_id}-s{seed}.png")
+        writer.png_once(truth, truth_png(out, image_id))
+        writer.png_once(meas, measurement_png(out, operator.label, image_id, seed))
     return physics, y
 
 
@@ -264,10 +269,10 @@ def _solve_and_score(entry: SolverEntry, operator: Operator, seed: int, ids: Seq
         if error is None and bool(finite[i]):
             row.update({k: float(v[i]) for k, v in metrics.items()}, clamped=clamped[i], clamped_max=clamped_max[i],
                        status="ok")
-            writer.png(x_hat[i], out / "images" / operator.label / entry.label / f"{image_id}-s{seed}.png")
+            writer.png(x_hat[i], reconstruction_png(out, operator.label, entry.label, image_id, seed))
             if i in traced:
-                trace_file = out / "images" / operator.label / entry.label / "trace" / f"{image_id}-s{seed}.png"
-                writer.png(traced[i], trace_file)
+                writer.png(traced[i], trace_png(out, operator.label, entry.label, image_id, seed),
+                           text=tracer.steps_text() if tracer is not None else None)
         else:
             row.update(psnr=math.nan, ssim=math.nan, lpips=math.nan, status="failed",
                        error=error or "solver returned non-finite values")

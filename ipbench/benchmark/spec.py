@@ -13,6 +13,7 @@ from ipbench.benchmark.suite_schema import check_suite
 from ipbench.errors import UsageError, first_line
 from ipbench.operators import OPERATORS, Operator
 from ipbench.results.metric_registry import DEFAULT_METRICS, metric_names
+from ipbench.run_paths import MAX_NAME_BYTES, check_run_names, file_name
 from ipbench.solvers import SOLVERS, Solver
 
 try:
@@ -73,11 +74,13 @@ class RunSpec:
         }
 
     def default_out(self) -> Path:
-        """runs/<solvers>_<operators>_<hash>: the same command resumes into the same folder."""
+        """runs/<solvers>_<operators>_<hash>: the same command resumes into the same folder. The labels are
+        file names (run_paths.py), cut to keep the folder's name short; the hash keeps it unique."""
         digest = hashlib.sha256(json.dumps(self.config(), sort_keys=True).encode()).hexdigest()[:8]
-        solvers = "-".join(s.label for s in self.solvers)
-        operators = "-".join(o.label for o in self.operators)
-        return Path("runs") / f"{solvers}_{operators}_{digest}"
+        check_run_names([s.label for s in self.solvers], [o.label for o in self.operators])
+        solvers = "-".join(file_name(s.label) for s in self.solvers)
+        operators = "-".join(file_name(o.label) for o in self.operators)
+        return Path("runs") / f"{solvers[:MAX_NAME_BYTES // 2]}_{operators[:MAX_NAME_BYTES // 2]}_{digest}"
 
 
 def code_files(spec: RunSpec) -> dict[str, dict[str, str | None]]:
@@ -256,6 +259,7 @@ def load_suite(path: str | Path) -> RunSpec:
     if not solvers or not operators:
         raise UsageError(f"--config {path}: needs at least one [[solver]] and one [[operator]] table")
     _unique([s.label for s in solvers], f"--config {path}: solver label")
+    _in_suite(path, check_run_names, [s.label for s in solvers], [o.label for o in operators])  # file names
     seeds = data.get("seeds", [0])
     return RunSpec(solvers=solvers, operators=operators, model=data.get("model", DEFAULT_MODEL),
                    images=data.get("images"), num_images=data.get("num_images"),

@@ -48,10 +48,10 @@ class BackgroundWriter:
         self._raise_pending_error()
         self._jobs.put((fn, args))
 
-    def png(self, image: Tensor, path: Path) -> None:
-        """Save `image` (C, H, W in [0, 1]) at `path` with `save_png`."""
+    def png(self, image: Tensor, path: Path, text: dict[str, str] | None = None) -> None:
+        """Save `image` (C, H, W in [0, 1]) at `path` with `save_png` (and its `text` chunks)."""
         self._queued_paths.add(path)
-        self.submit(save_png, image.detach().to("cpu", copy=True), path)
+        self.submit(save_png, image.detach().to("cpu", copy=True), path, text)
 
     def png_once(self, image: Tensor, path: Path) -> None:
         """`png` unless `path` is queued already or holds a file (truth and measurement images); an empty

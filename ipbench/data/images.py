@@ -15,11 +15,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageOps
+from PIL.PngImagePlugin import PngInfo
 from torch import Tensor
 
 from ipbench.errors import UsageError
 from ipbench.files import atomic_write
 from ipbench.registry import Registry
+from ipbench.run_paths import check_names
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")  # matched case-insensitively
 BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
@@ -176,6 +178,10 @@ def load_images(source: str, shape: tuple[int, int, int], num_images: int | None
                 "rename one (ids are file names without extension)"
             )
         stems[path.stem] = path.name
+    try:  # ids become file names of the run (images/truth/<id>.png, ...): run_paths.py maps them
+        check_names(stems, "image id")
+    except UsageError as exc:
+        raise UsageError(f"image set {name!r}: {exc} (ids are file names without extension)") from None
 
     ids: list[str] = []
     images: list[Tensor] = []
@@ -199,18 +205,27 @@ def load_images(source: str, shape: tuple[int, int, int], num_images: int | None
     return ImageSet(ids=ids, images=torch.stack(images), source=name, skipped=skipped)
 
 
-def save_png(image: Tensor, path: str | Path) -> None:
-    """Save a (C, H, W) image in [0, 1] (C = 1 or 3) as an 8-bit PNG: clamped to [0, 1], round(255 x).
+def save_png(image: Tensor, path: str | Path, text: dict[str, str] | None = None) -> None:
+    """Save a (C, H, W) image in [0, 1] (C = 1 or 3, or 2 or 4 with opacity last) as an 8-bit PNG:
+    clamped to [0, 1], round(255 x); `text` goes into the PNG's text chunks.
 
     Parent folders are created. Raises ValueError on a wrong shape or non-finite values.
     """
-    if image.ndim != 3 or image.shape[0] not in (1, 3):
-        raise ValueError(f"save_png expects a (C, H, W) image with C = 1 or 3, got shape {tuple(image.shape)}")
+    if image.ndim != 3 or image.shape[0] not in (1, 2, 3, 4):
+        raise ValueError(f"save_png expects a (C, H, W) image with C = 1 to 4, got shape {tuple(image.shape)}")
     if not torch.isfinite(image).all():
         raise ValueError(f"save_png: image for {str(path)!r} has non-finite values")
     pixels = (image.detach().to("cpu", torch.float32).clamp(0, 1) * 255).round().to(torch.uint8)
     array = pixels[0].numpy() if pixels.shape[0] == 1 else pixels.permute(1, 2, 0).contiguous().numpy()
-    atomic_write(path, lambda partial: Image.fromarray(array).save(partial, format="PNG"))
+    write_png(Image.fromarray(array), path, text)
+
+
+def write_png(image: Image.Image, path: str | Path, text: dict[str, str] | None = None) -> None:
+    """Write a PIL image as a PNG atomically (files.py), with `text` in its text chunks."""
+    info = PngInfo()
+    for key, value in (text or {}).items():
+        info.add_text(key, value)
+    atomic_write(path, lambda partial: image.save(partial, format="PNG", pnginfo=info))
 
 
 def load_png(path: str | Path, channels: int | None = None) -> Tensor:

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from ipbench.data import load_png
 from ipbench.errors import UsageError
 from ipbench.files import atomic_write_text
+from ipbench.run_paths import reconstruction_png, truth_png
 from ipbench.weights import read_state_dict
 
 FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
@@ -106,14 +107,15 @@ def cell_fids(run_dir: Path, rows: Sequence[dict], device: torch.device) -> dict
     result = {}
     for (solver, operator), cell in cells.items():
         cell.sort(key=lambda r: (r["image"], str(r["seed"])))
-        key = f"{solver} | {operator}"
+        # "solver | operator", unless a label holds "|" and two cells could share that key
+        key = f"{solver} | {operator}" if "|" not in solver + operator else json.dumps([solver, operator])
         fingerprint = hashlib.sha256(json.dumps([[r["image"], str(r["seed"])] for r in cell]).encode()).hexdigest()
         if cache.get(key, {}).get("rows_sha256") != fingerprint:
-            recon = features(_saved([run_dir / "images" / operator / solver / f"{r['image']}-s{r['seed']}.png"
+            recon = features(_saved([reconstruction_png(run_dir, operator, solver, r["image"], r["seed"])
                                      for r in cell]), device)
             missing = sorted({r["image"] for r in cell} - truth.keys())
             if missing:
-                found = features(_saved([run_dir / "images" / "truth" / f"{i}.png" for i in missing]), device)
+                found = features(_saved([truth_png(run_dir, i) for i in missing]), device)
                 truth.update(zip(missing, found))
             reference = np.stack([truth[i] for i in sorted({r["image"] for r in cell})])
             value = frechet_distance(recon, reference)

@@ -1,19 +1,31 @@
 """Figure grids: one PNG per operator; rows = images, columns = truth, measurement, one per solver.
 
 With the strips of `bench run --trace K`, also trace-<operator>.png: how each solver's x0_hat converges.
+Pixels a measurement does not see are drawn as a magenta checkerboard (results/unobserved.py). Each grid
+records in a PNG text chunk how many images it shows and of which seed: `bench run` writes the run's own
+grids (which `bench report` embeds), and `bench grid` with other options writes to another folder
+(`grid_folder`) instead of replacing them.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
 from ipbench.errors import UsageError
-from ipbench.files import atomic_write
+from ipbench.data.images import write_png
 from ipbench.results.rows import read_run_json, run_rows
+from ipbench.results.unobserved import shown
+from ipbench.run_paths import (IMAGES, TRUTH, grid_png, measurement_png, reconstruction_png, trace_figure_png,
+                               trace_png, truth_png)
 
 MIN_CELL = 96  # small images are shown enlarged (nearest) so that pixels stay visible
 PAD, LABEL_H, LABEL_W = 4, 18, 110
+LINE_H, CHAR_W = 12, 6  # the default font's line height and character width
+GRID_KEY = "ipbench-grid"  # a grid PNG's text chunk: JSON {"images": N, "seed": S}
+RUN_DEFAULT_IMAGES = 8  # `bench run --max-grid-images`'s default: what a grid from before GRID_KEY shows
+TRACE_STEPS_KEY = "ipbench-trace-steps"  # a trace strip's text chunk (benchmark/trace.py writes it)
 
 
 def _open_cell(path: Path, size: tuple[int, int]) -> Image.Image:
@@ -22,7 +34,7 @@ def _open_cell(path: Path, size: tuple[int, int]) -> Image.Image:
         ImageDraw.Draw(cell).text((6, size[1] // 2 - 6), "failed", fill=(255, 255, 255), font=ImageFont.load_default())
         return cell
     with Image.open(path) as img:
-        return img.convert("RGB").resize(size, Image.Resampling.NEAREST)
+        return shown(img, size)
 
 
 def _applicable_pairs(run_dir: Path) -> set[tuple[str, str]]:
@@ -30,11 +42,47 @@ def _applicable_pairs(run_dir: Path) -> set[tuple[str, str]]:
     return {(r["solver"], r["operator"]) for r in run_rows(run_dir) if r.get("status") != "skipped"}
 
 
-def write_grids(run_dir: str | Path, max_images: int = 8) -> list[Path]:
-    """Write grid-<operator>.png for every operator of the run (first seed, first `max_images` images)."""
+def _recorded(path: Path) -> dict[str, int] | None:
+    """What a grid PNG records of itself (GRID_KEY), or None for a grid from before it did."""
+    with Image.open(path) as image:
+        text = getattr(image, "text", {}).get(GRID_KEY)
+    return None if text is None else json.loads(text)
+
+
+def grid_shows(path: Path) -> str:
+    """'first N images, seed S' for a grid PNG; empty for a grid that does not record it."""
+    recorded = _recorded(path)
+    return "" if recorded is None else f"first {recorded['images']} images, seed {recorded['seed']}"
+
+
+def own_grid_images(run_dir: str | Path) -> int | None:
+    """How many images the run's own grids (run_dir/grid-*.png) show; None when it has none."""
     run_dir = Path(run_dir)
+    grids = sorted(run_dir.glob("grid-*.png"))
+    if not grids:
+        return None
+    recorded = _recorded(grids[0])
+    if recorded is not None:
+        return int(recorded["images"])
+    return min(RUN_DEFAULT_IMAGES, len(read_run_json(run_dir)["images"]["ids"]))
+
+
+def grid_folder(run_dir: str | Path, max_images: int) -> Path:
+    """Where `bench grid RUN --max-images N` writes: RUN itself when its own grids show as many images (or it
+    has none), else RUN/grids-<n>-images, so that the grids `bench report` embeds are not replaced."""
+    run_dir = Path(run_dir)
+    shows = min(max_images, len(read_run_json(run_dir)["images"]["ids"]))
+    own = own_grid_images(run_dir)
+    return run_dir if own is None or own == shows else run_dir / f"grids-{shows}-images"
+
+
+def write_grids(run_dir: str | Path, max_images: int = 8, out: str | Path | None = None) -> list[Path]:
+    """Write grid-<operator>.png for every operator of the run (first seed, first `max_images` images), and
+    trace-<operator>.png where the run saved trace strips, into `out` (default: the run folder)."""
+    run_dir = Path(run_dir)
+    folder = run_dir if out is None else Path(out)
     meta = read_run_json(run_dir)
-    if not any((run_dir / "images" / "truth").glob("*.png")):
+    if not any((run_dir / IMAGES / TRUTH).glob("*.png")):
         raise UsageError(f"{run_dir}: no images to show (images/truth is empty); run `bench run` into it first")
     config = meta["config"]
     seed = config["seeds"][0]
@@ -51,44 +99,70 @@ def write_grids(run_dir: str | Path, max_images: int = 8) -> list[Path]:
         grid = Image.new("RGB", (LABEL_W + len(columns) * (cell[0] + PAD), LABEL_H + len(ids) * (cell[1] + PAD)), "white")
         draw = ImageDraw.Draw(grid)
         for c, name in enumerate(columns):
-            draw.text((LABEL_W + c * (cell[0] + PAD) + 2, 3), name[: max(4, cell[0] // 6)], fill="black", font=font)
+            draw.text((LABEL_W + c * (cell[0] + PAD) + 2, 3), name[: max(4, cell[0] // CHAR_W)], fill="black",
+                      font=font)
         for r, image_id in enumerate(ids):
             top = LABEL_H + r * (cell[1] + PAD)
             draw.text((2, top + cell[1] // 2 - 6), image_id[:18], fill="black", font=font)
             for c, name in enumerate(columns):
-                path = (run_dir / "images" / "truth" / f"{image_id}.png" if name == "truth"
-                        else run_dir / "images" / operator_label / name / f"{image_id}-s{seed}.png")
+                path = (truth_png(run_dir, image_id) if c == 0 else
+                        measurement_png(run_dir, operator_label, image_id, seed) if c == 1 else
+                        reconstruction_png(run_dir, operator_label, name, image_id, seed))
                 grid.paste(_open_cell(path, cell), (LABEL_W + c * (cell[0] + PAD), top))
-        target = run_dir / f"grid-{operator_label}.png"
-        atomic_write(target, lambda partial: grid.save(partial, format="PNG"))
+        target = grid_png(folder, operator_label)
+        write_png(grid, target, {GRID_KEY: json.dumps({"images": len(ids), "seed": seed})})
         written.append(target)
-        trace = _trace_figure(run_dir, operator_label, [s["label"] for s in config["solvers"]], ids, seed, scale)
+        trace = _trace_figure(run_dir, folder, operator_label, [s["label"] for s in config["solvers"]], ids, seed,
+                              scale, cell[0])
         if trace is not None:
             written.append(trace)
     return written
 
 
-def _trace_figure(run_dir: Path, operator_label: str, solvers: list[str], ids: list[str], seed: int,
-                  scale: int) -> Path | None:
-    """trace-<operator>.png from the strips `bench run --trace K` saved: one row per (solver, image), x0_hat
-    at steps 0, K, 2K, ... and the last, left to right. None when the run saved no strip."""
-    strips = [(f"{solver} {image_id}"[:18], run_dir / "images" / operator_label / solver / "trace" /
-               f"{image_id}-s{seed}.png") for solver in solvers for image_id in ids]
-    strips = [(label, path) for label, path in strips if path.is_file()]
+def _frame_labels(path: Path, frames: int) -> list[list[str]]:
+    """Under each frame of a strip: its step and diffusion time, from the strip's PNG text (none in strips
+    from before it was recorded)."""
+    with Image.open(path) as image:
+        recorded = getattr(image, "text", {}).get(TRACE_STEPS_KEY)
+    times = json.loads(recorded) if recorded is not None else []
+    if len(times) != frames:
+        return [[] for _ in range(frames)]
+    return [[f"step {step}", f"t={t}"] for step, t in times]
+
+
+def _trace_figure(run_dir: Path, folder: Path, operator_label: str, solvers: list[str], ids: list[str], seed: int,
+                  scale: int, frame_width: int) -> Path | None:
+    """trace-<operator>.png from the strips `bench run --trace K` saved: one row per (solver, image), labelled
+    with both, x0_hat at steps 0, K, 2K, ... and the last, left to right, each frame's step and t under it.
+    None when the run saved no strip."""
+    strips = [(solver, image_id, trace_png(run_dir, operator_label, solver, image_id, seed))
+              for solver in solvers for image_id in ids]
+    strips = [strip for strip in strips if strip[2].is_file()]
     if not strips:
         return None
-    sizes = []
-    for _, path in strips:
+    strip_images = []
+    for *_, path in strips:
         with Image.open(path) as img:
-            sizes.append((img.width * scale, img.height * scale))
-    width, height = max(w for w, _ in sizes), max(h for _, h in sizes)
-    figure = Image.new("RGB", (LABEL_W + width, LABEL_H + len(strips) * (height + PAD)), "white")
+            strip_images.append(shown(img, (img.width * scale, img.height * scale)))
+    height = max(img.height for img in strip_images)
+    frames = [max(1, img.width // frame_width) for img in strip_images]
+    row_h = height + 2 * LINE_H + PAD
+    figure = Image.new("RGB", (LABEL_W + max(frames) * (frame_width + PAD), LABEL_H + len(strips) * row_h), "white")
     draw, font = ImageDraw.Draw(figure), ImageFont.load_default()
-    draw.text((LABEL_W + 2, 3), "x0_hat, first step to last", fill="black", font=font)
-    for r, ((label, path), size) in enumerate(zip(strips, sizes)):
-        top = LABEL_H + r * (height + PAD)
-        draw.text((2, top + height // 2 - 6), label, fill="black", font=font)
-        figure.paste(_open_cell(path, size), (LABEL_W, top))
-    target = run_dir / f"trace-{operator_label}.png"
-    atomic_write(target, lambda partial: figure.save(partial, format="PNG"))
+    draw.text((LABEL_W + 2, 3), "x0_hat per solver step, first to last (t: diffusion time)", fill="black", font=font)
+    chars = (LABEL_W - 4) // CHAR_W
+    for r, ((solver, image_id, path), strip, count) in enumerate(zip(strips, strip_images, frames)):
+        top = LABEL_H + r * row_h
+        if r > 0 and solver != strips[r - 1][0]:  # a rule between solvers
+            draw.line((0, top - PAD // 2, figure.width, top - PAD // 2), fill=(160, 160, 160))
+        draw.text((2, top + height // 2 - LINE_H), solver[:chars], fill="black", font=font)
+        draw.text((2, top + height // 2), image_id[:chars], fill=(90, 90, 90), font=font)
+        for f, lines in enumerate(_frame_labels(path, count)):
+            left = LABEL_W + f * (frame_width + PAD)
+            figure.paste(strip.crop((f * frame_width, 0, (f + 1) * frame_width, strip.height)), (left, top))
+            for k, line in enumerate(lines):
+                draw.text((left + 2, top + height + 1 + k * LINE_H), line[: frame_width // CHAR_W], fill="black",
+                          font=font)
+    target = trace_figure_png(folder, operator_label)
+    write_png(figure, target)
     return target

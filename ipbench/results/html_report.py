@@ -35,7 +35,10 @@ from ipbench.results.metric_registry import METRICS, SET_METRICS
 from ipbench.results.paired import image_differences
 from ipbench.results.paired_stats import paired_comparisons
 from ipbench.results.report_runs import ReportRun, all_rows, load_report_runs, provenance, run_warnings
+from ipbench.results.grid import grid_shows
 from ipbench.results.table import summarize
+from ipbench.results.unobserved import shown
+from ipbench.run_paths import grid_png, measurement_png, reconstruction_png, truth_png
 
 TEMPLATE = "report.html.j2"
 EXTREMES = 3  # images shown per side (largest and smallest paired difference) and comparison
@@ -51,7 +54,7 @@ def _image_uri(path: Path) -> str | None:
     if not path.is_file():
         return None
     with Image.open(path) as image:
-        image = image.convert("RGB" if image.mode not in ("L", "RGB") else image.mode)
+        image = image if image.mode in ("L", "RGB") else shown(image)  # holes of a measurement marked
         if max(image.size) > THUMBNAIL:
             image.thumbnail((THUMBNAIL, THUMBNAIL), Image.Resampling.LANCZOS)
         buffer = io.BytesIO()
@@ -142,12 +145,10 @@ def _image_cells(where: dict[str, tuple[ReportRun, str]], operator: str, image: 
     """Truth, measurement and each solver's reconstruction of `image` (the first seed) as data URIs."""
     run, _ = where[solvers[0]]
     seed = run.meta["config"]["seeds"][0]
-    images = run.path / "images"
-    cells = [("truth", images / "truth" / f"{image}.png"),
-             ("measurement", images / operator / "measurement" / f"{image}-s{seed}.png")]
+    cells = [("truth", truth_png(run.path, image)), ("measurement", measurement_png(run.path, operator, image, seed))]
     for solver in solvers:
         solver_run, original = where[solver]
-        cells.append((solver, solver_run.path / "images" / operator / original / f"{image}-s{seed}.png"))
+        cells.append((solver, reconstruction_png(solver_run.path, operator, original, image, seed)))
     return [{"label": label, "uri": _image_uri(path)} for label, path in cells]
 
 
@@ -230,9 +231,21 @@ def build_report(paths: Sequence[str | Path], baseline: str | None = None, resam
         "metrics": [METRICS[m].label for m in metrics],
         "sections": sections,
         "sweeps": _sweeps(runs, per_image, metrics),
-        "grids": [{"run": r.name, "name": p.stem, "uri": _data_uri(p.read_bytes())}
-                  for r in runs for p in sorted(r.path.glob("grid-*.png"))],
+        "grids": _grids(runs),
     }
+
+
+def _grids(runs: Sequence[ReportRun]) -> list[dict[str, Any]]:
+    """Each run's own grid of each of its operators (grid-<operator>.png, where `bench run` wrote it), with
+    what it shows (results/grid.py records it)."""
+    grids = []
+    for run in runs:
+        for operator in (o.get("label", o["name"]) for o in run.meta["config"]["operators"]):
+            path = grid_png(run.path, operator)
+            if path.is_file():
+                grids.append({"run": run.name, "name": f"grid-{operator}", "uri": _data_uri(path.read_bytes()),
+                              "shows": grid_shows(path)})
+    return grids
 
 
 def render(context: dict[str, Any]) -> str:
