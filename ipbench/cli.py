@@ -399,8 +399,8 @@ def table_command(run_dir: str, baseline: str | None, device: str) -> None:
               help="Where to write the page [default: RUN/report.html for one run, report.html for several].")
 @click.option("--baseline", default=None, metavar="SOLVER",
               help="Compare every solver to this one [default: every pair of solvers].")
-@click.option("--resamples", type=click.IntRange(min=100), default=10_000, show_default=True,
-              help="Bootstrap resamples of the images per paired interval.")
+@click.option("--resamples", type=int, default=10_000, show_default=True,  # range checked in one line below
+              help="Bootstrap resamples of the images per paired interval (100 to 100,000).")
 @user_errors
 def report_command(run_dirs: tuple[str, ...], out: str | None, baseline: str | None, resamples: int) -> None:
     """Write one self-contained HTML page (opens offline) over RUN folders: provenance, tables, per-image
