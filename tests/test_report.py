@@ -81,7 +81,7 @@ def test_report_shows_tables_distributions_costs_pairs_sweeps_and_grids(small_ru
     extremes = {group["solver"]: group for group in section["extremes"]}
     assert set(extremes) == {"hole-fill-1", "hole-fill-3", "nan-on-second", "masks-only"}
     shown = extremes["hole-fill-1"]["pictures"]
-    assert len(shown) == 4  # 3 largest, then the 1 of the 4 images not among them
+    assert [item["side"] for item in shown] == ["largest"] * 2 + ["smallest"] * 2  # 4 images: split, none twice
     assert [c["label"] for c in shown[0]["cells"]] == ["truth", "measurement", "tweedie", "hole-fill-1"]
     assert all(c["uri"].startswith("data:image/png;base64,") for item in shown for c in item["cells"])
     assert [s["title"] for s in context["sweeps"]] == ["hole-fill: sigma (small)"]
