@@ -406,7 +406,9 @@ def report_command(run_dirs: tuple[str, ...], out: str | None, baseline: str | N
     """Write one self-contained HTML page (opens offline) over RUN folders: provenance, tables, per-image
     distributions, quality against cost, paired comparisons with bootstrap intervals, grids."""
     from ipbench.results.html_report import write_report
+    from ipbench.results.paired_stats import check_resamples
 
+    check_resamples(resamples)  # before the folders are read
     folders = [_run_folder(path) for path in run_dirs]
     target = Path(out) if out is not None else folders[0] / "report.html" if len(folders) == 1 else Path("report.html")
     summary = write_report(folders, target, baseline=baseline, resamples=resamples)
