@@ -176,3 +176,18 @@ def test_the_interval_needs_the_same_memory_for_many_images(n: int) -> None:
         tracemalloc.stop()
     assert low < d.mean() < high
     assert peak < 3 * paired_stats.CHUNK * 8 + 8 * n * 8, f"{peak / 2 ** 20:.0f} MB"
+
+
+def test_a_sweep_line_is_named_by_what_it_changes_from_the_usual_setting() -> None:
+    common = {"steps": "100", "clip": "False", "schedule": "'geometric'"}
+    assert plots._line_label({"steps": 300, "clip": False, "schedule": "geometric"}, common) == "steps=300"
+    assert plots._line_label({"steps": 300, "clip": True, "schedule": "strided"}, common) == \
+        "steps=300, clip=True, schedule=strided"
+    assert plots._line_label({"steps": 100, "clip": False, "schedule": "geometric"}, common) == \
+        "steps=100, clip=False, schedule=geometric"  # the usual setting itself: all of it, once
+
+
+def test_a_sweep_figure_draws_lines_missing_on_some_operators() -> None:
+    points = pd.DataFrame({"operator": ["a", "a", "b", "b", "b"], "zeta": [0.1, 0.3, 0.1, 0.3, 0.3],
+                           "mode": ["x", "x", "x", "x", "y"], "psnr": 20.0, "psnr_se": 0.5})
+    assert plots.sweep_png(points, "zeta", ["mode"], ["psnr"]).startswith(b"\x89PNG")

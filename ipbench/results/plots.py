@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import io
 import math
+import textwrap
 import warnings
 from typing import Callable, Sequence, TypeVar
 
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 from ipbench.results.metric_registry import METRICS
 
@@ -124,8 +126,6 @@ def log_ticks(values: Sequence[float], with_zero: bool = False) -> tuple[list[fl
 
 def _cost_axis(axes: object, cost: str, x: np.ndarray) -> None:
     """A log (seconds) or symlog (NFE, which may be 0) x axis with log_ticks' ticks, labelled in plain text."""
-    from matplotlib.ticker import NullFormatter
-
     zero = cost == "nfe" and bool((x <= 0).any())
     if zero:
         axes.set_xscale("symlog", linthresh=1.0)  # NFE 0 (no network) stays on the axis
@@ -197,6 +197,13 @@ def _is_numeric(values: pd.Series) -> bool:
     return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
 
 
+def _line_label(values: dict[str, object], common: dict[str, str]) -> str:
+    """A sweep line's legend: the fields where it leaves the family's most common value (a one-change-at-a-
+    time design then reads as its changes), or all of them for the line that leaves none."""
+    changed = [f"{f}={v}" for f, v in values.items() if repr(v) != common[f]]
+    return ", ".join(changed) or ", ".join(f"{f}={v}" for f, v in values.items())
+
+
 @plain_text
 def sweep_png(points: pd.DataFrame, field: str, line_fields: Sequence[str], metrics: Sequence[str]) -> bytes:
     """Each metric against the swept `field`, one panel row per operator: `points` has operator, a column per
@@ -204,32 +211,43 @@ def sweep_png(points: pd.DataFrame, field: str, line_fields: Sequence[str], metr
     (`<metric>`, `<metric>_se`). One line per combination of the `line_fields`' values (the other fields a
     multi-field sweep varies); a single line when the sweep varies `field` alone."""
     operators = list(dict.fromkeys(points["operator"]))
-    figure = Figure(figsize=(4.6 * len(metrics) + (2.4 if line_fields else 0.0), 0.6 + 3.2 * len(operators)))
+    keys = points[list(line_fields)].apply(lambda row: tuple(map(repr, row)), axis=1) if line_fields \
+        else pd.Series([()] * len(points), index=points.index)
+    lines = list(dict.fromkeys(keys))  # one colour and one legend entry per line, the same in every panel
+    common = {f: points[f].map(repr).mode().iloc[0] for f in line_fields}  # each other field's usual value
+    labels = [textwrap.fill(_line_label({f: points.loc[keys == key, f].tolist()[0] for f in line_fields}, common),
+                            70) for key in lines]  # python values, as map(repr) gives
+    legend_height = 0.25 + 0.17 * sum(label.count("\n") + 1 for label in labels) if line_fields else 0.0
+    height = 0.6 + 3.2 * len(operators) + legend_height
+    figure = Figure(figsize=(max(4.6 * len(metrics), 6.0 if line_fields else 0.0), height))
     numeric = _is_numeric(points[field])
     slots = {v: i for i, v in enumerate(dict.fromkeys(map(repr, points[field])))}  # categorical x: first-seen order
     names = {repr(v): str(v) for v in points[field]}
+    colors = [f"C{i % 10}" for i in range(len(lines))]
     for r, operator in enumerate(operators):
-        part = points[points["operator"] == operator]
         for k, metric in enumerate(metrics):
             axes = figure.add_subplot(len(operators), len(metrics), r * len(metrics) + k + 1)
-            keys = part[list(line_fields)].apply(lambda row: tuple(map(repr, row)), axis=1) if line_fields \
-                else pd.Series([()] * len(part), index=part.index)
-            for key in dict.fromkeys(keys):
-                line = part[keys == key]
+            for key, label, color in zip(lines, labels, colors):
+                line = points[(keys == key) & (points["operator"] == operator)]
+                if line.empty:
+                    continue
                 line = line.sort_values(field) if numeric else line
                 x = line[field].to_numpy(float) if numeric else np.array([slots[repr(v)] for v in line[field]])
-                label = ", ".join(f"{f}={line[f].iloc[0]}" for f in line_fields)
-                axes.errorbar(x, line[metric], yerr=line[f"{metric}_se"], marker="o", capsize=3, label=label)
-            if not numeric:
+                axes.errorbar(x, line[metric], yerr=line[f"{metric}_se"], marker="o", capsize=3, color=color,
+                              label=label if r == 0 and k == 0 else None)
+            if numeric:
+                axes.xaxis.set_major_locator(MaxNLocator(nbins=5))
+                axes.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # short, never an offset
+            else:
                 axes.set_xticks(list(slots.values()), [names[v] for v in slots], fontsize=8, rotation=20, ha="right")
                 axes.set_xlim(-0.5, len(slots) - 0.5)
             axes.set_title(str(operator), fontsize=9)
             axes.set_xlabel(field)
             axes.set_ylabel(_arrow(metric))
             axes.grid(alpha=0.3)
-            if k == len(metrics) - 1 and line_fields:
-                axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
-    figure.tight_layout()
+    if line_fields:  # one legend under every panel: the lines are the same in each
+        figure.legend(loc="lower center", fontsize=7, ncols=1, frameon=False)
+    figure.tight_layout(rect=(0.0, legend_height / height, 1.0, 1.0))
     return _png(figure)
 
 
