@@ -85,7 +85,7 @@ def test_cost_axes_have_several_labels_that_never_overlap(values: list[float], z
 
 @pytest.mark.parametrize("layout", ["spread", "corners", "one", "column"])
 def test_point_labels_stay_inside_their_axes(layout: str) -> None:
-    names = ["a long solver name (left)", "score-ald-ddpm", "the rightmost solver", "top"]
+    names = ["a long solver name (left)", "score-ald-ddpm", "a label as long as half the axes are wide", "top"]
     seconds, quality = {"spread": ([1e-4, 0.01, 1.0, 0.1], None), "corners": ([1e-5, 1e-5, 10.0, 10.0], None),
                         "one": ([0.5], None), "column": ([0.2, 0.2, 0.2, 0.2], None)}[layout]
     names = names[:len(seconds)]

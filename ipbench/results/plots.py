@@ -138,17 +138,23 @@ def _cost_axis(axes: object, cost: str, x: np.ndarray) -> None:
 
 
 def _label_points(axes: object, x: np.ndarray, y: np.ndarray, names: Sequence[object]) -> None:
-    """Each point's name beside it, on the side of the point with more room (a name is never pushed past
-    the axes on the right, nor above the top), in plain text."""
-    to_pixels = axes.transData
-    box = axes.get_window_extent()
+    """Each point's name beside it, on the side of the point with more room, below it near the top, and
+    moved back inside the axes where a long name would still cross their edge (the figure would cut it)."""
+    renderer = axes.figure.canvas.get_renderer()
+    box = axes.get_window_extent(renderer)
+    points_per_pixel = 72.0 / axes.figure.dpi
     for xi, yi, name in zip(x, y, names):
-        px, py = to_pixels.transform((xi, yi))
+        px, py = axes.transData.transform((xi, yi))
         right = px - box.x0 < box.x1 - px  # more room on the right: write rightwards
         top = box.y1 - py < 14
-        axes.annotate(str(name), (xi, yi), textcoords="offset points", xytext=(4 if right else -4, -4 if top else 3),
-                      ha="left" if right else "right", va="top" if top else "bottom", fontsize=8,
-                      annotation_clip=False)
+        offset = (4.0 if right else -4.0, -4.0 if top else 3.0)
+        text = axes.annotate(str(name), (xi, yi), textcoords="offset points", xytext=offset,
+                             ha="left" if right else "right", va="top" if top else "bottom", fontsize=8,
+                             annotation_clip=False)
+        extent = text.get_window_extent(renderer)
+        shift = max(0.0, box.x0 + 2 - extent.x0) - max(0.0, extent.x1 - (box.x1 - 2))
+        if shift:
+            text.xyann = (offset[0] + shift * points_per_pixel, offset[1])
 
 
 @plain_text
