@@ -191,3 +191,29 @@ def test_a_sweep_figure_draws_lines_missing_on_some_operators() -> None:
     points = pd.DataFrame({"operator": ["a", "a", "b", "b", "b"], "zeta": [0.1, 0.3, 0.1, 0.3, 0.3],
                            "mode": ["x", "x", "x", "x", "y"], "psnr": 20.0, "psnr_se": 0.5})
     assert plots.sweep_png(points, "zeta", ["mode"], ["psnr"]).startswith(b"\x89PNG")
+
+
+def test_the_table_says_its_s_per_image_is_the_mean_over_operators(tmp_path) -> None:
+    """A solver at 1 s / image on one operator and 3 s on the other: the terminal table shows 2 under a
+    header that says it is the mean over operators, in Markdown and LaTeX; the report's per-operator
+    tables show 1 and 3 under a header that says this operator."""
+    from ipbench.results.table import SECONDS_HEADER, summarize, to_latex, to_markdown
+    from ipbench.results.html_report import _table
+
+    rows = pd.DataFrame([{"solver": s, "operator": op, "image": f"i{k}", "seed": 0, "status": "ok", "psnr": 20.0 + k,
+                          "seconds": seconds, "nfe": 10, "error": ""}
+                         for s in ("a", "b") for op, seconds in (("box", 1.0), ("blur", 3.0)) for k in range(3)])
+    summary = summarize(rows)
+    markdown = to_markdown(summary, "")
+    header = markdown.splitlines()[0].split(" | ")
+    column = header.index(SECONDS_HEADER)
+    assert SECONDS_HEADER == "s / image (mean over operators)"
+    assert markdown.splitlines()[2].split(" | ")[column] == "2"
+    assert SECONDS_HEADER in to_latex(summary, "")
+    per_operator = [_table(summary[summary["operator"] == op], ["psnr"])["lines"][0]["seconds"] for op in ("box", "blur")]
+    assert per_operator == ["1", "3"]
+    html = render({"title": "t", "generated": "now", "ipbench_version": "0", "runs": [], "warnings": [],
+                   "baseline": None, "resamples": 100, "metrics": ["PSNR"], "grids": [], "sweeps": [],
+                   "sections": [{"operator": "box", "table": _table(summary[summary["operator"] == "box"], ["psnr"]),
+                                 "distribution": "", "cost": "", "fronts": [], "comparisons": [], "extremes": []}]})
+    assert "<th>s / image<br><small>this operator</small></th>" in html
