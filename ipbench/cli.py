@@ -399,14 +399,16 @@ def table_command(run_dir: str, baseline: str | None, device: str) -> None:
               help="Where to write the page [default: RUN/report.html for one run, report.html for several].")
 @click.option("--baseline", default=None, metavar="SOLVER",
               help="Compare every solver to this one [default: every pair of solvers].")
-@click.option("--resamples", type=click.IntRange(min=100), default=10_000, show_default=True,
-              help="Bootstrap resamples of the images per paired interval.")
+@click.option("--resamples", type=int, default=10_000, show_default=True,  # range checked in one line below
+              help="Bootstrap resamples of the images per paired interval (100 to 100,000).")
 @user_errors
 def report_command(run_dirs: tuple[str, ...], out: str | None, baseline: str | None, resamples: int) -> None:
     """Write one self-contained HTML page (opens offline) over RUN folders: provenance, tables, per-image
     distributions, quality against cost, paired comparisons with bootstrap intervals, grids."""
     from ipbench.results.html_report import write_report
+    from ipbench.results.paired_stats import check_resamples
 
+    check_resamples(resamples)  # before the folders are read
     folders = [_run_folder(path) for path in run_dirs]
     target = Path(out) if out is not None else folders[0] / "report.html" if len(folders) == 1 else Path("report.html")
     summary = write_report(folders, target, baseline=baseline, resamples=resamples)

@@ -85,7 +85,7 @@ def test_report_shows_tables_distributions_costs_pairs_sweeps_and_grids(small_ru
     extremes = {group["solver"]: group for group in section["extremes"]}
     assert set(extremes) == {"hole-fill-1", "hole-fill-3", "nan-on-second", "masks-only"}
     shown = extremes["hole-fill-1"]["pictures"]
-    assert len(shown) == 4  # 3 largest, then the 1 of the 4 images not among them
+    assert [item["side"] for item in shown] == ["largest"] * 2 + ["smallest"] * 2  # 4 images: split, none twice
     assert [c["label"] for c in shown[0]["cells"]] == ["truth", "measurement", "tweedie", "hole-fill-1"]
     assert all(c["uri"].startswith("data:image/png;base64,") for item in shown for c in item["cells"])
     measurement = Image.open(io.BytesIO(base64.b64decode(shown[0]["cells"][1]["uri"].split(",")[1])))
@@ -181,3 +181,40 @@ def test_a_report_over_runs_on_different_images_shows_the_warning(small_run: Pat
     assert html.count('class="warning"') == 2 and "differ in images: 1 only in other" in html
     page = open_page(out)
     assert page.problems() == []
+
+
+@pytest.fixture(scope="module")
+def grid_run(small_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A sweep of two fields (gaussian-filter's sigma x source, a 2 x 2 grid) and a fifth entry on one
+    operator only, on 3 images and 1 seed."""
+    suite = tmp_path_factory.mktemp("suite") / "grid.toml"
+    entries = "".join(f'[[solver]]\nname = "gaussian-filter"\nlabel = "gf-{sigma}-{source}"\nsigma = {sigma}\n'
+                      f'source = "{source}"\n' for sigma in (0.8, 1.6) for source in ("measurement", "back-projection"))
+    entries += ('[[solver]]\nname = "gaussian-filter"\nlabel = "gf-wide"\nsigma = 3.2\nsource = "measurement"\n'
+                'operators = ["deblur-gauss"]\n')
+    suite.write_text(f'model = "{small_model_path}"\nimages = "photos"\nnum_images = 3\nseeds = [0]\n'
+                     '[[operator]]\nname = "inpaint-random"\n[[operator]]\nname = "deblur"\n' + entries)
+    out = tmp_path_factory.mktemp("runs") / "grid"
+    run(load_suite(suite), out=out, progress=False)
+    return out
+
+
+def test_a_sweep_of_two_fields_is_plotted_against_one_with_a_line_per_value_of_the_other(grid_run: Path) -> None:
+    from ipbench.results.html_report import render
+
+    context = build_report([grid_run], resamples=RESAMPLES)
+    [sweep] = context["sweeps"]
+    assert sweep["title"] == "gaussian-filter: sigma, source (grid)"
+    assert (sweep["x"], sweep["others"], sweep["fields"]) == ("sigma", ["source"], ["sigma", "source"])
+    assert sweep["figure"].startswith("data:image/png;base64,")
+    assert [line["solver"] for line in sweep["lines"]] == ["gf-0.8-measurement", "gf-0.8-back-projection",
+                                                          "gf-1.6-measurement", "gf-1.6-back-projection", "gf-wide"]
+    assert sweep["lines"][1]["settings"] == ["0.8", "back-projection"]
+    assert sweep["columns"] == [f"{op} {m}" for op in ("inpaint-random", "deblur-gauss") for m in ("PSNR", "SSIM", "LPIPS")]
+    assert all(len(line["cells"]) == 6 for line in sweep["lines"])
+    assert sweep["lines"][-1]["cells"][:3] == ["—"] * 3  # the entry that does not run on inpainting
+    rows = pd.read_json(next(grid_run.glob("rows*.jsonl")), lines=True)
+    mine = rows[(rows["solver"] == "gf-1.6-measurement") & (rows["operator"] == "deblur-gauss")]["psnr"]
+    assert sweep["lines"][2]["cells"][3] == f"{mine.mean():.2f} ± {mine.std() / math.sqrt(len(mine)):.2f}"
+    html = render(context)
+    assert "one line per value of source" in html and "<th>back-projection</th>" not in html

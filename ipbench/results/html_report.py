@@ -10,7 +10,8 @@ template templates/report.html.j2; this module only gathers what the template sh
   per-image distributions, quality against cost with the Pareto front, and the paired comparisons
   (results/paired_stats.py: bootstrap intervals over images, Wilcoxon signed-rank p-values) with the
   images whose paired difference is largest and smallest;
-- sweeps (solver entries of one name that differ in one field): each metric against that field;
+- sweeps (solver entries of one name that differ in one or more fields): each metric against one
+  field, a line per value of the others, and the grid as a table;
 - the figure grids the runs wrote.
 """
 from __future__ import annotations
@@ -33,7 +34,7 @@ from ipbench.files import atomic_write_text
 from ipbench.results import plots
 from ipbench.results.metric_registry import METRICS, SET_METRICS
 from ipbench.results.paired import image_differences
-from ipbench.results.paired_stats import paired_comparisons
+from ipbench.results.paired_stats import check_resamples, paired_comparisons
 from ipbench.results.report_runs import ReportRun, all_rows, load_report_runs, provenance, run_warnings
 from ipbench.results.grid import grid_shows
 from ipbench.results.table import summarize
@@ -118,6 +119,17 @@ def _comparison_lines(comparisons: pd.DataFrame, metrics: Sequence[str]) -> list
     return lines
 
 
+def extreme_picks(diff: pd.Series, per_side: int = EXTREMES) -> list[tuple[str, Any]]:
+    """("largest", image) for the `per_side` images of largest difference, largest first, then ("smallest",
+    image) for those of smallest, smallest first. Fewer than 2 x `per_side` images are split between the two
+    sides (the larger half to "largest"), so no image is shown twice."""
+    order = list(diff.sort_values(kind="stable").index)
+    smallest = min(per_side, len(order) // 2)
+    largest = min(per_side, len(order) - smallest)
+    return ([("largest", image) for image in order[::-1][:largest]]
+            + [("smallest", image) for image in order[:smallest]])
+
+
 def _extremes(runs: Sequence[ReportRun], differences: dict[tuple[str, str], pd.Series], operator: str,
               reference: str, metric: str) -> list[dict[str, Any]]:
     """Per solver against `reference`: the EXTREMES images with the largest and the smallest paired
@@ -128,11 +140,8 @@ def _extremes(runs: Sequence[ReportRun], differences: dict[tuple[str, str], pd.S
     for (solver, on), diff in differences.items():
         if on != operator or diff.empty:
             continue
-        diff = diff.sort_values()
-        picks = [("largest", i) for i in diff.index[::-1][:EXTREMES]] + \
-                [("smallest", i) for i in diff.index[:EXTREMES] if i not in set(diff.index[::-1][:EXTREMES])]
         items = []
-        for side, image in picks:
+        for side, image in extreme_picks(diff):
             cells = _image_cells(where, operator, image, [reference, solver])
             items.append({"side": side, "image": image, "difference": f"{diff[image]:+.{METRICS[metric].decimals}f}",
                           "cells": cells})
@@ -152,34 +161,63 @@ def _image_cells(where: dict[str, tuple[ReportRun, str]], operator: str, image: 
     return [{"label": label, "uri": _image_uri(path)} for label, path in cells]
 
 
+def swept_fields(entries: Sequence[dict[str, Any]]) -> tuple[str, list[str]] | None:
+    """The fields in which a family of solver entries (one name, run.json's `params`) differ: the one to
+    plot along the x axis (numeric before categorical, then the most distinct values, then first named)
+    and the others, in the order they are named; None when the entries do not differ at all."""
+    names = list(dict.fromkeys(k for e in entries for k in e["params"]))
+    varied = [k for k in names if len({repr(e["params"].get(k)) for e in entries}) > 1]
+    if not varied:
+        return None
+
+    def rank(field: str) -> tuple[bool, int]:
+        values = [e["params"].get(field) for e in entries]
+        return plots._is_numeric(pd.Series(values, dtype=object)), len({repr(v) for v in values})
+
+    x = max(varied, key=rank)  # max keeps the first of equals
+    return x, [k for k in varied if k != x]
+
+
 def _sweeps(runs: Sequence[ReportRun], per_image: pd.DataFrame, metrics: Sequence[str]) -> list[dict[str, Any]]:
-    """Families of solver entries with one name whose parameters differ in exactly one field (a sweep):
-    each metric's mean ± standard error over images against that field, per operator."""
+    """Families of solver entries of one name that differ in one or more fields (a sweep): each metric's
+    mean ± standard error over images against one field, a line per value of the others, per operator,
+    and the whole grid as a table (an entry per line: its fields, then each operator's metrics)."""
     sweeps = []
     for run in runs:
         families: dict[str, list[dict[str, Any]]] = {}
         for entry in run.meta["config"]["solvers"]:
             families.setdefault(entry["name"], []).append(entry)
         for name, entries in families.items():
-            if len(entries) < 2:
+            fields = swept_fields(entries) if len(entries) > 1 else None
+            if fields is None:
                 continue
-            varied = [k for k in entries[0]["params"] if len({repr(e["params"].get(k)) for e in entries}) > 1]
-            if len(varied) != 1:
-                continue
-            field = varied[0]
-            points = []
+            field, others = fields
+            points, lines = [], []
             for entry in entries:
-                part = per_image[per_image["solver"] == run.labels.get(entry["label"], entry["label"])]
-                for operator, values in part.groupby("operator", sort=False):
-                    point = {"operator": operator, "value": entry["params"][field]}
+                label = run.labels.get(entry["label"], entry["label"])
+                values = {f: entry["params"].get(f) for f in (field, *others)}
+                cells = []
+                for operator, part in per_image[per_image["solver"] == label].groupby("operator", sort=False):
+                    point = {"operator": operator, **values}
                     for metric in metrics:
-                        v = values[metric].dropna()
+                        v = part[metric].dropna()
                         point[metric] = v.mean() if len(v) else math.nan
                         point[f"{metric}_se"] = v.std() / math.sqrt(len(v)) if len(v) > 1 else 0.0
+                        d = METRICS[metric].decimals
+                        cells.append({"operator": operator, "metric": METRICS[metric].label,
+                                      "text": "—" if math.isnan(point[metric]) else
+                                      f"{point[metric]:.{d}f} ± {point[f'{metric}_se']:.{d}f}"})
                     points.append(point)
+                lines.append({"solver": label, "settings": [str(v) for v in values.values()], "cells": cells})
             if points:
-                sweeps.append({"title": f"{name}: {field} ({run.name})",
-                               "figure": _data_uri(plots.sweep_png(pd.DataFrame(points), field, metrics))})
+                columns = list(dict.fromkeys((c["operator"], c["metric"]) for line in lines for c in line["cells"]))
+                for line in lines:  # aligned to the columns: an entry restricted to some operators gets —
+                    found = {(c["operator"], c["metric"]): c["text"] for c in line["cells"]}
+                    line["cells"] = [found.get(column, "—") for column in columns]
+                sweeps.append({"title": f"{name}: {', '.join([field, *others])} ({run.name})",
+                               "fields": [field, *others], "columns": [f"{o} {m}" for o, m in columns],
+                               "lines": lines, "x": field, "others": others,
+                               "figure": _data_uri(plots.sweep_png(pd.DataFrame(points), field, others, metrics))})
     return sweeps
 
 
@@ -273,7 +311,7 @@ def write_report(paths: Sequence[str | Path], out: str | Path, baseline: str | N
     out = Path(out)
     if out.is_dir():
         raise UsageError(f"--out {out}: is a folder; give an .html file name, e.g. {out / 'report.html'}")
-    context = build_report(paths, baseline, resamples)
+    context = build_report(paths, baseline, check_resamples(resamples))  # before minutes of work, not after
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, render(context))
     cells = [cell for section in context["sections"] for line in section["comparisons"] for cell in line["cells"]

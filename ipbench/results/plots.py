@@ -1,25 +1,49 @@
 """The report's figures (matplotlib, no pyplot: each figure is its own object, drawn off-screen to PNG bytes).
 
 - `distribution_png`: per metric, one box per solver over its images, every image a point on it;
-- `cost_png`: quality against cost (s / image, NFE), one point per solver, the Pareto front drawn;
-- `sweep_png`: a metric against the one field a family of solver entries varies;
+- `cost_png` (`cost_figure`): quality against cost (s / image, NFE), one point per solver, the Pareto front drawn;
+- `sweep_png`: a metric against a field a family of solver entries varies, a line per value of the others;
 - `forest_png`: paired differences to a baseline with their intervals.
 """
 from __future__ import annotations
 
+import functools
 import io
 import math
-from typing import Sequence
+import textwrap
+import warnings
+from typing import Callable, Sequence, TypeVar
 
+import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 from ipbench.results.metric_registry import METRICS
 
 DPI = 100
 FRONT_COLOR = "#d62728"
+
+
+# Labels, field names and values are the user's text: `$x$` or `\\frac` must be drawn as typed, not parsed as
+# mathtext (an unbalanced `$` raises) nor handed to LaTeX by a matplotlibrc's usetex.
+PLAIN_TEXT = {"text.parse_math": False, "text.usetex": False}
+Drawn = TypeVar("Drawn")
+
+
+def plain_text(draw: Callable[..., Drawn]) -> Callable[..., Drawn]:
+    """Run a figure function with PLAIN_TEXT (Text objects read it when they are made). A character the font
+    lacks is drawn as a box, once per label: matplotlib's warning about it would repeat for every figure, and
+    the page's tables show the label itself."""
+    @functools.wraps(draw)
+    def wrapper(*args: object, **kwargs: object) -> Drawn:
+        with matplotlib.rc_context(PLAIN_TEXT), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font", category=UserWarning)
+            return draw(*args, **kwargs)
+
+    return wrapper
 
 
 def _png(figure: Figure) -> bytes:
@@ -33,6 +57,7 @@ def _arrow(metric: str) -> str:
     return f"{METRICS[metric].label} {'↑' if METRICS[metric].better == 'higher' else '↓'}"
 
 
+@plain_text
 def distribution_png(per_image: pd.DataFrame, solvers: Sequence[str], metrics: Sequence[str]) -> bytes:
     """One panel per metric: a box per solver over its per-image values (`per_image` has solver, image and
     the metric columns, seeds already averaged), with each image as a jittered point on top."""
@@ -73,14 +98,74 @@ def pareto_front(cost: Sequence[float], quality: Sequence[float], higher_is_bett
 
 
 COSTS = {"seconds": "s / image (log)", "nfe": "NFE (network calls per image)"}
+MIN_SPAN = 10.0  # a log axis spans at least one decade, so that it has ticks to label however close the values
 
 
-def cost_png(summary: pd.DataFrame, metrics: Sequence[str]) -> tuple[bytes, dict[tuple[str, str], list[str]]]:
+def log_ticks(values: Sequence[float], with_zero: bool = False) -> tuple[list[float], tuple[float, float]]:
+    """Ticks and limits of a log cost axis over the positive `values` (and 0 first, on a symlog axis, when
+    `with_zero`): the range widened to at least MIN_SPAN, ticks at 1, 2, 5 x 10^k over up to 2.5 decades,
+    1, 3 x 10^k up to 4, every decade up to 8 and every other one past that, so neighbouring labels stay
+    apart on the axis (at least 0.3 decade, about the width of a label at the report's size)."""
+    positive = [v for v in values if v > 0 and math.isfinite(v)] or [1.0]
+    low, high = min(positive), max(positive)
+    if high / low < MIN_SPAN:
+        middle = math.sqrt(low * high)
+        low, high = middle / math.sqrt(MIN_SPAN), middle * math.sqrt(MIN_SPAN)
+    if with_zero:
+        low = min(low, 1.0)  # the symlog axis is linear below 1: its positive part starts there
+    low, high = low / 1.6, high * 1.6  # room for the end points' markers
+    decades = math.log10(high / low)
+    subs, step = ((1, 2, 5), 1) if decades <= 2.5 else ((1, 3), 1) if decades <= 4 else ((1,), 1 if decades <= 8 else 2)
+    first, last = math.floor(math.log10(low)), math.ceil(math.log10(high))
+    ticks = [m * 10.0 ** k for k in range(first, last + 1) if (k - first) % step == 0 for m in subs]
+    ticks = [t for t in ticks if low <= t <= high]
+    if with_zero:
+        ticks, low = [0.0, *(t for t in ticks if t >= 1.0)], -0.5
+    return ticks, (low, high)
+
+
+def _cost_axis(axes: object, cost: str, x: np.ndarray) -> None:
+    """A log (seconds) or symlog (NFE, which may be 0) x axis with log_ticks' ticks, labelled in plain text."""
+    zero = cost == "nfe" and bool((x <= 0).any())
+    if zero:
+        axes.set_xscale("symlog", linthresh=1.0)  # NFE 0 (no network) stays on the axis
+    else:
+        axes.set_xscale("log")
+    ticks, limits = log_ticks(list(x), with_zero=zero)
+    axes.set_xlim(*limits)
+    axes.set_xticks(ticks, [f"{t:g}" for t in ticks], fontsize=8)
+    axes.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _label_points(axes: object, x: np.ndarray, y: np.ndarray, names: Sequence[object]) -> None:
+    """Each point's name beside it, on the side of the point with more room, below it near the top, and
+    moved back inside the axes where a long name would still cross their edge (the figure would cut it)."""
+    renderer = axes.figure.canvas.get_renderer()
+    box = axes.get_window_extent(renderer)
+    points_per_pixel = 72.0 / axes.figure.dpi
+    for xi, yi, name in zip(x, y, names):
+        px, py = axes.transData.transform((xi, yi))
+        right = px - box.x0 < box.x1 - px  # more room on the right: write rightwards
+        top = box.y1 - py < 14
+        offset = (4.0 if right else -4.0, -4.0 if top else 3.0)
+        text = axes.annotate(str(name), (xi, yi), textcoords="offset points", xytext=offset,
+                             ha="left" if right else "right", va="top" if top else "bottom", fontsize=8,
+                             annotation_clip=False)
+        extent = text.get_window_extent(renderer)
+        shift = max(0.0, box.x0 + 2 - extent.x0) - max(0.0, extent.x1 - (box.x1 - 2))
+        if shift:
+            text.xyann = (offset[0] + shift * points_per_pixel, offset[1])
+
+
+@plain_text
+def cost_figure(summary: pd.DataFrame, metrics: Sequence[str]) -> tuple[Figure, dict[tuple[str, str], list[str]]]:
     """Quality against cost for one operator: a panel per (metric, cost), one point per solver (`summary`:
-    solver, seconds, nfe and the metrics' means), the Pareto front as a red line. Returns the PNG and the
+    solver, seconds, nfe and the metrics' means), the Pareto front as a red line. Returns the figure and the
     front's solvers per (metric, cost), for the text beside the figure."""
     figure = Figure(figsize=(5.0 * len(COSTS), 3.8 * len(metrics)))
+    FigureCanvasAgg(figure)
     fronts: dict[tuple[str, str], list[str]] = {}
+    points = []
     for r, metric in enumerate(metrics):
         for c, cost in enumerate(COSTS):
             axes = figure.add_subplot(len(metrics), len(COSTS), r * len(COSTS) + c + 1)
@@ -88,46 +173,91 @@ def cost_png(summary: pd.DataFrame, metrics: Sequence[str]) -> tuple[bytes, dict
             x = part[cost].to_numpy(float)
             if cost == "seconds":
                 x = np.maximum(x, 1e-5)  # a classical baseline's microseconds stay on a log axis
-                axes.set_xscale("log")
-            else:
-                axes.set_xscale("symlog", linthresh=1.0)  # NFE 0 (no network) stays on the axis
             y = part[metric].to_numpy(float)
+            _cost_axis(axes, cost, x)
             front = pareto_front(list(x), list(y), METRICS[metric].better == "higher")
             fronts[(metric, cost)] = [str(part["solver"].iloc[i]) for i in front]
             axes.plot(x, y, "o", color="#1f77b4")
+            points.append((axes, x, y, list(part["solver"])))
             axes.plot(x[front], y[front], "-o", color=FRONT_COLOR, lw=1.5, ms=7, mfc="none", label="Pareto front")
-            for xi, yi, name in zip(x, y, part["solver"]):
-                axes.annotate(str(name), (xi, yi), textcoords="offset points", xytext=(4, 3), fontsize=8)
+            axes.margins(y=0.15)
             axes.set_xlabel(COSTS[cost])
             axes.set_ylabel(_arrow(metric))
             axes.grid(alpha=0.3)
             if r == 0 and c == 0:
                 axes.legend(fontsize=8, loc="best")
     figure.tight_layout()
+    figure.draw_without_rendering()  # the layout and limits fixed: where each point is in pixels
+    for axes, x, y, names in points:
+        _label_points(axes, x, y, names)
+    return figure, fronts
+
+
+@plain_text
+def cost_png(summary: pd.DataFrame, metrics: Sequence[str]) -> tuple[bytes, dict[tuple[str, str], list[str]]]:
+    """cost_figure as PNG bytes, with the fronts."""
+    figure, fronts = cost_figure(summary, metrics)
     return _png(figure), fronts
+def _is_numeric(values: pd.Series) -> bool:
+    """Whether every value is a number (not a bool, not None): a numeric axis; else one slot per value."""
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
 
 
-def sweep_png(points: pd.DataFrame, field: str, metrics: Sequence[str]) -> bytes:
-    """A metric against the swept field: `points` has operator, value (of the field), and per metric its
-    mean and standard error over images (`<metric>`, `<metric>_se`); one line per operator."""
-    figure = Figure(figsize=(4.2 * len(metrics), 3.4))
-    numeric = pd.to_numeric(points["value"], errors="coerce").notna().all()
-    for k, metric in enumerate(metrics):
-        axes = figure.add_subplot(1, len(metrics), k + 1)
-        for operator, part in points.groupby("operator", sort=False):
-            part = part.sort_values("value") if numeric else part
-            x = part["value"].to_numpy(float) if numeric else np.arange(len(part))
-            axes.errorbar(x, part[metric], yerr=part[f"{metric}_se"], marker="o", capsize=3, label=str(operator))
-            if not numeric:
-                axes.set_xticks(x, [str(v) for v in part["value"]])
-        axes.set_xlabel(field)
-        axes.set_ylabel(_arrow(metric))
-        axes.grid(alpha=0.3)
-        axes.legend(fontsize=8)
-    figure.tight_layout()
+def _line_label(values: dict[str, object], common: dict[str, str]) -> str:
+    """A sweep line's legend: the fields where it leaves the family's most common value (a one-change-at-a-
+    time design then reads as its changes), or all of them for the line that leaves none."""
+    changed = [f"{f}={v}" for f, v in values.items() if repr(v) != common[f]]
+    return ", ".join(changed) or ", ".join(f"{f}={v}" for f, v in values.items())
+
+
+@plain_text
+def sweep_png(points: pd.DataFrame, field: str, line_fields: Sequence[str], metrics: Sequence[str]) -> bytes:
+    """Each metric against the swept `field`, one panel row per operator: `points` has operator, a column per
+    varied field (`field` and `line_fields`), and per metric its mean and standard error over images
+    (`<metric>`, `<metric>_se`). One line per combination of the `line_fields`' values (the other fields a
+    multi-field sweep varies); a single line when the sweep varies `field` alone."""
+    operators = list(dict.fromkeys(points["operator"]))
+    keys = points[list(line_fields)].apply(lambda row: tuple(map(repr, row)), axis=1) if line_fields \
+        else pd.Series([()] * len(points), index=points.index)
+    lines = list(dict.fromkeys(keys))  # one colour and one legend entry per line, the same in every panel
+    common = {f: points[f].map(repr).mode().iloc[0] for f in line_fields}  # each other field's usual value
+    labels = [textwrap.fill(_line_label({f: points.loc[keys == key, f].tolist()[0] for f in line_fields}, common),
+                            70) for key in lines]  # python values, as map(repr) gives
+    legend_height = 0.25 + 0.17 * sum(label.count("\n") + 1 for label in labels) if line_fields else 0.0
+    height = 0.6 + 3.2 * len(operators) + legend_height
+    figure = Figure(figsize=(max(4.6 * len(metrics), 6.0 if line_fields else 0.0), height))
+    numeric = _is_numeric(points[field])
+    slots = {v: i for i, v in enumerate(dict.fromkeys(map(repr, points[field])))}  # categorical x: first-seen order
+    names = {repr(v): str(v) for v in points[field]}
+    colors = [f"C{i % 10}" for i in range(len(lines))]
+    for r, operator in enumerate(operators):
+        for k, metric in enumerate(metrics):
+            axes = figure.add_subplot(len(operators), len(metrics), r * len(metrics) + k + 1)
+            for key, label, color in zip(lines, labels, colors):
+                line = points[(keys == key) & (points["operator"] == operator)]
+                if line.empty:
+                    continue
+                line = line.sort_values(field) if numeric else line
+                x = line[field].to_numpy(float) if numeric else np.array([slots[repr(v)] for v in line[field]])
+                axes.errorbar(x, line[metric], yerr=line[f"{metric}_se"], marker="o", capsize=3, color=color,
+                              label=label if r == 0 and k == 0 else None)
+            if numeric:
+                axes.xaxis.set_major_locator(MaxNLocator(nbins=5))
+                axes.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # short, never an offset
+            else:
+                axes.set_xticks(list(slots.values()), [names[v] for v in slots], fontsize=8, rotation=20, ha="right")
+                axes.set_xlim(-0.5, len(slots) - 0.5)
+            axes.set_title(str(operator), fontsize=9)
+            axes.set_xlabel(field)
+            axes.set_ylabel(_arrow(metric))
+            axes.grid(alpha=0.3)
+    if line_fields:  # one legend under every panel: the lines are the same in each
+        figure.legend(loc="lower center", fontsize=7, ncols=1, frameon=False)
+    figure.tight_layout(rect=(0.0, legend_height / height, 1.0, 1.0))
     return _png(figure)
 
 
+@plain_text
 def forest_png(comparisons: pd.DataFrame, metrics: Sequence[str]) -> bytes:
     """Paired differences of one operator: per metric, one line per solver pair with the mean and its
     interval; filled where the interval leaves out 0, hollow where it holds 0."""

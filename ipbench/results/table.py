@@ -17,6 +17,7 @@ from ipbench.results.rows import load_rows, read_run_json
 
 DIFFERENCE_COLUMNS = ["diff", "diff_low", "diff_high", "p_wilcoxon"]  # the tidy CSV's, with a baseline
 RESAMPLES = 10_000  # bootstrap resamples of the images per interval
+SECONDS_HEADER = "s / image (mean over operators)"
 
 
 def summarize(rows: pd.DataFrame, solver_order: list[str] | None = None, operator_order: list[str] | None = None
@@ -103,7 +104,7 @@ def _wide(summary: pd.DataFrame, latex: bool = False) -> tuple[list[str], list[l
     metrics = list(dict.fromkeys(summary["metric"]))
     header = ["solver"] + [f"{operator} {METRICS[m].label} {arrow[METRICS[m].better]}"
                            for operator in operators for m in metrics]
-    header += ["s / image", "NFE"]
+    header += [SECONDS_HEADER, "NFE"]  # one column for every operator of the row: their mean, and it says so
     if not uniform_n:
         header += [f"{operator} n (failed)" for operator in operators]
     body = []
