@@ -41,7 +41,6 @@ from ipbench.models import ScoreModel, load_model
 from ipbench.models.counting import CountingModel
 from ipbench.models.acceleration import AcceleratedModel, Acceleration
 from ipbench.operators import Operator, back_project, measure
-from ipbench.params import check_times
 from ipbench.solvers.base import output_problem
 from ipbench.results.metric_registry import METRIC_CONVENTIONS, METRIC_SUMMARY
 from ipbench.results.metrics import compute_metrics, prepare_metrics
@@ -105,8 +104,8 @@ def run(spec: RunSpec, out: str | Path | None = None, *, batch_size: int = 8, de
         num_images = model.default_num_images
     images = load_images(source, model.image_shape, num_images)
     prepare_metrics(spec.metrics, dev)  # preflight: missing metric weights stop the run here
-    for entry in spec.solvers:  # preflight: diffusion times beyond this model's T
-        check_times(entry.solver.params(), entry.solver.hyperparameters(), model.num_timesteps, f"solver {entry.name}")
+    for entry in spec.solvers:  # preflight: times, step counts and noise levels this model cannot run as set
+        entry.solver.check_model(model)
     for operator in spec.operators:  # preflight: shape-dependent parameter errors surface before anything runs
         first = measurement_generator(spec.seeds[0], images.ids[0], operator.label, dev)
         operator.build(model.image_shape, [first], dev)
@@ -226,8 +225,9 @@ def _solve_and_score(entry: SolverEntry, operator: Operator, seed: int, ids: Seq
             **{f"operator.{k}": v for k, v in operator.params.items()}}
     try:
         reason, status = entry.solver.unsupported(physics, torch.zeros_like(x)), "skipped"
+        base.update({f"ran.{k}": v for k, v in entry.solver.as_run(physics, model).items()})  # what ran, if decided here
     except Exception as exc:  # a check that raises is the solver's failure
-        reason, status = f"{type(exc).__name__} in unsupported(): {exc}", "failed"
+        reason, status = f"{type(exc).__name__} in unsupported() or as_run(): {exc}", "failed"
     if reason is not None:  # skipped is not a failure: the pair is outside the solver's scope, shown as n/a
         return [{"solver": entry.label, "image": image_id, **base, "seconds": 0.0, "compile_seconds": 0.0, "nfe": 0,
                  "psnr": math.nan, "ssim": math.nan, "lpips": math.nan, "status": status, "error": reason}

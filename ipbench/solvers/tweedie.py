@@ -10,7 +10,7 @@ the mean of the seen ones) and treats it as the noisy image, which is only a heu
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from deepinv.physics import Physics
@@ -30,8 +30,14 @@ class Tweedie(Solver):
     name = "tweedie"
     t: int | None = param(None, range=TIME)  # diffusion time; None = matched to the operator's sigma_y
 
+    def start_time(self, op: Physics, model: ScoreModel) -> int:
+        return time_for_sigma(model.alphas_cumprod, noise_level(op)) if self.t is None else self.t
+
+    def as_run(self, op: Physics, model: ScoreModel) -> dict[str, Any]:
+        return {"t": self.start_time(op, model)}
+
     def solve(self, y: Tensor, op: Physics, model: ScoreModel, generators: Sequence[torch.Generator]) -> Tensor:
-        t = time_for_sigma(model.alphas_cumprod, noise_level(op)) if self.t is None else self.t
+        t = self.start_time(op, model)
         t_batch = timesteps(t, y.shape[0], y.device)
         alpha_bar = model.alpha_bar(t_batch, y)
         x_t = diffuse_measurement(back_project(op, y), alpha_bar)  # y as a sample of x_t
