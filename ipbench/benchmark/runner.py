@@ -41,7 +41,7 @@ from ipbench.models import ScoreModel, load_model
 from ipbench.models.counting import CountingModel
 from ipbench.models.acceleration import AcceleratedModel, Acceleration
 from ipbench.operators import Operator, back_project, measure
-from ipbench.solvers.base import output_problem
+from ipbench.solvers.base import SOLVER_FAILURES, output_problem
 from ipbench.results.metric_registry import METRIC_CONVENTIONS, METRIC_SUMMARY
 from ipbench.results.metrics import compute_metrics, prepare_metrics
 from ipbench.results.rows import FINAL, RowStore, read_run_json, row_key, run_rows
@@ -226,7 +226,7 @@ def _solve_and_score(entry: SolverEntry, operator: Operator, seed: int, ids: Seq
     try:
         reason, status = entry.solver.unsupported(physics, torch.zeros_like(x)), "skipped"
         base.update({f"ran.{k}": v for k, v in entry.solver.as_run(physics, model).items()})  # what ran, if decided here
-    except Exception as exc:  # a check that raises is the solver's failure
+    except SOLVER_FAILURES as exc:  # a check that raises (or exits) is the solver's failure
         reason, status = f"{type(exc).__name__} in unsupported() or as_run(): {exc}", "failed"
     if reason is not None:  # skipped is not a failure: the pair is outside the solver's scope, shown as n/a
         return [{"solver": entry.label, "image": image_id, **base, "seconds": 0.0, "compile_seconds": 0.0, "nfe": 0,
@@ -242,7 +242,7 @@ def _solve_and_score(entry: SolverEntry, operator: Operator, seed: int, ids: Seq
         x_hat = entry.solver.solve(y, physics, model, generators)
         synchronize(device)
         error = output_problem(x_hat, x)
-    except Exception as exc:  # a failing solver is a result, not a crash
+    except SOLVER_FAILURES as exc:  # a failing solver is a result, not a crash (sys.exit in it too)
         x_hat, error = None, f"{type(exc).__name__}: {exc}"
     finally:
         entry.solver.__dict__.pop("step_hook", None)

@@ -81,6 +81,10 @@ class Solver:
 
 SOLVERS: Registry[type[Solver]] = Registry("solver")
 
+# What a solver's code may raise that is its failure to report: SystemExit too, which would otherwise end a
+# command with its code (0: "passed") before anything is reported. KeyboardInterrupt stays the user's.
+SOLVER_FAILURES = (Exception, SystemExit)
+
 
 def register_solver(cls: type[Solver]) -> type[Solver]:
     """Class decorator: make `cls` available as `bench run --solver <cls.name>`.
