@@ -468,8 +468,11 @@ def sample_command(model: str, num: int, steps: int, eta: float, seed: int, out:
 
 
 def _parse_ints(text: str, option: str) -> tuple[int, ...]:
+    """Comma-separated integers; an empty text is none, an empty item ("1,,2") is refused, not skipped."""
+    if not text.strip():
+        return ()
     try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
+        return tuple(int(v) for v in text.split(","))
     except ValueError:
         raise UsageError(f"{option} {text!r}: expected comma-separated integers, e.g. 1,2,2") from None
 
@@ -501,15 +504,22 @@ def train_command(data: str, out: str, steps: int, batch_size: int, lr: float, e
                   progress: bool) -> None:
     """Train a VP-DDPM UNet on an image set; writes model.pt (EMA), model-fp16.pt, samples.png, train_log.json."""
     from ipbench.device import resolve_device
-    from ipbench.models.unet import UNetConfig
+    from ipbench.models.unet import UNetConfig, config_problem
     from ipbench.training.export import finish_training, load_training_images
     from ipbench.training.loop import TrainConfig, train
 
     shape = (1 if grayscale else 3, resolution, resolution)
-    images = load_training_images(data, shape)
     model_cfg = UNetConfig(image_shape=shape, channels=channels, channel_mult=_parse_ints(channel_mult, "--channel-mult"),
                            num_res_blocks=num_res_blocks, attention_resolutions=_parse_ints(attention, "--attention"),
                            dropout=dropout)
+    problem = config_problem(model_cfg)  # before the data is read or the model built
+    if problem is not None:
+        name, what = problem
+        option, value = {"image_shape": ("--resolution", resolution), "channels": ("--channels", channels),
+                         "channel_mult": ("--channel-mult", channel_mult), "attention_resolutions": ("--attention", attention),
+                         "num_res_blocks": ("--num-res-blocks", num_res_blocks)}.get(name, (name, getattr(model_cfg, name)))
+        raise UsageError(f"{option} {value!r}: {what}" if isinstance(value, str) else f"{option} {value}: {what}")
+    images = load_training_images(data, shape)
     train_cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, ema_decay=ema_decay,
                             checkpoint_every=checkpoint_every, seed=seed)
     dev = resolve_device(device)
