@@ -317,8 +317,8 @@ def _check_resume(out: Path, previous: dict[str, Any], config: dict[str, Any], i
             changed = [t["label"] for t in config["solvers"] + config["operators"]
                        if t not in previous["config"]["solvers"] + previous["config"]["operators"]]
             raise UsageError(f"--out {out}: the code of {', '.join(changed)} changed since these rows were "
-                             "computed (a solver or plugin file was edited); choose another --out for new rows, "
-                             "or restore the file to add to the old ones")
+                             "computed (a solver or plugin file, or a module beside a plugin, was edited); choose "
+                             "another --out for new rows, or restore the file to add to the old ones")
         raise UsageError(f"--out {out}: the folder holds a different run (see its run.json); choose another --out")
     known = previous["images"].get("sha256", {})
     changed = [i for i in ids if i in known and known[i] != hashes[i]]
