@@ -187,3 +187,17 @@ def test_a_plugin_without_a_docstring_is_still_listed(tmp_path, doc):
     assert result.exit_code == 0, result.output
     for name in ("undocumented", "undocumented-model", "undocumented-images"):
         assert f"\n  {name}: (no description)\n" in result.output, result.output
+
+
+@pytest.mark.parametrize("solver, value, fragment", [
+    ("ddrm", "ddrm.steps=30", "solver ddrm.steps=30: the grid (skip = T // steps = 33 on T = 1000) has 31 times"),
+    ("dps", "dps.steps=1001", "solver dps.steps=1001: must be in 1..1000"),
+    ("gaussian-filter", "gaussian-filter.kernel_size=33", "solver gaussian-filter.kernel_size=33: must be in 1..31"),
+])
+def test_a_count_the_check_model_cannot_run_is_one_line(solver, value, fragment):
+    """bench check holds a solver's fields to its model (T = 1000, 16 px) as bench run does: exit 2, one line."""
+    result = CliRunner().invoke(cli, ["check", "--solver", solver, "--op", "denoise", "--param", value])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1 and errors[0].startswith(f"Error: {fragment}"), result.output
+    assert not any(line.startswith(("PASS", "FAIL")) for line in result.output.splitlines())

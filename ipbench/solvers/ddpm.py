@@ -14,11 +14,11 @@ import torch
 from deepinv.physics import Physics
 from torch import Tensor
 
-from ipbench.models.base import ScoreModel, diffuse_measurement, time_for_sigma, to_image
-from ipbench.operators.base import back_project, noise_level
+from ipbench.models.base import ScoreModel, diffuse_measurement, to_image
+from ipbench.operators.base import back_project
 from ipbench.params import STEPS, TIME, UNIT, check_count, param
 from ipbench.solvers.base import Solver, register_solver
-from ipbench.solvers.diffusion import reverse_process, timestep_schedule
+from ipbench.solvers.diffusion import reverse_process, start_time, timestep_schedule
 
 
 @register_solver
@@ -37,16 +37,13 @@ class IterativeDenoising(Solver):
         if self.t is not None:
             check_count(f"solver {self.name}", "steps", self.steps, self.t + 1, f"the times t={self.t}..0")
 
-    def start_time(self, op: Physics, model: ScoreModel) -> int:
-        return time_for_sigma(model.alphas_cumprod, noise_level(op)) if self.t is None else self.t
-
     def as_run(self, op: Physics, model: ScoreModel) -> dict[str, Any]:
         """With t matched to sigma_y the grid from t to 0 has at most t + 1 times: the row says how many ran."""
-        t0 = self.start_time(op, model)
+        t0 = start_time(self.t, op, model)
         return {"t": t0, "steps": len(timestep_schedule(t0, self.steps))}
 
     def solve(self, y: Tensor, op: Physics, model: ScoreModel, generators: Sequence[torch.Generator]) -> Tensor:
-        t0 = self.start_time(op, model)
+        t0 = start_time(self.t, op, model)
         x = diffuse_measurement(back_project(op, y), float(model.alphas_cumprod[t0]))  # y as a sample of x_t0
         return to_image(reverse_process(model, x, t0, self.steps, self.eta, generators, self.clip,
                                                 on_step=self.report_step))

@@ -12,8 +12,11 @@ import torch
 from torch import Tensor
 
 from ipbench.errors import UsageError
-from ipbench.models.base import ScoreModel, timesteps, tweedie_x0
+from deepinv.physics import Physics
+
+from ipbench.models.base import ScoreModel, time_for_sigma, timesteps, tweedie_x0
 from ipbench.models.denoiser import sigma_grid
+from ipbench.operators.base import noise_level
 from ipbench.solvers.base import randn_per_image
 
 X0Hook = Callable[[Tensor, int], Tensor]
@@ -27,6 +30,11 @@ def timestep_schedule(t_start: int, steps: int) -> list[int]:
     steps = min(steps, t_start + 1)
     grid = torch.linspace(t_start, 0, steps, dtype=torch.float64).round().long()
     return [int(t) for t in grid]
+
+
+def start_time(t: int | None, op: Physics, model: ScoreModel) -> int:
+    """`t`, or if None the time matched to the operator's sigma_y (the one-step and iterative denoisers')."""
+    return time_for_sigma(model.alphas_cumprod, noise_level(op)) if t is None else t
 
 
 SIGMA_MARGIN = 1e-3  # relative: a printed grid end (0.01 for 0.0100005) is still that end
