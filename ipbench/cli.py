@@ -515,10 +515,11 @@ def train_command(data: str, out: str, steps: int, batch_size: int, lr: float, e
     problem = config_problem(model_cfg)  # before the data is read or the model built
     if problem is not None:
         name, what = problem
-        option, value = {"image_shape": ("--resolution", resolution), "channels": ("--channels", channels),
-                         "channel_mult": ("--channel-mult", channel_mult), "attention_resolutions": ("--attention", attention),
-                         "num_res_blocks": ("--num-res-blocks", num_res_blocks)}.get(name, (name, getattr(model_cfg, name)))
-        raise UsageError(f"{option} {value!r}: {what}" if isinstance(value, str) else f"{option} {value}: {what}")
+        options = {"image_shape": ("--resolution", resolution), "channels": ("--channels", channels),
+                   "channel_mult": ("--channel-mult", repr(channel_mult)), "attention_resolutions":
+                   ("--attention", repr(attention)), "num_res_blocks": ("--num-res-blocks", num_res_blocks)}
+        option, value = options.get(name, (name, getattr(model_cfg, name)))
+        raise UsageError(f"{option} {value}: {what}")
     images = load_training_images(data, shape)
     train_cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, ema_decay=ema_decay,
                             checkpoint_every=checkpoint_every, seed=seed)

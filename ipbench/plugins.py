@@ -33,7 +33,7 @@ def load_plugin_file(path: str | Path) -> None:
         spec.loader.exec_module(module)  # type: ignore[union-attr]
     except BaseException as exc:  # SystemExit(0) too: a plugin that exits must not look like a passed command
         del sys.modules[name]
-        raise UsageError(f"--plugin {path}: failed to import ({import_failure(exc)})") from None
+        raise UsageError(f"--plugin {path}: failed to import ({import_failure(exc)})") from exc
     _loaded_files.add(path)
 
 
@@ -50,4 +50,5 @@ def load_entry_point_plugins() -> None:
         try:
             ep.load()
         except BaseException as exc:  # as for a plugin file: exiting at import is a failure, not a success
-            raise UsageError(f"plugin entry point {ep.name} ({ep.value}) failed to load: {import_failure(exc)}") from None
+            raise UsageError(f"plugin entry point {ep.name} ({ep.value}) failed to load: "
+                             f"{import_failure(exc)}") from exc

@@ -22,7 +22,8 @@ TRAIN_OPTIONS = [  # (options, the one line's fragment)
     (["--resolution", "36", "--channel-mult", "1,2,2,2"], "--resolution 36: has side 36, not divisible by "
                                                           "2^(levels - 1) = 8 (the 4 levels of channel_mult halve it "
                                                           "3 times); e.g. 32 or 40"),
-    (["--attention", "16,64"], "--attention '16,64': has 64, a resolution that never occurs; the levels are 32, 16, 8 px"),
+    (["--attention", "16,64"], "--attention '16,64': has 64, a resolution that never occurs; "
+                               "the levels are 32, 16, 8 px"),
     (["--attention", "3"], "--attention '3': has 3, a resolution that never occurs"),
     (["--attention", "8,x"], "--attention '8,x': expected comma-separated integers"),
     (["--channel-mult", ""], "--channel-mult '': is empty; give one positive integer per level"),
@@ -37,7 +38,8 @@ TRAIN_OPTIONS = [  # (options, the one line's fragment)
     (["--channels", "12"], "--channels 12: is not a multiple of 8"),
     (["--channels", "4096"], "--channels 4096: must be an integer in 1..2048"),
     (["--channels", "1024", "--channel-mult", "1,2", "--num-res-blocks", "8", "--attention", ""],
-     "--channel-mult '1,2': gives 2,563,241,985 weights (with channels 1024, num_res_blocks 8); at most 500,000,000"),  # over 500 M weights, counted without allocating them
+     "--channel-mult '1,2': gives 2,563,241,985 weights (with channels 1024, num_res_blocks 8); "
+     "at most 500,000,000"),  # counted on the meta device, nothing allocated
     (["--num-res-blocks", "100"], "--num-res-blocks 100: must be an integer in 1..8"),
 ]
 
@@ -79,10 +81,11 @@ DECLARED = [  # (config fields the file declares, the one line's fragment)
     ({"channel_mult": [1, -4]}, "declares channel_mult=(1, -4), which has -4"),
     ({"channel_mult": [1] * 50}, "which has 50 levels; at most 8"),
     ({"num_res_blocks": 10**6}, "declares num_res_blocks=1000000, which must be an integer in 1..8"),
-    ({"attention_resolutions": [5]}, "declares attention_resolutions=(5,), which has 5, a resolution that never occurs"),
+    ({"attention_resolutions": [5]}, "declares attention_resolutions=(5,), which has 5, a resolution that "
+                                     "never occurs"),
     ({"num_timesteps": 10**12}, "declares num_timesteps=1000000000000, which must be an integer in 1..100000"),
     ({"beta_start": 0.5, "beta_end": 0.1}, "declares beta_start=0.5, which must be in (0, beta_end]"),
-    ({"channels": 2048, "channel_mult": [1, 1], "num_res_blocks": 8}, "which gives 4,329,224,193 weights"),  # over the bound
+    ({"channels": 2048, "channel_mult": [1, 1], "num_res_blocks": 8}, "which gives 4,329,224,193 weights"),
     ({"channels": 16}, "weights do not fit the UNet it declares"),  # within bounds, but not these weights
 ]
 

@@ -225,7 +225,7 @@ def _solve_and_score(entry: SolverEntry, operator: Operator, seed: int, ids: Seq
             **{f"operator.{k}": v for k, v in operator.params.items()}}
     try:
         reason, status = entry.solver.unsupported(physics, torch.zeros_like(x)), "skipped"
-        base.update({f"ran.{k}": v for k, v in entry.solver.as_run(physics, model).items()})  # what ran, if decided here
+        base.update({f"ran.{k}": v for k, v in entry.solver.as_run(physics, model).items()})  # decided by the operator
     except SOLVER_FAILURES as exc:  # a check that raises (or exits) is the solver's failure
         reason, status = f"{type(exc).__name__} in unsupported() or as_run(): {exc}", "failed"
     if reason is not None:  # skipped is not a failure: the pair is outside the solver's scope, shown as n/a

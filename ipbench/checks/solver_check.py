@@ -117,7 +117,8 @@ def contract(solver: Solver, label: str, operator: Operator, prior: GaussianScor
                         "all finite" if bool(finite.all()) else f"{int((~finite).sum())} of {len(ids)} images "
                         "have NaN or inf"))
     again, _ = _solve(solver, label, operator, x, ids, model)
-    same = isinstance(again, Tensor) and again.shape == x_hat.shape and bool(torch.isclose(again, x_hat, rtol=0, atol=0, equal_nan=True).all())
+    same = isinstance(again, Tensor) and again.shape == x_hat.shape and \
+        bool(torch.isclose(again, x_hat, rtol=0, atol=0, equal_nan=True).all())  # NaN where NaN was: the same
     checks.append(Check("deterministic", op, same, "same generators, same output" if same else
                         "two calls with the same generators differ (global randomness or state kept between calls?)"))
     alone, nfe_alone = _solve(solver, label, operator, x[1:2], ids[1:2], model)
