@@ -201,3 +201,24 @@ def test_a_count_the_check_model_cannot_run_is_one_line(solver, value, fragment)
     errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
     assert len(errors) == 1 and errors[0].startswith(f"Error: {fragment}"), result.output
     assert not any(line.startswith(("PASS", "FAIL")) for line in result.output.splitlines())
+
+
+@pytest.mark.parametrize("body, said", [
+    ("size: 'NoSuchType' = 1", "its fields cannot be read: NameError"),
+    ("size: int", "its defaults do not build: UsageError: solver undocumented-odd.size=None: expected int"),
+    ("def __post_init__(self):\n    raise RuntimeError('no defaults')",
+     "its defaults do not build: RuntimeError: no defaults"),
+    ("def unsupported(self, op, like):\n    raise SystemExit(0)", "its check raised SystemExit: 0"),
+], ids=["unresolvable-annotation", "field-without-default", "post-init-raises", "unsupported-exits"])
+def test_bench_list_shows_a_broken_plugin_solver_and_the_rest(tmp_path, body, said):
+    """A plugin solver whose fields, defaults or support check break is listed with what broke; the others too."""
+    plugin = tmp_path / "broken_listing.py"
+    plugin.write_text(HEADER + "\n@register_solver\nclass Odd(Solver):\n    \"\"\"Odd.\"\"\"\n"
+                      "    name = 'undocumented-odd'\n"
+                      + textwrap.indent(body, "    ") + "\n\n    def solve(self, y, op, model, generators):\n"
+                      "        return back_project(op, y)\n")
+    result = CliRunner().invoke(cli, ["list", "--plugin", str(plugin)])
+    assert result.exit_code == 0, (result.output, result.exception)
+    block = re.search(r"^  undocumented-odd: Odd\.\n((?:      .*\n)*)", result.output, re.M).group(1)
+    assert said in block, result.output
+    assert "\n  tweedie: " in result.output and "Image sets" in result.output
