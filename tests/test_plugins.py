@@ -151,3 +151,27 @@ def test_editing_a_helper_beside_the_plugin_never_resumes_on_the_old_numbers(tmp
     finally:
         _forget(name, files)
         sys.path[:] = [p for p in sys.path if p != str(folder)]
+
+
+@pytest.mark.parametrize("where", ["solve", "unsupported"])
+@pytest.mark.parametrize("code", ["0", "3", "None"])
+def test_a_solver_that_exits_gives_failed_rows_not_an_ended_run(tmp_path, small_model_path, where, code):
+    """sys.exit inside a solver's code is its failure: failed rows naming it, the run completes and says so."""
+    name = f"exits-in-{where}-{code}".lower()
+    plugin = tmp_path / "exits.py"
+    plugin.write_text("import sys\nfrom ipbench import Solver, register_solver\n"
+                      "from ipbench.operators import back_project\n\n@register_solver\nclass Exits(Solver):\n"
+                      f"    name = {name!r}\n\n    def unsupported(self, op, like):\n"
+                      f"        {'sys.exit(' + code + ')' if where == 'unsupported' else 'return None'}\n\n"
+                      f"    def solve(self, y, op, model, generators):\n"
+                      f"        {'sys.exit(' + code + ')' if where == 'solve' else 'return back_project(op, y)'}\n")
+    try:
+        result = _run(plugin, name, small_model_path, tmp_path / "run")
+        assert result.exit_code == 0 and "rows: 2 new, 0 already done, 2 failed" in result.output, result.output
+        rows = [json.loads(line) for line in (tmp_path / "run" / "rows.jsonl").read_text().splitlines()]
+        assert [r["status"] for r in rows] == ["failed", "failed"] and all("SystemExit" in r["error"] for r in rows)
+    finally:
+        from ipbench import plugins
+
+        plugins._loaded_files.clear()
+        SOLVERS._items.pop(name, None)
