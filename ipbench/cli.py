@@ -303,9 +303,13 @@ def list_command(plugins: tuple[str, ...]) -> None:
     click.echo("Solvers (--solver NAME, --param NAME.FIELD=VALUE):")
     for name in SOLVERS:
         cls = SOLVERS.get(name)
-        doc = (cls.__doc__ or "").strip().splitlines()[0]
-        click.echo(f"  {name}{aliases(SOLVERS, name)}: {doc}")
-        for p in cls.params():
+        click.echo(f"  {name}{aliases(SOLVERS, name)}: {_summary(cls)}")
+        try:
+            params = cls.params()
+        except Exception as exc:  # a plugin's unresolvable annotation: say so, and list the rest
+            params = []
+            click.echo(f"      its fields cannot be read: {first_line(exc)}")
+        for p in params:
             click.echo(f"      {p.describe()}")
         click.echo(f"      {_support(cls)}")
     click.echo("Operators (--op NAME):")
@@ -316,12 +320,10 @@ def list_command(plugins: tuple[str, ...]) -> None:
             click.echo(f"      {p.describe()}")
     click.echo("Models (--model NAME, NAME:PATH, or a checkpoint file):")
     for name in MODELS:
-        doc = (MODELS.get(name).__doc__ or "").strip().splitlines()[0]
-        click.echo(f"  {name}: {doc}")
+        click.echo(f"  {name}: {_summary(MODELS.get(name))}")
     click.echo("Image sets (--images NAME, or a folder of PNG/JPEG files):")
     for name in IMAGE_SETS:
-        doc = (IMAGE_SETS.get(name).__doc__ or "").strip().splitlines()[0]
-        click.echo(f"  {name}: {doc}")
+        click.echo(f"  {name}: {_summary(IMAGE_SETS.get(name))}")
     from ipbench.results.metric_registry import METRIC_SUMMARY
 
     click.echo("Metrics (every row has psnr, ssim and lpips; --metric NAME adds another):")
@@ -329,15 +331,26 @@ def list_command(plugins: tuple[str, ...]) -> None:
         click.echo(f"  {name}: {summary}")
 
 
+def _summary(obj: Any) -> str:
+    """The first line of a registered thing's docstring; a plugin's may be missing, empty or blank."""
+    doc = obj.__doc__ if isinstance(getattr(obj, "__doc__", None), str) else ""
+    lines = [line.strip() for line in doc.strip().splitlines()]
+    return lines[0] if lines and lines[0] else "(no description)"
+
+
 def _support(solver_class: Any) -> str:
     """Which built-in operators a solver applies to at its defaults (Solver.unsupported on 3 x 32 x 32 images)."""
     import torch
 
     from ipbench.operators import OPERATORS, Operator
+    from ipbench.solvers.base import SOLVER_FAILURES
 
     like = torch.zeros(2, 3, 32, 32)
     generators = [torch.Generator().manual_seed(i) for i in range(2)]
-    solver, not_on = solver_class.create(), []
+    try:
+        solver, not_on = solver_class.create(), []
+    except SOLVER_FAILURES as exc:  # a plugin whose defaults do not build (a field without default, a failing check)
+        return f"its defaults do not build: {first_line(exc)}"
     for name in OPERATORS:
         try:
             physics = Operator.create(name).build(like.shape[1:], generators, like.device)
@@ -345,7 +358,7 @@ def _support(solver_class: Any) -> str:
             continue
         try:
             reason = solver.unsupported(physics, like)
-        except Exception as exc:  # a plugin's broken check: say so, and list the rest
+        except SOLVER_FAILURES as exc:  # a plugin's broken check: say so, and list the rest
             reason = f"its check raised {first_line(exc)}"
         if reason is not None:
             not_on.append(f"{name} ({reason})")
@@ -467,8 +480,11 @@ def sample_command(model: str, num: int, steps: int, eta: float, seed: int, out:
 
 
 def _parse_ints(text: str, option: str) -> tuple[int, ...]:
+    """Comma-separated integers; an empty text is none, an empty item ("1,,2") is refused, not skipped."""
+    if not text.strip():
+        return ()
     try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
+        return tuple(int(v) for v in text.split(","))
     except ValueError:
         raise UsageError(f"{option} {text!r}: expected comma-separated integers, e.g. 1,2,2") from None
 
@@ -500,15 +516,23 @@ def train_command(data: str, out: str, steps: int, batch_size: int, lr: float, e
                   progress: bool) -> None:
     """Train a VP-DDPM UNet on an image set; writes model.pt (EMA), model-fp16.pt, samples.png, train_log.json."""
     from ipbench.device import resolve_device
-    from ipbench.models.unet import UNetConfig
+    from ipbench.models.unet import UNetConfig, config_problem
     from ipbench.training.export import finish_training, load_training_images
     from ipbench.training.loop import TrainConfig, train
 
     shape = (1 if grayscale else 3, resolution, resolution)
-    images = load_training_images(data, shape)
     model_cfg = UNetConfig(image_shape=shape, channels=channels, channel_mult=_parse_ints(channel_mult, "--channel-mult"),
                            num_res_blocks=num_res_blocks, attention_resolutions=_parse_ints(attention, "--attention"),
                            dropout=dropout)
+    problem = config_problem(model_cfg)  # before the data is read or the model built
+    if problem is not None:
+        name, what = problem
+        options = {"image_shape": ("--resolution", resolution), "channels": ("--channels", channels),
+                   "channel_mult": ("--channel-mult", repr(channel_mult)), "attention_resolutions":
+                   ("--attention", repr(attention)), "num_res_blocks": ("--num-res-blocks", num_res_blocks)}
+        option, value = options.get(name, (name, getattr(model_cfg, name)))
+        raise UsageError(f"{option} {value}: {what}")
+    images = load_training_images(data, shape)
     train_cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, ema_decay=ema_decay,
                             checkpoint_every=checkpoint_every, seed=seed)
     dev = resolve_device(device)

@@ -4,7 +4,8 @@ A solver's parameters are its dataclass fields; an operator's are its factory's 
 arguments. Both are described by `Param`, and both are set through `coerce`, which checks the type, the
 valid range (`Range`, declared where the parameter is defined) and the choices, and says what is valid
 when a value is wrong. Floats must be finite. A range may also bound a diffusion time by the model's T,
-which only a run knows: `check_times` applies that part once the model is loaded.
+which only a run knows, and a step count by T (one step per diffusion time at most: a grid of more would
+be cut to T without a word): `check_times` applies those parts once the model is loaded.
 """
 from __future__ import annotations
 
@@ -23,14 +24,16 @@ _NONE_WORDS = {"none", "null", ""}
 
 @dataclass(frozen=True)
 class Range:
-    """Valid values of a number: bounds (inclusive unless `*_open`), and `time`: a diffusion time of the
-    model, 0 <= t < T (checked against T by `check_times`)."""
+    """Valid values of a number: bounds (inclusive unless `*_open`); `time`: a diffusion time of the
+    model, 0 <= t < T; `steps`: a count of steps on the model's diffusion times, 1 <= n <= T (both
+    checked against T by `check_times`)."""
 
     low: float | None = None
     high: float | None = None
     low_open: bool = False
     high_open: bool = False
     time: bool = False
+    steps: bool = False
 
     def contains(self, value: float) -> bool:
         if self.low is not None and (value <= self.low if self.low_open else value < self.low):
@@ -40,6 +43,8 @@ class Range:
     def describe(self) -> str:
         if self.time:
             return "a diffusion time in 0..T-1"
+        if self.steps:
+            return "a step count in 1..T"
         low = "" if self.low is None else f"{'(' if self.low_open else '['}{self.low:g}"
         high = "" if self.high is None else f"{self.high:g}{')' if self.high_open else ']'}"
         if not high:
@@ -54,6 +59,7 @@ NON_NEGATIVE = Range(0)
 AT_LEAST_ONE = Range(1)
 UNIT = Range(0, 1)
 TIME = Range(0, time=True)
+STEPS = Range(1, steps=True)
 
 
 def param(default: Any, *, range: Range | None = None, choices: tuple[str, ...] = ()) -> Any:
@@ -130,12 +136,23 @@ def coerce(param: Param, value: Any, where: str) -> Any:
 
 
 def check_times(params: list[Param], values: dict[str, Any], num_timesteps: int, where: str) -> None:
-    """Diffusion-time parameters (Range(time=True)) of `values` below the model's T; a UsageError if not."""
+    """Diffusion-time parameters (Range(time=True)) of `values` below the model's T, step counts
+    (Range(steps=True)) at most T; a UsageError if not."""
     for p in params:
         value = values.get(p.name)
-        if p.range is not None and p.range.time and value is not None and not 0 <= value < num_timesteps:
+        if p.range is None or value is None:
+            continue
+        if p.range.time and not 0 <= value < num_timesteps:
             raise UsageError(f"{where}.{p.name}={value!r}: must be a diffusion time of the model, "
                              f"0..{num_timesteps - 1}")
+        if p.range.steps:
+            check_count(where, p.name, value, num_timesteps, f"the model has {num_timesteps} diffusion times")
+
+
+def check_count(where: str, name: str, value: int, most: int, why: str) -> None:
+    """A count that a grid would silently cut to `most`: refused above it, with the reason."""
+    if not 1 <= value <= most:
+        raise UsageError(f"{where}.{name}={value!r}: must be in 1..{most} ({why})")
 
 
 def dataclass_params(cls: type) -> list[Param]:

@@ -10,7 +10,7 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from ipbench.errors import UsageError
+from ipbench.errors import UsageError, first_line
 
 ENTRY_POINT_GROUP = "ipbench.plugins"
 _loaded_files: set[Path] = set()
@@ -31,10 +31,17 @@ def load_plugin_file(path: str | Path) -> None:
         sys.path.insert(0, str(path.parent))
     try:
         spec.loader.exec_module(module)  # type: ignore[union-attr]
-    except Exception as exc:
+    except BaseException as exc:  # SystemExit(0) too: a plugin that exits must not look like a passed command
         del sys.modules[name]
-        raise UsageError(f"--plugin {path}: failed to import ({type(exc).__name__}: {exc})") from exc
+        raise UsageError(f"--plugin {path}: failed to import ({import_failure(exc)})") from exc
     _loaded_files.add(path)
+
+
+def import_failure(exc: BaseException) -> str:
+    """What stopped an import, in a few words: `ValueError: ...`, or `it called sys.exit(0)`."""
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r})"
+    return first_line(exc)
 
 
 def load_entry_point_plugins() -> None:
@@ -42,5 +49,6 @@ def load_entry_point_plugins() -> None:
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
             ep.load()
-        except Exception as exc:
-            raise UsageError(f"plugin entry point {ep.name} ({ep.value}) failed to load: {type(exc).__name__}: {exc}") from exc
+        except BaseException as exc:  # as for a plugin file: exiting at import is a failure, not a success
+            raise UsageError(f"plugin entry point {ep.name} ({ep.value}) failed to load: "
+                             f"{import_failure(exc)}") from exc

@@ -12,8 +12,8 @@ from ipbench.solvers import SOLVERS
 
 
 @pytest.mark.parametrize("solver, value, fragment", [
-    ("dps", "dps.steps=0", "solver dps.steps=0: must be >= 1"),
-    ("dps", "dps.steps=-5", "solver dps.steps=-5: must be >= 1"),
+    ("dps", "dps.steps=0", "solver dps.steps=0: must be a step count in 1..T"),
+    ("dps", "dps.steps=-5", "solver dps.steps=-5: must be a step count in 1..T"),
     ("dps", "dps.zeta=nan", "solver dps.zeta=nan: must be a finite number"),
     ("dps", "dps.zeta=-1", "solver dps.zeta=-1.0: must be >= 0"),
     ("dps", "dps.eta=2", "solver dps.eta=2.0: must be in [0, 1]"),
@@ -46,7 +46,7 @@ def test_bad_values_stop_before_the_run(tmp_path, small_model_path, solver, valu
 
 def test_ranges_hold_for_solvers_made_directly() -> None:
     """Building a solver in Python checks its fields too (the dataclass's __post_init__)."""
-    with pytest.raises(UsageError, match="solver dps.steps=0: must be >= 1"):
+    with pytest.raises(UsageError, match="solver dps.steps=0: must be a step count in 1..T"):
         SOLVERS.get("dps")(steps=0)
     assert SOLVERS.get("dps")(steps=3).steps == 3
 

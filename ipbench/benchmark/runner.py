@@ -41,8 +41,7 @@ from ipbench.models import ScoreModel, load_model
 from ipbench.models.counting import CountingModel
 from ipbench.models.acceleration import AcceleratedModel, Acceleration
 from ipbench.operators import Operator, back_project, measure, visible_mask
-from ipbench.params import check_times
-from ipbench.solvers.base import output_problem
+from ipbench.solvers.base import SOLVER_FAILURES, output_problem
 from ipbench.results.metric_registry import METRIC_CONVENTIONS, METRIC_SUMMARY
 from ipbench.results.metrics import compute_metrics, prepare_metrics
 from ipbench.results.rows import FINAL, RowStore, read_run_json, row_key, run_rows
@@ -107,8 +106,8 @@ def run(spec: RunSpec, out: str | Path | None = None, *, batch_size: int = 8, de
         num_images = model.default_num_images
     images = load_images(source, model.image_shape, num_images)
     prepare_metrics(spec.metrics, dev)  # preflight: missing metric weights stop the run here
-    for entry in spec.solvers:  # preflight: diffusion times beyond this model's T
-        check_times(entry.solver.params(), entry.solver.hyperparameters(), model.num_timesteps, f"solver {entry.name}")
+    for entry in spec.solvers:  # preflight: times, step counts and noise levels this model cannot run as set
+        entry.solver.check_model(model)
     for operator in spec.operators:  # preflight: shape-dependent parameter errors surface before anything runs
         first = measurement_generator(spec.seeds[0], images.ids[0], operator.label, dev)
         operator.build(model.image_shape, [first], dev)
@@ -231,8 +230,9 @@ def _solve_and_score(entry: SolverEntry, operator: Operator, seed: int, ids: Seq
             **{f"operator.{k}": v for k, v in operator.params.items()}}
     try:
         reason, status = entry.solver.unsupported(physics, torch.zeros_like(x)), "skipped"
-    except Exception as exc:  # a check that raises is the solver's failure
-        reason, status = f"{type(exc).__name__} in unsupported(): {exc}", "failed"
+        base.update({f"ran.{k}": v for k, v in entry.solver.as_run(physics, model).items()})  # decided by the operator
+    except SOLVER_FAILURES as exc:  # a check that raises (or exits) is the solver's failure
+        reason, status = f"{type(exc).__name__} in unsupported() or as_run(): {exc}", "failed"
     if reason is not None:  # skipped is not a failure: the pair is outside the solver's scope, shown as n/a
         return [{"solver": entry.label, "image": image_id, **base, "seconds": 0.0, "compile_seconds": 0.0, "nfe": 0,
                  "psnr": math.nan, "ssim": math.nan, "lpips": math.nan, "status": status, "error": reason}
@@ -247,7 +247,7 @@ def _solve_and_score(entry: SolverEntry, operator: Operator, seed: int, ids: Seq
         x_hat = entry.solver.solve(y, physics, model, generators)
         synchronize(device)
         error = output_problem(x_hat, x)
-    except Exception as exc:  # a failing solver is a result, not a crash
+    except SOLVER_FAILURES as exc:  # a failing solver is a result, not a crash (sys.exit in it too)
         x_hat, error = None, f"{type(exc).__name__}: {exc}"
     finally:
         entry.solver.__dict__.pop("step_hook", None)
@@ -322,8 +322,8 @@ def _check_resume(out: Path, previous: dict[str, Any], config: dict[str, Any], i
             changed = [t["label"] for t in config["solvers"] + config["operators"]
                        if t not in previous["config"]["solvers"] + previous["config"]["operators"]]
             raise UsageError(f"--out {out}: the code of {', '.join(changed)} changed since these rows were "
-                             "computed (a solver or plugin file was edited); choose another --out for new rows, "
-                             "or restore the file to add to the old ones")
+                             "computed (a solver or plugin file, or a module beside a plugin, was edited); choose "
+                             "another --out for new rows, or restore the file to add to the old ones")
         raise UsageError(f"--out {out}: the folder holds a different run (see its run.json); choose another --out")
     known = previous["images"].get("sha256", {})
     changed = [i for i in ids if i in known and known[i] != hashes[i]]

@@ -5,6 +5,7 @@ import dataclasses
 import hashlib
 import inspect
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -83,11 +84,15 @@ class RunSpec:
         return Path("runs") / f"{solvers[:MAX_NAME_BYTES // 2]}_{operators[:MAX_NAME_BYTES // 2]}_{digest}"
 
 
-def code_files(spec: RunSpec) -> dict[str, dict[str, str | None]]:
-    """For run.json: the file (and its fingerprint) that defines each solver and operator of `spec`, by label;
+def code_files(spec: RunSpec) -> dict[str, dict[str, Any]]:
+    """For run.json: the file (and its fingerprint) that defines each solver and operator of `spec`, by label,
+    and the helper modules beside it that the fingerprint covers (`helper_modules`), each with its own hash;
     a plugin's path shows here (the run's identity holds the fingerprints only, so that machines agree)."""
-    def describe(obj: Any) -> dict[str, str | None]:
-        return {"file": _source_file(obj), "sha256": code_fingerprint(obj)}
+    def describe(obj: Any) -> dict[str, Any]:
+        path = _source_file(obj)
+        helpers = {} if path is None else {str(f.relative_to(Path(path).resolve().parent)): _file_hash(f)
+                                             for f in helper_modules(Path(path))}
+        return {"file": path, "sha256": code_fingerprint(obj), **({"helpers": helpers} if helpers else {})}
 
     return {**{f"solver {s.label}": describe(type(s.solver)) for s in spec.solvers},
             **{f"operator {o.label}": describe(OPERATORS.get(o.name).make) for o in spec.operators}}
@@ -102,12 +107,54 @@ def _source_file(obj: Any) -> str | None:
     return path if path is not None and Path(path).is_file() else None
 
 
+def helper_modules(path: Path) -> list[Path]:
+    """The files of the loaded modules that were imported from `path`'s folder: every module in sys.modules
+    whose top-level name is a .py file or a package in that folder (ipbench itself aside), as a plugin's
+    `import helpers` / `from helpers.maths import f` finds them (plugins.py puts the folder on sys.path).
+
+    Why loaded modules and not the folder's .py files: a helper's constant (`from helpers import TARGET`)
+    and a package beside the plugin count, while an unrelated script in the same folder, or a virtual
+    environment there, does not. A module imported only inside `solve` is not loaded yet when the run's
+    identity is taken: import helpers at the top of the plugin. Built-in solvers live inside the ipbench
+    package, so nothing is beside them and their fingerprints are their files' alone."""
+    folder = path.resolve().parent
+    found: set[Path] = set()
+    tops: dict[str, Path | None] = {}  # top-level name -> where it would be found in `folder`, if there
+    for name, module in list(sys.modules.items()):
+        top = name.partition(".")[0]
+        if top == "ipbench":
+            continue
+        if top not in tops:
+            tops[top] = next((c for c in (folder / f"{top}.py", folder / top) if c.exists()), None)
+        where, file = tops[top], getattr(module, "__file__", None)
+        if where is None or not isinstance(file, str):
+            continue
+        file_path = Path(file).resolve()
+        if file_path != path.resolve() and (file_path == where.resolve() or where.resolve() in file_path.parents):
+            found.add(file_path)
+    return sorted(found)
+
+
+def _file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
 def code_fingerprint(obj: Any) -> str | None:
-    """sha256 (16 hex digits) of the file that defines `obj` (a solver class, an operator factory), so
-    that editing a solver's or a plugin's code makes a new run instead of resuming on the old numbers;
-    None where there is no source file."""
+    """sha256 (16 hex digits) of the file that defines `obj` (a solver class, an operator factory) and of
+    the helper modules imported from beside it (`helper_modules`), so that editing a solver's, a plugin's
+    or its helpers' code makes a new run instead of resuming on the old numbers; None where there is no
+    source file. Without helpers it is the file's own hash."""
     path = _source_file(obj)
-    return None if path is None else hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    if path is None:
+        return None
+    helpers = helper_modules(Path(path))
+    if not helpers:
+        return _file_hash(Path(path))
+    digest = hashlib.sha256(Path(path).read_bytes())
+    folder = Path(path).resolve().parent
+    for helper in helpers:  # names too: moving code between helpers is a change
+        digest.update(b"\0" + str(helper.relative_to(folder)).encode() + b"\0" + helper.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def row_keys(config: dict[str, Any], image_ids: Sequence[str]) -> set[tuple[str, ...]]:

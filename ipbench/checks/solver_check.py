@@ -20,12 +20,13 @@ import torch
 from torch import Tensor
 
 from ipbench.checks import gaussian_truth as gt
+from ipbench.errors import UsageError, first_line
 from ipbench.models import GaussianScoreModel
 from ipbench.models.counting import CountingModel
 from ipbench.operators import Operator, measure
 from ipbench.seeding import measurement_generator, solver_generator
 from ipbench.solvers import SOLVERS, Solver
-from ipbench.solvers.base import output_problem
+from ipbench.solvers.base import SOLVER_FAILURES, output_problem
 
 CONTRACT_OPERATORS = ("inpaint-box", "inpaint-random", "deblur-gauss", "deblur-motion", "sr", "denoise")
 TRUTH_OPERATORS = ("denoise", "inpaint-box", "inpaint-random")  # where the exact posterior is cheap
@@ -52,6 +53,12 @@ def check_solver(solver: Solver, label: str, operators: Sequence[Operator] | Non
     operators = [Operator.create(o) for o in CONTRACT_OPERATORS] if operators is None else list(operators)
     model = gt.fit_model()
     checks = []
+    try:
+        solver.check_model(model)  # field values this model cannot run as set: the user's to fix (UsageError)
+    except UsageError:
+        raise
+    except SOLVER_FAILURES as exc:
+        checks.append(Check("fits-model", "-", False, f"check_model() raised {first_line(exc)}"))
     for operator in operators:
         checks += contract(solver, label, operator, model)
     for operator in [o for o in operators if o.name in TRUTH_OPERATORS]:
@@ -75,8 +82,16 @@ def _solve(solver: Solver, label: str, operator: Operator, x: Tensor, ids: list[
     generators = [solver_generator(0, i, operator.label, label) for i in ids]
     try:
         return solver.solve(y, physics, model, generators), model.images / len(ids)
-    except Exception as exc:  # a result to report, not a crash
+    except SOLVER_FAILURES as exc:  # a result to report, not a crash
         return exc, math.nan
+
+
+def _unsupported(solver: Solver, physics: object, like: Tensor) -> tuple[str | None, str | None]:
+    """(the solver's reason not to apply, None), or (None, what its `unsupported` raised)."""
+    try:
+        return solver.unsupported(physics, like), None  # type: ignore[arg-type]
+    except SOLVER_FAILURES as exc:
+        return None, f"unsupported() raised {first_line(exc)}"
 
 
 def contract(solver: Solver, label: str, operator: Operator, prior: GaussianScoreModel) -> list[Check]:
@@ -84,13 +99,15 @@ def contract(solver: Solver, label: str, operator: Operator, prior: GaussianScor
     op = operator.label
     ids = gt.image_ids(CONTRACT_IMAGES)
     x = prior.sample(len(ids), gt.prior_generators(0, ids)).clamp(0, 1)
-    reason = solver.unsupported(_measure(operator, x, ids)[0], torch.zeros_like(x))
+    reason, broken = _unsupported(solver, _measure(operator, x, ids)[0], torch.zeros_like(x))
+    if broken is not None:
+        return [Check("applies", op, False, broken)]
     if reason is not None:  # outside the solver's declared scope: nothing to check, not a failure
         return [Check("applies", op, True, f"n/a: {reason}")]
     model = CountingModel(prior)
     x_hat, nfe = _solve(solver, label, operator, x, ids, model)
-    if isinstance(x_hat, Exception):
-        return [Check("runs", op, False, f"raised {type(x_hat).__name__}: {x_hat}")]
+    if isinstance(x_hat, BaseException):
+        return [Check("runs", op, False, f"raised {first_line(x_hat)}")]
     problem = output_problem(x_hat, x)
     if problem is not None:
         return [Check("output", op, False, problem)]
@@ -100,7 +117,8 @@ def contract(solver: Solver, label: str, operator: Operator, prior: GaussianScor
                         "all finite" if bool(finite.all()) else f"{int((~finite).sum())} of {len(ids)} images "
                         "have NaN or inf"))
     again, _ = _solve(solver, label, operator, x, ids, model)
-    same = isinstance(again, Tensor) and again.shape == x_hat.shape and torch.equal(again, x_hat)
+    same = isinstance(again, Tensor) and again.shape == x_hat.shape and \
+        bool(torch.isclose(again, x_hat, rtol=0, atol=0, equal_nan=True).all())  # NaN where NaN was: the same
     checks.append(Check("deterministic", op, same, "same generators, same output" if same else
                         "two calls with the same generators differ (global randomness or state kept between calls?)"))
     alone, nfe_alone = _solve(solver, label, operator, x[1:2], ids[1:2], model)
@@ -122,14 +140,16 @@ def ground_truth(solver: Solver, label: str, operator: Operator, prior: Gaussian
     """R = MSE / MMSE on exact-posterior problems, with the bound R >= 1 - 3 SE and references beside it."""
     problem = gt.make_problem(prior, operator.label, operator.name, operator.params, TRUTH_IMAGES, 0)
     op = operator.label
-    reason = solver.unsupported(problem.physics, torch.zeros_like(problem.x))
+    reason, broken = _unsupported(solver, problem.physics, torch.zeros_like(problem.x))
+    if broken is not None:
+        return Check("ground-truth", op, False, broken)
     if reason is not None:
         return Check("ground-truth", op, True, f"n/a: {reason}")
     start = time.perf_counter()
     try:
         score = gt.run_solver(label, solver, problem, prior)
-    except Exception as exc:
-        return Check("ground-truth", op, False, f"raised {type(exc).__name__}: {exc}")
+    except SOLVER_FAILURES as exc:
+        return Check("ground-truth", op, False, f"raised {first_line(exc)}")
     references = []
     for name in REFERENCES:
         if name != getattr(solver, "name", None):

@@ -15,6 +15,12 @@ from abc import ABC, abstractmethod
 import torch
 from torch import Tensor, nn
 
+# What a model file may declare (checked before anything is built from it): an image side in pixels (the
+# public pixel-space DDPMs are 256 and 512), image channels, diffusion times.
+MAX_SIDE = 2048
+MAX_IMAGE_CHANNELS = 4
+MAX_TIMESTEPS = 100_000
+
 
 def to_model(x: Tensor) -> Tensor:
     """[0, 1] image units -> [-1, 1] model units."""

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from ipbench.errors import UsageError
 from ipbench.linalg import LinearMap, conjugate_gradient
-from ipbench.models.base import ScoreModel, linear_alphas_cumprod, to_model
+from ipbench.models.base import MAX_IMAGE_CHANNELS, MAX_SIDE, MAX_TIMESTEPS, ScoreModel, linear_alphas_cumprod, to_model
 
 class GaussianScoreModel(ScoreModel):
     """Exact VP-DDPM epsilon model of a stationary Gaussian prior (see module docstring)."""
@@ -137,9 +137,34 @@ class GaussianScoreModel(ScoreModel):
 
     @classmethod
     def from_config(cls, config: dict, state_dict: dict[str, Tensor]) -> "GaussianScoreModel":
+        """The model a checkpoint holds; its shapes and schedule checked first (a UsageError naming them)."""
         schedule = config.get("alphas_cumprod")
-        return cls(state_dict["mean"].flatten(), state_dict["colour_basis"], state_dict["spectrum"],
-                   None if schedule is None else torch.tensor(schedule, dtype=torch.float64))
+        schedule = None if schedule is None else torch.tensor(schedule, dtype=torch.float64)
+        mean, basis, spectrum = state_dict["mean"].flatten(), state_dict["colour_basis"], state_dict["spectrum"]
+        problem = gaussian_problem(mean, basis, spectrum, schedule)
+        if problem is not None:
+            raise UsageError(problem)
+        return cls(mean, basis, spectrum, schedule)
+
+
+def gaussian_problem(mean: Tensor, basis: Tensor, spectrum: Tensor, schedule: Tensor | None) -> str | None:
+    """What makes these tensors no Gaussian model within the UNet's bounds (its image shape, T), or None."""
+    if spectrum.ndim != 3 or not 1 <= spectrum.shape[0] <= MAX_IMAGE_CHANNELS or \
+            not all(1 <= s <= MAX_SIDE for s in spectrum.shape[1:]):
+        return (f"declares a spectrum of shape {tuple(spectrum.shape)}; it must be (C, H, W) with C in "
+                f"1..{MAX_IMAGE_CHANNELS} and sides in 1..{MAX_SIDE}")
+    channels = spectrum.shape[0]
+    if mean.numel() != channels or tuple(basis.shape) != (channels, channels):
+        return (f"declares mean {tuple(mean.shape)} and colour_basis {tuple(basis.shape)} for {channels} channels; "
+                f"they must be ({channels},) and ({channels}, {channels})")
+    if not all(bool(torch.isfinite(t).all()) for t in (mean, basis, spectrum)):
+        return "declares non-finite mean, colour_basis or spectrum values"
+    if schedule is not None and (schedule.ndim != 1 or not 1 <= schedule.numel() <= MAX_TIMESTEPS
+                                 or not bool(((schedule > 0) & (schedule <= 1)).all())
+                                 or bool((schedule[1:] > schedule[:-1]).any())):
+        return (f"declares alphas_cumprod of {schedule.numel()} values; they must be 1..{MAX_TIMESTEPS} "
+                "values in (0, 1], non-increasing")
+    return None
 
 
 def _radial_average(power: Tensor) -> Tensor:

@@ -13,7 +13,7 @@ from typing import Callable, Protocol
 
 import torch
 
-from ipbench.errors import UsageError
+from ipbench.errors import UsageError, first_line
 from ipbench.files import atomic_write
 from ipbench.models.base import ScoreModel
 from ipbench.registry import Registry
@@ -74,14 +74,16 @@ def load_checkpoint(path: str | Path) -> ScoreModel:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling refused or file unreadable: a user mistake, not a crash
-        raise UsageError(f"model file {path}: not a loadable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]})") from exc
+        raise UsageError(f"model file {path}: not a loadable checkpoint ({first_line(exc)})") from None
     if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
         raise UsageError(f"model file {path}: not an ipbench checkpoint (expected format {CHECKPOINT_FORMAT!r})")
     try:
         cls = ARCHITECTURES.get(blob["arch"])
         return cls.from_config(blob["config"], blob["state_dict"])
-    except (KeyError, TypeError, RuntimeError, ValueError) as exc:  # a tagged file with missing or foreign parts
-        raise UsageError(f"model file {path}: malformed ipbench checkpoint ({type(exc).__name__}: {exc})") from None
+    except UsageError as exc:  # declared fields out of bounds, weights that do not fit: the architecture says which
+        raise UsageError(f"model file {path}: {exc}") from None
+    except (KeyError, TypeError, RuntimeError, ValueError, AttributeError) as exc:  # missing or foreign parts
+        raise UsageError(f"model file {path}: malformed ipbench checkpoint ({first_line(exc)})") from None
 
 
 def load_model(name_or_path: str, device: torch.device | str = "cpu") -> ScoreModel:

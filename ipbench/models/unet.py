@@ -6,37 +6,18 @@ self-attention at chosen resolutions, strided-conv downsampling and nearest upsa
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ipbench.errors import UsageError
 from ipbench.models.base import ScoreModel, linear_alphas_cumprod
+from ipbench.models.unet_config import MAX_PARAMETERS, UNetConfig, field_problem
+from ipbench.weights import state_dict_mismatch
 
-
-@dataclass
-class UNetConfig:
-    """Architecture and schedule of a UNetScoreModel (stored in its checkpoint)."""
-
-    image_shape: tuple[int, int, int] = (1, 32, 32)
-    channels: int = 32
-    channel_mult: tuple[int, ...] = (1, 2, 2)
-    num_res_blocks: int = 2
-    attention_resolutions: tuple[int, ...] = (8,)
-    dropout: float = 0.1
-    num_timesteps: int = 1000
-    beta_start: float = 1e-4
-    beta_end: float = 0.02
-    extra: dict = field(default_factory=dict)  # free-form notes (training data, ...)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "UNetConfig":
-        data = dict(data)
-        for key in ("image_shape", "channel_mult", "attention_resolutions"):
-            if key in data:
-                data[key] = tuple(data[key])
-        return cls(**data)
+__all__ = ["UNet", "UNetConfig", "UNetScoreModel", "config_problem"]
 
 
 def timestep_embedding(t: Tensor, dim: int) -> Tensor:
@@ -141,6 +122,20 @@ class UNet(nn.Module):
         return self.head(h)
 
 
+def config_problem(cfg: UNetConfig) -> tuple[str, str] | None:
+    """(field, what is wrong) if `cfg` is out of bounds (`unet_config.field_problem`) or its network would
+    have more than MAX_PARAMETERS weights, counted on the meta device (nothing allocated); else None."""
+    problem = field_problem(cfg)
+    if problem is not None:
+        return problem
+    with torch.device("meta"):
+        count = sum(p.numel() for p in UNet(cfg).parameters())
+    if count > MAX_PARAMETERS:
+        return "channel_mult", (f"gives {count:,} weights (with channels {cfg.channels}, num_res_blocks "
+                                f"{cfg.num_res_blocks}); at most {MAX_PARAMETERS:,}")
+    return None
+
+
 class UNetScoreModel(ScoreModel):
     """A UNet eps-model on the linear DDPM schedule. Why linear: it is the schedule of the public
     pixel-space DDPM checkpoints (FFHQ 256, ImageNet 256) the DPS-line papers use, so times such as
@@ -159,6 +154,16 @@ class UNetScoreModel(ScoreModel):
 
     @classmethod
     def from_config(cls, config: dict, state_dict: dict[str, Tensor]) -> "UNetScoreModel":
-        model = cls(UNetConfig.from_dict(config))
+        """The model a checkpoint declares, its fields checked against the bounds before anything is built
+        (a UsageError naming the field), its weights against the network's names and shapes."""
+        cfg = UNetConfig.from_dict(config)
+        problem = config_problem(cfg)
+        if problem is not None:
+            name, what = problem
+            raise UsageError(f"declares {name}={getattr(cfg, name)!r}, which {what}")
+        model = cls(cfg)
+        mismatch = state_dict_mismatch({k: v.shape for k, v in model.state_dict().items()}, state_dict)
+        if mismatch is not None:
+            raise UsageError(f"weights do not fit the UNet it declares: {mismatch}")
         model.load_state_dict({k: v.float() for k, v in state_dict.items()})
         return model

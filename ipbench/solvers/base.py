@@ -18,7 +18,7 @@ from torch import Tensor
 
 from ipbench.errors import UsageError
 from ipbench.models.base import ScoreModel, to_image
-from ipbench.params import Param, coerce, dataclass_params, resolve
+from ipbench.params import Param, check_times, coerce, dataclass_params, resolve
 from ipbench.registry import Registry
 
 
@@ -43,6 +43,20 @@ class Solver:
     def params(cls) -> list[Param]:
         return dataclass_params(cls)
 
+    def check_model(self, model: ScoreModel) -> None:
+        """Refuse (UsageError naming the field, its value and the valid range) field values that `model`
+        cannot run as set, before anything runs: a value the solver would otherwise replace by another
+        (a step count cut to the times there are, a sigma clamped to the model's grid) is a silently wrong
+        row. The base checks diffusion times and step counts against T (`params.check_times`); a solver
+        with bounds between its fields, or on the model's grid or image shape, adds them."""
+        check_times(self.params(), self.hyperparameters(), model.num_timesteps, f"solver {self.name}")
+
+    def as_run(self, op: Physics, model: ScoreModel) -> dict[str, Any]:
+        """The fields whose value as run is decided by the operator, not by the field (a start time matched
+        to sigma_y, and a step count that time caps), with the values this `op` gives; every row records them
+        as `ran.NAME`. Most solvers have none."""
+        return {}
+
     def report_step(self, t: int, x_t: Tensor, x0_hat: Tensor) -> None:
         """Hand one step (its time, x_t and x0_hat, model units) to the hook a caller may have set as
         `solver.step_hook` (`bench run --trace K` does; k-diffusion's `callback` is the model). Diffusion
@@ -66,6 +80,10 @@ class Solver:
 
 
 SOLVERS: Registry[type[Solver]] = Registry("solver")
+
+# What a solver's code may raise that is its failure to report: SystemExit too, which would otherwise end a
+# command with its code (0: "passed") before anything is reported. KeyboardInterrupt stays the user's.
+SOLVER_FAILURES = (Exception, SystemExit)
 
 
 def register_solver(cls: type[Solver]) -> type[Solver]:

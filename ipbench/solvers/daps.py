@@ -65,6 +65,7 @@ from ipbench.models.denoiser import denoise, karras_sigmas, time_of_sigma
 from ipbench.operators.base import noise_level
 from ipbench.params import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Range, param
 from ipbench.solvers.base import Solver, randn_per_image, register_solver
+from ipbench.solvers.diffusion import check_sigma
 
 # The official likelihood std in image units: tau = 0.01 on [-1, 1] with a squared-norm gradient (module docstring).
 OFFICIAL_TAU = round(0.01 / (2 * math.sqrt(2)), 6)
@@ -129,6 +130,11 @@ class DAPS(Solver):
         if not self.sigma_max > self.sigma_min > self.ode_sigma_min:
             raise UsageError(f"solver daps: needs sigma_max > sigma_min > ode_sigma_min, got {self.sigma_max:g}, "
                              f"{self.sigma_min:g}, {self.ode_sigma_min:g}")
+
+    def check_model(self, model: ScoreModel) -> None:
+        super().check_model(model)
+        for name in ("sigma_max", "sigma_min", "ode_sigma_min"):  # the EDM grids are snapped to the model's
+            check_sigma(model, f"solver {self.name}", name, getattr(self, name))
 
     def likelihood_std(self, op: Physics) -> float:
         """tau in image units: the field; if none, sigma_y (the official value when sigma_y = 0)."""

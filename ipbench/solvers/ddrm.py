@@ -60,15 +60,26 @@ from ipbench.errors import UsageError
 from ipbench.models.base import ScoreModel, timesteps, to_image, tweedie_x0
 from ipbench.operators.base import noise_level
 from ipbench.operators.svd import OperatorSVD, SeparableSVD, operator_svd, svd_problem
-from ipbench.params import AT_LEAST_ONE, UNIT, Range, param
+from ipbench.params import STEPS, UNIT, Range, param
 from ipbench.solvers.base import Solver, randn_per_image, register_solver
 
 
+def ddrm_times(num_timesteps: int, steps: int) -> list[int]:
+    """The official code's grid: times 0, skip, 2 skip, ... < T with skip = T // steps, largest first. It has
+    `steps` times only where T // steps divides T closely enough (T = 1000: 20 and 100 do, 30 gives 31)."""
+    return list(range(0, num_timesteps, max(num_timesteps // steps, 1)))[::-1]
+
+
+def ddrm_step_counts(num_timesteps: int, steps: int) -> tuple[int | None, int | None]:
+    """The nearest step counts below and above `steps` that the code's grid runs as set (None: there is none)."""
+    exact = [n for n in range(1, num_timesteps + 1) if len(ddrm_times(num_timesteps, n)) == n]
+    return max((n for n in exact if n < steps), default=None), min((n for n in exact if n > steps), default=None)
+
+
 def ddrm_grid(model: ScoreModel, steps: int) -> list[tuple[int, float, float]]:
-    """(t, ab_t, ab_next) for the official code's grid: times 0, skip, 2 skip, ... < T with skip = T // steps,
-    run from the largest down; the last step goes to ab = 1 (the clean image)."""
-    num = model.num_timesteps
-    times = list(range(0, num, max(num // steps, 1)))[::-1]
+    """(t, ab_t, ab_next) for the official code's grid (`ddrm_times`), run from the largest time down; the
+    last step goes to ab = 1 (the clean image)."""
+    times = ddrm_times(model.num_timesteps, steps)
     alpha_bars = model.alphas_cumprod.double().cpu().tolist()
     ab = [alpha_bars[t] for t in times] + [1.0]
     return [(t, ab[i], ab[i + 1]) for i, t in enumerate(times)]
@@ -93,13 +104,22 @@ class DDRM(Solver):
     """DDRM's variational posterior per spectral coordinate (eqs. 7-8), as the official code steps it."""
 
     name = "ddrm"
-    steps: int = param(20, range=AT_LEAST_ONE)  # skip = T // steps (the code's grid), 20 in the README's commands
+    steps: int = param(20, range=STEPS)  # skip = T // steps (the code's grid), 20 in the README's commands
     eta: float = param(0.85, range=UNIT)  # eta = eta_A = eta_C of the code
     eta_b: float = param(1.0, range=UNIT)
     cutoff: float = param(3e-2, range=Range(0, 1, high_open=True))  # separable operators only
 
     def unsupported(self, op: Physics, like: Tensor) -> str | None:
         return svd_problem(op, like)
+
+    def check_model(self, model: ScoreModel) -> None:
+        super().check_model(model)
+        num = model.num_timesteps
+        ran = len(ddrm_times(num, self.steps))
+        if ran != self.steps:  # the code's grid rounds the skip: refuse rather than run another count
+            nearest = " or ".join(str(n) for n in ddrm_step_counts(num, self.steps) if n is not None)
+            raise UsageError(f"solver {self.name}.steps={self.steps}: the grid (skip = T // steps = {num // self.steps}"
+                             f" on T = {num}) has {ran} times; valid near it: {nearest}")
 
     def solve(self, y: Tensor, op: Physics, model: ScoreModel, generators: Sequence[torch.Generator]) -> Tensor:
         n = y.shape[0]

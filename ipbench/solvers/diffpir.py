@@ -57,7 +57,7 @@ from ipbench.linalg import conjugate_gradient
 from ipbench.models.base import ScoreModel, to_image, to_model
 from ipbench.operators.base import noise_level
 from ipbench.operators.svd import OperatorSVD, operator_svd
-from ipbench.params import AT_LEAST_ONE, POSITIVE, UNIT, param
+from ipbench.params import AT_LEAST_ONE, POSITIVE, UNIT, check_count, param
 from ipbench.solvers.base import Solver, randn_per_image, register_solver
 from ipbench.solvers.diffusion import predict_x0, timestep_schedule
 
@@ -107,6 +107,12 @@ class DiffPIR(Solver):
         if not isinstance(op, LinearPhysics):
             return f"needs a linear operator (its data step solves with A^T A), got {type(op).__name__}"
         return None
+
+    def check_model(self, model: ScoreModel) -> None:
+        super().check_model(model)
+        if self.skip_type == "uniform":  # the quad grid keeps repeated times, the uniform one has T at most
+            num = model.num_timesteps
+            check_count(f"solver {self.name}", "steps", self.steps, num, f"skip_type=uniform on T = {num} times")
 
     def times(self, num_timesteps: int) -> list[int]:
         if self.skip_type == "quad":

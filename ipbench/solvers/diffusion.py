@@ -12,7 +12,11 @@ import torch
 from torch import Tensor
 
 from ipbench.errors import UsageError
-from ipbench.models.base import ScoreModel, timesteps, tweedie_x0
+from deepinv.physics import Physics
+
+from ipbench.models.base import ScoreModel, time_for_sigma, timesteps, tweedie_x0
+from ipbench.models.denoiser import sigma_grid
+from ipbench.operators.base import noise_level
 from ipbench.solvers.base import randn_per_image
 
 X0Hook = Callable[[Tensor, int], Tensor]
@@ -26,6 +30,24 @@ def timestep_schedule(t_start: int, steps: int) -> list[int]:
     steps = min(steps, t_start + 1)
     grid = torch.linspace(t_start, 0, steps, dtype=torch.float64).round().long()
     return [int(t) for t in grid]
+
+
+def start_time(t: int | None, op: Physics, model: ScoreModel) -> int:
+    """`t`, or if None the time matched to the operator's sigma_y (the one-step and iterative denoisers')."""
+    return time_for_sigma(model.alphas_cumprod, noise_level(op)) if t is None else t
+
+
+SIGMA_MARGIN = 1e-3  # relative: a printed grid end (0.01 for 0.0100005) is still that end
+
+
+def check_sigma(model: ScoreModel, where: str, name: str, value: float) -> None:
+    """A noise level (VE sigma, model units) inside the model's grid: beyond its ends a schedule would be
+    clamped to them, so the level asked for is not the one that runs."""
+    grid = sigma_grid(model)
+    low, high = grid[0], grid[-1]
+    if not low * (1 - SIGMA_MARGIN) <= value <= high * (1 + SIGMA_MARGIN):
+        raise UsageError(f"{where}.{name}={value:g}: must be in [{low:.4g}, {high:.4g}] (the model's noise "
+                         "levels; beyond them it would be clamped to the nearest end)")
 
 
 def predict_x0(model: ScoreModel, x_t: Tensor, t: int, alpha_bar: float, clip: bool) -> Tensor:

@@ -23,7 +23,7 @@ from torch import Tensor
 from ipbench.errors import UsageError
 from ipbench.models.base import ScoreModel
 from ipbench.operators.base import back_project, measurement_image
-from ipbench.params import AT_LEAST_ONE, POSITIVE, param
+from ipbench.params import AT_LEAST_ONE, POSITIVE, check_count, param
 from ipbench.solvers.base import Solver, register_solver
 
 
@@ -53,6 +53,12 @@ class GaussianFilter(Solver):
         super().__post_init__()
         if self.kernel_size % 2 == 0:
             raise UsageError(f"solver gaussian-filter.kernel_size={self.kernel_size}: must be odd (a centred kernel)")
+
+    def check_model(self, model: ScoreModel) -> None:
+        super().check_model(model)
+        side = min(model.image_shape[-2:])  # reflect padding needs a radius below the image side
+        check_count(f"solver {self.name}", "kernel_size", self.kernel_size, 2 * side - 1,
+                    f"reflect padding on {side} px images")
 
     def solve(self, y: Tensor, op: Physics, model: ScoreModel, generators: Sequence[torch.Generator]) -> Tensor:
         image = back_project(op, y) if self.source == "back-projection" else measurement_image(op, y)

@@ -50,7 +50,7 @@ from torch import Tensor
 
 from ipbench.models.base import ScoreModel, to_image, to_model
 from ipbench.operators.base import noise_level, visible_mask
-from ipbench.params import AT_LEAST_ONE, UNIT, param
+from ipbench.params import AT_LEAST_ONE, STEPS, UNIT, check_count, param
 from ipbench.solvers.base import Solver, randn_per_image, register_solver
 from ipbench.solvers.diffusion import ddim_step, predict_x0, timestep_schedule
 
@@ -83,7 +83,7 @@ class RePaint(Solver):
     """Reverse DDPM with the known pixels replaced by the noised measurement, optional resampling."""
 
     name = "repaint"
-    steps: int = param(100, range=AT_LEAST_ONE)  # strided reverse steps from T-1 (the paper: 250)
+    steps: int = param(100, range=STEPS)  # strided reverse steps from T-1 (the paper: 250)
     jump_length: int = param(10, range=AT_LEAST_ONE)  # the paper: 10
     jump_n_sample: int = param(1, range=AT_LEAST_ONE)  # passes over each jump point; 1 = no resampling (paper: 10)
     eta: float = param(1.0, range=UNIT)  # 1 = DDPM's ancestral step, as in the paper
@@ -94,6 +94,12 @@ class RePaint(Solver):
         if not isinstance(op, Inpainting):
             return f"needs a mask (deepinv Inpainting), got {type(op).__name__}"
         return None
+
+    def check_model(self, model: ScoreModel) -> None:
+        super().check_model(model)
+        if self.jump_n_sample > 1:  # jump points are j = 0, L, 2L, ... < steps - L: none would mean no resampling
+            check_count(f"solver {self.name}", "jump_length", self.jump_length, self.steps - 1,
+                        f"resampling (jump_n_sample={self.jump_n_sample}) jumps back within steps={self.steps}")
 
     def solve(self, y: Tensor, op: Physics, model: ScoreModel, generators: Sequence[torch.Generator]) -> Tensor:
         times = timestep_schedule(model.num_timesteps - 1, self.steps)[::-1]  # grid index i -> diffusion time

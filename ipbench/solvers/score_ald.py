@@ -65,9 +65,9 @@ from ipbench.errors import UsageError
 from ipbench.models.base import ScoreModel, to_image, to_model
 from ipbench.models.denoiser import denoise, sigma_grid, snap_sigmas, time_of_sigma
 from ipbench.operators.base import noise_level
-from ipbench.params import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, param
+from ipbench.params import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, check_count, param
 from ipbench.solvers.base import Solver, misfit_gradient, per_image_norm, rand_per_image, randn_per_image, register_solver
-from ipbench.solvers.diffusion import timestep_schedule
+from ipbench.solvers.diffusion import check_sigma, timestep_schedule
 
 CODE_SIGMA_START = 1.232  # the official code's first level: geometric 232 -> 0.0066 in 2311, index 1156
 
@@ -101,14 +101,27 @@ class ScoreALD(Solver):
     clip: bool = False  # clamp D(x, sigma) to [-1, 1] in the score
     denoise: bool = True  # end with x <- D(x, sigma_L) (one more network evaluation)
 
-    def solve(self, y: Tensor, op: Physics, model: ScoreModel, generators: Sequence[torch.Generator]) -> Tensor:
-        sigma_y = noise_level(op)
-        levels = langevin_levels(model, self.sigma_max, self.steps, self.schedule)
-        sigma_last = levels[-1]
+    def check_model(self, model: ScoreModel) -> None:
+        super().check_model(model)
+        where = f"solver {self.name}"
+        check_sigma(model, where, "sigma_max", self.sigma_max)
+        if self.schedule == "strided":  # the strided grid has one level per time from sigma_max's down to 0
+            t_max = time_of_sigma(model, self.sigma_max)
+            check_count(where, "steps", self.steps, t_max + 1, f"schedule=strided from sigma_max's time {t_max} to 0")
+        self.check_step(langevin_levels(model, self.sigma_max, self.steps, self.schedule)[-1])
+
+    def check_step(self, sigma_last: float) -> None:
+        """r = eps / sigma_L^2 below 2, where the prior's Langevin steps diverge."""
         if self.eps / sigma_last**2 >= 2:
             raise UsageError(f"solver score-ald.eps={self.eps:g}: the step at the last level is eps / sigma_L^2 = "
                              f"{self.eps / sigma_last**2:.3g} of sigma_L^2 (sigma_L = {sigma_last:.4g}); "
                              f"Langevin steps diverge from 2; use eps < {2 * sigma_last**2:.3g}")
+
+    def solve(self, y: Tensor, op: Physics, model: ScoreModel, generators: Sequence[torch.Generator]) -> Tensor:
+        sigma_y = noise_level(op)
+        levels = langevin_levels(model, self.sigma_max, self.steps, self.schedule)
+        sigma_last = levels[-1]
+        self.check_step(sigma_last)
         x = to_model(rand_per_image((y.shape[0], *model.image_shape), generators, y.device))
         for sigma in levels:
             alpha = self.eps * (sigma / sigma_last) ** 2

@@ -41,7 +41,7 @@ from torch import Tensor
 from ipbench.errors import UsageError
 from ipbench.models.base import ScoreModel, to_image
 from ipbench.operators.base import noise_level
-from ipbench.params import AT_LEAST_ONE, POSITIVE, UNIT, param
+from ipbench.params import POSITIVE, STEPS, UNIT, param
 from ipbench.solvers.base import Solver, misfit_gradient, randn_per_image, register_solver
 from ipbench.solvers.diffusion import ddim_step, predict_x0, reverse_grid
 
@@ -66,7 +66,7 @@ class ScoreALDDDPM(Solver):
     """Annealed likelihood score added to the prior score in each DDPM reverse step."""
 
     name = "score-ald-ddpm"
-    steps: int = param(100, range=AT_LEAST_ONE)  # strided reverse steps from T-1
+    steps: int = param(100, range=STEPS)  # strided reverse steps from T-1
     # likelihood std added to sigma_y (image units); None = sqrt((1 - ab_t) / ab_t) / 2 (ddpm),
     # sqrt(1/4 - sigma_y^2) (unit)
     gamma: float | None = param(None, range=POSITIVE)

@@ -23,7 +23,7 @@ from torch import Tensor
 from ipbench.errors import UsageError
 from ipbench.models.base import ScoreModel, to_image, to_model
 from ipbench.operators.base import back_project, measurement_image
-from ipbench.params import AT_LEAST_ONE, TIME, UNIT, param
+from ipbench.params import STEPS, TIME, UNIT, check_count, param
 from ipbench.solvers.base import Solver, randn_per_image, register_solver
 from ipbench.solvers.diffusion import reverse_process
 
@@ -35,10 +35,14 @@ class SDEdit(Solver):
 
     name = "sdedit"
     t0: int = param(500, range=TIME)  # perturbation time (the seeds' table: 500 of 1000)
-    steps: int = param(50, range=AT_LEAST_ONE)  # strided reverse steps from t0 to 0
+    steps: int = param(50, range=STEPS)  # strided reverse steps from t0 to 0
     eta: float = param(1.0, range=UNIT)  # 1 = DDPM, 0 = DDIM
     clip: bool = True
     guide: str = param("measurement", choices=("measurement", "back-projection"))
+
+    def check_model(self, model: ScoreModel) -> None:
+        super().check_model(model)
+        check_count(f"solver {self.name}", "steps", self.steps, self.t0 + 1, f"the times t0={self.t0}..0")
 
     def solve(self, y: Tensor, op: Physics, model: ScoreModel, generators: Sequence[torch.Generator]) -> Tensor:
         if not 0 <= self.t0 < model.num_timesteps:

@@ -10,16 +10,17 @@ the mean of the seen ones) and treats it as the noisy image, which is only a heu
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from deepinv.physics import Physics
 from torch import Tensor
 
-from ipbench.models.base import ScoreModel, diffuse_measurement, time_for_sigma, timesteps, to_image, tweedie_x0
-from ipbench.operators.base import back_project, noise_level
+from ipbench.models.base import ScoreModel, diffuse_measurement, timesteps, to_image, tweedie_x0
+from ipbench.operators.base import back_project
 from ipbench.params import TIME, param
 from ipbench.solvers.base import Solver, register_solver
+from ipbench.solvers.diffusion import start_time
 
 
 @register_solver
@@ -30,8 +31,11 @@ class Tweedie(Solver):
     name = "tweedie"
     t: int | None = param(None, range=TIME)  # diffusion time; None = matched to the operator's sigma_y
 
+    def as_run(self, op: Physics, model: ScoreModel) -> dict[str, Any]:
+        return {"t": start_time(self.t, op, model)}
+
     def solve(self, y: Tensor, op: Physics, model: ScoreModel, generators: Sequence[torch.Generator]) -> Tensor:
-        t = time_for_sigma(model.alphas_cumprod, noise_level(op)) if self.t is None else self.t
+        t = start_time(self.t, op, model)
         t_batch = timesteps(t, y.shape[0], y.device)
         alpha_bar = model.alpha_bar(t_batch, y)
         x_t = diffuse_measurement(back_project(op, y), alpha_bar)  # y as a sample of x_t

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from ipbench.errors import UsageError, first_line
 from ipbench.files import atomic_write
 from ipbench.models.base import to_model
-from ipbench.models.unet import UNetConfig, UNetScoreModel
+from ipbench.models.unet import UNetConfig, UNetScoreModel, config_problem
 
 TRAIN_STATE_FORMAT = "ipbench.train-state/1"
 
@@ -57,6 +57,9 @@ def train(images: Tensor, out: Path, model_cfg: UNetConfig, cfg: TrainConfig, de
     Returns the EMA model and the per-step losses of this call. Writes out/train_state.pt every
     `checkpoint_every` steps and at the end.
     """
+    problem = config_problem(model_cfg)  # `bench train` names its option; a caller of train() gets the field
+    if problem is not None:
+        raise UsageError(f"model config {problem[0]}={getattr(model_cfg, problem[0])!r}: {problem[1]}")
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / "train_state.pt"
     with torch.random.fork_rng(devices=[]):  # seeded initial weights, global RNG left as it was
