@@ -10,6 +10,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ipbench.errors import UsageError
 from ipbench.files import atomic_write
+from ipbench.imagefile import open_image
 from ipbench.results.rows import read_run_json, run_rows
 
 MIN_CELL = 96  # small images are shown enlarged (nearest) so that pixels stay visible
@@ -21,7 +22,7 @@ def _open_cell(path: Path, size: tuple[int, int]) -> Image.Image:
         cell = Image.new("RGB", size, (128, 128, 128))
         ImageDraw.Draw(cell).text((6, size[1] // 2 - 6), "failed", fill=(255, 255, 255), font=ImageFont.load_default())
         return cell
-    with Image.open(path) as img:
+    with open_image(path, "run image") as img:
         return img.convert("RGB").resize(size, Image.Resampling.NEAREST)
 
 
@@ -79,7 +80,7 @@ def _trace_figure(run_dir: Path, operator_label: str, solvers: list[str], ids: l
         return None
     sizes = []
     for _, path in strips:
-        with Image.open(path) as img:
+        with open_image(path, "run image") as img:
             sizes.append((img.width * scale, img.height * scale))
     width, height = max(w for w, _ in sizes), max(h for _, h in sizes)
     figure = Image.new("RGB", (LABEL_W + width, LABEL_H + len(strips) * (height + PAD)), "white")

@@ -30,6 +30,7 @@ from PIL import Image
 
 from ipbench.errors import UsageError
 from ipbench.files import atomic_write_text
+from ipbench.imagefile import open_image
 from ipbench.results import plots
 from ipbench.results.metric_registry import METRICS, SET_METRICS
 from ipbench.results.paired import image_differences
@@ -50,7 +51,7 @@ def _image_uri(path: Path) -> str | None:
     """A saved image as a PNG data URI, shrunk to THUMBNAIL on its longest side; None if it is missing."""
     if not path.is_file():
         return None
-    with Image.open(path) as image:
+    with open_image(path, "run image") as image:
         image = image.convert("RGB" if image.mode not in ("L", "RGB") else image.mode)
         if max(image.size) > THUMBNAIL:
             image.thumbnail((THUMBNAIL, THUMBNAIL), Image.Resampling.LANCZOS)
