@@ -85,7 +85,7 @@ def _user_path(context: click.Context, parameter: click.Parameter, value: Any) -
         if not isinstance(text, str) or not text.startswith("~"):
             return text
         try:
-            return str(expand_user(text, f"--{parameter.name}" if isinstance(parameter, click.Option) else
+            return str(expand_user(text, parameter.opts[0] if isinstance(parameter, click.Option) else
                                    parameter.human_readable_name))
         except UsageError as exc:
             raise BenchError(str(exc)) from None

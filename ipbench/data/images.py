@@ -5,6 +5,9 @@ of shape (C, H, W) does, in this order: decode (JPEG EXIF orientation applied), 
 channel count (C=1: PIL 'L', C=3: PIL 'RGB'), centre-crop to the aspect ratio H:W, resize to (H, W)
 with PIL bicubic resampling (antialiased when shrinking), divide by 255. 16-bit grayscale PNGs keep
 their precision (divided by 65535) instead.
+A file that needed any of it (another size, or a mode other than the model's) is listed in
+`ImageSet.converted` with its own size and mode, which a run prints and records in run.json.
+Files are opened through `imagefile.open_image`, which checks the declared size before decoding.
 """
 from __future__ import annotations
 
