@@ -516,7 +516,8 @@ def _parse_ints(text: str, option: str) -> tuple[int, ...]:
 @cli.command("train")
 @click.option("--data", required=True, metavar="fashion-mnist|DIR|FILE.idx[.gz]", callback=_user_path,
               help="Training images: the Debian Fashion-MNIST training set, a folder, or an IDX file.")
-@click.option("--out", required=True, metavar="DIR", callback=_user_path, help="Training folder (checkpoints, log, samples); resumes.")
+@click.option("--out", required=True, metavar="DIR", callback=_user_path,
+              help="Training folder (checkpoints, log, samples); resumes.")
 @click.option("--steps", type=click.IntRange(min=1), default=20000, show_default=True, help="Optimiser steps.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
               help="Training images per step.")

@@ -3,8 +3,9 @@
 A solver's parameters are its dataclass fields; an operator's are its factory's keyword-only
 arguments. Both are described by `Param`, and both are set through `coerce`, which checks the type, the
 valid range (`Range`, declared where the parameter is defined) and the choices, and says what is valid
-when a value is wrong. Floats must be finite and within float32's range (the precision runs compute in). A range may also bound a diffusion time by the model's T,
-which only a run knows: `check_times` applies that part once the model is loaded.
+when a value is wrong. Floats must be finite and within float32's range (runs compute in float32: 1e39
+would be inf there). A range may also bound a diffusion time by the model's T, which only a run knows:
+`check_times` applies that part once the model is loaded.
 """
 from __future__ import annotations
 

@@ -203,7 +203,8 @@ def test_images_at_another_size_or_mode_are_converted_printed_and_recorded(tmp_p
     out = tmp_path / "run"
     result = invoke(*RUN, "--op", "denoise", "--model", small_model_path, "--images", images, "--out", out)
     assert result.exit_code == 0, result.output
-    assert "converted 3 of 4 images to the model's 32x32 RGB" in result.output and "b-larger, 48x40 RGB" in result.output
+    assert "converted 3 of 4 images to the model's 32x32 RGB" in result.output
+    assert "first: b-larger, 48x40 RGB" in result.output
     recorded = json.loads((out / "run.json").read_text())["images"]
     assert recorded["converted"] == {"b-larger": "48x40 RGB", "c-gray": "32x32 L", "d-alpha": "32x32 RGBA"}
     assert recorded["converted_to"] == "32x32 RGB"
@@ -249,7 +250,8 @@ def test_a_path_under_an_unknown_users_home_is_one_line(tmp_path, monkeypatch, a
 
 def test_an_unknown_users_home_in_a_suite_or_a_mask_path_is_one_line(tmp_path, small_model_path):
     suite = tmp_path / "suite.toml"
-    suite.write_text(f"images = '{UNKNOWN_HOME}/images'\n[[solver]]\nname = 'hole-fill'\n[[operator]]\nname = 'denoise'\n")
+    suite.write_text(f"images = '{UNKNOWN_HOME}/images'\n[[solver]]\nname = 'hole-fill'\n"
+                     "[[operator]]\nname = 'denoise'\n")
     one_line_error(invoke("run", "--config", suite, "--model", small_model_path, "--out", tmp_path / "a"), UNKNOWN_HOME)
     mask = invoke(*RUN, "--op", "inpaint-mask", "--param", f"inpaint-mask.path={UNKNOWN_HOME}/m.png",
                   "--model", small_model_path, "--images", "photos", "--out", tmp_path / "b")

@@ -8,6 +8,7 @@ from ipbench.models import builtin as _builtin  # noqa: F401  (registers the shi
 # importing registers ffhq256, imagenet256 and diffusers:DIR
 from ipbench.models import adm as _adm, diffusers_unet as _diffusers_unet  # noqa: F401
 
-__all__ = ["ScoreModel", "GaussianScoreModel", "MODELS", "load_model", "model_file", "load_checkpoint", "save_checkpoint",
+__all__ = ["ScoreModel", "GaussianScoreModel", "MODELS", "load_model", "model_file", "load_checkpoint",
+           "save_checkpoint",
            "register_model", "register_architecture", "to_model", "to_image", "tweedie_x0", "time_for_sigma",
            "timesteps", "diffuse_measurement", "linear_alphas_cumprod"]
