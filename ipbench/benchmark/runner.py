@@ -380,15 +380,15 @@ def _check_resume(out: Path, previous: dict[str, Any], config: dict[str, Any], i
     if changed:
         raise UsageError(f"--out {out}: image {changed[0]!r} differs from the one its rows were computed on "
                          f"({len(changed)} changed); use another --out, or delete the folder to recompute")
-    recorded = previous.get("inputs") or {}
+    recorded = previous.get("inputs") if isinstance(previous.get("inputs"), dict) else {}  # none before hashes
     for what, now in inputs.items():
         before = recorded.get(what)
-        if before is not None and before.get("sha256") != now["sha256"]:
+        then = before.get("sha256") if isinstance(before, dict) else before
+        if before is not None and then != now["sha256"]:
             raise UsageError(f"--out {out}: {what} {now['path']} changed since these rows were computed (content "
-                             f"{before.get('sha256')} then, {now['sha256']} now); use another --out, or restore "
-                             "the file")
+                             f"{then} then, {now['sha256']} now); use another --out, or restore the file")
     listed = list(previous["images"]["ids"])
-    if set(ids) - set(listed) or not known or set(inputs) - set(recorded):  # new images or inputs, or an older run.json
+    if set(ids) - set(listed) or not known or set(inputs) - set(recorded):  # new images or inputs, an older run.json
         converted = {**images.converted, **previous["images"].get("converted", {})}
         previous["images"] = {**previous["images"], "ids": listed + [i for i in ids if i not in listed],
                               "sha256": {**hashes, **known},
