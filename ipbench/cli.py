@@ -10,6 +10,8 @@ from typing import Any, Callable
 import click
 
 from ipbench.errors import UsageError, first_line
+from ipbench.paths import check_current_folder, expand_user
+from ipbench.results.metric_registry import DEFAULT_METRICS, METRICS
 
 
 class BenchError(click.ClickException):
@@ -68,34 +70,61 @@ def _run_folder(path: str) -> Path:
 
 
 @click.group(help="ipbench: benchmark diffusion-prior solvers of imaging inverse problems.")
+@click.version_option(package_name="ipbench", prog_name="bench", message="%(prog)s (ipbench) %(version)s")
 def cli() -> None:
-    pass
+    try:  # before any command imports torch, whose libraries fail to load from a deleted folder
+        check_current_folder()
+    except UsageError as exc:
+        raise BenchError(str(exc)) from None
 
 
-plugin_option = click.option("--plugin", "plugins", multiple=True, metavar="FILE.py",
+def _user_path(context: click.Context, parameter: click.Parameter, value: Any) -> Any:
+    """Click callback of path options (and of names that may be paths): a leading `~` or `~user` expanded,
+    an unknown user one line; names and other values unchanged."""
+    def expanded(text: Any) -> Any:
+        if not isinstance(text, str) or not text.startswith("~"):
+            return text
+        try:
+            return str(expand_user(text, parameter.opts[0] if isinstance(parameter, click.Option) else
+                                   parameter.human_readable_name))
+        except UsageError as exc:
+            raise BenchError(str(exc)) from None
+
+    return tuple(map(expanded, value)) if isinstance(value, tuple) else expanded(value)
+
+
+plugin_option = click.option("--plugin", "plugins", multiple=True, metavar="FILE.py", callback=_user_path,
                              help="Python file that registers solvers/operators/models (repeatable).")
 device_option = click.option("--device", default="auto", show_default=True,
-                              help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
+                              help="auto (CUDA if available), cpu, cuda, cuda:1, mps where present; anything "
+                                   "else is refused with the choices this machine has.")
+EXTRA_METRICS = ", ".join(name for name in METRICS if name not in DEFAULT_METRICS)
 
 
 @cli.command("run")
 @click.option("--solver", "solvers", multiple=True, metavar="NAME", help="Solver to run (repeatable).")
 @click.option("--op", "operators", multiple=True, metavar="NAME", help="Operator to measure with (repeatable).")
-@click.option("--model", default=None, metavar="NAME|NAME:PATH|FILE",
+@click.option("--model", default=None, metavar="NAME|NAME:PATH|FILE", callback=_user_path,
               help="Score model: a registered name, NAME:PATH (ffhq256:, imagenet256:, diffusers:) "
                    "or an ipbench checkpoint [default: fashion32].")
-@click.option("--images", default=None, metavar="SET|DIR", help="Image set name or folder [default: the model's].")
+@click.option("--images", default=None, metavar="SET|DIR", callback=_user_path,
+              help="Image set name or folder [default: the model's]. Files of another size or mode than the "
+                   "model's are centre-cropped, resized and converted, which the run prints and run.json records.")
 @click.option("--num-images", type=click.IntRange(min=1), default=None, help="Use the first N images.")
 @click.option("--seed", "seeds", type=int, multiple=True, help="Seed (repeatable) [default: 0].")
 @click.option("--param", "params", multiple=True, metavar="[TARGET.]NAME=VALUE",
               help="Set a solver/operator parameter, e.g. tweedie.t=100 or sigma_y=0.05 (repeatable).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Images per solver call (results do not depend on it).")
 @device_option
-@click.option("--out", default=None, metavar="DIR", help="Run folder [default: runs/<solvers>_<ops>_<hash>].")
-@click.option("--config", default=None, metavar="SUITE.toml", help="Run a TOML suite (solvers, operators, ...).")
-@click.option("--max-grid-images", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--out", default=None, metavar="DIR", callback=_user_path,
+              help="Run folder [default: runs/<solvers>_<ops>_<hash>]; not the --images folder.")
+@click.option("--config", default=None, metavar="SUITE.toml", callback=_user_path,
+              help="Run a TOML suite (solvers, operators, ...).")
+@click.option("--max-grid-images", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Images (rows) per grid-<op>.png.")
 @click.option("--metric", "metrics", multiple=True, metavar="NAME",
-              help="An extra metric beside PSNR, SSIM and LPIPS (AlexNet), repeatable: lpips-vgg.")
+              help=f"An extra metric beside PSNR, SSIM and LPIPS (AlexNet), repeatable: {EXTRA_METRICS}.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default=None,
               help="Score-network precision [default: fp32]; bf16 autocasts the network only.")
 @click.option("--seeding", type=click.Choice(["independent", "common"]), default=None,
@@ -118,7 +147,7 @@ device_option = click.option("--device", default="auto", show_default=True,
                    "none: ignore them.")
 @click.option("--trace", type=click.IntRange(min=1), default=None, metavar="K",
               help="Save every K-th x0_hat of the first images' solves as strips (trace-<op>.png).")
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar on stderr.")
 @plugin_option
 @user_errors
 def run_command(solvers: tuple[str, ...], operators: tuple[str, ...], model: str | None, images: str | None,
@@ -157,9 +186,16 @@ def run_command(solvers: tuple[str, ...], operators: tuple[str, ...], model: str
     grids = write_grids(result.out, max_images=max_grid_images)
     click.echo(f"rows: {result.rows_written} new{_retried(result)}, {result.rows_skipped} already done, "
                f"{result.failed} failed")
-    click.echo(f"run folder: {result.out}  (rows.jsonl, run.json, table.md/.csv/.tex, "
+    click.echo(f"run folder: {result.out}  ({', '.join(_rows_files(result.out))}, run.json, table.md/.csv/.tex, "
                f"{', '.join(g.name for g in grids)}; bench report {result.out} for one HTML page with plots and "
                "paired statistics)")
+
+
+def _rows_files(out: Path) -> list[str]:
+    """The rows files a run folder has: rows.jsonl, or one rows.shard-K-of-N.jsonl per shard."""
+    from ipbench.results.rows import ROW_FILES
+
+    return sorted(path.name for path in out.glob(ROW_FILES))
 
 
 def _shard_and_device(shard: str | None, device: str) -> tuple[Any, str]:
@@ -194,8 +230,9 @@ def _shard_and_device(shard: str | None, device: str) -> tuple[Any, str]:
 @click.option("--executor", type=click.Choice(["slurm", "local"]), default="slurm", show_default=True,
               help="slurm: one sbatch job array; local: processes on this machine (same code path).")
 @click.option("--partition", default=None, help="SLURM partition.")
-@click.option("--gpus-per-job", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--cpus-per-job", type=click.IntRange(min=1), default=None)
+@click.option("--gpus-per-job", type=click.IntRange(min=0), default=0, show_default=True, help="GPUs per job.")
+@click.option("--cpus-per-job", type=click.IntRange(min=1), default=None,
+              help="CPU cores per job [default: the executor's].")
 @click.option("--mem-gb", type=click.FloatRange(min=0, min_open=True), default=None, help="Memory per job, GB.")
 @click.option("--time", "time_min", type=click.IntRange(min=1), default=240, show_default=True,
               help="Time limit per job, minutes.")
@@ -276,7 +313,7 @@ def _run_submitted_shard(cwd: str, arguments: list[str]) -> None:
 
 
 @cli.command("status")
-@click.argument("run_dir", metavar="RUN")
+@click.argument("run_dir", metavar="RUN", callback=_user_path)
 @user_errors
 def status_command(run_dir: str) -> None:
     """Per shard of RUN: rows done of expected, failed, last write, who is writing, time left."""
@@ -393,7 +430,7 @@ def check_command(solver: str, operators: tuple[str, ...], params: tuple[str, ..
 
 
 @cli.command("table")
-@click.argument("run_dir", metavar="RUN")
+@click.argument("run_dir", metavar="RUN", callback=_user_path)
 @click.option("--baseline", default=None, metavar="SOLVER",
               help="Also give each other solver's paired difference to this one, with its 95% bootstrap interval.")
 @device_option
@@ -407,8 +444,8 @@ def table_command(run_dir: str, baseline: str | None, device: str) -> None:
 
 
 @cli.command("report")
-@click.argument("run_dirs", metavar="RUN [RUN ...]", nargs=-1, required=True)
-@click.option("--out", default=None, metavar="FILE.html",
+@click.argument("run_dirs", metavar="RUN [RUN ...]", nargs=-1, required=True, callback=_user_path)
+@click.option("--out", default=None, metavar="FILE.html", callback=_user_path,
               help="Where to write the page [default: RUN/report.html for one run, report.html for several].")
 @click.option("--baseline", default=None, metavar="SOLVER",
               help="Compare every solver to this one [default: every pair of solvers].")
@@ -433,8 +470,9 @@ def report_command(run_dirs: tuple[str, ...], out: str | None, baseline: str | N
 
 
 @cli.command("grid")
-@click.argument("run_dir", metavar="RUN")
-@click.option("--max-images", type=click.IntRange(min=1), default=8, show_default=True)
+@click.argument("run_dir", metavar="RUN", callback=_user_path)
+@click.option("--max-images", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Images (rows) per grid.")
 @click.option("--out", default=None, metavar="DIR",
               help="Write the figures here [default: RUN when its own grids show as many images, else "
                    "RUN/grids-<N>-images, keeping the grids that bench report embeds].")
@@ -455,16 +493,19 @@ def grid_command(run_dir: str, max_images: int, out: str | None) -> None:
 
 
 @cli.command("sample")
-@click.option("--model", default="fashion32", show_default=True, metavar="NAME|NAME:PATH|FILE")
+@click.option("--model", default="fashion32", show_default=True, metavar="NAME|NAME:PATH|FILE", callback=_user_path,
+              help="Score model: a registered name, NAME:PATH or an ipbench checkpoint.")
 @click.option("-n", "num", type=click.IntRange(min=1), default=16, show_default=True, help="Number of samples.")
 @click.option("--steps", type=click.IntRange(min=1), default=100, show_default=True, help="Strided reverse steps.")
 @click.option("--eta", type=click.FloatRange(0, 1), default=1.0, show_default=True, help="1 = DDPM, 0 = DDIM.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", default="samples.png", show_default=True, metavar="FILE.png")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the starting noise.")
+@click.option("--out", default=None, metavar="FILE.png", callback=_user_path,
+              help="Where to write the grid [default: runs/samples-<model>-n<N>-steps<S>-eta<E>-seed<K>.png, "
+                   "so that samples of other settings do not overwrite each other].")
 @device_option
 @plugin_option
 @user_errors
-def sample_command(model: str, num: int, steps: int, eta: float, seed: int, out: str, device: str,
+def sample_command(model: str, num: int, steps: int, eta: float, seed: int, out: str | None, device: str,
                    plugins: tuple[str, ...]) -> None:
     """Unconditional samples of a model (the reverse process from pure noise) as a PNG grid."""
     _load_plugins(plugins)
@@ -472,11 +513,22 @@ def sample_command(model: str, num: int, steps: int, eta: float, seed: int, out:
     from ipbench.models import load_model
     from ipbench.training.export import sample_grid
 
+    out = out if out is not None else str(_samples_file(model, num, steps, eta, seed))
     if Path(out).is_dir():
         raise UsageError(f"--out {out}: is a folder; give a .png file name, e.g. {Path(out) / 'samples.png'}")
     score_model = load_model(model, resolve_device(device))
     sample_grid(score_model, num, steps, seed, Path(out), eta=eta)
     click.echo(f"wrote {num} samples of {model} ({steps} steps, eta {eta}, seed {seed}) to {out}")
+
+
+def _samples_file(model: str, num: int, steps: int, eta: float, seed: int) -> Path:
+    """bench sample's default file: runs/samples-<model>-n<N>-steps<S>-eta<E>-seed<K>.png, the model named by
+    its file's stem when it is a path, every character but letters, digits, '.', '_' and '-' as '-'."""
+    import re
+
+    name = Path(model.partition(":")[2] or model).stem if ("/" in model or ":" in model) else model
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "model"
+    return Path("runs") / f"samples-{name}-n{num}-steps{steps}-eta{eta:g}-seed{seed}.png"
 
 
 def _parse_ints(text: str, option: str) -> tuple[int, ...]:
@@ -490,25 +542,35 @@ def _parse_ints(text: str, option: str) -> tuple[int, ...]:
 
 
 @cli.command("train")
-@click.option("--data", required=True, metavar="fashion-mnist|DIR|FILE.idx[.gz]",
+@click.option("--data", required=True, metavar="fashion-mnist|DIR|FILE.idx[.gz]", callback=_user_path,
               help="Training images: the Debian Fashion-MNIST training set, a folder, or an IDX file.")
-@click.option("--out", required=True, metavar="DIR", help="Training folder (checkpoints, log, samples); resumes.")
-@click.option("--steps", type=click.IntRange(min=1), default=20000, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=5e-4, show_default=True)
-@click.option("--ema-decay", type=click.FloatRange(0, 1), default=0.999, show_default=True)
-@click.option("--channels", type=click.IntRange(min=8), default=32, show_default=True)
-@click.option("--channel-mult", default="1,2,2", show_default=True)
-@click.option("--num-res-blocks", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--out", required=True, metavar="DIR", callback=_user_path,
+              help="Training folder (checkpoints, log, samples); resumes.")
+@click.option("--steps", type=click.IntRange(min=1), default=20000, show_default=True, help="Optimiser steps.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Training images per step.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=5e-4, show_default=True,
+              help="Adam learning rate.")
+@click.option("--ema-decay", type=click.FloatRange(0, 1), default=0.999, show_default=True,
+              help="Decay of the weights' exponential moving average (the exported model).")
+@click.option("--channels", type=click.IntRange(min=8), default=32, show_default=True,
+              help="UNet base channel count.")
+@click.option("--channel-mult", default="1,2,2", show_default=True,
+              help="Channel multiplier per resolution level (comma list).")
+@click.option("--num-res-blocks", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Residual blocks per level.")
 @click.option("--attention", default="8", show_default=True, help="Resolutions with self-attention (comma list).")
-@click.option("--dropout", type=click.FloatRange(0, 1), default=0.1, show_default=True)
-@click.option("--resolution", type=click.IntRange(min=8), default=32, show_default=True)
-@click.option("--grayscale/--rgb", default=True, show_default=True)
-@click.option("--checkpoint-every", type=click.IntRange(min=1), default=500, show_default=True)
-@click.option("--sample-steps", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--dropout", type=click.FloatRange(0, 1), default=0.1, show_default=True, help="Dropout rate.")
+@click.option("--resolution", type=click.IntRange(min=8), default=32, show_default=True,
+              help="Image side in pixels (images are resized to it).")
+@click.option("--grayscale/--rgb", default=True, show_default=True, help="One channel or three.")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=500, show_default=True,
+              help="Steps between checkpoints (a stopped training resumes from the last).")
+@click.option("--sample-steps", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Reverse steps of the final samples.png.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of initialisation and batches.")
 @device_option
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
 @user_errors
 def train_command(data: str, out: str, steps: int, batch_size: int, lr: float, ema_decay: float, channels: int,
                   channel_mult: str, num_res_blocks: int, attention: str, dropout: float, resolution: int,
@@ -520,6 +582,7 @@ def train_command(data: str, out: str, steps: int, batch_size: int, lr: float, e
     from ipbench.training.export import finish_training, load_training_images
     from ipbench.training.loop import TrainConfig, train
 
+    dev = resolve_device(device)  # before the data: a wrong device is the first thing to hear about
     shape = (1 if grayscale else 3, resolution, resolution)
     model_cfg = UNetConfig(image_shape=shape, channels=channels, channel_mult=_parse_ints(channel_mult, "--channel-mult"),
                            num_res_blocks=num_res_blocks, attention_resolutions=_parse_ints(attention, "--attention"),
@@ -535,7 +598,6 @@ def train_command(data: str, out: str, steps: int, batch_size: int, lr: float, e
     images = load_training_images(data, shape)
     train_cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, ema_decay=ema_decay,
                             checkpoint_every=checkpoint_every, seed=seed)
-    dev = resolve_device(device)
     command = _command_line()
     ema, _ = train(images, Path(out), model_cfg, train_cfg, dev, progress=progress, log=click.echo)
     for line in finish_training(ema, Path(out), data, images.shape[0], train_cfg, dev, sample_steps, command):

@@ -3,9 +3,10 @@
 A solver's parameters are its dataclass fields; an operator's are its factory's keyword-only
 arguments. Both are described by `Param`, and both are set through `coerce`, which checks the type, the
 valid range (`Range`, declared where the parameter is defined) and the choices, and says what is valid
-when a value is wrong. Floats must be finite. A range may also bound a diffusion time by the model's T,
-which only a run knows, and a step count by T (one step per diffusion time at most: a grid of more would
-be cut to T without a word): `check_times` applies those parts once the model is loaded.
+when a value is wrong. Floats must be finite and within float32's range (runs compute in float32: 1e39
+would be inf there). A range may also bound a diffusion time by the model's T, which only a run knows,
+and a step count by T (one step per diffusion time at most: a grid of more would be cut to T without a
+word): `check_times` applies those parts once the model is loaded.
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from typing import Any, Callable, Union
 from ipbench.errors import UsageError
 
 _NONE_WORDS = {"none", "null", ""}
+FLOAT32_MAX = 3.4028234663852886e38  # torch.finfo(torch.float32).max, without importing torch here
+FLOAT32_TINY = 1.1754943508222875e-38  # its smallest normal number
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,10 @@ def coerce(param: Param, value: Any, where: str) -> Any:
         raise UsageError(f"{where}.{param.name}={out!r}: valid values are {', '.join(param.choices)}")
     if isinstance(out, float) and not math.isfinite(out):
         raise UsageError(f"{where}.{param.name}={out!r}: must be a finite number")
+    if isinstance(out, float) and not (out == 0 or FLOAT32_TINY <= abs(out) <= FLOAT32_MAX):
+        # images and networks compute in float32: 1e39 would become inf there, 1e-39 zero (or lose precision)
+        raise UsageError(f"{where}.{param.name}={out!r}: outside float32's range; valid: 0 or a magnitude in "
+                         f"[{FLOAT32_TINY:.4g}, {FLOAT32_MAX:.4g}]")
     if param.range is not None and isinstance(out, (int, float)) and not param.range.contains(out):
         raise UsageError(f"{where}.{param.name}={out!r}: must be {param.range.describe()}")
     return out

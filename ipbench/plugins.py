@@ -11,6 +11,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from ipbench.errors import UsageError, first_line
+from ipbench.paths import expand_user
 
 ENTRY_POINT_GROUP = "ipbench.plugins"
 _loaded_files: set[Path] = set()
@@ -18,7 +19,7 @@ _loaded_files: set[Path] = set()
 
 def load_plugin_file(path: str | Path) -> None:
     """Import a Python file once (by resolved path) so that its decorators register things."""
-    path = Path(path).resolve()
+    path = expand_user(path, "--plugin").resolve()
     if path in _loaded_files:
         return
     if not path.is_file() or path.suffix != ".py":

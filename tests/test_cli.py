@@ -5,6 +5,7 @@ import json
 import shutil
 from pathlib import Path
 
+import click
 import pandas as pd
 import pytest
 import torch
@@ -199,6 +200,8 @@ def test_sharded_run_writes_tables_once_every_shard_is_done(invoke, tmp_path, sm
     assert last.exit_code == 0, last.output
     assert "n = 3 per cell" in (tmp_path / "run" / "table.md").read_text()
     assert "n = 3 per cell" in invoke("table", tmp_path / "run").output
+    closing = last.output.strip().splitlines()[-1]  # names the rows files a sharded run has, not rows.jsonl
+    assert "rows.shard-0-of-2.jsonl, rows.shard-1-of-2.jsonl, run.json" in closing and "rows.jsonl" not in closing
     bad = invoke(*args, "--shard", "2/2")
     assert bad.exit_code == 2 and "--shard 2/2: K must be in 0..N-1" in bad.output
     assert len(bad.output.strip().splitlines()) == 1
@@ -228,3 +231,47 @@ def test_the_run_records_the_command_as_typed(monkeypatch: pytest.MonkeyPatch) -
     assert _command_line() == "python -m ipbench run --shard auto"
     monkeypatch.setattr("sys.argv", ["/usr/lib/python3/site-packages/pytest/__main__.py", "-q"])
     assert _command_line() is None
+
+
+def _every_command(group: click.Group = cli, path: str = "bench") -> list[tuple[str, click.Command]]:
+    """(its name as typed, command) of every command under `group`, subgroups walked too."""
+    found = []
+    for name, command in group.commands.items():
+        found.append((f"{path} {name}", command))
+        if isinstance(command, click.Group):
+            found += _every_command(command, f"{path} {name}")
+    return found
+
+
+def test_every_option_of_every_command_has_help_text() -> None:
+    options = [(f"{where} {option.opts[0]}", option) for where, command in [("bench", cli), *_every_command()]
+               for option in command.params if isinstance(option, click.Option)]
+    assert len(options) > 50  # the walk found the commands' options
+    missing = [name for name, option in options if not (option.help or "").strip()]
+    assert not missing, f"options without help text: {missing}"
+
+
+def test_version_is_the_package_version(invoke) -> None:
+    from importlib.metadata import version
+
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.output.strip() == f"bench (ipbench) {version('ipbench')}"
+
+
+def test_metric_help_lists_every_extra_metric_of_the_registry(invoke) -> None:
+    from ipbench.results.metric_registry import DEFAULT_METRICS, METRICS
+
+    text = " ".join(invoke("run", "--help").output.split())
+    extras = [name for name in METRICS if name not in DEFAULT_METRICS]
+    assert "fid" in extras and f"repeatable: {', '.join(extras)}." in text
+
+
+def test_sample_writes_into_runs_by_default_never_the_current_folder(invoke, tmp_path, monkeypatch, small_model_path):
+    monkeypatch.chdir(tmp_path)
+    for model in ("gaussian-fashion32", str(small_model_path)):
+        result = invoke("sample", "--model", model, "-n", "1", "--steps", "2", "--device", "cpu")
+        assert result.exit_code == 0, result.output
+    stem = small_model_path.stem
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == sorted([
+        f"samples-{stem}-n1-steps2-eta1-seed0.png", "samples-gaussian-fashion32-n1-steps2-eta1-seed0.png"])

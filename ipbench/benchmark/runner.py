@@ -34,13 +34,15 @@ from ipbench.benchmark.spec import RunSpec, SolverEntry, code_files, row_keys, w
 from ipbench.benchmark.trace import TRACE_IMAGES, StepTrace
 from ipbench.benchmark.writer import BackgroundWriter
 from ipbench.data import ImageSet, load_images
+from ipbench.data.images import describe_shape
 from ipbench.device import describe_device, resolve_device, synchronize
 from ipbench.errors import UsageError, first_line
 from ipbench.files import atomic_write_text
-from ipbench.models import ScoreModel, load_model
+from ipbench.models import ScoreModel, load_model, model_file
 from ipbench.models.counting import CountingModel
 from ipbench.models.acceleration import AcceleratedModel, Acceleration
 from ipbench.operators import Operator, back_project, measure, visible_mask
+from ipbench.paths import content_hash, expand_user
 from ipbench.solvers.base import SOLVER_FAILURES, output_problem
 from ipbench.results.metric_registry import METRIC_CONVENTIONS, METRIC_SUMMARY
 from ipbench.results.metrics import compute_metrics, prepare_metrics
@@ -96,7 +98,7 @@ def run(spec: RunSpec, out: str | Path | None = None, *, batch_size: int = 8, de
         log("--fast: no effect on CPU (the GPU preset; fp32 eager is the fastest measured CPU setting)")
     acceleration = acceleration.resolve(dev, spec.precision)
     spec = dataclasses.replace(spec, precision=acceleration.precision)  # the precision the network runs in
-    out = Path(out) if out is not None else spec.default_out()
+    out = expand_user(out, "--out") if out is not None else spec.default_out()
     model = load_model(spec.model, dev)
     source = spec.images or model.default_image_set
     if source is None:
@@ -105,6 +107,7 @@ def run(spec: RunSpec, out: str | Path | None = None, *, batch_size: int = 8, de
     if spec.images is None and num_images is None and model.default_num_images:
         num_images = model.default_num_images
     images = load_images(source, model.image_shape, num_images)
+    _check_out_apart_from_images(out, images)
     prepare_metrics(spec.metrics, dev)  # preflight: missing metric weights stop the run here
     for entry in spec.solvers:  # preflight: times, step counts and noise levels this model cannot run as set
         entry.solver.check_model(model)
@@ -127,6 +130,11 @@ def run(spec: RunSpec, out: str | Path | None = None, *, batch_size: int = 8, de
             log(f"  {entry.label}: {settings or 'no parameters'}")
         for skipped, reason in images.skipped:
             log(f"  skipped image {skipped}: {reason}")
+        if images.converted:
+            first, own = next(iter(images.converted.items()))
+            log(f"  converted {len(images.converted)} of {len(images)} images to the model's "
+                f"{describe_shape(model.image_shape)} (centre crop, bicubic resize, channel conversion; first: "
+                f"{first}, {own}); run.json lists them under images.converted")
 
     rows_file = "rows.jsonl" if shard is None else shard.rows_file
     writer_lock = RowsLock(out / rows_file, "this run" if shard is None else f"shard {shard}",
@@ -137,6 +145,41 @@ def run(spec: RunSpec, out: str | Path | None = None, *, batch_size: int = 8, de
     result.device = dev
     result.run_missing = len(row_keys(spec.config(), images.ids) - {row_key(r) for r in run_rows(out)})
     return result
+
+
+def _check_out_apart_from_images(out: Path, images: ImageSet) -> None:
+    """Refuse an --out that is the --images folder or holds it: the run's PNGs would be read back as test
+    images by the next run. A run folder inside the images folder is fine (only files directly in it are
+    images, and the run writes into subfolders)."""
+    source = Path(images.source)
+    if not source.is_dir():  # a registered image set
+        return
+    where, folder = out.resolve(), source.resolve()
+    if where == folder or where in folder.parents:
+        raise UsageError(f"--out {out}: is the --images folder {folder} or holds it, so this run's PNGs would be "
+                         "read as test images by the next run; choose an --out outside it (a subfolder of "
+                         "it is fine)")
+
+
+def input_files(spec: RunSpec) -> dict[str, str]:
+    """{what: path} of the files a run reads besides its images: the model file (`--model FILE` or
+    NAME:PATH) and the operators' file parameters (inpaint-mask.path)."""
+    model = model_file(spec.model)
+    found = {"--model": str(model)} if model is not None else {}
+    for operator in spec.operators:
+        found.update(operator.input_files())
+    return found
+
+
+def input_hashes(spec: RunSpec) -> dict[str, dict[str, str]]:
+    """run.json's `inputs`: each input file's path and content hash (paths.content_hash)."""
+    hashed = {}
+    for what, path in input_files(spec).items():
+        try:
+            hashed[what] = {"path": path, "sha256": content_hash(expand_user(path, what))}
+        except OSError as exc:  # the loader read it a moment ago: it went away or became unreadable
+            raise UsageError(f"{what} {path}: cannot read it to record its content ({first_line(exc)})") from None
+    return hashed
 
 
 @contextmanager
@@ -287,8 +330,9 @@ def _prepare_folder(out: Path, spec: RunSpec, images: ImageSet, model: ScoreMode
     meta_path = out / "run.json"
     config = spec.config()
     hashes = {image_id: image_hash(image) for image_id, image in zip(images.ids, images.images)}
+    inputs = input_hashes(spec)
     if meta_path.exists():
-        _check_resume(out, read_run_json(out), json.loads(json.dumps(config)), images.ids, hashes)
+        _check_resume(out, read_run_json(out), json.loads(json.dumps(config)), images, hashes, inputs)
         return
     out.mkdir(parents=True, exist_ok=True)
     meta = {
@@ -298,7 +342,9 @@ def _prepare_folder(out: Path, spec: RunSpec, images: ImageSet, model: ScoreMode
         "config": config,
         "model": {"name": spec.model, "class": type(model).__name__, "image_shape": list(model.image_shape),
                   "num_timesteps": model.num_timesteps},
-        "images": {"source": images.source, "ids": images.ids, "skipped": images.skipped, "sha256": hashes},
+        "images": {"source": images.source, "ids": images.ids, "skipped": images.skipped, "sha256": hashes,
+                   **_conversions(images)},
+        "inputs": inputs,
         "device": describe_device(device),
         "code": code_files(spec),
         "batch_size": batch_size,
@@ -313,10 +359,19 @@ def _prepare_folder(out: Path, spec: RunSpec, images: ImageSet, model: ScoreMode
     atomic_write_text(meta_path, json.dumps(meta, indent=2, default=str) + "\n")
 
 
-def _check_resume(out: Path, previous: dict[str, Any], config: dict[str, Any], ids: list[str],
-                  hashes: dict[str, str]) -> None:
-    """Refuse to resume into a folder whose run differs (config, code, or an image's content); add images
-    new to the run to its run.json, so that run.json describes the rows on disk."""
+def _conversions(images: ImageSet) -> dict[str, Any]:
+    """run.json's record of the images converted to the model's shape: {"converted": {id: "WxH MODE"},
+    "converted_to": "WxH MODE"}, or nothing when every file was at the model's shape."""
+    if not images.converted:
+        return {}
+    return {"converted": dict(images.converted), "converted_to": describe_shape(tuple(images.images.shape[1:]))}
+
+
+def _check_resume(out: Path, previous: dict[str, Any], config: dict[str, Any], images: ImageSet,
+                  hashes: dict[str, str], inputs: dict[str, dict[str, str]]) -> None:
+    """Refuse to resume into a folder whose run differs (config, code, an image's or an input file's content);
+    add images new to the run to its run.json, so that run.json describes the rows on disk."""
+    ids = images.ids
     if previous["config"] != config:
         if without_code(previous["config"]) == without_code(config):
             changed = [t["label"] for t in config["solvers"] + config["operators"]
@@ -330,10 +385,20 @@ def _check_resume(out: Path, previous: dict[str, Any], config: dict[str, Any], i
     if changed:
         raise UsageError(f"--out {out}: image {changed[0]!r} differs from the one its rows were computed on "
                          f"({len(changed)} changed); use another --out, or delete the folder to recompute")
+    recorded = previous.get("inputs") if isinstance(previous.get("inputs"), dict) else {}  # none before hashes
+    for what, now in inputs.items():
+        before = recorded.get(what)
+        then = before.get("sha256") if isinstance(before, dict) else before
+        if before is not None and then != now["sha256"]:
+            raise UsageError(f"--out {out}: {what} {now['path']} changed since these rows were computed (content "
+                             f"{then} then, {now['sha256']} now); use another --out, or restore the file")
     listed = list(previous["images"]["ids"])
-    if set(ids) - set(listed) or not known:  # new images, or a run.json from before content hashes
+    if set(ids) - set(listed) or not known or set(inputs) - set(recorded):  # new images or inputs, an older run.json
+        converted = {**images.converted, **previous["images"].get("converted", {})}
         previous["images"] = {**previous["images"], "ids": listed + [i for i in ids if i not in listed],
-                              "sha256": {**hashes, **known}}
+                              "sha256": {**hashes, **known},
+                              **_conversions(dataclasses.replace(images, converted=converted))}
+        previous["inputs"] = {**inputs, **recorded}
         atomic_write_text(out / "run.json", json.dumps(previous, indent=2, default=str) + "\n")
 
 

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 from ipbench.benchmark.suite_schema import check_suite
 from ipbench.errors import UsageError, first_line
 from ipbench.operators import OPERATORS, Operator
+from ipbench.paths import expand_user
 from ipbench.results.metric_registry import DEFAULT_METRICS, metric_names
 from ipbench.run_paths import MAX_NAME_BYTES, check_run_names, file_name
 from ipbench.solvers import SOLVERS, Solver
@@ -276,7 +277,7 @@ def load_suite(path: str | Path) -> RunSpec:
     solver may list `operators = [labels]` to run on those only. [[reference]] tables hold published
     numbers (solver, operator, metric, value, source, verified) that `bench table` prints beside ours.
     """
-    path = Path(path)
+    path = expand_user(path, "--config")
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
@@ -285,6 +286,9 @@ def load_suite(path: str | Path) -> RunSpec:
         raise UsageError(f"--config {path}: cannot read it as a TOML file ({first_line(exc)})") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"--config {path}: invalid TOML ({exc})") from None
+    except RecursionError:  # tomllib parses nested arrays and inline tables recursively
+        raise UsageError(f"--config {path}: nested too deeply to parse (arrays or tables inside each other "
+                         "hundreds of levels deep); a suite needs two levels") from None
     check_suite(data, path)
     operators = []
     for table in data.get("operator", []):

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ipbench.data.images import register_image_set
 from ipbench.errors import UsageError
+from ipbench.paths import expand_user
 
 FFHQ_DIR_ENV = "IPBENCH_FFHQ_DIR"
 FFHQ_1K_IDS = tuple(f"{i:05d}" for i in range(1000))
@@ -30,7 +31,7 @@ def ffhq_1k_files(folder: str | Path | None) -> list[Path]:
     """The files of `ffhq-1k` in `folder` (or `folder/00000`), in id order; see the module docstring."""
     if folder is None or str(folder).strip() == "":
         raise UsageError(f"image set 'ffhq-1k' needs your copy of FFHQ: {_HOW}, or pass --images DIR")
-    root = Path(folder).expanduser()
+    root = expand_user(folder, f"image set 'ffhq-1k': {FFHQ_DIR_ENV}=")
     if not root.is_dir():
         raise UsageError(f"image set 'ffhq-1k': {FFHQ_DIR_ENV}={str(folder)!r} is not a folder; {_HOW}")
     if not (root / "00000.png").is_file() and (root / "00000" / "00000.png").is_file():

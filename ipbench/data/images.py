@@ -5,6 +5,9 @@ of shape (C, H, W) does, in this order: decode (JPEG EXIF orientation applied), 
 channel count (C=1: PIL 'L', C=3: PIL 'RGB'), centre-crop to the aspect ratio H:W, resize to (H, W)
 with PIL bicubic resampling (antialiased when shrinking), divide by 255. 16-bit grayscale PNGs keep
 their precision (divided by 65535) instead.
+A file that needed any of it (another size, or a mode other than the model's) is listed in
+`ImageSet.converted` with its own size and mode, which a run prints and records in run.json.
+Files are opened through `imagefile.open_image`, which checks the declared size before decoding.
 """
 from __future__ import annotations
 
@@ -20,10 +23,14 @@ from torch import Tensor
 
 from ipbench.errors import UsageError
 from ipbench.files import atomic_write
+from ipbench.imagefile import ImageTooLarge, open_image
+from ipbench.paths import expand_user
 from ipbench.registry import Registry
 from ipbench.run_paths import check_names
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")  # matched case-insensitively
+# PIL modes read without a channel conversion, by model channels (16-bit gray keeps its precision)
+NATIVE_MODES = {1: ("L", "I", "I;16", "I;16B", "I;16L"), 3: ("RGB",)}
 BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
 
 ImageSetFiles = Callable[[], list[Path]]
@@ -46,6 +53,7 @@ class ImageSet:
     images: Tensor  # (N, C, H, W) float32 in [0, 1]
     source: str  # the registered set name, or the resolved directory path
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file name, reason)
+    converted: dict[str, str] = field(default_factory=dict)  # id -> "WxH MODE" of a file not at the model's shape
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -117,13 +125,27 @@ def _to_tensor(image: Image.Image, channels: int | None) -> Tensor:
 def read_image(path: str | Path, shape: tuple[int, int, int]) -> Tensor:
     """One image file as float32 (C, H, W) in [0, 1], converted, centre-cropped and resized to `shape`.
 
-    Raises OSError (or PIL's errors) for unreadable files; `load_images` turns those into `skipped`.
+    Raises OSError (or PIL's errors) for unreadable files, ImageTooLarge (before decoding) for one that
+    declares more than imagefile.MAX_PIXELS pixels; `load_images` turns those into `skipped`.
     """
+    return _read_converted(path, shape)[0]
+
+
+def describe_shape(shape: tuple[int, int, int]) -> str:
+    """A model's image shape as files are described: 'WxH MODE' (MODE L for 1 channel, RGB for 3)."""
+    return f"{shape[2]}x{shape[1]} {'L' if shape[0] == 1 else 'RGB'}"
+
+
+def _read_converted(path: str | Path, shape: tuple[int, int, int]) -> tuple[Tensor, str | None]:
+    """`read_image`, and the file's own 'WxH MODE' when it was not already at `shape` (None when it was)."""
     channels, height, width = shape
-    with Image.open(path) as image:
+    with open_image(path) as image:
         image.load()
+        native = NATIVE_MODES[channels]
+        same = image.size == (width, height) and image.mode in native
+        own = None if same else f"{image.width}x{image.height} {image.mode}"
         decoded = center_crop_resize(_decode(image, channels), height, width)
-    return _to_tensor(decoded, channels)
+    return _to_tensor(decoded, channels), own
 
 
 def _check_shape(shape: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -146,7 +168,7 @@ def _resolve(source: str) -> tuple[str, list[Path]]:
         if not files:
             raise UsageError(f"image set {name!r} has no image files")
         return name, files
-    directory = Path(source).expanduser()
+    directory = expand_user(source, "--images")
     valid = f"valid: a registered image set ({', '.join(IMAGE_SETS.names())}) or a directory of .png/.jpg/.jpeg files"
     if not directory.exists():
         raise UsageError(f"image set or directory {source!r} not found; {valid}")
@@ -163,7 +185,9 @@ def load_images(source: str, shape: tuple[int, int, int], num_images: int | None
 
     A registered name wins over a same-named relative directory (write './photos' for the directory).
     Ids are the file stems, in file-name order. `num_images` keeps the first N readable images in id
-    order. An unreadable file is skipped and reported in `ImageSet.skipped`; UsageError is raised when
+    order. Files of another size or mode than `shape` are converted (module docstring) and listed in
+    `ImageSet.converted`, which a run prints and records. An unreadable file is skipped and reported in
+    `ImageSet.skipped`; UsageError is raised when
     nothing is readable or fewer than `num_images` images are.
     """
     shape = _check_shape(shape)
@@ -186,23 +210,27 @@ def load_images(source: str, shape: tuple[int, int, int], num_images: int | None
     ids: list[str] = []
     images: list[Tensor] = []
     skipped: list[tuple[str, str]] = []
+    converted: dict[str, str] = {}
     for path in files:
         if num_images is not None and len(ids) == num_images:
             break
         try:
-            images.append(read_image(path, shape))
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+            image, own = _read_converted(path, shape)
+        except (OSError, ValueError, SyntaxError, ImageTooLarge) as error:
             reason = str(error).splitlines()[0] if str(error) else ""
             skipped.append((path.name, f"{type(error).__name__}: {reason}".rstrip(": ")))
             continue
+        images.append(image)
         ids.append(path.stem)
+        if own is not None:
+            converted[path.stem] = own
 
     if not ids:
         first = f" (first: {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
         raise UsageError(f"no readable image in {name!r}: {len(skipped)} file(s) could not be decoded{first}")
     if num_images is not None and len(ids) < num_images:
         raise UsageError(f"num_images={num_images} but {name!r} has only {len(ids)} readable image(s)")
-    return ImageSet(ids=ids, images=torch.stack(images), source=name, skipped=skipped)
+    return ImageSet(ids=ids, images=torch.stack(images), source=name, skipped=skipped, converted=converted)
 
 
 def save_png(image: Tensor, path: str | Path, text: dict[str, str] | None = None) -> None:
@@ -235,7 +263,7 @@ def load_png(path: str | Path, channels: int | None = None) -> Tensor:
     """
     if channels not in (None, 1, 3):
         raise ValueError(f"load_png: channels={channels!r}; valid: None, 1 or 3")
-    with Image.open(path) as image:
+    with open_image(path) as image:
         image.load()
         decoded = _decode(image, channels)
     return _to_tensor(decoded, channels)

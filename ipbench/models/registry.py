@@ -16,6 +16,7 @@ import torch
 from ipbench.errors import UsageError, first_line
 from ipbench.files import atomic_write
 from ipbench.models.base import ScoreModel
+from ipbench.paths import expand_user
 from ipbench.registry import Registry
 from ipbench.weights import CHECKPOINT_FORMAT
 
@@ -86,6 +87,19 @@ def load_checkpoint(path: str | Path) -> ScoreModel:
         raise UsageError(f"model file {path}: malformed ipbench checkpoint ({first_line(exc)})") from None
 
 
+def model_file(name_or_path: str) -> Path | None:
+    """The file (or folder) a model given by path is read from: PATH of PREFIX:PATH, or a checkpoint file;
+    None for a registered name. Its content hash goes into run.json, so a file changed under the same name
+    is noticed on resume."""
+    prefix, colon, path = name_or_path.partition(":")
+    if name_or_path in MODELS:
+        return None
+    if colon and prefix in MODEL_PATH_LOADERS:
+        return expand_user(path, f"--model {prefix}:") if path else None
+    file = expand_user(name_or_path, "--model")
+    return file if file.is_file() else None
+
+
 def load_model(name_or_path: str, device: torch.device | str = "cpu") -> ScoreModel:
     """A registered model by name, or a checkpoint file by path, on `device` in eval mode."""
     device = torch.device(device)
@@ -93,9 +107,9 @@ def load_model(name_or_path: str, device: torch.device | str = "cpu") -> ScoreMo
     if name_or_path in MODELS:
         model = MODELS.get(name_or_path)(device)
     elif colon and prefix in MODEL_PATH_LOADERS:
-        model = MODEL_PATH_LOADERS.get(prefix)(Path(path).expanduser(), device)
-    elif Path(name_or_path).is_file():
-        model = load_checkpoint(name_or_path)
+        model = MODEL_PATH_LOADERS.get(prefix)(expand_user(path, f"--model {prefix}:"), device)
+    elif expand_user(name_or_path, "--model").is_file():
+        model = load_checkpoint(expand_user(name_or_path, "--model"))
     else:
         forms = ", ".join(f"{p}:PATH" for p in MODEL_PATH_LOADERS.names())
         raise UsageError(f"unknown model {name_or_path!r}: not a registered name ({', '.join(MODELS.names())}), "

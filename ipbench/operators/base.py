@@ -33,19 +33,22 @@ class OperatorFactory:
     make: Factory
     params: list[Param]
     summary: str
+    files: tuple[str, ...] = ()  # parameters that name an input file (its content hash goes into run.json)
 
 
 OPERATORS: Registry[OperatorFactory] = Registry("operator")
 
 
 def register_operator(name: str, aliases: tuple[str, ...] = (), choices: dict[str, tuple[str, ...]] | None = None,
-                      ranges: dict[str, Range] | None = None) -> Callable[[Factory], Factory]:
+                      ranges: dict[str, Range] | None = None, files: tuple[str, ...] = ()
+                      ) -> Callable[[Factory], Factory]:
     """Register `make(shape, generators, device, *, ...)` as operator `name`; `choices` and `ranges` give
-    the valid values of its keyword parameters (checked when a run is specified)."""
+    the valid values of its keyword parameters (checked when a run is specified), `files` the parameters
+    that name an input file, whose content a resumed run checks (a mask file changed under the same name)."""
     def register(make: Factory) -> Factory:
         params = [Param("sigma_y", float, DEFAULT_SIGMA_Y, range=NON_NEGATIVE), *function_params(make, choices, ranges)]
         summary = (make.__doc__ or "").strip().splitlines()[0] if make.__doc__ else ""
-        OPERATORS.add(name, OperatorFactory(name, make, params, summary), aliases)
+        OPERATORS.add(name, OperatorFactory(name, make, params, summary, files), aliases)
         return make
 
     return register
@@ -67,6 +70,11 @@ class Operator:
         factory = OPERATORS.get(name)
         params = resolve(factory.params, values or {}, f"operator {factory.name}")
         return cls(factory.name, params, label or factory.name)
+
+    def input_files(self) -> dict[str, str]:
+        """{'operator LABEL.PARAM': path} of the parameters that name an input file and are set."""
+        return {f"operator {self.label}.{name}": str(self.params[name])
+                for name in OPERATORS.get(self.name).files if self.params.get(name)}
 
     @property
     def sigma_y(self) -> float:

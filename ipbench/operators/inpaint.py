@@ -6,7 +6,6 @@ random inpainting with 70% of the pixels dropped.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -15,6 +14,8 @@ from deepinv.physics import Inpainting
 from PIL import Image, UnidentifiedImageError
 
 from ipbench.errors import UsageError
+from ipbench.imagefile import open_image
+from ipbench.paths import expand_user
 from ipbench.operators.base import Shape, register_operator
 from ipbench.params import Range
 
@@ -55,14 +56,14 @@ def inpaint_random(shape: Shape, generators: Sequence[torch.Generator], device: 
     return _inpainting(shape, masks, device)
 
 
-@register_operator("inpaint-mask")
+@register_operator("inpaint-mask", files=("path",))
 def inpaint_mask(shape: Shape, generators: Sequence[torch.Generator], device: torch.device, *,
                  path: str = "") -> Inpainting:
     """A mask read from an image file (white = observed), resized to the image with nearest."""
     if not path:
         raise UsageError("operator inpaint-mask needs a mask file: --param inpaint-mask.path=FILE.png")
     try:
-        with Image.open(Path(path)) as img:
+        with open_image(expand_user(path, "operator inpaint-mask.path"), "operator inpaint-mask.path") as img:
             grey = img.convert("L").resize((shape[2], shape[1]), Image.Resampling.NEAREST)
     except (OSError, UnidentifiedImageError) as exc:
         raise UsageError(f"operator inpaint-mask.path={path}: cannot read mask image ({exc})") from None

@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ipbench.errors import UsageError
 from ipbench.data.images import write_png
+from ipbench.imagefile import open_image
 from ipbench.results.rows import read_run_json, run_rows
 from ipbench.results.unobserved import shown
 from ipbench.run_paths import (IMAGES, TRUTH, grid_png, measurement_png, reconstruction_png, trace_figure_png,
@@ -33,7 +34,7 @@ def _open_cell(path: Path, size: tuple[int, int]) -> Image.Image:
         cell = Image.new("RGB", size, (128, 128, 128))
         ImageDraw.Draw(cell).text((6, size[1] // 2 - 6), "failed", fill=(255, 255, 255), font=ImageFont.load_default())
         return cell
-    with Image.open(path) as img:
+    with open_image(path, "run image") as img:
         return shown(img, size)
 
 
@@ -44,7 +45,7 @@ def _applicable_pairs(run_dir: Path) -> set[tuple[str, str]]:
 
 def _recorded(path: Path) -> dict[str, int] | None:
     """What a grid PNG records of itself (GRID_KEY), or None for a grid from before it did."""
-    with Image.open(path) as image:
+    with open_image(path, "run image") as image:
         text = getattr(image, "text", {}).get(GRID_KEY)
     return None if text is None else json.loads(text)
 
@@ -122,7 +123,7 @@ def write_grids(run_dir: str | Path, max_images: int = 8, out: str | Path | None
 def _frame_labels(path: Path, frames: int) -> list[list[str]]:
     """Under each frame of a strip: its step and diffusion time, from the strip's PNG text (none in strips
     from before it was recorded)."""
-    with Image.open(path) as image:
+    with open_image(path, "run image") as image:
         recorded = getattr(image, "text", {}).get(TRACE_STEPS_KEY)
     times = json.loads(recorded) if recorded is not None else []
     if len(times) != frames:
@@ -142,7 +143,7 @@ def _trace_figure(run_dir: Path, folder: Path, operator_label: str, solvers: lis
         return None
     strip_images = []
     for *_, path in strips:
-        with Image.open(path) as img:
+        with open_image(path, "run image") as img:
             strip_images.append(shown(img, (img.width * scale, img.height * scale)))
     height = max(img.height for img in strip_images)
     frames = [max(1, img.width // frame_width) for img in strip_images]

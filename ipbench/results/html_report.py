@@ -31,6 +31,7 @@ from PIL import Image
 
 from ipbench.errors import UsageError
 from ipbench.files import atomic_write_text
+from ipbench.imagefile import open_image
 from ipbench.results import plots
 from ipbench.results.metric_registry import METRICS, SET_METRICS
 from ipbench.results.paired import image_differences
@@ -54,7 +55,7 @@ def _image_uri(path: Path) -> str | None:
     """A saved image as a PNG data URI, shrunk to THUMBNAIL on its longest side; None if it is missing."""
     if not path.is_file():
         return None
-    with Image.open(path) as image:
+    with open_image(path, "run image") as image:
         image = image if image.mode in ("L", "RGB") else shown(image)  # holes of a measurement marked
         if max(image.size) > THUMBNAIL:
             image.thumbnail((THUMBNAIL, THUMBNAIL), Image.Resampling.LANCZOS)

@@ -94,7 +94,7 @@ def read_run_json(run_dir: str | Path) -> dict[str, Any]:
         raise UsageError(f"{run_dir}: not a run folder (no run.json); pass the folder `bench run` wrote")
     try:
         meta = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # nested past Python's stack
         raise UsageError(f"{path}: damaged, not readable JSON ({first_line(exc)}); rerun `bench run` into a new "
                          "--out") from None
     ok = (isinstance(meta, dict) and isinstance(meta.get("config"), dict)
