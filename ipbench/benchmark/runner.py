@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from ipbench.benchmark.lock import RowsLock
 from ipbench.benchmark.shard import Shard
-from ipbench.benchmark.spec import RunSpec, SolverEntry, code_files, row_keys, without_code
+from ipbench.benchmark.spec import RunSpec, SolverEntry, code_files, without_code
 from ipbench.benchmark.trace import TRACE_IMAGES, StepTrace
 from ipbench.benchmark.writer import BackgroundWriter
 from ipbench.data import ImageSet, load_images
@@ -45,7 +45,7 @@ from ipbench.params import check_times
 from ipbench.solvers.base import output_problem
 from ipbench.results.metric_registry import METRIC_CONVENTIONS, METRIC_SUMMARY
 from ipbench.results.metrics import compute_metrics, prepare_metrics
-from ipbench.results.rows import FINAL, RowStore, read_run_json, row_key, run_rows
+from ipbench.results.rows import FINAL, RowStore, read_run_json, row_key, row_keys, run_rows
 from ipbench.seeding import measurement_generator, seeding_convention, solver_generator
 
 CONVENTIONS = {

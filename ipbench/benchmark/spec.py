@@ -107,14 +107,6 @@ def code_fingerprint(obj: Any) -> str | None:
     return None if path is None else hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def row_keys(config: dict[str, Any], image_ids: Sequence[str]) -> set[tuple[str, ...]]:
-    """The keys (solver, operator, image, seed) of every row a run config makes for these images; a solver
-    listed with `operators` runs on those only. Works on `RunSpec.config()` and on run.json's config alike."""
-    operators = [o["label"] for o in config["operators"]]
-    return {(s["label"], op, image, str(seed)) for s in config["solvers"] for op in operators
-            if not s.get("operators") or op in s["operators"] for image in image_ids for seed in config["seeds"]}
-
-
 def without_code(config: dict[str, Any]) -> dict[str, Any]:
     """`config` without the code fingerprints: what is left to compare when only code may have changed."""
     strip = lambda tables: [{k: v for k, v in t.items() if k != "code"} for t in tables]  # noqa: E731

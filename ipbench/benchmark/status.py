@@ -8,7 +8,6 @@ files present.
 """
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import dataclass
@@ -18,8 +17,8 @@ from typing import Any
 
 from ipbench.benchmark.lock import is_stale, lock_path, read_holder
 from ipbench.benchmark.shard import Shard
-from ipbench.benchmark.spec import row_keys
-from ipbench.results.rows import FINAL, RowStore, read_run_json, row_key, run_rows
+from ipbench.benchmark.submit import submitted_jobs
+from ipbench.results.rows import FINAL, RowStore, read_run_json, row_key, row_keys, run_rows
 
 _SHARD_FILE = re.compile(r"rows\.shard-(\d+)-of-(\d+)\.jsonl(?:\.lock)?")
 
@@ -65,9 +64,9 @@ class RunStatus:
 
 def shard_count(run_dir: Path) -> int | None:
     """N of the run's shards: from submit.json, else from the shard rows and lock files; None if unsharded."""
-    submitted = run_dir / "submit.json"
-    if submitted.exists():
-        return int(json.loads(submitted.read_text())["jobs"])
+    submitted = submitted_jobs(run_dir)
+    if submitted is not None:
+        return submitted
     counts = {int(m[2]) for f in run_dir.iterdir() if (m := _SHARD_FILE.fullmatch(f.name))}
     return max(counts) if counts else None  # several N: a later split; report the largest
 
@@ -87,7 +86,7 @@ def run_status(run_dir: str | Path, now: float | None = None) -> RunStatus:
         mine = ids if shard is None else [ids[i] for i in shard.positions(len(ids))]
         expected = row_keys(meta["config"], mine)
         rows_file = run_dir / ("rows.jsonl" if shard is None else shard.rows_file)
-        holder = read_holder(lock_path(rows_file))
+        holder = read_holder(lock_path(rows_file), now)
         if holder is not None and is_stale(holder, now):
             holder = None
         done = len(expected & final)
