@@ -235,7 +235,8 @@ def submit_command(jobs: int, executor: str, partition: str | None, gpus_per_job
 
 def _checked_run_arguments(arguments: list[str]) -> tuple[list[str], Path]:
     """`bench run` arguments checked as `bench run` would check them (before anything is submitted), with
-    --shard refused (submit splits the run) and the run folder made absolute (the default one if none)."""
+    --shard refused (submit splits the run), a run folder that holds another run refused, and the run folder
+    made absolute (the default one if none)."""
     from ipbench.benchmark.spec import make_spec
     from ipbench.results.metric_registry import metric_names
 
@@ -253,6 +254,11 @@ def _checked_run_arguments(arguments: list[str]) -> tuple[list[str], Path]:
                      metrics=metric_names(params["metrics"], "--metric") if params["metrics"] else None,
                      seeding=params["seeding"])
     out = Path(params["out"]) if params["out"] is not None else spec.default_out()
+    if (out / "run.json").exists():  # a folder of another run: refused here, not by each job after submission
+        from ipbench.benchmark.spec import check_same_run
+        from ipbench.results.rows import read_run_json
+
+        check_same_run(out, read_run_json(out)["config"], spec.config())
     rest, skip = [], False
     for i, argument in enumerate(arguments):  # drop --out (given again, absolute, per job)
         if skip:
@@ -406,8 +412,11 @@ def report_command(run_dirs: tuple[str, ...], out: str | None, baseline: str | N
     """Write one self-contained HTML page (opens offline) over RUN folders: provenance, tables, per-image
     distributions, quality against cost, paired comparisons with bootstrap intervals, grids."""
     from ipbench.results.html_report import write_report
+    from ipbench.results.report_runs import distinct_runs
 
-    folders = [_run_folder(path) for path in run_dirs]
+    folders, repeated = distinct_runs([_run_folder(path) for path in run_dirs])
+    for warning in repeated:
+        click.echo(f"warning: {warning}", err=True)
     target = Path(out) if out is not None else folders[0] / "report.html" if len(folders) == 1 else Path("report.html")
     summary = write_report(folders, target, baseline=baseline, resamples=resamples)
     for warning in summary.warnings:

@@ -235,7 +235,7 @@ def test_status_counts_rows_per_shard_and_gives_the_time_left_at_the_holders_rat
     assert second.seconds_left == pytest.approx(5 * 100.0 / 3, rel=0.02)
     assert printed.exit_code == 0, printed.output
     assert "shard 1/2: 3/8 rows, 0 failed" in printed.output and f"running by pid {holder.pid}" in printed.output
-    assert "total: 15/20 rows; tables not written" in printed.output
+    assert "total: 15/20 rows; run in progress: tables are written when it finishes" in printed.output
     assert run_status(tmp_path).parts[1].state == "stopped"  # the holder is gone now
 
 

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from ipbench.benchmark.lock import RowsLock
 from ipbench.benchmark.shard import Shard
-from ipbench.benchmark.spec import RunSpec, SolverEntry, code_files, without_code
+from ipbench.benchmark.spec import RunSpec, SolverEntry, check_same_run, code_files
 from ipbench.benchmark.trace import TRACE_IMAGES, StepTrace
 from ipbench.benchmark.writer import BackgroundWriter
 from ipbench.data import ImageSet, load_images
@@ -283,7 +283,7 @@ def _prepare_folder(out: Path, spec: RunSpec, images: ImageSet, model: ScoreMode
     config = spec.config()
     hashes = {image_id: image_hash(image) for image_id, image in zip(images.ids, images.images)}
     if meta_path.exists():
-        _check_resume(out, read_run_json(out), json.loads(json.dumps(config)), images.ids, hashes)
+        _check_resume(out, read_run_json(out), config, images.ids, hashes)
         return
     out.mkdir(parents=True, exist_ok=True)
     meta = {
@@ -312,14 +312,7 @@ def _check_resume(out: Path, previous: dict[str, Any], config: dict[str, Any], i
                   hashes: dict[str, str]) -> None:
     """Refuse to resume into a folder whose run differs (config, code, or an image's content); add images
     new to the run to its run.json, so that run.json describes the rows on disk."""
-    if previous["config"] != config:
-        if without_code(previous["config"]) == without_code(config):
-            changed = [t["label"] for t in config["solvers"] + config["operators"]
-                       if t not in previous["config"]["solvers"] + previous["config"]["operators"]]
-            raise UsageError(f"--out {out}: the code of {', '.join(changed)} changed since these rows were "
-                             "computed (a solver or plugin file was edited); choose another --out for new rows, "
-                             "or restore the file to add to the old ones")
-        raise UsageError(f"--out {out}: the folder holds a different run (see its run.json); choose another --out")
+    check_same_run(out, previous["config"], config)
     known = previous["images"].get("sha256", {})
     changed = [i for i in ids if i in known and known[i] != hashes[i]]
     if changed:

@@ -113,6 +113,22 @@ def without_code(config: dict[str, Any]) -> dict[str, Any]:
     return {**config, "solvers": strip(config.get("solvers", [])), "operators": strip(config.get("operators", []))}
 
 
+def check_same_run(out: Path, previous: dict[str, Any], config: dict[str, Any]) -> None:
+    """Refuse (one line) to add rows of `config` to the folder `out` whose run.json holds the config `previous`:
+    a different run, or the same one after a solver's or operator's code changed. `bench run` checks this
+    before resuming, and `bench submit` before submitting anything."""
+    config = json.loads(json.dumps(config))  # as run.json holds it: lists, not tuples
+    if previous == config:
+        return
+    if without_code(previous) == without_code(config):
+        changed = [t["label"] for t in config["solvers"] + config["operators"]
+                   if t not in previous["solvers"] + previous["operators"]]
+        raise UsageError(f"--out {out}: the code of {', '.join(changed)} changed since these rows were "
+                         "computed (a solver or plugin file was edited); choose another --out for new rows, "
+                         "or restore the file to add to the old ones")
+    raise UsageError(f"--out {out}: the folder holds a different run (see its run.json); choose another --out")
+
+
 @dataclass(frozen=True)
 class ParamAssignment:
     """One `[TARGET.]NAME=VALUE` from --param: TARGET is a solver or operator label, name or alias (or none)."""

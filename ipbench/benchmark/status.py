@@ -8,6 +8,7 @@ files present.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from dataclasses import dataclass
@@ -41,17 +42,22 @@ class PartStatus:
 
     @property
     def state(self) -> str:
+        if self.holder is not None:  # even with every row done: it may be writing the tables and grids
+            return "running"
         if self.done >= self.expected:
             return "done"
-        if self.holder is not None:
-            return "running"
         return "stopped" if self.last_write is not None else "not started"
 
 
 @dataclass(frozen=True)
 class RunStatus:
     parts: list[PartStatus]
-    tables_current: bool  # table.md exists and is newer than every rows file, and no row is missing
+    tables_current: bool  # table.md exists and is newer than every rows file, no row is missing, nobody writes
+
+    @property
+    def running(self) -> bool:
+        """Whether a live process holds a rows file's lock (it may still add rows or rewrite the tables)."""
+        return any(p.holder is not None for p in self.parts)
 
     @property
     def done(self) -> int:
@@ -95,8 +101,10 @@ def run_status(run_dir: str | Path, now: float | None = None) -> RunStatus:
                                 _seconds_left(holder, rows_file, len(expected) - done, now)))
     tables = run_dir / "table.md"
     newest_rows = max((f.stat().st_mtime for f in run_dir.glob("rows*.jsonl")), default=0.0)
-    current = tables.exists() and tables.stat().st_mtime >= newest_rows and all(p.done >= p.expected for p in parts)
-    return RunStatus(parts, current)
+    status = RunStatus(parts, False)
+    current = (tables.exists() and tables.stat().st_mtime >= newest_rows and status.done >= status.expected
+               and not status.running)  # a live writer may still add rows or be rewriting the tables
+    return dataclasses.replace(status, tables_current=current)
 
 
 def _seconds_left(holder: dict[str, Any] | None, rows_file: Path, remaining: int, now: float) -> float | None:
@@ -120,8 +128,11 @@ def format_status(run_dir: str | Path, status: RunStatus) -> str:
         held = f" by pid {p.holder.get('pid')} on {p.holder.get('host')}" if p.holder else ""
         lines.append(f"  {p.label}: {p.done}/{p.expected} rows, {p.failed} failed, last write {when}; "
                      f"{p.state}{held}{left}")
-    lines.append(f"  total: {status.done}/{status.expected} rows; tables "
-                 f"{'up to date' if status.tables_current else 'not written for all rows yet (bench table RUN when done)'}")
+    tables = ("run in progress: tables are written when it finishes" if status.running
+              else "tables up to date" if status.tables_current
+              else "tables not written for all rows yet (bench table RUN when done)" if status.done < status.expected
+              else "tables older than the rows or missing: bench table RUN")
+    lines.append(f"  total: {status.done}/{status.expected} rows; {tables}")
     return "\n".join(lines)
 
 
