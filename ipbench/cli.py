@@ -393,10 +393,13 @@ def check_command(solver: str, operators: tuple[str, ...], params: tuple[str, ..
 @user_errors
 def table_command(run_dir: str, baseline: str | None, device: str) -> None:
     """Print the comparison table of RUN and write table.md/.csv/.tex there (--device: where FID runs)."""
-    from ipbench.device import resolve_device
     from ipbench.results.table import write_tables
 
-    click.echo(write_tables(_run_folder(run_dir), device=resolve_device(device), baseline=baseline))
+    if device != "auto":  # checked now, not only if the run has FID; auto is resolved where FID needs it (torch)
+        from ipbench.device import resolve_device
+
+        resolve_device(device)
+    click.echo(write_tables(_run_folder(run_dir), device=device, baseline=baseline))
 
 
 @cli.command("report")
