@@ -7,17 +7,15 @@ import json
 import os
 import shutil
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from click.testing import CliRunner
 
 from ipbench.benchmark.lock import lock_path
 from ipbench.cli import cli
+from tests.processes import live_process
 from tests.test_side_files import assert_one_line_error, snapshot
 
 SOLVERS = ["--solver", "tweedie", "--solver", "hole-fill", "--op", "denoise", "--no-progress"]
@@ -41,17 +39,6 @@ def run_dir(finished: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(finished, tmp_path / "run"))
 
 
-@pytest.fixture
-def live_pid() -> Iterator[int]:
-    """A process that stays alive until the test is done with it (it waits on its stdin): the lock's holder."""
-    holder = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
-    try:
-        yield holder.pid
-    finally:
-        holder.stdin.close()
-        holder.wait(timeout=60)
-
-
 def hold_lock(run_dir: Path, pid: int) -> None:
     lock_path(run_dir / "rows.jsonl").write_text(json.dumps({
         "host": socket.gethostname(), "pid": pid, "rows_at_start": 0,
@@ -65,12 +52,13 @@ def age(path: Path, seconds: float) -> None:
 # --- bench status --------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("rows_newer", [False, True], ids=["tables newer", "rows newer"])
-def test_status_says_a_run_being_written_is_in_progress_not_up_to_date(run_dir, live_pid, rows_newer):
+def test_status_says_a_run_being_written_is_in_progress_not_up_to_date(run_dir, rows_newer):
     """Every row done and tables on disk, but a live process holds the lock: it may still add rows (a rerun's
     retries) or be rewriting the tables."""
     age(run_dir / ("table.md" if rows_newer else "rows.jsonl"), 60)
-    hold_lock(run_dir, live_pid)
-    printed = CliRunner().invoke(cli, ["status", str(run_dir)])
+    with live_process() as live_pid:
+        hold_lock(run_dir, live_pid)
+        printed = CliRunner().invoke(cli, ["status", str(run_dir)])
     assert printed.exit_code == 0, printed.output
     assert "run: 4/4 rows, 0 failed" in printed.output and f"running by pid {live_pid}" in printed.output
     assert "total: 4/4 rows; run in progress: tables are written when it finishes" in printed.output
