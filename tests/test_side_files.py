@@ -66,6 +66,9 @@ RUN_JSON = {
     "solvers null": (put("config.solvers", None), "config.solvers = null"),
     "solver label a number": (edit(lambda d: d["config"]["solvers"][0].update(label=7)), "config.solvers"),
     "operators not tables": (put("config.operators", ["denoise"]), "config.operators"),
+    "solver params a list": (edit(lambda d: d["config"]["solvers"][0].update(params=[])), "config.solvers"),
+    "solver without params": (edit(lambda d: d["config"]["solvers"][0].pop("params")), "config.solvers"),
+    "operator params a string": (edit(lambda d: d["config"]["operators"][0].update(params="x")), "config.operators"),
     "model a string": (put("config.model", 3), "config.model = 3"),
     "image ids numbers": (put("images.ids", [1, 2]), "images.ids = [1, 2]"),
     "no image ids": (put("images.ids", ...), "has no images.ids"),
@@ -210,3 +213,12 @@ def test_the_undamaged_files_still_read(run_dir, run_args):
     for command in READERS:
         result = invoke(command, run_dir, run_args)
         assert result.exit_code == 0, (command, result.output)
+
+
+@pytest.mark.parametrize("command", READERS)
+def test_a_rows_file_that_is_not_utf8_is_one_line_naming_it(run_dir, run_args, command):
+    rows = run_dir / "rows.jsonl"
+    rows.write_bytes(rows.read_bytes() + b'{"solver": "\xff"}\n')
+    before = snapshot(run_dir)
+    assert_one_line_error(invoke(command, run_dir, run_args), rows, "not UTF-8", notes_allowed=command == "run")
+    assert snapshot(run_dir) == before

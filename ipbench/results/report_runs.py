@@ -123,7 +123,7 @@ def provenance(run: ReportRun) -> dict[str, Any]:
                                   if v not in (False, None)),
         "solvers": [f"{run.labels.get(s['label'], s['label'])}: {s['name']} "
                     + ", ".join(f"{k}={v}" for k, v in s["params"].items()) for s in config["solvers"]],
-        "operators": [f"{o.get('label', o['name'])}: " + ", ".join(f"{k}={v}" for k, v in o["params"].items())
+        "operators": [f"{o.get('label', o['name'])}: " + ", ".join(f"{k}={v}" for k, v in o.get("params", {}).items())
                       for o in config["operators"]],
         "conventions": conventions,
         "metrics": meta.get("conventions", {}).get("metric_summary", {}),

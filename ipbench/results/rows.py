@@ -41,11 +41,16 @@ class RowStore:
 
     def read(self) -> list[dict[str, Any]]:
         """The file's rows; a torn line (a run killed mid-write) is skipped, and a line that is JSON but not
-        an ipbench row (another tool's file) is a one-line UsageError naming the file and line."""
+        an ipbench row (another tool's file), or bytes that are not UTF-8, a one-line UsageError naming the file."""
         if not self.path.exists():
             return []
+        try:
+            text = self.path.read_bytes().decode("utf-8")  # bench run writes ASCII (json.dumps escapes the rest)
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"{self.path}: not UTF-8 text (byte {exc.start}); rows files hold only what `bench run` "
+                             "writes") from None
         rows = []
-        for number, line in enumerate(self.path.read_text().splitlines(), start=1):
+        for number, line in enumerate(text.splitlines(), start=1):
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
@@ -93,7 +98,7 @@ RUN_JSON_REMEDY = "rerun `bench run` into a new --out (run.json is written by `b
 _ENTRY = {"name": STRING, "label": STRING}
 RUN_JSON_FIELDS = {  # what the readers of run.json (table, grid, report, status, a resumed run) rely on
     "config": OBJECT, "config.model": STRING, "config.seeds": list_of(integer(), non_empty=True),
-    "config.solvers": tables(_ENTRY, {"params": OBJECT, "operators": list_of(STRING)}),
+    "config.solvers": tables({**_ENTRY, "params": OBJECT}, {"operators": list_of(STRING)}),
     "config.operators": tables(_ENTRY, {"params": OBJECT}),
     "model": OBJECT, "model.image_shape": list_of(integer(1), length=3),
     "images": OBJECT, "images.ids": list_of(STRING),
