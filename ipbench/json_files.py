@@ -49,14 +49,13 @@ OBJECT = Expect(lambda v: isinstance(v, dict), "an object")
 
 
 def list_of(item: Expect, length: int | None = None, non_empty: bool = False) -> Expect:
-    size = f"{length} " if length is not None else "a non-empty " if non_empty else "a "
+    size = f"a list of {length} items" if length is not None else "a non-empty list" if non_empty else "a list"
     return Expect(lambda v: isinstance(v, list) and all(map(item, v)) and (length is None or len(v) == length)
-                  and (not non_empty or len(v) > 0), f"{size}list of {item.what.removeprefix('an ').removeprefix('a ')}s")
+                  and (not non_empty or len(v) > 0), f"{size}, each {item.what}")
 
 
 def object_of(value: Expect) -> Expect:
-    return Expect(lambda v: isinstance(v, dict) and all(map(value, v.values())),
-                  f"an object of {value.what.removeprefix('an ').removeprefix('a ')}s")
+    return Expect(lambda v: isinstance(v, dict) and all(map(value, v.values())), f"an object, each value {value.what}")
 
 
 def tables(required: Mapping[str, Expect], optional: Mapping[str, Expect] | None = None) -> Expect:
