@@ -58,17 +58,21 @@ def object_of(value: Expect) -> Expect:
     return Expect(lambda v: isinstance(v, dict) and all(map(value, v.values())), f"an object, each value {value.what}")
 
 
+NUMBER_OR_NULL = Expect(lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)),
+                        "a number or null")
+
+
+def has_fields(value: Any, required: Mapping[str, Expect], optional: Mapping[str, Expect] | None = None) -> bool:
+    """Whether `value` is an object with the `required` fields (and the `optional` ones, where present) well formed."""
+    return (isinstance(value, dict) and all(k in value and e(value[k]) for k, e in required.items())
+            and all(k not in value or e(value[k]) for k, e in (optional or {}).items()))
+
+
 def tables(required: Mapping[str, Expect], optional: Mapping[str, Expect] | None = None) -> Expect:
     """A non-empty list of objects, each with the `required` fields (and the `optional` ones well formed)."""
-    optional = optional or {}
-
-    def ok(v: Any) -> bool:
-        return isinstance(v, list) and len(v) > 0 and all(
-            isinstance(t, dict) and all(k in t and e(t[k]) for k, e in required.items())
-            and all(k not in t or e(t[k]) for k, e in optional.items()) for t in v)
-
     fields = ", ".join(f"{k} ({e.what})" for k, e in required.items())
-    return Expect(ok, f"a non-empty list of objects with {fields}")
+    return Expect(lambda v: isinstance(v, list) and len(v) > 0 and all(has_fields(t, required, optional) for t in v),
+                  f"a non-empty list of objects with {fields}")
 
 
 def _lookup(data: Any, key: str) -> Any:
