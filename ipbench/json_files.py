@@ -1,4 +1,4 @@
-"""Reading the small JSON files a run folder holds beside its rows (run.json, submit.json, lock files).
+"""Reading the small JSON files a run folder holds beside its rows (run.json, submit.json, lock files, fid.json).
 
 Another tool, an editor or a torn copy can leave such a file damaged: not UTF-8, not JSON, or JSON of the
 wrong shape (a list where an object belongs, a string for a count, a pid too large for the system). Each

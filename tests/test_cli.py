@@ -236,8 +236,9 @@ def _tiny_run(folder: Path) -> Path:
     config = {"model": "fashion32", "images": None, "num_images": 2, "seeds": [0],
               "solvers": [{"name": "tweedie", "label": "tweedie", "params": {}, "code": None}],
               "operators": [{"name": "denoise", "label": "denoise", "params": {"sigma_y": 0.025}, "code": None}]}
-    (folder / "run.json").write_text(json.dumps({"config": config, "model": {"name": "fashion32", "image_shape": [1, 32, 32]},
-                                                 "images": {"source": "fashion32-test", "ids": ["a", "b"]}}))
+    meta = {"config": config, "model": {"name": "fashion32", "image_shape": [1, 32, 32]},
+            "images": {"source": "fashion32-test", "ids": ["a", "b"]}}
+    (folder / "run.json").write_text(json.dumps(meta))
     row = {"solver": "tweedie", "operator": "denoise", "image": "a", "seed": 0, "status": "ok", "psnr": 20.0,
            "ssim": 0.5, "lpips": 0.1, "seconds": 0.01, "nfe": 1}
     (folder / "rows.jsonl").write_text(json.dumps(row) + "\n")

@@ -264,8 +264,8 @@ def test_a_second_writer_is_refused_and_a_killed_shard_is_completed_by_resubmitt
     try:
         wait_for(lambda: complete_lines(rows_file) >= 1 or first.poll() is not None)  # then it waits at the gate
         assert first.poll() is None and complete_lines(rows_file) == 1 and lock_path(rows_file).exists()
-        second = subprocess.run([sys.executable, "-m", "ipbench", "run", *gated_run, "--shard", "1/3", "--out", str(out)],
-                                env=python_env(), capture_output=True, text=True, timeout=300)
+        second = subprocess.run([sys.executable, "-m", "ipbench", "run", *gated_run, "--shard", "1/3",
+                                 "--out", str(out)], env=python_env(), capture_output=True, text=True, timeout=300)
         assert second.returncode == 2
         message = second.stderr.strip().splitlines()[-1]
         assert f"shard 1/3 is being written by pid {first.pid} on {socket.gethostname()}" in message
@@ -279,8 +279,8 @@ def test_a_second_writer_is_refused_and_a_killed_shard_is_completed_by_resubmitt
     with rows_file.open("a") as f:
         f.write('{"solver": "gated", "operator": "den')  # what a writer killed mid-line leaves
     gate.touch()  # the resubmitted jobs run through
-    again = subprocess.run([sys.executable, "-m", "ipbench", "submit", "--jobs", "3", "--executor", "local",
-                            *gated_run, "--out", str(out)], env=python_env(), capture_output=True, text=True, timeout=600)
+    again = subprocess.run([sys.executable, "-m", "ipbench", "submit", "--jobs", "3", "--executor", "local", *gated_run,
+                            "--out", str(out)], env=python_env(), capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
     keys = Counter((r["solver"], r["operator"], r["image"], str(r["seed"]))
                    for path in out.glob("rows*.jsonl") for r in RowStore(path).read())

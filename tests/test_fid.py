@@ -180,9 +180,9 @@ def test_a_damaged_fid_json_is_computed_again_not_trusted(fid_hub: Path, tmp_pat
 
     monkeypatch.setattr(fid, "features", cheap_features)
     out = tmp_path / "run"
-    result = CliRunner().invoke(cli, ["run", "--solver", "hole-fill", "--op", "denoise", "--model", str(small_model_path),
-                                      "--images", "photos", "--num-images", "2", "--metric", "fid", "--out", str(out),
-                                      "--no-progress"])
+    result = CliRunner().invoke(cli, ["run", "--solver", "hole-fill", "--op", "denoise", "--model",
+                                      str(small_model_path), "--images", "photos", "--num-images", "2", "--metric", "fid",
+                                      "--out", str(out), "--no-progress"])
     assert result.exit_code == 0, result.output
     cache_path = out / fid.CACHE_FILE
     good = json.loads(cache_path.read_text())

@@ -123,8 +123,8 @@ def summary_line(output: str) -> str:
 @pytest.mark.parametrize("spelling", ["same", "trailing slash", "dot segments", "symlink"])
 def test_a_run_given_twice_to_report_is_counted_once(finished, tmp_path, monkeypatch, spelling):
     monkeypatch.chdir(finished.parent)
-    again = {"same": finished, "trailing slash": f"{finished}/", "dot segments": f"./{finished.name}/../{finished.name}",
-             "symlink": tmp_path / "link"}[spelling]
+    again = {"same": finished, "trailing slash": f"{finished}/",
+             "dot segments": f"./{finished.name}/../{finished.name}", "symlink": tmp_path / "link"}[spelling]
     if spelling == "symlink":
         os.symlink(finished, again)
     runner = CliRunner()

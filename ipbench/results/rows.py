@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from ipbench.errors import UsageError
-from ipbench.json_files import OBJECT, OPTIONAL_STRING, STRING, check_fields, integer, list_of, object_of, read_json, tables
+from ipbench.json_files import (OBJECT, OPTIONAL_STRING, STRING, check_fields, integer, list_of, object_of, read_json,
+                                tables)
 from ipbench.results.metric_registry import METRICS
 
 if TYPE_CHECKING:
