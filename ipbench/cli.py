@@ -272,7 +272,8 @@ def submit_command(jobs: int, executor: str, partition: str | None, gpus_per_job
 
 def _checked_run_arguments(arguments: list[str]) -> tuple[list[str], Path]:
     """`bench run` arguments checked as `bench run` would check them (before anything is submitted), with
-    --shard refused (submit splits the run) and the run folder made absolute (the default one if none)."""
+    --shard refused (submit splits the run), a run folder that holds another run refused, and the run folder
+    made absolute (the default one if none)."""
     from ipbench.benchmark.spec import make_spec
     from ipbench.results.metric_registry import metric_names
 
@@ -290,6 +291,11 @@ def _checked_run_arguments(arguments: list[str]) -> tuple[list[str], Path]:
                      metrics=metric_names(params["metrics"], "--metric") if params["metrics"] else None,
                      seeding=params["seeding"])
     out = Path(params["out"]) if params["out"] is not None else spec.default_out()
+    if (out / "run.json").exists():  # a folder of another run: refused here, not by each job after submission
+        from ipbench.benchmark.spec import check_same_run
+        from ipbench.results.rows import read_run_json
+
+        check_same_run(out, read_run_json(out)["config"], spec.config())
     rest, skip = [], False
     for i, argument in enumerate(arguments):  # drop --out (given again, absolute, per job)
         if skip:
@@ -437,10 +443,13 @@ def check_command(solver: str, operators: tuple[str, ...], params: tuple[str, ..
 @user_errors
 def table_command(run_dir: str, baseline: str | None, device: str) -> None:
     """Print the comparison table of RUN and write table.md/.csv/.tex there (--device: where FID runs)."""
-    from ipbench.device import resolve_device
     from ipbench.results.table import write_tables
 
-    click.echo(write_tables(_run_folder(run_dir), device=resolve_device(device), baseline=baseline))
+    if device != "auto":  # checked now, not only if the run has FID; auto is resolved where FID needs it (torch)
+        from ipbench.device import resolve_device
+
+        resolve_device(device)
+    click.echo(write_tables(_run_folder(run_dir), device=device, baseline=baseline))
 
 
 @cli.command("report")
@@ -457,9 +466,12 @@ def report_command(run_dirs: tuple[str, ...], out: str | None, baseline: str | N
     distributions, quality against cost, paired comparisons with bootstrap intervals, grids."""
     from ipbench.results.html_report import write_report
     from ipbench.results.paired_stats import check_resamples
+    from ipbench.results.report_runs import distinct_runs
 
     check_resamples(resamples)  # before the folders are read
-    folders = [_run_folder(path) for path in run_dirs]
+    folders, repeated = distinct_runs([_run_folder(path) for path in run_dirs])
+    for warning in repeated:
+        click.echo(f"warning: {warning}", err=True)
     target = Path(out) if out is not None else folders[0] / "report.html" if len(folders) == 1 else Path("report.html")
     summary = write_report(folders, target, baseline=baseline, resamples=resamples)
     for warning in summary.warnings:

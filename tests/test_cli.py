@@ -275,3 +275,39 @@ def test_sample_writes_into_runs_by_default_never_the_current_folder(invoke, tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == sorted([
         f"samples-{stem}-n1-steps2-eta1-seed0.png", "samples-gaussian-fashion32-n1-steps2-eta1-seed0.png"])
+
+
+def _tiny_run(folder: Path) -> Path:
+    """A run folder as `bench run` leaves it mid-run, written by hand: run.json and one of its two rows."""
+    folder.mkdir()
+    config = {"model": "fashion32", "images": None, "num_images": 2, "seeds": [0],
+              "solvers": [{"name": "tweedie", "label": "tweedie", "params": {}, "code": None}],
+              "operators": [{"name": "denoise", "label": "denoise", "params": {"sigma_y": 0.025}, "code": None}]}
+    meta = {"config": config, "model": {"name": "fashion32", "image_shape": [1, 32, 32]},
+            "images": {"source": "fashion32-test", "ids": ["a", "b"]}}
+    (folder / "run.json").write_text(json.dumps(meta))
+    row = {"solver": "tweedie", "operator": "denoise", "image": "a", "seed": 0, "status": "ok", "psnr": 20.0,
+           "ssim": 0.5, "lpips": 0.1, "seconds": 0.01, "nfe": 1}
+    (folder / "rows.jsonl").write_text(json.dumps(row) + "\n")
+    return folder
+
+
+@pytest.mark.parametrize("command, expected, not_loaded", [
+    ("status", "total: 1/2 rows", ("torch", "deepinv", "lpips", "pandas", "scipy", "matplotlib", "jinja2")),
+    ("table", "| tweedie |", ("torch", "deepinv", "lpips", "scipy", "matplotlib", "jinja2")),
+])
+def test_light_commands_do_not_import_torch(tmp_path: Path, command: str, expected: str,
+                                            not_loaded: tuple[str, ...]) -> None:
+    """`bench status` and `bench table` read JSON files (and pandas for the table): no torch nor deepinv, which
+    take seconds to import (docs/architecture.md)."""
+    import subprocess
+    import sys
+
+    run_dir = _tiny_run(tmp_path / "run")
+    code = ("import sys\nfrom ipbench.cli import cli\n"
+            f"cli.main([{command!r}, {str(run_dir)!r}], prog_name='bench', standalone_mode=False)\n"
+            f"print('loaded:', *[m for m in {not_loaded!r} if m in sys.modules])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert expected in done.stdout
+    assert done.stdout.strip().splitlines()[-1] == "loaded:"

@@ -21,6 +21,7 @@ from ipbench.benchmark.status import run_status
 from ipbench.cli import cli
 from ipbench.errors import UsageError
 from ipbench.results.rows import RowStore, run_rows
+from tests.processes import live_process
 
 ROOT = Path(__file__).resolve().parents[1]
 # Cheap solvers on a few images: what is tested is where rows go, not what they hold.
@@ -185,15 +186,11 @@ def write_lock(rows_file: Path, pid: int, host: str, age: float = 0.0) -> Path:
 
 def test_a_live_holder_is_named_and_a_dead_or_silent_one_is_taken_over(tmp_path):
     rows = tmp_path / "rows.jsonl"
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        write_lock(rows, sleeper.pid, socket.gethostname())
-        with pytest.raises(UsageError, match=f"is being written by pid {sleeper.pid} on {socket.gethostname()}"):
+    with live_process() as holder:
+        write_lock(rows, holder, socket.gethostname())
+        with pytest.raises(UsageError, match=f"is being written by pid {holder} on {socket.gethostname()}"):
             with RowsLock(rows, "this run"):
                 pass
-    finally:
-        sleeper.kill()
-        sleeper.wait()
     with RowsLock(rows, "this run"):  # the same pid, now dead: stale
         assert json.loads(lock_path(rows).read_text())["pid"] == os.getpid()
     assert not lock_path(rows).exists()  # released
@@ -218,32 +215,29 @@ def test_status_counts_rows_per_shard_and_gives_the_time_left_at_the_holders_rat
     shard1 = tmp_path / Shard(1, 2).rows_file
     whole = RowStore(whole_run / "rows.jsonl").read()
     RowStore(shard1).append([r for r in whole if r["image"] in shard_images(whole, 1, 2)][:3])
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
+    with live_process() as holder:
         started = time.time() - 100.0
         lock_path(shard1).write_text(json.dumps({
-            "host": socket.gethostname(), "pid": holder.pid, "rows_at_start": 0,
+            "host": socket.gethostname(), "pid": holder, "rows_at_start": 0,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(started))}))
         first, second = run_status(tmp_path, now=started + 100.0).parts
         printed = runner.invoke(cli, ["status", str(tmp_path)])
-    finally:
-        holder.kill()
-        holder.wait()
     # shard 0 owns images 0, 2, 4 (12 rows), shard 1 images 1, 3 (8 rows)
     assert (first.done, first.expected, first.state) == (12, 12, "done")
-    assert (second.done, second.expected, second.state, second.holder["pid"]) == (3, 8, "running", holder.pid)
+    assert (second.done, second.expected, second.state, second.holder["pid"]) == (3, 8, "running", holder)
     assert second.seconds_left == pytest.approx(5 * 100.0 / 3, rel=0.02)
     assert printed.exit_code == 0, printed.output
-    assert "shard 1/2: 3/8 rows, 0 failed" in printed.output and f"running by pid {holder.pid}" in printed.output
-    assert "total: 15/20 rows; tables not written" in printed.output
+    assert "shard 1/2: 3/8 rows, 0 failed" in printed.output and f"running by pid {holder}" in printed.output
+    assert "total: 15/20 rows; run in progress: tables are written when it finishes" in printed.output
     assert run_status(tmp_path).parts[1].state == "stopped"  # the holder is gone now
 
 
-SLOW_RUN = ["--solver", "dps", "--param", "dps.steps=60", "--op", "denoise", "--num-images", "9", "--batch-size", "1",
-            "--no-progress"]
+GATED = Path(__file__).parent / "plugins" / "gated_solver.py"
 
 
-def wait_for(condition, timeout: float = 120.0) -> None:
+def wait_for(condition, timeout: float = 300.0) -> None:
+    """Poll for a state the test holds the run in (not a moment it hopes to catch): the timeout only turns a
+    broken test into a failure."""
     end = time.time() + timeout
     while not condition():
         if time.time() > end:
@@ -251,31 +245,42 @@ def wait_for(condition, timeout: float = 120.0) -> None:
         time.sleep(0.05)
 
 
+def complete_lines(path: Path) -> int:
+    return path.read_text().count("\n") if path.exists() else 0
+
+
 def test_a_second_writer_is_refused_and_a_killed_shard_is_completed_by_resubmitting(tmp_path):
     """Two processes on one shard: the second exits 2 naming the first. Then kill -9 the first mid-run and
-    submit the whole run again: every row exactly once, the torn or missing ones redone."""
+    submit the whole run again: every row exactly once, the torn or missing ones redone. The first process
+    is held mid-run by a solver that waits for a file the test creates (tests/plugins/gated_solver.py): it
+    writes its first row and then holds the lock until killed, however slow the machine."""
     pytest.importorskip("submitit")
-    out = tmp_path / "run"
-    first = subprocess.Popen([sys.executable, "-m", "ipbench", "run", *SLOW_RUN, "--shard", "1/3", "--out", str(out)],
+    out, gate = tmp_path / "run", tmp_path / "gate"
+    gated_run = ["--plugin", str(GATED), "--solver", "gated", "--param", f"gated.gate={gate}", "--op", "denoise",
+                 "--num-images", "9", "--batch-size", "1", "--no-progress"]
+    first = subprocess.Popen([sys.executable, "-m", "ipbench", "run", *gated_run, "--shard", "1/3", "--out", str(out)],
                              env=python_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rows_file = out / Shard(1, 3).rows_file
     try:
-        wait_for(lambda: lock_path(rows_file).exists())
-        second = subprocess.run([sys.executable, "-m", "ipbench", "run", *SLOW_RUN, "--shard", "1/3", "--out", str(out)],
-                                env=python_env(), capture_output=True, text=True, timeout=300)
+        wait_for(lambda: complete_lines(rows_file) >= 1 or first.poll() is not None)  # then it waits at the gate
+        assert first.poll() is None and complete_lines(rows_file) == 1 and lock_path(rows_file).exists()
+        second = subprocess.run([sys.executable, "-m", "ipbench", "run", *gated_run, "--shard", "1/3",
+                                 "--out", str(out)], env=python_env(), capture_output=True, text=True, timeout=300)
         assert second.returncode == 2
         message = second.stderr.strip().splitlines()[-1]
         assert f"shard 1/3 is being written by pid {first.pid} on {socket.gethostname()}" in message
-        wait_for(lambda: rows_file.exists() and rows_file.stat().st_size > 0)
+        assert first.poll() is None  # still held at the gate: killed mid-run, not after it finished
         os.kill(first.pid, signal.SIGKILL)
     finally:
         first.kill()
         first.wait()
     assert lock_path(rows_file).exists()  # left behind by the killed process
+    assert complete_lines(rows_file) == 1  # one of the shard's 3 rows
     with rows_file.open("a") as f:
-        f.write('{"solver": "dps", "operator": "den')  # what a writer killed mid-line leaves
-    again = subprocess.run([sys.executable, "-m", "ipbench", "submit", "--jobs", "3", "--executor", "local",
-                            *SLOW_RUN, "--out", str(out)], env=python_env(), capture_output=True, text=True, timeout=600)
+        f.write('{"solver": "gated", "operator": "den')  # what a writer killed mid-line leaves
+    gate.touch()  # the resubmitted jobs run through
+    again = subprocess.run([sys.executable, "-m", "ipbench", "submit", "--jobs", "3", "--executor", "local", *gated_run,
+                            "--out", str(out)], env=python_env(), capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
     keys = Counter((r["solver"], r["operator"], r["image"], str(r["seed"]))
                    for path in out.glob("rows*.jsonl") for r in RowStore(path).read())

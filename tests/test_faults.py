@@ -87,7 +87,7 @@ def test_table_and_grid_on_damaged_folders_are_one_line_errors(tmp_path, small_m
     for command in ("table", "grid"):
         _one_line_error(CliRunner().invoke(cli, [command, str(out)]), "run.json: damaged, not readable JSON")
     (out / "run.json").write_text('{"something": "else"}')
-    _one_line_error(CliRunner().invoke(cli, ["table", str(out)]), "not a run.json written by `bench run`")
+    _one_line_error(CliRunner().invoke(cli, ["table", str(out)]), "run.json: has no config;")
     (out / "run.json").write_text(meta)
     (out / "rows.jsonl").write_text('{"epoch": 1, "loss": 0.3}\n')
     _one_line_error(CliRunner().invoke(cli, ["table", str(out)]), "rows.jsonl, line 1: not an ipbench row")

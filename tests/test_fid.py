@@ -160,3 +160,48 @@ def test_a_run_asking_for_fid_without_its_weights_stops_before_it_starts(
                                       "--out", str(tmp_path / "r"), "--no-progress"])
     assert result.exit_code == 2 and fid.FID_WEIGHTS_FILE in result.output
     assert not (tmp_path / "r" / "rows.jsonl").exists()
+
+
+def test_a_damaged_fid_json_is_computed_again_not_trusted(fid_hub: Path, tmp_path: Path, small_model_path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """fid.json is a cache: whatever damage it has (not JSON, not UTF-8, the wrong type, an entry whose value
+    or count is not a number), `bench table` recomputes the FID and rewrites the cache whole. The features
+    are a cheap stand-in for Inception's (what is tested is the cache, not the network)."""
+    from click.testing import CliRunner
+
+    from ipbench.cli import cli
+
+    write_random_inception(fid_hub)  # the run's preflight looks for the file
+    computed = []
+
+    def cheap_features(images, device):
+        computed.append(len(images))
+        return images.flatten(1)[:, :8].double().numpy()
+
+    monkeypatch.setattr(fid, "features", cheap_features)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["run", "--solver", "hole-fill", "--op", "denoise", "--model",
+                                      str(small_model_path), "--images", "photos", "--num-images", "2", "--metric", "fid",
+                                      "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    cache_path = out / fid.CACHE_FILE
+    good = json.loads(cache_path.read_text())
+    entry = good["hole-fill | denoise"]
+    damages = {"truncated": cache_path.read_bytes()[:20], "not utf-8": b"\xff" + cache_path.read_bytes(),
+               "a list": b"[]", "null": b"null",
+               "fid a string": json.dumps({"hole-fill | denoise": {**entry, "fid": "12.5"}}).encode(),
+               "fid a bool": json.dumps({"hole-fill | denoise": {**entry, "fid": True}}).encode(),
+               "images a string": json.dumps({"hole-fill | denoise": {**entry, "images": "2"}}).encode(),
+               "entry a number": json.dumps({"hole-fill | denoise": 3}).encode()}
+    for kind, damaged in damages.items():
+        cache_path.write_bytes(damaged)
+        calls = len(computed)
+        again = CliRunner().invoke(cli, ["table", str(out)])
+        assert len(computed) > calls, kind  # recomputed, not read from the damaged cache
+        assert again.exit_code == 0, (kind, again.output)
+        rewritten = json.loads(cache_path.read_text())
+        assert set(rewritten) == set(good), kind
+        again_entry = rewritten["hole-fill | denoise"]
+        assert (again_entry["images"], again_entry["rows_sha256"]) == (entry["images"], entry["rows_sha256"]), kind
+        assert again_entry["fid"] == pytest.approx(entry["fid"], rel=1e-6), kind
+        assert f"{again_entry['fid']:.2f}" in (out / "table.md").read_text(), kind

@@ -170,17 +170,18 @@ def test_nfe_is_per_image_for_batched_and_image_by_image_solvers(tmp_path, small
 
 
 def test_compilation_is_timed_apart_from_the_solver(tmp_path, small_model_path, recorded_compilation):
-    """With compile on, each new batch shape's compilation (made to take 0.5 s more here) goes to the rows'
+    """With compile on, each new batch shape's compilation (made to take 2 s more here) goes to the rows'
     compile_seconds, per image, and not to their seconds; batches of a shape already compiled compile
-    nothing; the table says how much was left out."""
-    recorded_compilation.delay = 0.5
+    nothing; the table says how much was left out. The delay is long beside a solve (milliseconds) so that
+    a loaded machine's slower solves cannot reach the bound on `seconds`."""
+    recorded_compilation.delay = 2.0
     spec = _spec(small_model_path, solvers=("tweedie",), ops=("denoise",), num_images=5)
     result = run(spec, out=tmp_path / "r", batch_size=2, acceleration=Acceleration(compile=True), progress=False)
     rows = RowStore(result.out / "rows.jsonl").read()
     assert recorded_compilation and all(phase == "warm-up" for _, phase in recorded_compilation)
     compiled = [r["compile_seconds"] for r in rows]  # batches of 2, 2 and 1 image
-    assert compiled[0] == compiled[1] >= 0.25 and compiled[2] == compiled[3] == 0 and compiled[4] >= 0.5
-    assert all(r["status"] == "ok" and 0 <= r["seconds"] < 0.25 for r in rows), rows
+    assert compiled[0] == compiled[1] >= 1.0 and compiled[2] == compiled[3] == 0 and compiled[4] >= 2.0
+    assert all(r["status"] == "ok" and 0 <= r["seconds"] < 1.0 for r in rows), rows
     assert f"{sum(compiled):.0f} s in all, left out" in write_tables(result.out)
 
 

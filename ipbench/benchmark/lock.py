@@ -6,7 +6,9 @@ atomic on NFS: written whole under a unique name, then hard-linked to the lock's
 the lock exists. A lock is stale, and is taken over, when its pid is gone on this host, or when its
 heartbeat (the file's mtime, touched every `HEARTBEAT_SECONDS` by the holder) is older than
 `STALE_SECONDS` (a holder on another host, or one that froze). Taking over renames the stale lock away
-first, so of two processes that find it stale only one succeeds.
+first, so of two processes that find it stale only one succeeds. A lock file that is not one ipbench writes
+(damaged JSON, a pid that is not a positive integer) follows the heartbeat rule: taken over once its mtime
+is older than `STALE_SECONDS`, before that a one-line error naming it.
 """
 from __future__ import annotations
 
@@ -21,32 +23,36 @@ from pathlib import Path
 from typing import Any
 
 from ipbench.errors import UsageError
+from ipbench.json_files import STRING, DamagedFile, check_fields, integer, read_json
 
 HEARTBEAT_SECONDS = 30.0
 STALE_SECONDS = 600.0  # twenty missed heartbeats: the holder is dead or hung
+PID_MAX = 2**31 - 1  # pid_t; a larger number cannot name a process (and overflows os.kill)
+LOCK_FIELDS = {"host": STRING, "pid": integer(1, PID_MAX), "started": STRING}
+LOCK_OPTIONAL = {"rows_at_start": integer(0)}
+LOCK_REMEDY = (f"delete it if no `bench run` is writing this folder (a damaged lock is taken over once it is "
+               f"{STALE_SECONDS:.0f} s old)")
 
 
 def lock_path(rows_path: Path) -> Path:
     return rows_path.with_name(rows_path.name + ".lock")
 
 
-def read_holder(path: Path) -> dict[str, Any] | None:
-    """The holder a lock file names, or None if there is no lock (or it vanished while being read)."""
+def read_holder(path: Path, now: float | None = None) -> dict[str, Any] | None:
+    """The holder a lock file names (with its heartbeat, the file's mtime), or None if there is no lock (or it
+    vanished while being read). A damaged lock is a DamagedFile error while its heartbeat is fresh; once
+    that is stale it is returned as a holder that names no process, so `is_stale` lets it be taken over."""
     try:
-        holder = json.loads(path.read_text())
-        holder["heartbeat"] = path.stat().st_mtime
+        heartbeat = path.stat().st_mtime
+        holder = read_json(path, LOCK_REMEDY)
+        check_fields(holder, path, LOCK_FIELDS, LOCK_REMEDY, LOCK_OPTIONAL)
     except FileNotFoundError:
         return None
-    except (json.JSONDecodeError, OSError):
-        return {"host": "?", "pid": -1, "started": "?", "heartbeat": _mtime(path)}
-    return holder
-
-
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except FileNotFoundError:
-        return 0.0
+    except DamagedFile:
+        if (time.time() if now is None else now) - heartbeat <= STALE_SECONDS:
+            raise
+        return {"heartbeat": heartbeat, "damaged": True}
+    return {**holder, "heartbeat": heartbeat}
 
 
 def _pid_alive(pid: int) -> bool:
@@ -62,7 +68,7 @@ def _pid_alive(pid: int) -> bool:
 def is_stale(holder: dict[str, Any], now: float | None = None) -> bool:
     """Whether the lock's holder is gone: its pid is dead on this host, or its heartbeat is too old."""
     now = time.time() if now is None else now
-    if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int) and holder["pid"] > 0:
+    if holder.get("host") == socket.gethostname() and "pid" in holder:  # read_holder checked the pid
         if holder["pid"] == os.getpid() or not _pid_alive(holder["pid"]):
             return True
     return now - float(holder.get("heartbeat", 0.0)) > STALE_SECONDS
@@ -127,6 +133,9 @@ class RowsLock:
         self._stop.set()
         if self._beat is not None:
             self._beat.join()
-        holder = read_holder(self.path)
+        try:
+            holder = read_holder(self.path)
+        except DamagedFile:  # not ours any more: someone else wrote it; leave it to them
+            return
         if holder is not None and holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
             self.path.unlink(missing_ok=True)

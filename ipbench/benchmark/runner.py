@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from ipbench.benchmark.lock import RowsLock
 from ipbench.benchmark.shard import Shard
-from ipbench.benchmark.spec import RunSpec, SolverEntry, code_files, row_keys, without_code
+from ipbench.benchmark.spec import RunSpec, SolverEntry, check_same_run, code_files
 from ipbench.benchmark.trace import TRACE_IMAGES, StepTrace
 from ipbench.benchmark.writer import BackgroundWriter
 from ipbench.data import ImageSet, load_images
@@ -46,7 +46,7 @@ from ipbench.paths import content_hash, expand_user
 from ipbench.solvers.base import SOLVER_FAILURES, output_problem
 from ipbench.results.metric_registry import METRIC_CONVENTIONS, METRIC_SUMMARY
 from ipbench.results.metrics import compute_metrics, prepare_metrics
-from ipbench.results.rows import FINAL, RowStore, read_run_json, row_key, run_rows
+from ipbench.results.rows import FINAL, RowStore, read_run_json, row_key, row_keys, run_rows
 from ipbench.run_paths import check_run_names, measurement_png, reconstruction_png, trace_png, truth_png
 from ipbench.seeding import measurement_generator, seeding_convention, solver_generator
 
@@ -332,7 +332,7 @@ def _prepare_folder(out: Path, spec: RunSpec, images: ImageSet, model: ScoreMode
     hashes = {image_id: image_hash(image) for image_id, image in zip(images.ids, images.images)}
     inputs = input_hashes(spec)
     if meta_path.exists():
-        _check_resume(out, read_run_json(out), json.loads(json.dumps(config)), images, hashes, inputs)
+        _check_resume(out, read_run_json(out), config, images, hashes, inputs)
         return
     out.mkdir(parents=True, exist_ok=True)
     meta = {
@@ -372,14 +372,7 @@ def _check_resume(out: Path, previous: dict[str, Any], config: dict[str, Any], i
     """Refuse to resume into a folder whose run differs (config, code, an image's or an input file's content);
     add images new to the run to its run.json, so that run.json describes the rows on disk."""
     ids = images.ids
-    if previous["config"] != config:
-        if without_code(previous["config"]) == without_code(config):
-            changed = [t["label"] for t in config["solvers"] + config["operators"]
-                       if t not in previous["config"]["solvers"] + previous["config"]["operators"]]
-            raise UsageError(f"--out {out}: the code of {', '.join(changed)} changed since these rows were "
-                             "computed (a solver or plugin file, or a module beside a plugin, was edited); choose "
-                             "another --out for new rows, or restore the file to add to the old ones")
-        raise UsageError(f"--out {out}: the folder holds a different run (see its run.json); choose another --out")
+    check_same_run(out, previous["config"], config)
     known = previous["images"].get("sha256", {})
     changed = [i for i in ids if i in known and known[i] != hashes[i]]
     if changed:

@@ -158,18 +158,26 @@ def code_fingerprint(obj: Any) -> str | None:
     return digest.hexdigest()[:16]
 
 
-def row_keys(config: dict[str, Any], image_ids: Sequence[str]) -> set[tuple[str, ...]]:
-    """The keys (solver, operator, image, seed) of every row a run config makes for these images; a solver
-    listed with `operators` runs on those only. Works on `RunSpec.config()` and on run.json's config alike."""
-    operators = [o["label"] for o in config["operators"]]
-    return {(s["label"], op, image, str(seed)) for s in config["solvers"] for op in operators
-            if not s.get("operators") or op in s["operators"] for image in image_ids for seed in config["seeds"]}
-
-
 def without_code(config: dict[str, Any]) -> dict[str, Any]:
     """`config` without the code fingerprints: what is left to compare when only code may have changed."""
     strip = lambda tables: [{k: v for k, v in t.items() if k != "code"} for t in tables]  # noqa: E731
     return {**config, "solvers": strip(config.get("solvers", [])), "operators": strip(config.get("operators", []))}
+
+
+def check_same_run(out: Path, previous: dict[str, Any], config: dict[str, Any]) -> None:
+    """Refuse (one line) to add rows of `config` to the folder `out` whose run.json holds the config `previous`:
+    a different run, or the same one after a solver's or operator's code changed. `bench run` checks this
+    before resuming, and `bench submit` before submitting anything."""
+    config = json.loads(json.dumps(config))  # as run.json holds it: lists, not tuples
+    if previous == config:
+        return
+    if without_code(previous) == without_code(config):
+        changed = [t["label"] for t in config["solvers"] + config["operators"]
+                   if t not in previous["solvers"] + previous["operators"]]
+        raise UsageError(f"--out {out}: the code of {', '.join(changed)} changed since these rows were "
+                         "computed (a solver or plugin file, or a module beside a plugin, was edited); choose "
+                         "another --out for new rows, or restore the file to add to the old ones")
+    raise UsageError(f"--out {out}: the folder holds a different run (see its run.json); choose another --out")
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ files present.
 """
 from __future__ import annotations
 
-import json
+import dataclasses
 import re
 import time
 from dataclasses import dataclass
@@ -18,8 +18,8 @@ from typing import Any
 
 from ipbench.benchmark.lock import is_stale, lock_path, read_holder
 from ipbench.benchmark.shard import Shard
-from ipbench.benchmark.spec import row_keys
-from ipbench.results.rows import FINAL, RowStore, read_run_json, row_key, run_rows
+from ipbench.benchmark.submit import submitted_jobs
+from ipbench.results.rows import FINAL, RowStore, read_run_json, row_key, row_keys, run_rows
 
 _SHARD_FILE = re.compile(r"rows\.shard-(\d+)-of-(\d+)\.jsonl(?:\.lock)?")
 
@@ -42,17 +42,22 @@ class PartStatus:
 
     @property
     def state(self) -> str:
+        if self.holder is not None:  # even with every row done: it may be writing the tables and grids
+            return "running"
         if self.done >= self.expected:
             return "done"
-        if self.holder is not None:
-            return "running"
         return "stopped" if self.last_write is not None else "not started"
 
 
 @dataclass(frozen=True)
 class RunStatus:
     parts: list[PartStatus]
-    tables_current: bool  # table.md exists and is newer than every rows file, and no row is missing
+    tables_current: bool  # table.md exists and is newer than every rows file, no row is missing, nobody writes
+
+    @property
+    def running(self) -> bool:
+        """Whether a live process holds a rows file's lock (it may still add rows or rewrite the tables)."""
+        return any(p.holder is not None for p in self.parts)
 
     @property
     def done(self) -> int:
@@ -65,9 +70,9 @@ class RunStatus:
 
 def shard_count(run_dir: Path) -> int | None:
     """N of the run's shards: from submit.json, else from the shard rows and lock files; None if unsharded."""
-    submitted = run_dir / "submit.json"
-    if submitted.exists():
-        return int(json.loads(submitted.read_text())["jobs"])
+    submitted = submitted_jobs(run_dir)
+    if submitted is not None:
+        return submitted
     counts = {int(m[2]) for f in run_dir.iterdir() if (m := _SHARD_FILE.fullmatch(f.name))}
     return max(counts) if counts else None  # several N: a later split; report the largest
 
@@ -87,7 +92,7 @@ def run_status(run_dir: str | Path, now: float | None = None) -> RunStatus:
         mine = ids if shard is None else [ids[i] for i in shard.positions(len(ids))]
         expected = row_keys(meta["config"], mine)
         rows_file = run_dir / ("rows.jsonl" if shard is None else shard.rows_file)
-        holder = read_holder(lock_path(rows_file))
+        holder = read_holder(lock_path(rows_file), now)
         if holder is not None and is_stale(holder, now):
             holder = None
         done = len(expected & final)
@@ -96,8 +101,10 @@ def run_status(run_dir: str | Path, now: float | None = None) -> RunStatus:
                                 _seconds_left(holder, rows_file, len(expected) - done, now)))
     tables = run_dir / "table.md"
     newest_rows = max((f.stat().st_mtime for f in run_dir.glob("rows*.jsonl")), default=0.0)
-    current = tables.exists() and tables.stat().st_mtime >= newest_rows and all(p.done >= p.expected for p in parts)
-    return RunStatus(parts, current)
+    status = RunStatus(parts, False)
+    current = (tables.exists() and tables.stat().st_mtime >= newest_rows and status.done >= status.expected
+               and not status.running)  # a live writer may still add rows or be rewriting the tables
+    return dataclasses.replace(status, tables_current=current)
 
 
 def _seconds_left(holder: dict[str, Any] | None, rows_file: Path, remaining: int, now: float) -> float | None:
@@ -121,8 +128,11 @@ def format_status(run_dir: str | Path, status: RunStatus) -> str:
         held = f" by pid {p.holder.get('pid')} on {p.holder.get('host')}" if p.holder else ""
         lines.append(f"  {p.label}: {p.done}/{p.expected} rows, {p.failed} failed, last write {when}; "
                      f"{p.state}{held}{left}")
-    lines.append(f"  total: {status.done}/{status.expected} rows; tables "
-                 f"{'up to date' if status.tables_current else 'not written for all rows yet (bench table RUN when done)'}")
+    tables = ("run in progress: tables are written when it finishes" if status.running
+              else "tables up to date" if status.tables_current
+              else "tables not written for all rows yet (bench table RUN when done)" if status.done < status.expected
+              else "tables older than the rows or missing: bench table RUN")
+    lines.append(f"  total: {status.done}/{status.expected} rows; {tables}")
     return "\n".join(lines)
 
 

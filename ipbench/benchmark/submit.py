@@ -20,8 +20,23 @@ from typing import Any, Callable, Sequence
 
 from ipbench.errors import UsageError, first_line
 from ipbench.files import atomic_write_text
+from ipbench.json_files import STRING, check_fields, integer, list_of, read_json
 
 EXECUTORS = ("slurm", "local")
+SUBMIT_FIELDS = {"jobs": integer(1)}  # what `bench status` reads
+SUBMIT_OPTIONAL = {"job_ids": list_of(STRING), "arguments": list_of(STRING), "executor": STRING, "cwd": STRING}
+SUBMIT_REMEDY = "it is written by `bench submit`; submit again, or delete it to count the shards from the rows files"
+
+
+def submitted_jobs(run_dir: Path) -> int | None:
+    """N of the shards `bench submit` split the run into (OUT/submit.json), or None if it was not submitted."""
+    path = run_dir / "submit.json"
+    try:
+        record = read_json(path, SUBMIT_REMEDY)
+    except FileNotFoundError:
+        return None
+    check_fields(record, path, SUBMIT_FIELDS, SUBMIT_REMEDY, SUBMIT_OPTIONAL)
+    return int(record["jobs"])
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import numpy as np
@@ -24,6 +25,7 @@ from torch import Tensor, nn
 from ipbench.data import load_png
 from ipbench.errors import UsageError
 from ipbench.files import atomic_write_text
+from ipbench.json_files import NUMBER_OR_NULL, STRING, DamagedFile, has_fields, integer, read_json
 from ipbench.run_paths import reconstruction_png, truth_png
 from ipbench.weights import read_state_dict
 
@@ -32,6 +34,7 @@ FID_WEIGHTS_URL = "https://github.com/mseitzer/pytorch-fid/releases/download/fid
 FEATURES = 2048  # pool3
 BATCH = 50  # images per Inception call (pytorch-fid's default)
 CACHE_FILE = "fid.json"
+CACHE_ENTRY = {"fid": NUMBER_OR_NULL, "images": integer(0), "rows_sha256": STRING}  # per "solver | operator"
 
 
 def fid_weights() -> Path:
@@ -98,7 +101,7 @@ def cell_fids(run_dir: Path, rows: Sequence[dict], device: torch.device) -> dict
     images/<operator>/<solver>/, against the truth images of the same rows. Values are kept in fid.json
     with a fingerprint of the cell's rows and reused while the rows are the same."""
     cache_path = run_dir / CACHE_FILE
-    cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    cache = _read_cache(cache_path)
     cells: dict[tuple[str, str], list[dict]] = {}
     for row in rows:
         if row.get("status") == "ok":
@@ -123,6 +126,16 @@ def cell_fids(run_dir: Path, rows: Sequence[dict], device: torch.device) -> dict
         result[(solver, operator)] = (math.nan if cache[key]["fid"] is None else cache[key]["fid"], cache[key]["images"])
     atomic_write_text(cache_path, json.dumps(cache, indent=2) + "\n")
     return result
+
+
+def _read_cache(path: Path) -> dict[str, Any]:
+    """fid.json's well-formed entries. It is a cache: a damaged file or entry (not JSON, a value of the wrong
+    type) is computed again and rewritten, never trusted."""
+    try:
+        cache = read_json(path, "it is recomputed")
+    except (FileNotFoundError, DamagedFile):
+        return {}
+    return {k: v for k, v in cache.items() if has_fields(v, CACHE_ENTRY)} if isinstance(cache, dict) else {}
 
 
 def _saved(paths: Sequence[Path]) -> Tensor:

@@ -24,13 +24,25 @@ class ReportRun:
     labels: dict[str, str]  # solver label in the run -> label in the report
 
 
+def distinct_runs(paths: Sequence[str | Path]) -> tuple[list[Path], list[str]]:
+    """`paths` with each run folder once (by resolved path: `a`, `a/`, `./a` and a link to it are one run, whose
+    rows would otherwise count twice in every statistic), and a warning for each one dropped."""
+    seen: dict[Path, Path] = {}
+    warnings = []
+    for path in map(Path, paths):
+        first = seen.setdefault(path.resolve(), path)
+        if first is not path:
+            warnings.append(f"{path} is the run {first} given again; it is counted once")
+    return list(seen.values()), warnings
+
+
 def load_report_runs(paths: Sequence[str | Path]) -> list[ReportRun]:
-    """The runs, with solver labels made unique across them; a one-line UsageError for a folder that is
-    not a run or has no rows yet."""
+    """The runs (each once, see distinct_runs), with solver labels made unique across them; a one-line
+    UsageError for a folder that is not a run or has no rows yet."""
     if not paths:
         raise UsageError("bench report: give at least one run folder")
     runs = []
-    for path in paths:
+    for path in distinct_runs(paths)[0]:
         meta = read_run_json(path)
         rows = load_rows(path)
         if rows.empty:
@@ -111,7 +123,7 @@ def provenance(run: ReportRun) -> dict[str, Any]:
                                   if v not in (False, None)),
         "solvers": [f"{run.labels.get(s['label'], s['label'])}: {s['name']} "
                     + ", ".join(f"{k}={v}" for k, v in s["params"].items()) for s in config["solvers"]],
-        "operators": [f"{o.get('label', o['name'])}: " + ", ".join(f"{k}={v}" for k, v in o["params"].items())
+        "operators": [f"{o.get('label', o['name'])}: " + ", ".join(f"{k}={v}" for k, v in o.get("params", {}).items())
                       for o in config["operators"]],
         "conventions": conventions,
         "metrics": meta.get("conventions", {}).get("metric_summary", {}),

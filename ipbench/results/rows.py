@@ -9,12 +9,15 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-import pandas as pd
-
-from ipbench.errors import UsageError, first_line
+from ipbench.errors import UsageError
+from ipbench.json_files import (OBJECT, OPTIONAL_STRING, STRING, check_fields, integer, list_of, object_of, read_json,
+                                tables)
 from ipbench.results.metric_registry import METRICS
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ROW_KEY = ("solver", "operator", "image", "seed")
 ROW_FILES = "rows*.jsonl"  # rows.jsonl, and rows.shard-K-of-N.jsonl of a sharded run
@@ -39,11 +42,16 @@ class RowStore:
 
     def read(self) -> list[dict[str, Any]]:
         """The file's rows; a torn line (a run killed mid-write) is skipped, and a line that is JSON but not
-        an ipbench row (another tool's file) is a one-line UsageError naming the file and line."""
+        an ipbench row (another tool's file), or bytes that are not UTF-8, a one-line UsageError naming the file."""
         if not self.path.exists():
             return []
+        try:
+            text = self.path.read_bytes().decode("utf-8")  # bench run writes ASCII (json.dumps escapes the rest)
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"{self.path}: not UTF-8 text (byte {exc.start}); rows files hold only what `bench run` "
+                             "writes") from None
         rows = []
-        for number, line in enumerate(self.path.read_text().splitlines(), start=1):
+        for number, line in enumerate(text.splitlines(), start=1):
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
@@ -87,28 +95,47 @@ def run_rows(run_dir: str | Path) -> list[dict[str, Any]]:
     return list(rows.values())
 
 
+RUN_JSON_REMEDY = "rerun `bench run` into a new --out (run.json is written by `bench run` only)"
+_ENTRY = {"name": STRING, "label": STRING}
+RUN_JSON_FIELDS = {  # what the readers of run.json (table, grid, report, status, a resumed run) rely on
+    "config": OBJECT, "config.model": STRING, "config.seeds": list_of(integer(), non_empty=True),
+    "config.solvers": tables({**_ENTRY, "params": OBJECT}, {"operators": list_of(STRING)}),
+    "config.operators": tables(_ENTRY, {"params": OBJECT}),
+    "model": OBJECT, "model.image_shape": list_of(integer(1), length=3),
+    "images": OBJECT, "images.ids": list_of(STRING),
+}
+RUN_JSON_OPTIONAL = {
+    "config.metrics": list_of(STRING), "config.reference": list_of(OBJECT),
+    "images.sha256": object_of(STRING), "images.source": STRING,
+    "conventions": OBJECT, "conventions.metric_summary": object_of(STRING),
+    "versions": OBJECT, "acceleration": OBJECT, "created": OPTIONAL_STRING, "command": OPTIONAL_STRING,
+    "device": OPTIONAL_STRING,
+}
+
+
 def read_run_json(run_dir: str | Path) -> dict[str, Any]:
-    """A run folder's run.json; a one-line UsageError if it is missing or damaged."""
+    """A run folder's run.json; a one-line UsageError if it is missing or damaged (not UTF-8 JSON, or a field
+    its readers use missing or of the wrong type)."""
     path = Path(run_dir) / "run.json"
     if not path.is_file():
         raise UsageError(f"{run_dir}: not a run folder (no run.json); pass the folder `bench run` wrote")
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # nested past Python's stack
-        raise UsageError(f"{path}: damaged, not readable JSON ({first_line(exc)}); rerun `bench run` into a new "
-                         "--out") from None
-    ok = (isinstance(meta, dict) and isinstance(meta.get("config"), dict)
-          and {"solvers", "operators", "seeds", "model"} <= set(meta["config"])
-          and isinstance(meta.get("model"), dict) and "image_shape" in meta["model"]
-          and isinstance(meta.get("images"), dict) and isinstance(meta["images"].get("ids"), list))
-    if not ok:
-        raise UsageError(f"{path}: not a run.json written by `bench run` (it needs config, model and images); rerun "
-                         "`bench run` into a new --out")
+    meta = read_json(path, RUN_JSON_REMEDY)
+    check_fields(meta, path, RUN_JSON_FIELDS, RUN_JSON_REMEDY, RUN_JSON_OPTIONAL)
     return meta
+
+
+def row_keys(config: dict[str, Any], image_ids: Sequence[str]) -> set[tuple[str, ...]]:
+    """The keys (solver, operator, image, seed) of every row a run config makes for these images; a solver
+    listed with `operators` runs on those only. Works on `RunSpec.config()` and on run.json's config alike."""
+    operators = [o["label"] for o in config["operators"]]
+    return {(s["label"], op, image, str(seed)) for s in config["solvers"] for op in operators
+            if not s.get("operators") or op in s["operators"] for image in image_ids for seed in config["seeds"]}
 
 
 def load_rows(run_dir: str | Path) -> pd.DataFrame:
     """The rows of a run as a DataFrame (metrics as floats)."""
+    import pandas as pd  # here, not at the top: `bench status` reads rows without pandas
+
     frame = pd.DataFrame(run_rows(run_dir))
     for col in (*METRICS, "seconds", "compile_seconds", "clamped", "clamped_max"):
         if col in frame:

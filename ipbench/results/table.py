@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
-import torch
 
-from ipbench.device import resolve_device
 from ipbench.errors import UsageError
 from ipbench.files import atomic_write, atomic_write_text
-from ipbench.results.fid import cell_fids
 from ipbench.results.metric_registry import METRICS, SET_METRICS
 from ipbench.results.rows import load_rows, read_run_json
+
+if TYPE_CHECKING:  # torch is imported only where FID is computed: tables and reports without it stay light
+    import torch
 
 DIFFERENCE_COLUMNS = ["diff", "diff_low", "diff_high", "p_wilcoxon"]  # the tidy CSV's, with a baseline
 RESAMPLES = 10_000  # bootstrap resamples of the images per interval
@@ -57,6 +58,8 @@ def _column(rows: pd.DataFrame, name: str) -> pd.Series:
 
 def with_fid(summary: pd.DataFrame, run_dir: Path, rows: pd.DataFrame, device: torch.device) -> pd.DataFrame:
     """`summary` plus one FID line per (solver, operator) (results/fid.py; no std: one value per cell)."""
+    from ipbench.results.fid import cell_fids
+
     fids = cell_fids(run_dir, rows.to_dict("records"), device)
     lines = summary.drop_duplicates(["solver", "operator"]).set_index(["solver", "operator"])
     records = [{**lines.loc[cell].to_dict(), "solver": cell[0], "operator": cell[1], "metric": "fid", "mean": value,
@@ -252,6 +255,8 @@ def write_tables(run_dir: str | Path, device: str | torch.device = "cpu", baseli
         raise UsageError(f"baseline {baseline}: not a solver of {run_dir} (its solvers: {', '.join(solvers)})")
     summary = summarize(rows, solvers, [o.get("label", o["name"]) for o in config["operators"]])
     if "fid" in config.get("metrics", ()):
+        from ipbench.device import resolve_device
+
         summary = with_fid(summary, run_dir, rows, resolve_device(device))
     comparisons = None
     if baseline is not None:  # scipy.stats is imported here, not for every table: it takes about a second
