@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import shlex
 import sys
+from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import click
 
@@ -69,7 +70,35 @@ def _run_folder(path: str) -> Path:
     return Path(path)
 
 
-@click.group(help="ipbench: benchmark diffusion-prior solvers of imaging inverse problems.")
+@contextmanager
+def _one_line_usage_errors() -> Iterator[None]:
+    """click's own mistakes (an unknown option or command, a value outside an option's type) as one line
+    `Error: bench run: No such option '--solverr'. Did you mean '--solver'? (bench run --help)`, instead of
+    click's usage, hint and error on four lines."""
+    try:
+        yield
+    except click.UsageError as exc:
+        if exc.ctx is None:  # already one line
+            raise
+        where = exc.ctx.command_path
+        one_line = click.UsageError(f"{where}: {' '.join(exc.format_message().split())} ({where} --help)")
+        one_line.exit_code = exc.exit_code
+        raise one_line from None
+
+
+class BenchGroup(click.Group):
+    """The `bench` group: parsing errors of the group and of every command are one line (see above)."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        with _one_line_usage_errors():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _one_line_usage_errors():
+            return super().invoke(ctx)
+
+
+@click.group(cls=BenchGroup, help="ipbench: benchmark diffusion-prior solvers of imaging inverse problems.")
 @click.version_option(package_name="ipbench", prog_name="bench", message="%(prog)s (ipbench) %(version)s")
 def cli() -> None:
     try:  # before any command imports torch, whose libraries fail to load from a deleted folder
@@ -245,7 +274,7 @@ def _shard_and_device(shard: str | None, device: str) -> tuple[Any, str]:
 def submit_command(jobs: int, executor: str, partition: str | None, gpus_per_job: int, cpus_per_job: int | None,
                    mem_gb: float | None, time_min: int, parallel: int | None, wait: bool | None,
                    run_arguments: tuple[str, ...]) -> None:
-    """Submit `bench run RUN_ARGUMENTS` as JOBS shards (submitit; pip install 'ipbench[slurm]').
+    """Submit `bench run RUN_ARGUMENTS` as JOBS shards (submitit: pip install -e ".[slurm]").
 
     Every argument that is not one of the options above goes to `bench run`, e.g.
     bench submit --jobs 8 --partition gpu --gpus-per-job 1 --config configs/dps-ffhq.toml --out runs/dps-ffhq

@@ -311,3 +311,33 @@ def test_light_commands_do_not_import_torch(tmp_path: Path, command: str, expect
     assert done.returncode == 0, done.stderr
     assert expected in done.stdout
     assert done.stdout.strip().splitlines()[-1] == "loaded:"
+
+
+def _all_command_paths() -> list[list[str]]:
+    return [where.split()[1:] for where, _ in _every_command()]
+
+
+@pytest.mark.parametrize("args, culprit", [
+    (["run", "--solverr", "dps"], "--solverr"),  # an unknown option
+    (["run", "--batch-size", "0"], "--batch-size"),  # outside an option's range
+    (["run", "--batch-size", "many"], "--batch-size"),  # not of an option's type
+    (["run", "--precision", "fp8"], "--precision"),  # not one of an option's choices
+    (["run", "--out"], "--out"),  # an option without its value
+    (["table"], "RUN"),  # a missing argument
+    (["report", "a", "--resamples", "1e9"], "--resamples"),
+    (["nosuch"], "nosuch"),  # an unknown command
+    (["--nosuch"], "--nosuch"),  # an unknown option of the group
+])
+def test_click_parsing_mistakes_are_one_line_naming_the_culprit(args, culprit):
+    result = CliRunner().invoke(cli, args, prog_name="bench")
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert lines[0].startswith("Error: ") and culprit in lines[0]
+
+
+@pytest.mark.parametrize("path", _all_command_paths(), ids=" ".join)
+def test_every_command_answers_an_unknown_option_in_one_line(path):
+    required = ["--jobs", "1"] if path == ["submit"] else []  # else its missing --jobs is the first mistake
+    result = CliRunner().invoke(cli, [*path, *required, "--no-such-option"], prog_name="bench")
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+    assert result.output.startswith("Error: bench") and "--no-such-option" in result.output

@@ -68,7 +68,7 @@ def test_the_readme_results_table_quotes_the_committed_table():
     quoted = _markdown_rows(_readme_results_section())
     committed = _markdown_rows((BASELINES / "table.md").read_text().split("\n\n")[0])
     header, *lines = committed
-    column = {name: i for i, name in enumerate(header)}
+    column = {("s / image" if name.startswith("s / image") else name): i for i, name in enumerate(header)}
     by_solver = {line[0]: line for line in lines}
     quoted_header, *quoted_lines = quoted
     assert {line[0] for line in quoted_lines} == set(by_solver), "the README's table has other solvers"

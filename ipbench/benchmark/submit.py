@@ -1,4 +1,4 @@
-"""`bench submit`: a run's N shards as jobs, through submitit (the optional extra `ipbench[slurm]`).
+"""`bench submit`: a run's N shards as jobs, through submitit (the optional extra: pip install -e ".[slurm]").
 
 Job K runs `bench run ARGS --shard K/N --out OUT` in the submitting folder: the same run as `bench run ARGS`,
 split as `--shard` splits it (shard.py), so the rows and tables do not depend on N or on the executor.
@@ -64,7 +64,8 @@ def _submitit() -> Any:
     try:
         import submitit
     except ImportError:
-        raise UsageError("bench submit needs submitit: pip install 'ipbench[slurm]' (or pip install submitit)") from None
+        raise UsageError("bench submit needs submitit: pip install -e '.[slurm]' in the ipbench folder "
+                         "(or pip install submitit)") from None
     return submitit
 
 

@@ -1,6 +1,6 @@
 """`diffusers:DIR`: any diffusers `UNet2DModel` folder with an eps-prediction linear schedule, as a ScoreModel.
 
-Needs the optional diffusers package (`pip install 'ipbench[diffusers]'`). Nothing is downloaded and no
+Needs the optional diffusers package (`pip install -e ".[diffusers]"`). Nothing is downloaded and no
 pickled code runs: the weights are read here (safetensors, or a .bin through ipbench.weights) and checked
 against the folder's config.json.
 """

@@ -50,7 +50,8 @@ def _pytorch_fid_inception():
     try:
         from pytorch_fid import inception
     except ImportError:
-        raise UsageError("FID needs pytorch-fid: pip install 'ipbench[fid]'") from None
+        raise UsageError("FID needs pytorch-fid: pip install -e '.[fid]' in the ipbench folder "
+                         "(or pip install pytorch-fid)") from None
     return inception
 
 
