@@ -74,12 +74,12 @@ def test_a_broken_page_reports_its_images_and_errors(tmp_path: Path, chromium: s
     assert report.screenshot is None and report.external_requests == []
 
 
-def test_requests_off_the_machine_are_recorded_and_fail_fast(tmp_path: Path, chromium: str) -> None:
+def test_requests_off_the_machine_are_recorded_and_fail(tmp_path: Path, chromium: str) -> None:
+    """Offline, a request fails at once (no host name resolves, the proxy is a closed port): the page loads
+    within open_page's own timeout, which raises otherwise, and both requests are failed loads."""
     head = "<title>Online</title><script src='http://example.com/x.js'></script>"
     page = write_page(tmp_path, "online.html", head, "<img src='https://example.org/logo.png'>")
-    start = time.monotonic()
-    report = open_page(page, timeout=20)
-    assert time.monotonic() - start < 20
+    report = open_page(page)
     assert report.external_requests == ["http://example.com/x.js", "https://example.org/logo.png"]
     assert len(report.failed_loads) == 2  # offline: neither was answered
     assert "external request: http://example.com/x.js" in report.problems()
@@ -130,13 +130,27 @@ def _fake_browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str) 
     monkeypatch.setenv("IPBENCH_CHROMIUM", str(fake))
 
 
-def test_a_browser_that_never_answers_times_out_with_its_last_words(
+def test_a_browser_that_never_answers_times_out_with_its_last_words_and_is_killed(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _fake_browser(tmp_path, monkeypatch, "echo starting >&2\necho 'stuck on something' >&2\nexec sleep 60")
-    start = time.monotonic()
-    with pytest.raises(UsageError, match=r"did not answer within 1 s .*last words: stuck on something$"):
-        open_page(good_page(tmp_path), timeout=1)
-    assert time.monotonic() - start < 10  # the close gives up on it and kills it
+    """The fake browser says its last words, then signals (a file) that it has, so the timeout cannot come
+    before them however slow the machine; then it never answers, and closing kills it."""
+    from ipbench.checks.browser import _Chromium
+
+    said = tmp_path / "said"
+    _fake_browser(tmp_path, monkeypatch, f"echo starting >&2\necho 'stuck on something' >&2\ntouch '{said}'\n"
+                                         "exec sleep 600")
+    browser = _Chromium(os.environ["IPBENCH_CHROMIUM"], tmp_path, timeout=1)
+    try:
+        for _ in range(6000):  # up to 60 s for a shell to start on a loaded machine
+            if said.exists():
+                break
+            time.sleep(0.01)
+        assert said.exists(), "the fake browser did not start"
+        with pytest.raises(UsageError, match=r"did not answer within 1 s .*last words: stuck on something$"):
+            browser.call("Target.createTarget", {"url": "about:blank"})
+    finally:
+        browser.close()
+    assert browser.process.poll() is not None  # killed, not left running
 
 
 def test_a_browser_that_quits_at_once_is_a_one_line_error_with_its_last_words(
