@@ -363,7 +363,7 @@ def status_command(run_dir: str) -> None:
 def list_command(plugins: tuple[str, ...]) -> None:
     """List solvers, operators, models and image sets with their parameters."""
     _load_plugins(plugins)
-    from ipbench.data import IMAGE_SETS
+    from ipbench.data import IMAGE_SETS, set_split
     from ipbench.models import MODELS
     from ipbench.operators import OPERATORS
     from ipbench.solvers import SOLVERS
@@ -393,9 +393,11 @@ def list_command(plugins: tuple[str, ...]) -> None:
     click.echo("Models (--model NAME, NAME:PATH, or a checkpoint file):")
     for name in MODELS:
         click.echo(f"  {name}: {_summary(MODELS.get(name))}")
-    click.echo("Image sets (--images NAME, or a folder of PNG/JPEG files):")
+    click.echo("Image sets (--images NAME, or a folder of PNG/JPEG files, which declares no split):")
     for name in IMAGE_SETS:
-        click.echo(f"  {name}: {_summary(IMAGE_SETS.get(name))}")
+        split = set_split(name).split
+        click.echo(f"  {name}{aliases(IMAGE_SETS, name)} (split {split or 'not declared'}): "
+                   f"{_summary(IMAGE_SETS.get(name))}")
     from ipbench.results.metric_registry import METRIC_SUMMARY
 
     click.echo("Metrics (every row has psnr, ssim and lpips; --metric NAME adds another):")
@@ -472,13 +474,18 @@ def check_command(solver: str, operators: tuple[str, ...], params: tuple[str, ..
 @user_errors
 def table_command(run_dir: str, baseline: str | None, device: str) -> None:
     """Print the comparison table of RUN and write table.md/.csv/.tex there (--device: where FID runs)."""
+    from ipbench.results.evaluated_on import evaluation_warnings
+    from ipbench.results.rows import read_run_json
     from ipbench.results.table import write_tables
 
     if device != "auto":  # checked now, not only if the run has FID; auto is resolved where FID needs it (torch)
         from ipbench.device import resolve_device
 
         resolve_device(device)
-    click.echo(write_tables(_run_folder(run_dir), device=device, baseline=baseline))
+    folder = _run_folder(run_dir)
+    click.echo(write_tables(folder, device=device, baseline=baseline))
+    for warning in evaluation_warnings(read_run_json(folder)):
+        click.echo(f"warning: {warning}", err=True)
 
 
 @cli.command("report")

@@ -44,6 +44,7 @@ from ipbench.models.acceleration import AcceleratedModel, Acceleration
 from ipbench.operators import Operator, back_project, measure, visible_mask
 from ipbench.paths import content_hash, expand_user
 from ipbench.solvers.base import SOLVER_FAILURES, output_problem
+from ipbench.results.evaluated_on import evaluation_warnings
 from ipbench.results.metric_registry import METRIC_CONVENTIONS, METRIC_SUMMARY
 from ipbench.results.metrics import compute_metrics, prepare_metrics
 from ipbench.results.rows import FINAL, RowStore, read_run_json, row_key, row_keys, run_rows
@@ -121,8 +122,12 @@ def run(spec: RunSpec, out: str | Path | None = None, *, batch_size: int = 8, de
     mine = images if shard is None else images.take(shard.positions(len(images)))
     if log is not None:
         default_note = " (the model's default; --num-images N for more)" if num_images != spec.num_images else ""
-        log(f"model {spec.model} {tuple(model.image_shape)} on {dev}; {len(images)} images of {images.source}"
+        split = f" (split {images.split})" if images.split else ""
+        log(f"model {spec.model} {tuple(model.image_shape)} on {dev}; {len(images)} images of {images.source}{split}"
             f"{default_note}; seeds {spec.seeds}")
+        images_seen = {"source": images.source, "split": images.split, "ids": images.ids}
+        for warning in evaluation_warnings({"config": spec.config(), "images": images_seen}):
+            log(f"warning: {warning}")  # before the work: a run on tuning images is stopped at no cost
         if shard is not None:
             log(f"  shard {shard}: {len(mine)} of the {len(images)} images, rows to {shard.rows_file}")
         for entry in spec.solvers:
@@ -342,8 +347,8 @@ def _prepare_folder(out: Path, spec: RunSpec, images: ImageSet, model: ScoreMode
         "config": config,
         "model": {"name": spec.model, "class": type(model).__name__, "image_shape": list(model.image_shape),
                   "num_timesteps": model.num_timesteps},
-        "images": {"source": images.source, "ids": images.ids, "skipped": images.skipped, "sha256": hashes,
-                   **_conversions(images)},
+        "images": {"source": images.source, "split": images.split, "ids": images.ids, "skipped": images.skipped,
+                   "sha256": hashes, **_conversions(images)},
         "inputs": inputs,
         "device": describe_device(device),
         "code": code_files(spec),

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ipbench.data.images import register_image_set
+from ipbench.data.sets import register_image_set
 from ipbench.errors import UsageError
 from ipbench.paths import expand_user
 
@@ -46,7 +46,7 @@ def ffhq_1k_files(folder: str | Path | None) -> list[Path]:
     return [root / f"{i}.png" for i in FFHQ_1K_IDS[:count]]
 
 
-@register_image_set("ffhq-1k")
+@register_image_set("ffhq-1k", split="test", origin="FFHQ")  # the DPS line evaluates on it
 def ffhq_1k() -> list[Path]:
     """FFHQ images 00000-00999 (the DPS-line FFHQ test set) from your folder $IPBENCH_FFHQ_DIR."""
     return ffhq_1k_files(os.environ.get(FFHQ_DIR_ENV))

@@ -11,7 +11,6 @@ Files are opened through `imagefile.open_image`, which checks the declared size 
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,24 +24,11 @@ from ipbench.errors import UsageError
 from ipbench.files import atomic_write
 from ipbench.imagefile import ImageTooLarge, open_image
 from ipbench.paths import expand_user
-from ipbench.registry import Registry
 from ipbench.run_paths import check_names
+from ipbench.data.sets import IMAGE_SETS, image_files, set_split
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")  # matched case-insensitively
 # PIL modes read without a channel conversion, by model channels (16-bit gray keeps its precision)
 NATIVE_MODES = {1: ("L", "I", "I;16", "I;16B", "I;16L"), 3: ("RGB",)}
-BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
-
-ImageSetFiles = Callable[[], list[Path]]
-IMAGE_SETS: Registry[ImageSetFiles] = Registry("image set")
-
-
-def register_image_set(name: str, aliases: tuple[str, ...] = ()) -> Callable[[ImageSetFiles], ImageSetFiles]:
-    """Register a function returning the image file paths of set `name`, in id order.
-
-    The ids of the set are the file stems, so they must be unique within the set.
-    """
-    return IMAGE_SETS.decorator(name, aliases)
 
 
 @dataclass
@@ -52,6 +38,7 @@ class ImageSet:
     ids: list[str]
     images: Tensor  # (N, C, H, W) float32 in [0, 1]
     source: str  # the registered set name, or the resolved directory path
+    split: str | None = None  # the registered set's split (SPLITS); None for a folder
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file name, reason)
     converted: dict[str, str] = field(default_factory=dict)  # id -> "WxH MODE" of a file not at the model's shape
 
@@ -60,25 +47,7 @@ class ImageSet:
 
     def take(self, positions: list[int]) -> ImageSet:
         """The images at these positions, in that order (same source; no skipped files of its own)."""
-        return ImageSet([self.ids[i] for i in positions], self.images[positions], self.source)
-
-
-def image_files(directory: Path) -> list[Path]:
-    """The PNG/JPEG files directly inside `directory`, sorted by file name (not recursive)."""
-    files = [p for p in directory.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()]
-    return sorted(files, key=lambda p: p.name)
-
-
-@register_image_set("photos")
-def bundled_photos() -> list[Path]:
-    """8 public-domain / CC0 photographs, 256x256 (see bundled/photos/LICENSES.md)."""
-    return image_files(BUNDLED_DIR / "photos")
-
-
-@register_image_set("fashion32-test")
-def fashion32_test() -> list[Path]:
-    """The first 100 Fashion-MNIST test images, 32x32 grey (held out from `fashion32`'s training)."""
-    return image_files(BUNDLED_DIR / "fashion32-test")
+        return ImageSet([self.ids[i] for i in positions], self.images[positions], self.source, self.split)
 
 
 def center_crop_box(width: int, height: int, target_height: int, target_width: int) -> tuple[int, int, int, int]:
@@ -230,7 +199,8 @@ def load_images(source: str, shape: tuple[int, int, int], num_images: int | None
         raise UsageError(f"no readable image in {name!r}: {len(skipped)} file(s) could not be decoded{first}")
     if num_images is not None and len(ids) < num_images:
         raise UsageError(f"num_images={num_images} but {name!r} has only {len(ids)} readable image(s)")
-    return ImageSet(ids=ids, images=torch.stack(images), source=name, skipped=skipped, converted=converted)
+    return ImageSet(ids=ids, images=torch.stack(images), source=name, split=set_split(name).split, skipped=skipped,
+                    converted=converted)
 
 
 def save_png(image: Tensor, path: str | Path, text: dict[str, str] | None = None) -> None:

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 import pandas as pd
 
 from ipbench.errors import UsageError
+from ipbench.results.evaluated_on import evaluation_warnings, split_text
 from ipbench.results.rows import load_rows, read_run_json
 
 
@@ -63,11 +64,14 @@ def load_report_runs(paths: Sequence[str | Path]) -> list[ReportRun]:
 
 
 def run_warnings(runs: Sequence[ReportRun]) -> list[str]:
-    """One line per way in which a run differs from the first one in what its numbers mean: model,
-    conventions (metrics, seeding, units), operators of the same label, images (ids or content)."""
+    """One line per run that evaluates on images its parameters were tuned on, or on a tuning split
+    (evaluated_on.py), then one per way in which a run differs from the first one in what its numbers mean:
+    model, conventions (metrics, seeding, units), operators of the same label, images (ids or content)."""
+    warnings = [f"{run.name}: {line}" if len(runs) > 1 else line
+                for run in runs for line in evaluation_warnings(run.meta)]
     if len(runs) < 2:
-        return []
-    first, warnings = runs[0], []
+        return warnings
+    first = runs[0]
     for run in runs[1:]:
         pair = f"{run.name} and {first.name}"
         if run.meta["config"]["model"] != first.meta["config"]["model"]:
@@ -114,7 +118,8 @@ def provenance(run: ReportRun) -> dict[str, Any]:
         "name": run.name, "path": str(run.path), "created": meta.get("created", "?"),
         "command": meta.get("command") or "(not run as `bench`)",
         "model": f"{config['model']} {tuple(meta['model'].get('image_shape', ()))}",
-        "images": f"{meta['images'].get('source', '?')}, {len(meta['images']['ids'])} images",
+        "images": f"{meta['images'].get('source', '?')} ({split_text(meta['images'])}), "
+                  f"{len(meta['images']['ids'])} images",
         "seeds": ", ".join(str(s) for s in config["seeds"]),
         "seeding": config.get("seeding", "independent"),
         "device": meta.get("device", "?"), "ipbench": meta.get("ipbench_version", "?"),

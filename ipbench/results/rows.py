@@ -106,7 +106,7 @@ RUN_JSON_FIELDS = {  # what the readers of run.json (table, grid, report, status
 }
 RUN_JSON_OPTIONAL = {
     "config.metrics": list_of(STRING), "config.reference": list_of(OBJECT),
-    "images.sha256": object_of(STRING), "images.source": STRING,
+    "images.sha256": object_of(STRING), "images.source": STRING, "images.split": OPTIONAL_STRING,
     "conventions": OBJECT, "conventions.metric_summary": object_of(STRING),
     "versions": OBJECT, "acceleration": OBJECT, "created": OPTIONAL_STRING, "command": OPTIONAL_STRING,
     "device": OPTIONAL_STRING,

@@ -10,6 +10,7 @@ import pandas as pd
 
 from ipbench.errors import UsageError
 from ipbench.files import atomic_write, atomic_write_text
+from ipbench.results.evaluated_on import split_text
 from ipbench.results.metric_registry import METRICS, SET_METRICS
 from ipbench.results.rows import load_rows, read_run_json
 
@@ -188,7 +189,8 @@ def caption(run_dir: Path, summary: pd.DataFrame, compile_seconds: float = 0.0, 
     ns = sorted(set(_applicable(summary)["n"])) or [0]
     n_text = f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]}..{ns[-1]}"
     seeds = meta["config"]["seeds"]
-    return (f"Model `{meta['config']['model']}`, images `{meta['images'].get('source', '?')}`, seeds {seeds}; "
+    return (f"Model `{meta['config']['model']}`, images `{meta['images'].get('source', '?')}` "
+            f"({split_text(meta['images'])}), seeds {seeds}; "
             f"mean ± std over images x seeds ({n_text} per cell). "
             + (_difference_note(baseline, comparisons, summary) if baseline is not None else "")
             + "".join(f"{METRICS[m].label}: {metric_meta.get(m, '')}. " for m in dict.fromkeys(summary["metric"]))
