@@ -6,8 +6,7 @@ for torch, deepinv, lpips and pandas before a command needs them.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ipbench.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -24,14 +23,4 @@ _EXPORTS = {
 }
 __all__ = list(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'ipbench' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -6,8 +6,7 @@ only read run folders; the loading (images.py) with it.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ipbench.lazy import lazy_exports
 
 # public name -> the module that defines it
 _EXPORTS = {
@@ -17,14 +16,4 @@ _EXPORTS = {
 }
 __all__ = list(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'ipbench.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
