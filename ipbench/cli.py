@@ -571,12 +571,11 @@ def sample_command(model: str, num: int, steps: int, eta: float, seed: int, out:
 
 def _samples_file(model: str, num: int, steps: int, eta: float, seed: int) -> Path:
     """bench sample's default file: runs/samples-<model>-n<N>-steps<S>-eta<E>-seed<K>.png, the model named by
-    its file's stem when it is a path, every character but letters, digits, '.', '_' and '-' as '-'."""
-    import re
+    its file's stem when it is a path, made a file name as run folders make labels (run_paths.file_name)."""
+    from ipbench.run_paths import file_name
 
     name = Path(model.partition(":")[2] or model).stem if ("/" in model or ":" in model) else model
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "model"
-    return Path("runs") / f"samples-{name}-n{num}-steps{steps}-eta{eta:g}-seed{seed}.png"
+    return Path("runs") / f"samples-{file_name(name, '--model')}-n{num}-steps{steps}-eta{eta:g}-seed{seed}.png"
 
 
 def _parse_ints(text: str, option: str) -> tuple[int, ...]:

@@ -348,7 +348,7 @@ def _prepare_folder(out: Path, spec: RunSpec, images: ImageSet, model: ScoreMode
         "model": {"name": spec.model, "class": type(model).__name__, "image_shape": list(model.image_shape),
                   "num_timesteps": model.num_timesteps},
         "images": {"source": images.source, "split": images.split, "ids": images.ids, "skipped": images.skipped,
-                   "sha256": hashes, **_conversions(images)},
+                   "sha256": hashes, **_conversions(images.converted, images)},
         "inputs": inputs,
         "device": describe_device(device),
         "code": code_files(spec),
@@ -364,12 +364,12 @@ def _prepare_folder(out: Path, spec: RunSpec, images: ImageSet, model: ScoreMode
     atomic_write_text(meta_path, json.dumps(meta, indent=2, default=str) + "\n")
 
 
-def _conversions(images: ImageSet) -> dict[str, Any]:
+def _conversions(converted: dict[str, str], images: ImageSet) -> dict[str, Any]:
     """run.json's record of the images converted to the model's shape: {"converted": {id: "WxH MODE"},
     "converted_to": "WxH MODE"}, or nothing when every file was at the model's shape."""
-    if not images.converted:
+    if not converted:
         return {}
-    return {"converted": dict(images.converted), "converted_to": describe_shape(tuple(images.images.shape[1:]))}
+    return {"converted": dict(converted), "converted_to": describe_shape(tuple(images.images.shape[1:]))}
 
 
 def _check_resume(out: Path, previous: dict[str, Any], config: dict[str, Any], images: ImageSet,
@@ -394,8 +394,7 @@ def _check_resume(out: Path, previous: dict[str, Any], config: dict[str, Any], i
     if set(ids) - set(listed) or not known or set(inputs) - set(recorded):  # new images or inputs, an older run.json
         converted = {**images.converted, **previous["images"].get("converted", {})}
         previous["images"] = {**previous["images"], "ids": listed + [i for i in ids if i not in listed],
-                              "sha256": {**hashes, **known},
-                              **_conversions(dataclasses.replace(images, converted=converted))}
+                              "sha256": {**hashes, **known}, **_conversions(converted, images)}
         previous["inputs"] = {**inputs, **recorded}
         atomic_write_text(out / "run.json", json.dumps(previous, indent=2, default=str) + "\n")
 

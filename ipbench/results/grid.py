@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -43,11 +44,17 @@ def _applicable_pairs(run_dir: Path) -> set[tuple[str, str]]:
     return {(r["solver"], r["operator"]) for r in run_rows(run_dir) if r.get("status") != "skipped"}
 
 
+def _text_chunk(path: Path, key: str) -> Any:
+    """The JSON a PNG keeps in its text chunk `key` (a grid's GRID_KEY, a strip's TRACE_STEPS_KEY), or None
+    for a PNG from before it was recorded."""
+    with open_image(path, "run image") as image:
+        text = getattr(image, "text", {}).get(key)
+    return None if text is None else json.loads(text)
+
+
 def _recorded(path: Path) -> dict[str, int] | None:
     """What a grid PNG records of itself (GRID_KEY), or None for a grid from before it did."""
-    with open_image(path, "run image") as image:
-        text = getattr(image, "text", {}).get(GRID_KEY)
-    return None if text is None else json.loads(text)
+    return _text_chunk(path, GRID_KEY)
 
 
 def grid_shows(path: Path) -> str:
@@ -123,9 +130,7 @@ def write_grids(run_dir: str | Path, max_images: int = 8, out: str | Path | None
 def _frame_labels(path: Path, frames: int) -> list[list[str]]:
     """Under each frame of a strip: its step and diffusion time, from the strip's PNG text (none in strips
     from before it was recorded)."""
-    with open_image(path, "run image") as image:
-        recorded = getattr(image, "text", {}).get(TRACE_STEPS_KEY)
-    times = json.loads(recorded) if recorded is not None else []
+    times = _text_chunk(path, TRACE_STEPS_KEY) or []
     if len(times) != frames:
         return [[] for _ in range(frames)]
     return [[f"step {step}", f"t={t}"] for step, t in times]
