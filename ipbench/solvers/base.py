@@ -20,6 +20,7 @@ from ipbench.errors import UsageError
 from ipbench.models.base import ScoreModel, to_image
 from ipbench.params import Param, check_times, coerce, dataclass_params, resolve
 from ipbench.registry import Registry
+from ipbench.solvers.presets import Preset
 
 
 @dataclass
@@ -28,6 +29,8 @@ class Solver:
 
     name: ClassVar[str]
     aliases: ClassVar[tuple[str, ...]] = ()
+    # Published per-task settings ({"paper": Preset}), applied by `--preset` or a suite's `preset` (presets.py)
+    presets: ClassVar[dict[str, Preset]] = {}
 
     def solve(self, y: Tensor, op: Physics, model: ScoreModel, generators: Sequence[torch.Generator]) -> Tensor:
         """Reconstruct x_hat (N, C, H, W) in [0, 1] image units from measurements y."""

@@ -48,6 +48,11 @@ Deviations from the official code:
   its network.
 - The code returns zeros when a Langevin chain turns NaN (cores/mcmc.py:158-159); ipbench returns what the
   chain gives, and the harness records non-finite output.
+
+Preset `paper`: DAPS-1K per task (configs/task/<task>.yaml, `pixel` section, and configs/sampler/edm_daps.yaml):
+200 levels x 5 ODE steps, 100 Langevin steps, lr 1 where the code's lr is 5e-5 (box inpainting, motion blur)
+and 2 where it is 1e-4 (random inpainting, Gaussian blur, SR), the official tau and lr_min_ratio; none for
+denoising (no task config).
 """
 from __future__ import annotations
 
@@ -66,6 +71,7 @@ from ipbench.operators.base import noise_level
 from ipbench.params import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Range, param
 from ipbench.solvers.base import Solver, randn_per_image, register_solver
 from ipbench.solvers.diffusion import check_sigma
+from ipbench.solvers.presets import PAPER, Preset, Setting, families
 
 # The official likelihood std in image units: tau = 0.01 on [-1, 1] with a squared-norm gradient (module docstring).
 OFFICIAL_TAU = round(0.01 / (2 * math.sqrt(2)), 6)
@@ -107,12 +113,41 @@ def langevin(x0_hat: Tensor, y: Tensor, op: Physics, r: float, tau: float, step:
     return x
 
 
+def _task(config: str, code_lr: float) -> dict[str, Setting]:
+    """One pixel-space task config: its Langevin steps, lr (converted), tau and lr_min_ratio (lines 4-7)."""
+    path = f"configs/task/{config}"
+    lr = 2.0 if code_lr == 1e-4 else 1.0  # code lr = lr / (1 / sigma^2 + 1 / (2 tau)^2) to within 0.5% (docstring)
+    return {"langevin_steps": Setting(100, f"{path}:4", "mcmc num_steps"),
+            "lr": Setting(lr, f"{path}:5", f"the code's absolute lr {code_lr:g} on [-1, 1] is {lr:g} over the "
+                          "target's largest curvature here"),
+            "tau": Setting(OFFICIAL_TAU, f"{path}:6", "tau 0.01 on [-1, 1] with a squared-norm data term is std "
+                           "0.01 / (2 sqrt 2) in image units"),
+            "lr_min_ratio": Setting(0.01, f"{path}:7")}
+
+
+PAPER_PRESET = Preset(
+    repository="github.com/zhangbingliang2019/DAPS at 098df6b",
+    note="DAPS-1K (1000 NFE); no denoising task config: denoise keeps the defaults",
+    operators=families(
+        {"steps": Setting(200, "configs/sampler/edm_daps.yaml:5", "annealing num_steps"),
+         "ode_steps": Setting(5, "configs/sampler/edm_daps.yaml:12", "diffusion num_steps"),
+         "sigma_max": Setting(100.0, "configs/sampler/edm_daps.yaml:6"),
+         "sigma_min": Setting(0.1, "configs/sampler/edm_daps.yaml:7"),
+         "ode_sigma_min": Setting(0.01, "configs/sampler/edm_daps.yaml:13")},
+        {"inpaint-box": _task("inpainting.yaml", 5e-5),
+         "inpaint-random": _task("inpainting_rand.yaml", 1e-4),
+         "deblur-gauss": _task("gaussian_blur.yaml", 1e-4),
+         "deblur-motion": _task("motion_blur.yaml", 5e-5),
+         "sr": _task("down_sampling.yaml", 1e-4)}))
+
+
 @register_solver
 @dataclass
 class DAPS(Solver):
     """Annealing over sigma: ODE x0_hat, Langevin on p(x0 | x_t, y), re-noise to the next level."""
 
     name = "daps"
+    presets = {PAPER: PAPER_PRESET}
     steps: int = param(50, range=AT_LEAST_ONE)  # annealing levels (DAPS-1K: 200)
     ode_steps: int = param(2, range=AT_LEAST_ONE)  # Euler steps per level, one NFE each (DAPS-1K: 5)
     langevin_steps: int = param(50, range=NON_NEGATIVE)  # per level (the code: 100)

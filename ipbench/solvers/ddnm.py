@@ -9,6 +9,10 @@ that noise amplified by 1/s never exceeds the step's own noise. For masks and de
 that is one scalar lambda_t, applied exactly, and the step noise is lowered to
 sqrt(s_t^2 - (a_t lambda_t sigma_y)^2). For other operators the clipped inverse min(1/s, c) is smoothed
 into the damped inverse s / (s^2 + 1/(4 c^2)) (same maximum c), and the step noise is kept.
+
+Preset `paper`: the official evaluation commands (eta 0.85, 100 steps) for SR, Gaussian deblurring and
+inpainting (its fixed mask, applied to box and random masks); it equals the defaults. Those commands are
+noiseless (--sigma_y 0.); none for motion blur or denoising.
 """
 from __future__ import annotations
 
@@ -24,6 +28,16 @@ from ipbench.operators.base import noise_level, pseudo_inverse
 from ipbench.params import STEPS, UNIT, param
 from ipbench.solvers.base import Solver, randn_per_image, register_solver
 from ipbench.solvers.diffusion import ddim_coefficients, ddim_step, predict_x0, reverse_grid
+from ipbench.solvers.presets import PAPER, Preset, Setting, families
+
+
+_DDNM_SETTING = {"steps": Setting(100, "configs/imagenet_256.yml:45", "time_travel T_sampling (celeba_hq.yml:38)"),
+                 "eta": Setting(0.85, "evaluation.sh:26", "--eta 0.85 in every command (:5-36; main.py:42)")}
+PAPER_PRESET = Preset(
+    repository="github.com/wyhuai/DDNM at 00b58ea",
+    note="sr_bicubic x4 (evaluation.sh:26), deblur_gauss (:30), inpainting (:36); noiseless commands",
+    operators=families(_DDNM_SETTING, {family: {} for family in
+                                       ("sr", "deblur-gauss", "inpaint-box", "inpaint-random")}))
 
 
 @register_solver
@@ -32,6 +46,7 @@ class DDNM(Solver):
     """Range-null projection of x0_hat onto the measurement before each reverse step."""
 
     name = "ddnm"
+    presets = {PAPER: PAPER_PRESET}
     steps: int = param(100, range=STEPS)  # strided reverse steps from T-1
     eta: float = param(0.85, range=UNIT)  # the paper's default
     clip: bool = True

@@ -45,6 +45,10 @@ Deviations from the official code:
 - Time grid values alpha_bar are the model's float64 ones (the code: a float32 cumprod of its betas).
 The code's start divides V z_T by sigma_T (not multiplying by sqrt(ab_T)); ipbench does the same, which
 is sqrt(ab_T) V z_T times 1 / sqrt(1 - ab_T) (a factor 1 + 4e-5 at t = 950 on the linear schedule).
+
+Preset `paper`: the setting of every command in the official README (20 steps, eta 0.85, eta_b 1), for every
+operator family DDRM has a degradation of (inp, deblur_gauss, sr4 / sr_bicubic4, deno: README.md:58); it
+equals the defaults. Motion blur has none (and no SVD here).
 """
 from __future__ import annotations
 
@@ -62,6 +66,7 @@ from ipbench.operators.base import noise_level
 from ipbench.operators.svd import OperatorSVD, SeparableSVD, operator_svd, svd_problem
 from ipbench.params import STEPS, UNIT, Range, param
 from ipbench.solvers.base import Solver, randn_per_image, register_solver
+from ipbench.solvers.presets import PAPER, Preset, Setting, families
 
 
 def ddrm_times(num_timesteps: int, steps: int) -> list[int]:
@@ -98,12 +103,24 @@ def cut_spectrum(svd: OperatorSVD, cutoff: float) -> Tensor:
     return svd.singular
 
 
+_DDRM_SETTING = {
+    "steps": Setting(20, "README.md:66", "--timesteps 20, as in every README command (:77, :82, :87)"),
+    "eta": Setting(0.85, "main.py:70", "--eta 0.85 in every README command (README.md:66)"),
+    "eta_b": Setting(1.0, "main.py:73", "--etaB 1 in every README command (README.md:66)")}
+PAPER_PRESET = Preset(
+    repository="github.com/bahjat-kawar/ddrm at 32b6b3c",
+    note="one setting for every task; deblur-motion has none (DDRM needs an SVD of A)",
+    operators=families(_DDRM_SETTING, {family: {} for family in
+                                       ("inpaint-box", "inpaint-random", "deblur-gauss", "sr", "denoise")}))
+
+
 @register_solver
 @dataclass
 class DDRM(Solver):
     """DDRM's variational posterior per spectral coordinate (eqs. 7-8), as the official code steps it."""
 
     name = "ddrm"
+    presets = {PAPER: PAPER_PRESET}
     steps: int = param(20, range=STEPS)  # skip = T // steps (the code's grid), 20 in the README's commands
     eta: float = param(0.85, range=UNIT)  # eta = eta_A = eta_C of the code
     eta_b: float = param(1.0, range=UNIT)

@@ -32,6 +32,11 @@ noiseless inpainting lambda = 1, zeta = 1 on 20 steps (main_ddpir_inpainting.py:
 script's configs/*.yaml have lambda = 1 and zeta 0.1 (deblur), 0.25 (SR), 1 (inpainting). deepinv's
 DiffPIR defaults to lambda 7, zeta 0.1 (its lambda is half of this one, docs/solvers.md).
 
+Preset `paper` (`PAPER_PRESET`): each task script's values, as above, for deblurring (both kernels),
+super-resolution (zeta only: the script sweeps lambda) and inpainting (box and random); none for denoising.
+The inpainting script is noiseless (noise_level_img = 0, main_ddpir_inpainting.py:29); the values carry over
+unchanged, since ipbench's lambda is the code's whatever sigma_y.
+
 Deviations from the official code:
 - The last step (t = 0) applies the data step too and returns that x0_hat (the paper's x_0 with
   ab_0 := 1); the code evaluates the network at t = 0, discards it and returns x_{t=0}, the state of
@@ -60,11 +65,35 @@ from ipbench.operators.svd import OperatorSVD, operator_svd
 from ipbench.params import AT_LEAST_ONE, POSITIVE, UNIT, check_count, param
 from ipbench.solvers.base import Solver, randn_per_image, register_solver
 from ipbench.solvers.diffusion import predict_x0, timestep_schedule
+from ipbench.solvers.presets import PAPER, Preset, Setting, families
 
 SIGMA_FLOOR = 0.001  # image units; the code's sigma = max(0.001, noise_level_img), so noiseless rho_t > 0
 CG_TOL, CG_MAX_ITER = 1e-4, 100  # relative residual of the data step's CG (operators without an SVD)
 
 Prox = Callable[[Tensor, float], Tensor]
+
+_DEBLUR = "main_ddpir_deblur.py"
+_DEBLUR_SETTING = {
+    "steps": Setting(100, f"{_DEBLUR}:38", "iter_num"),
+    "lambda_": Setting(7.0, f"{_DEBLUR}:50, 440", "lambda_ = 1 times 7 in the experiment loop; ipbench's lambda is "
+                       "the code's (sigma_n in image units, sigma_bar_t in model units)"),
+    "zeta": Setting(0.3, f"{_DEBLUR}:59, 442", "zeta = 0.1 times 3 in the experiment loop"),
+    "skip_type": Setting("quad", f"{_DEBLUR}:57")}
+PAPER_PRESET = Preset(
+    repository="github.com/yuanzhi-zhu/DiffPIR at 111d26e",
+    note="no denoising script: denoise keeps the defaults; SR's lambda is swept (2..12), so it keeps the default",
+    operators=families({}, {
+        "deblur-gauss": _DEBLUR_SETTING,
+        "deblur-motion": {name: Setting(s.value, s.source, f"{s.note + '; ' if s.note else ''}blur_mode motion "
+                                        f"({_DEBLUR}:64) in the same script") for name, s in _DEBLUR_SETTING.items()},
+        "sr": {"steps": Setting(100, "main_ddpir_sisr.py:38", "iter_num"),
+               "zeta": Setting(0.25, "main_ddpir_sisr.py:485", "the one zeta of its experiment loop"),
+               "skip_type": Setting("quad", "main_ddpir_sisr.py:57")},
+        **{family: {"steps": Setting(20, "main_ddpir_inpainting.py:34", "iter_num (configs/inpaint.yaml:9)"),
+                    "lambda_": Setting(1.0, "main_ddpir_inpainting.py:52, 385", "times 1 in the experiment loop"),
+                    "zeta": Setting(1.0, "main_ddpir_inpainting.py:55, 388", "times 1 in the experiment loop"),
+                    "skip_type": Setting("quad", "main_ddpir_inpainting.py:60")}
+           for family in ("inpaint-box", "inpaint-random")}}))
 
 
 def quad_times(num_timesteps: int, steps: int) -> list[int]:
@@ -97,6 +126,7 @@ class DiffPIR(Solver):
     """HQS plug-and-play with the diffusion model as denoiser: a data prox on x0_hat, then a partly fresh noise step."""
 
     name = "diffpir"
+    presets = {PAPER: PAPER_PRESET}
     steps: int = param(100, range=AT_LEAST_ONE)  # network evaluations (the code: 100; 20 for inpainting)
     lambda_: float = param(7.0, range=POSITIVE)  # rho_t = lambda sigma_n^2 / sigma_bar_t^2
     zeta: float = param(0.3, range=UNIT)  # share of fresh noise in each step (0: DDIM-like, 1: all fresh)

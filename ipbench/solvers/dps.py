@@ -13,6 +13,11 @@ The x0_hat of the step and of the gradient come from the same forward pass (forw
 Defaults: zeta = 1.0 with `grad`, the best of {0.1, 0.3, 1, 3} on fashion32 for box inpainting and blur
 (configs/sweeps/dps-zeta-fashion32.toml, results/sweeps/dps-zeta-fashion32.md); 100 steps to keep CPU runs
 short (the paper uses 1000); clipping as the DPS code does.
+
+Preset `paper` (the official code's task configs, github.com/DPS2022/diffusion-posterior-sampling at effbde7):
+the residual rule with zeta = the config's `scale` per task (0.3 for SR and both blurs, 0.5 for inpainting),
+1000 DDPM steps, clipped x0_hat; nothing for denoising (no config). Its zeta values assume
+normalize=residual: under the default `grad` rule they would mean another step.
 """
 from __future__ import annotations
 
@@ -27,6 +32,33 @@ from ipbench.models.base import ScoreModel, to_image
 from ipbench.params import NON_NEGATIVE, STEPS, UNIT, param
 from ipbench.solvers.base import Solver, per_image_norm, randn_per_image, register_solver
 from ipbench.solvers.diffusion import ddim_step, predict_x0, reverse_grid
+from ipbench.solvers.presets import PAPER, Preset, Setting, families
+
+_RESIDUAL = {"normalize": "residual"}  # the code's scale is a step of the residual rule (docs/solvers.md)
+
+
+def _scale(value: float, config: str, note: str = "") -> Setting:
+    """zeta = the task config's conditioning scale (line 4 of each configs/*_config.yaml)."""
+    why = "the code's `scale` on [-1, 1] data equals ipbench's zeta under normalize=residual (docs/solvers.md)"
+    return Setting(value, f"configs/{config}:4", f"{why}{'; ' + note if note else ''}", assumes=_RESIDUAL)
+
+
+PAPER_PRESET = Preset(
+    repository="github.com/DPS2022/diffusion-posterior-sampling at effbde7",
+    note="no denoising config: denoise keeps the defaults",
+    operators=families(
+        {"steps": Setting(1000, "configs/diffusion_config.yaml:2", "timestep_respacing 1000 (:9): every time"),
+         "normalize": Setting("residual", "guided_diffusion/condition_methods.py:30-32, 86",
+                              "method ps (configs/*_config.yaml:2) steps by scale * grad ||y - A x0_hat||"),
+         "eta": Setting(1.0, "configs/diffusion_config.yaml:1", "sampler ddpm: the ancestral step (the code's "
+                        "variance is learned, model_var_type :5; ipbench's models predict eps only)"),
+         "clip": Setting(True, "configs/diffusion_config.yaml:7", "clip_denoised")},
+        {"sr": {"zeta": _scale(0.3, "super_resolution_config.yaml")},
+         "deblur-gauss": {"zeta": _scale(0.3, "gaussian_deblur_config.yaml")},
+         "deblur-motion": {"zeta": _scale(0.3, "motion_deblur_config.yaml")},
+         "inpaint-random": {"zeta": _scale(0.5, "inpainting_config.yaml", "mask_type random (:14)")},
+         "inpaint-box": {"zeta": _scale(0.5, "inpainting_config.yaml", "the one inpainting config; its box mask "
+                                        "(mask_len_range, :15) is the commented-out alternative to random")}}))
 
 
 @register_solver
@@ -35,6 +67,7 @@ class DPS(Solver):
     """Diffusion posterior sampling with a normalised step zeta_t."""
 
     name = "dps"
+    presets = {PAPER: PAPER_PRESET}
     steps: int = param(100, range=STEPS)  # strided reverse steps from T-1 (the paper: 1000)
     zeta: float = param(1.0, range=NON_NEGATIVE)
     normalize: str = param("grad", choices=("grad", "residual"))

@@ -33,6 +33,10 @@ x_T = sqrt(ab_T) A^+ y + sqrt(1 - ab_T) z (pgdm.py:103-112).
 Deviations: the time grid is ipbench's, T-1 down to 0 (the code's runs from 990 for 100 steps); the noisy
 guidance above (the code has none); the thresholds of the noiseless A^+ (the code zeroes 1-D blur singular
 values below 3e-2, utils/degredations.py:455-456).
+
+Preset `paper`: NVlabs/RED-diff's PiGDM commands (sample_test.sh): eta 1 and the config's scale 1 for
+inpainting, Gaussian deblurring and SR, 100 steps where the command sets them (inpainting); it equals the
+defaults. None for motion blur or denoising.
 """
 from __future__ import annotations
 
@@ -50,6 +54,7 @@ from ipbench.operators.svd import OperatorSVD, operator_svd
 from ipbench.params import NON_NEGATIVE, STEPS, UNIT, param
 from ipbench.solvers.base import Solver, randn_per_image, register_solver
 from ipbench.solvers.diffusion import ddim_step, predict_x0, reverse_grid
+from ipbench.solvers.presets import PAPER, Preset, Setting, families
 
 PINV_RCOND = 1e-3  # noiseless A^+: singular values below this fraction of the largest count as 0
 CG_DAMPING = 1e-3  # smallest c of the CG path (its c = 0 is pseudo_inverse's damped A^+ at its default)
@@ -95,12 +100,25 @@ def linear_operator_problem(op: Physics) -> str | None:
     return f"needs a linear operator (A^T and A^+), got {type(op).__name__}"
 
 
+_PIGDM_COMMON = {"scale": Setting(1.0, "_configs/algo/pgdm.yaml:7", "grad_term_weight")}
+PAPER_PRESET = Preset(
+    repository="github.com/NVlabs/RED-diff at 66482f2",
+    note="the deblurring and SR commands take num_steps = 10, a smoke test: their step count is not taken",
+    operators=families(_PIGDM_COMMON, {
+        **{family: {"eta": Setting(1.0, "sample_test.sh:21", "deg in2_20ff (free-form masks)"),
+                    "steps": Setting(100, "sample_test.sh:21", "exp.num_steps=100")}
+           for family in ("inpaint-box", "inpaint-random")},
+        "deblur-gauss": {"eta": Setting(1.0, "sample_test.sh:77", "deg deblur_gauss")},
+        "sr": {"eta": Setting(1.0, "sample_test.sh:95", "deg sr4")}}))
+
+
 @register_solver
 @dataclass
 class PiGDM(Solver):
     """DDIM with pseudoinverse guidance through the network's Jacobian."""
 
     name = "pigdm"
+    presets = {PAPER: PAPER_PRESET}
     aliases = ("pgdm",)
     steps: int = param(100, range=STEPS)  # strided reverse steps from T-1 (sample_test.sh:21,45)
     eta: float = param(1.0, range=UNIT)  # the code's PiGDM runs use 1 (sample_batch.sh:5)

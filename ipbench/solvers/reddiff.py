@@ -29,6 +29,13 @@ mu after it instead measured 0.04 / 0.23 dB lower on fashion32 at lr 0.5).
 Deviations: the time grid is ipbench's, T-1 down to 0 (the code's runs from 990 for 100 steps); A^+ of
 blur and SR is the SVD pseudo-inverse with singular values below 1e-3 of the largest dropped (the code
 drops 1-D blur singular values below 3e-2), and the damped pseudo-inverse for operators without an SVD.
+
+Preset `paper`: the repository's RED-diff commands per task: inpainting as the README's instance of the sampling
+script (100 steps, lambda 0.25, lr 0.5, on its free-form masks in2_20ff; applied to box and random masks),
+Gaussian deblurring and SR as sample_test.sh runs them (lambda 0.25 with lr 0.5, and the config's lambda
+0.25, lr 0.1; their step count there, num_steps = 10, is a smoke test and is not taken). The batch script
+(sample_batch.sh:5-8, 17, 35) runs SR and inpainting with 1000 steps and grad_term_weight 1.0 for every
+algorithm: another setting, not this preset. None for motion blur or denoising.
 """
 from __future__ import annotations
 
@@ -44,6 +51,7 @@ from ipbench.models.base import ScoreModel, timesteps, to_image
 from ipbench.params import NON_NEGATIVE, POSITIVE, STEPS, param
 from ipbench.solvers.base import Solver, randn_per_image, register_solver
 from ipbench.solvers.diffusion import reverse_grid
+from ipbench.solvers.presets import PAPER, Preset, Setting, families
 from ipbench.solvers.pigdm import RegularizedInverse, linear_operator_problem, measurement_in_model_units
 
 # w_t as a function of the inverse SNR sqrt(1 - ab_t) / sqrt(ab_t) (reddiff.py:92-105)
@@ -58,12 +66,29 @@ WEIGHTINGS: dict[str, Callable[[float], float]] = {
 }
 
 
+PAPER_PRESET = Preset(
+    repository="github.com/NVlabs/RED-diff at 66482f2",
+    note="inpainting from the README's free-form-mask instance; motion blur and denoising keep the defaults",
+    operators=families({"weighting": Setting("linear", "_configs/algo/reddiff.yaml:9", "denoise_term_weight")}, {
+        **{family: {"steps": Setting(100, "README.md:88", "num_steps of the README's inpainting instance "
+                                     "(deg in2_20ff, free-form masks, :87)"),
+                    "lam": Setting(0.25, "README.md:91", "lambda, passed as grad_term_weight (:94)"),
+                    "lr": Setting(0.5, "README.md:92")}
+           for family in ("inpaint-box", "inpaint-random")},
+        "deblur-gauss": {"lam": Setting(0.25, "sample_test.sh:74", "grad_term_weight, deg deblur_gauss"),
+                         "lr": Setting(0.5, "sample_test.sh:74")},
+        "sr": {"lam": Setting(0.25, "_configs/algo/reddiff.yaml:8", "grad_term_weight; the SR command "
+                              "(sample_test.sh:92, deg sr4) sets neither lambda nor lr"),
+               "lr": Setting(0.1, "_configs/algo/reddiff.yaml:12")}}))
+
+
 @register_solver
 @dataclass
 class REDDiff(Solver):
     """Adam on mu against the measurement loss plus the stop-gradient denoising regulariser."""
 
     name = "reddiff"
+    presets = {PAPER: PAPER_PRESET}
     aliases = ("red-diff",)
     steps: int = param(100, range=STEPS)  # diffusion times; steps - 1 Adam steps (README.md:88)
     lam: float = param(0.25, range=NON_NEGATIVE)  # lambda, `grad_term_weight` (reddiff.yaml:8)

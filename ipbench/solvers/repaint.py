@@ -38,6 +38,9 @@ Deviations from the official code:
 - The forward jump draws one noise per index, like the code's `undo` (gaussian_diffusion.py:173-179), on
   the strided grid's betas 1 - ab_{i+1} / ab_i.
 - x_T ~ N(0, I) without a first injection (the code injects at t_T before its first step; ab_{T-1} ~ 4e-5).
+
+Preset `paper`: 250 steps, jump_length 10, jump_n_sample 10 (every test config, e.g. confs/test_c256_thick.yml)
+for box and random masks; RePaint applies to masks only.
 """
 from __future__ import annotations
 
@@ -53,6 +56,7 @@ from ipbench.operators.base import noise_level, visible_mask
 from ipbench.params import AT_LEAST_ONE, STEPS, UNIT, check_count, param
 from ipbench.solvers.base import Solver, randn_per_image, register_solver
 from ipbench.solvers.diffusion import ddim_step, predict_x0, timestep_schedule
+from ipbench.solvers.presets import PAPER, Preset, Setting, families
 
 
 def jump_schedule(steps: int, jump_length: int, jump_n_sample: int) -> list[int]:
@@ -77,12 +81,24 @@ def reverse_steps(schedule: list[int]) -> int:
     return sum(b < a for a, b in zip(schedule[:-1], schedule[1:]))
 
 
+_REPAINT_SETTING = {
+    "steps": Setting(250, "confs/test_c256_thick.yml:33", "timestep_respacing '250' (t_T 250, :60)"),
+    "jump_length": Setting(10, "confs/test_c256_thick.yml:62"),
+    "jump_n_sample": Setting(10, "confs/test_c256_thick.yml:63", "the same in every confs/test_*.yml"),
+    "clip": Setting(True, "confs/test_c256_thick.yml:50", "clip_denoised")}
+PAPER_PRESET = Preset(
+    repository="github.com/andreas128/RePaint at 8e2a055",
+    note="one schedule for every mask of the paper (thick, thin, ex64, genhalf, ev2li, nn2)",
+    operators=families(_REPAINT_SETTING, {family: {} for family in ("inpaint-box", "inpaint-random")}))
+
+
 @register_solver
 @dataclass
 class RePaint(Solver):
     """Reverse DDPM with the known pixels replaced by the noised measurement, optional resampling."""
 
     name = "repaint"
+    presets = {PAPER: PAPER_PRESET}
     steps: int = param(100, range=STEPS)  # strided reverse steps from T-1 (the paper: 250)
     jump_length: int = param(10, range=AT_LEAST_ONE)  # the paper: 10
     jump_n_sample: int = param(1, range=AT_LEAST_ONE)  # passes over each jump point; 1 = no resampling (paper: 10)
