@@ -143,6 +143,9 @@ EXTRA_METRICS = ", ".join(name for name in METRICS if name not in DEFAULT_METRIC
 @click.option("--seed", "seeds", type=int, multiple=True, help="Seed (repeatable) [default: 0].")
 @click.option("--param", "params", multiple=True, metavar="[TARGET.]NAME=VALUE",
               help="Set a solver/operator parameter, e.g. tweedie.t=100 or sigma_y=0.05 (repeatable).")
+@click.option("--preset", default=None, metavar="NAME",
+              help="Every solver's published per-task settings for each operator: paper (docs/solvers.md), or none; "
+                   "over a suite's presets, under its explicit values and --param.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
               help="Images per solver call (results do not depend on it).")
 @device_option
@@ -180,7 +183,8 @@ EXTRA_METRICS = ", ".join(name for name in METRICS if name not in DEFAULT_METRIC
 @plugin_option
 @user_errors
 def run_command(solvers: tuple[str, ...], operators: tuple[str, ...], model: str | None, images: str | None,
-                num_images: int | None, seeds: tuple[int, ...], params: tuple[str, ...], batch_size: int, device: str,
+                num_images: int | None, seeds: tuple[int, ...], params: tuple[str, ...], preset: str | None,
+                batch_size: int, device: str,
                 out: str | None, config: str | None, max_grid_images: int, precision: str | None, channels_last: bool,
                 metrics: tuple[str, ...], seeding: str | None, tf32: bool, compile_network: bool, cuda_graphs: bool,
                 layout_opt: bool, fast: bool, shard: str | None, trace: int | None, progress: bool,
@@ -196,7 +200,7 @@ def run_command(solvers: tuple[str, ...], operators: tuple[str, ...], model: str
     from ipbench.results.table import write_tables
 
     part, device = _shard_and_device(shard, device)
-    spec = make_spec(config, list(solvers), list(operators), list(params), model=model, images=images,
+    spec = make_spec(config, list(solvers), list(operators), list(params), preset, model=model, images=images,
                      num_images=num_images, seeds=list(seeds) or None, precision=precision,
                      metrics=metric_names(metrics, "--metric") if metrics else None, seeding=seeding)
     acceleration = Acceleration(channels_last=channels_last, compile=compile_network, tf32=tf32,
@@ -315,7 +319,7 @@ def _checked_run_arguments(arguments: list[str]) -> tuple[list[str], Path]:
         raise UsageError("--shard: bench submit splits the run itself (--jobs N); leave --shard out")
     _load_plugins(params["plugins"])
     spec = make_spec(params["config"], list(params["solvers"]), list(params["operators"]), list(params["params"]),
-                     model=params["model"], images=params["images"], num_images=params["num_images"],
+                     params["preset"], model=params["model"], images=params["images"], num_images=params["num_images"],
                      seeds=list(params["seeds"]) or None, precision=params["precision"],
                      metrics=metric_names(params["metrics"], "--metric") if params["metrics"] else None,
                      seeding=params["seeding"])
@@ -372,7 +376,8 @@ def list_command(plugins: tuple[str, ...]) -> None:
         found = registry.aliases_of(name)
         return f" (alias {', '.join(found)})" if found else ""
 
-    click.echo("Solvers (--solver NAME, --param NAME.FIELD=VALUE):")
+    click.echo("Solvers (--solver NAME, --param NAME.FIELD=VALUE, --preset paper; a suite sets one operator's values "
+               "in [solver.per_operator.\"OPERATOR LABEL\"], docs/solvers.md):")
     for name in SOLVERS:
         cls = SOLVERS.get(name)
         click.echo(f"  {name}{aliases(SOLVERS, name)}: {_summary(cls)}")
@@ -383,6 +388,8 @@ def list_command(plugins: tuple[str, ...]) -> None:
             click.echo(f"      its fields cannot be read: {first_line(exc)}")
         for p in params:
             click.echo(f"      {p.describe()}")
+        for preset, table in getattr(cls, "presets", {}).items():  # --preset NAME, a suite's preset = "NAME"
+            click.echo(f"      preset {preset}: {', '.join(table.operators)} ({table.repository})")
         click.echo(f"      {_support(cls)}")
     click.echo("Operators (--op NAME):")
     for name in OPERATORS:

@@ -110,8 +110,8 @@ def run(spec: RunSpec, out: str | Path | None = None, *, batch_size: int = 8, de
     images = load_images(source, model.image_shape, num_images)
     _check_out_apart_from_images(out, images)
     prepare_metrics(spec.metrics, dev)  # preflight: missing metric weights stop the run here
-    for entry in spec.solvers:  # preflight: times, step counts and noise levels this model cannot run as set
-        entry.solver.check_model(model)
+    for entry, operator in _pairs(spec):  # preflight: times, step counts and noise levels this model cannot run
+        _checked_on(entry, operator, lambda solver: solver.check_model(model))
     for operator in spec.operators:  # preflight: shape-dependent parameter errors surface before anything runs
         first = measurement_generator(spec.seeds[0], images.ids[0], operator.label, dev)
         operator.build(model.image_shape, [first], dev)
@@ -130,9 +130,11 @@ def run(spec: RunSpec, out: str | Path | None = None, *, batch_size: int = 8, de
             log(f"warning: {warning}")  # before the work: a run on tuning images is stopped at no cost
         if shard is not None:
             log(f"  shard {shard}: {len(mine)} of the {len(images)} images, rows to {shard.rows_file}")
-        for entry in spec.solvers:
+        for entry, table in zip(spec.solvers, spec.config()["solvers"]):
             settings = ", ".join(f"{k}={v}" for k, v in entry.solver.hyperparameters().items())
             log(f"  {entry.label}: {settings or 'no parameters'}")
+            for line in _per_operator_notes(table):
+                log(f"    {line}")
         for skipped, reason in images.skipped:
             log(f"  skipped image {skipped}: {reason}")
         if images.converted:
@@ -150,6 +152,38 @@ def run(spec: RunSpec, out: str | Path | None = None, *, batch_size: int = 8, de
     result.device = dev
     result.run_missing = len(row_keys(spec.config(), images.ids) - {row_key(r) for r in run_rows(out)})
     return result
+
+
+def _pairs(spec: RunSpec) -> Iterator[tuple[SolverEntry, Operator]]:
+    """Every (solver entry, operator) the run computes."""
+    return ((e, o) for e in spec.solvers for o in spec.operators if e.runs_on(o.label))
+
+
+def _checked_on(entry: SolverEntry, operator: Operator, check: Callable[[Any], None]) -> None:
+    """`check(solver)` on the instance that runs on `operator`; an error there names the entry and operator
+    where the instance is not the entry's all-operator one (a per-operator value or a preset's)."""
+    solver = entry.solver_for(operator)
+    try:
+        check(solver)
+    except UsageError as exc:
+        if solver is entry.solver:
+            raise
+        raise UsageError(f"solver {entry.label} on operator {operator.label}: {exc}") from None
+
+
+def _per_operator_notes(table: dict[str, Any]) -> list[str]:
+    """What the run log says of an entry beyond its all-operator values: its preset, each operator's own
+    values, and the operators its preset has no setting for."""
+    notes = []
+    if "preset" in table:
+        notes.append(f"preset {table['preset']}: the solver's settings for each operator's family (docs/solvers.md)")
+    for label, own in table.get("per_operator", {}).items():
+        values = ", ".join(f"{k}={v}" for k, v in own.get("params", {}).items())
+        notes.append(f"on {label}: {values or 'as above'}{' (tuned)' if 'tuned' in own else ''}")
+    if table.get("preset_missing"):
+        notes.append(f"preset {table['preset']} has no setting for {', '.join(table['preset_missing'])}: "
+                     "defaults and the suite's values there (run.json: preset_missing)")
+    return notes
 
 
 def _check_out_apart_from_images(out: Path, images: ImageSet) -> None:
@@ -273,12 +307,13 @@ def _solve_and_score(entry: SolverEntry, operator: Operator, seed: int, ids: Seq
                      physics: Physics, model: CountingModel, spec: RunSpec, device: torch.device, out: Path,
                      writer: BackgroundWriter, tracer: StepTrace | None = None) -> list[dict[str, Any]]:
     generators = [solver_generator(seed, image_id, operator.label, entry.label, device, spec.seeding) for image_id in ids]
+    solver = entry.solver_for(operator)  # with this operator's values (per_operator tables, a preset)
     base = {"operator": operator.label, "seed": seed, "model": spec.model,
-            **{f"solver.{k}": v for k, v in entry.solver.hyperparameters().items()},
+            **{f"solver.{k}": v for k, v in solver.hyperparameters().items()},
             **{f"operator.{k}": v for k, v in operator.params.items()}}
     try:
-        reason, status = entry.solver.unsupported(physics, torch.zeros_like(x)), "skipped"
-        base.update({f"ran.{k}": v for k, v in entry.solver.as_run(physics, model).items()})  # decided by the operator
+        reason, status = solver.unsupported(physics, torch.zeros_like(x)), "skipped"
+        base.update({f"ran.{k}": v for k, v in solver.as_run(physics, model).items()})  # decided by the operator
     except SOLVER_FAILURES as exc:  # a check that raises (or exits) is the solver's failure
         reason, status = f"{type(exc).__name__} in unsupported() or as_run(): {exc}", "failed"
     if reason is not None:  # skipped is not a failure: the pair is outside the solver's scope, shown as n/a
@@ -290,15 +325,15 @@ def _solve_and_score(entry: SolverEntry, operator: Operator, seed: int, ids: Seq
     compiled_before = model.compile_seconds
     start = time.perf_counter()
     if tracer is not None:
-        entry.solver.step_hook = tracer  # type: ignore[attr-defined]  (Solver.report_step reads it)
+        solver.step_hook = tracer  # type: ignore[attr-defined]  (Solver.report_step reads it)
     try:
-        x_hat = entry.solver.solve(y, physics, model, generators)
+        x_hat = solver.solve(y, physics, model, generators)
         synchronize(device)
         error = output_problem(x_hat, x)
     except SOLVER_FAILURES as exc:  # a failing solver is a result, not a crash (sys.exit in it too)
         x_hat, error = None, f"{type(exc).__name__}: {exc}"
     finally:
-        entry.solver.__dict__.pop("step_hook", None)
+        solver.__dict__.pop("step_hook", None)
     # A new batch shape compiles the network: a one-off cost of the switch, not of the solver.
     compile_seconds = (model.compile_seconds - compiled_before) / len(ids)
     seconds = (time.perf_counter() - start) / len(ids) - compile_seconds

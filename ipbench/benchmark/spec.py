@@ -15,8 +15,10 @@ from ipbench.errors import UsageError, first_line
 from ipbench.operators import OPERATORS, Operator
 from ipbench.paths import expand_user
 from ipbench.results.metric_registry import DEFAULT_METRICS, metric_names
+from ipbench.params import resolve
 from ipbench.run_paths import MAX_NAME_BYTES, check_run_names, file_name
 from ipbench.solvers import SOLVERS, Solver
+from ipbench.solvers.presets import check_preset_name, preset_names, preset_settings
 
 try:
     import tomllib
@@ -28,11 +30,24 @@ DEFAULT_MODEL = "fashion32"
 
 @dataclass
 class SolverEntry:
-    """A solver to run, with its label in the results (its name unless given)."""
+    """A solver to run, with its label in the results (its name unless given), and what it runs with per operator.
+
+    `solver` holds the values for every operator: field defaults < the suite table's keys < `--param`.
+    `solver_for(operator)` is the instance that runs on one operator: field defaults < `preset`'s value for the
+    operator's family (solvers/presets.py) < the table's keys (`explicit` names them) < `per_operator[label]`
+    < `--param` (which `apply_params` writes into both `solver` and every per_operator table).
+    `tuned` and `per_operator_tuned[label]` carry the provenance of tuned values into run.json, as given.
+    """
 
     solver: Solver
     label: str
     operators: tuple[str, ...] = ()  # operator labels it runs on; empty = all
+    preset: str | None = None
+    per_operator: dict[str, dict[str, Any]] = field(default_factory=dict)  # operator label -> values there
+    tuned: dict[str, Any] | None = None
+    per_operator_tuned: dict[str, dict[str, Any]] = field(default_factory=dict)
+    explicit: frozenset[str] = frozenset()  # fields set for every operator: they beat the preset
+    _instances: dict[tuple[str, str], Solver] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -40,6 +55,64 @@ class SolverEntry:
 
     def runs_on(self, operator_label: str) -> bool:
         return not self.operators or operator_label in self.operators
+
+    def preset_settings(self, operator: Operator) -> dict[str, Any] | None:
+        """The values the entry's preset gives on `operator`'s family (None: no preset, or none for it)."""
+        settings = preset_settings(type(self.solver), self.preset, operator.name)
+        return None if settings is None else {name: setting.value for name, setting in settings.items()}
+
+    def solver_for(self, operator: Operator) -> Solver:
+        """The instance that runs on `operator` (`solver` itself where nothing differs), checked once."""
+        key = (operator.label, operator.name)
+        if key not in self._instances:
+            self._instances[key] = self._build(operator)
+        return self._instances[key]
+
+    def _build(self, operator: Operator) -> Solver:
+        preset = {k: v for k, v in (self.preset_settings(operator) or {}).items() if k not in self.explicit}
+        own = self.per_operator.get(operator.label, {})
+        if not preset and not own:
+            return self.solver
+        where = f"solver {self.label} on operator {operator.label}"
+        try:
+            solver = type(self.solver).create({**self.solver.hyperparameters(), **preset, **own})
+        except UsageError as exc:
+            raise UsageError(f"{where}: {exc}") from None
+        settings = preset_settings(type(self.solver), self.preset, operator.name) or {}
+        for name in preset.keys() - own.keys():  # a preset value in force: the fields it assumes must agree
+            for other, needed in settings[name].assumes.items():
+                if getattr(solver, other) != needed:
+                    raise UsageError(f"{where}: preset {self.preset} sets {name} = {preset[name]!r}, which assumes "
+                                     f"{other} = {needed!r}, but {other} = {getattr(solver, other)!r} here; drop the "
+                                     f"preset or the {other} setting, or set {name} too")
+        return solver
+
+    def config(self, operators: Sequence[Operator]) -> dict[str, Any]:
+        """run.json's table of this entry: name, label, the all-operator params and code as before, and only
+        where set: `preset` (with `preset_missing`: the operators it has no setting for), `tuned`, and
+        `per_operator` {label: {"params": values that differ from `params`, "tuned": ...}}."""
+        params = self.solver.hyperparameters()
+        table: dict[str, Any] = {"name": self.name, "label": self.label, "params": params,
+                                 "code": code_fingerprint(type(self.solver)),
+                                 **({"operators": list(self.operators)} if self.operators else {})}
+        ran_on = [o for o in operators if self.runs_on(o.label)]
+        if self.preset is not None:
+            table["preset"] = self.preset
+            missing = [o.label for o in ran_on if self.preset_settings(o) is None]
+            if missing:
+                table["preset_missing"] = missing
+        if self.tuned is not None:
+            table["tuned"] = self.tuned
+        per_operator = {}
+        for operator in ran_on:
+            used = self.solver_for(operator).hyperparameters()
+            differ = {k: v for k, v in used.items() if params.get(k) != v}
+            tuned = self.per_operator_tuned.get(operator.label)
+            if differ or tuned is not None:
+                per_operator[operator.label] = {"params": differ, **({"tuned": tuned} if tuned is not None else {})}
+        if per_operator:
+            table["per_operator"] = per_operator
+        return table
 
 
 @dataclass
@@ -64,9 +137,7 @@ class RunSpec:
             "images": self.images,
             "num_images": self.num_images,
             "seeds": list(self.seeds),
-            "solvers": [{"name": s.name, "label": s.label, "params": s.solver.hyperparameters(),
-                         "code": code_fingerprint(type(s.solver)),
-                         **({"operators": list(s.operators)} if s.operators else {})} for s in self.solvers],
+            "solvers": [s.config(self.operators) for s in self.solvers],
             "operators": [{"name": o.name, "label": o.label, "params": o.params,
                            "code": code_fingerprint(OPERATORS.get(o.name).make)} for o in self.operators],
             **({"reference": self.reference} if self.reference else {}),
@@ -239,11 +310,14 @@ def apply_params(solvers: list[SolverEntry], operators: list[Operator], params: 
 
 
 def _solver_with(entry: SolverEntry, values: dict[str, Any]) -> SolverEntry:
-    """`entry` with `values` over its solver's hyperparameters (checked by the solver's `create`)."""
+    """`entry` with `values` over its solver's hyperparameters (checked by the solver's `create`), on every
+    operator: over its per_operator values and its preset too (`--param` is the user's last word)."""
     if not values:
         return entry
     solver = type(entry.solver).create({**entry.solver.hyperparameters(), **values})
-    return dataclasses.replace(entry, solver=solver)
+    per_operator = {label: {**own, **values} for label, own in entry.per_operator.items()}
+    return dataclasses.replace(entry, solver=solver, per_operator=per_operator,
+                               explicit=entry.explicit | frozenset(values))
 
 
 def _operator_with(operator: Operator, values: dict[str, Any]) -> Operator:
@@ -251,39 +325,63 @@ def _operator_with(operator: Operator, values: dict[str, Any]) -> Operator:
     return Operator.create(operator.name, {**operator.params, **values}, operator.label) if values else operator
 
 
-def build_spec(solvers: list[str], operators: list[str], params: list[str] | None = None, **options: Any) -> RunSpec:
-    """A RunSpec from solver and operator names, `--param` strings and RunSpec fields (None: the default)."""
+def build_spec(solvers: list[str], operators: list[str], params: list[str] | None = None, preset: str | None = None,
+               **options: Any) -> RunSpec:
+    """A RunSpec from solver and operator names, `--param` strings, a `--preset` name for every solver and
+    RunSpec fields (None: the default)."""
     if not solvers:
         raise UsageError("no solver given: use --solver NAME (see `bench list`)")
     if not operators:
         raise UsageError("no operator given: use --op NAME (see `bench list`)")
     solver_names = _unique([SOLVERS.canonical(s) for s in solvers], "--solver")
     operator_names = _unique([OPERATORS.canonical(o) for o in operators], "--op")
-    entries, ops = apply_params([SolverEntry(SOLVERS.get(s).create(), s) for s in solver_names],
-                                [Operator.create(o) for o in operator_names], list(params or []))
-    return RunSpec(solvers=entries, operators=ops, **{k: v for k, v in options.items() if v is not None})
+    entries = _with_preset([SolverEntry(SOLVERS.get(s).create(), s) for s in solver_names], preset)
+    entries, ops = apply_params(entries, [Operator.create(o) for o in operator_names], list(params or []))
+    return checked(RunSpec(solvers=entries, operators=ops, **{k: v for k, v in options.items() if v is not None}))
 
 
 def make_spec(config: str | Path | None, solvers: list[str], operators: list[str], params: list[str],
-              **overrides: Any) -> RunSpec:
-    """The CLI's one way to a RunSpec: a suite (`--config`) or --solver/--op names, then --param, then the
-    options that override the suite's values (model, images, num_images, seeds, metrics, seeding; None: keep)."""
+              preset: str | None = None, **overrides: Any) -> RunSpec:
+    """The CLI's one way to a RunSpec: a suite (`--config`) or --solver/--op names, then `--preset` (for every
+    solver, over a suite's presets; `none` for none), then --param, then the options that override the suite's
+    values (model, images, num_images, seeds, metrics, seeding; None: keep)."""
     if config is None:
-        return build_spec(solvers, operators, params, **overrides)
+        return build_spec(solvers, operators, params, preset, **overrides)
     if solvers or operators:
         raise UsageError("--config sets the solvers and operators; drop --solver/--op (--param still applies)")
     suite = load_suite(config)
-    entries, ops = apply_params(suite.solvers, suite.operators, params)
-    return dataclasses.replace(suite, solvers=entries, operators=ops,
-                               **{k: v for k, v in overrides.items() if v is not None})
+    entries, ops = apply_params(_with_preset(suite.solvers, preset), suite.operators, params)
+    return checked(dataclasses.replace(suite, solvers=entries, operators=ops,
+                                       **{k: v for k, v in overrides.items() if v is not None}))
+
+
+def _with_preset(entries: list[SolverEntry], preset: str | None) -> list[SolverEntry]:
+    """`entries` with `--preset NAME` as every one's preset (`none`: no preset); None: as they are."""
+    if preset is None:
+        return entries
+    name = check_preset_name(preset, preset_names(SOLVERS.get(n) for n in SOLVERS), "--preset")
+    return [dataclasses.replace(entry, preset=name) for entry in entries]
+
+
+def checked(spec: RunSpec) -> RunSpec:
+    """`spec`, after building every (solver entry, operator) instance it runs: a bad combination of preset,
+    per-operator values and `--param` is a one-line error before anything is loaded."""
+    for entry in spec.solvers:
+        for operator in spec.operators:
+            if entry.runs_on(operator.label):
+                entry.solver_for(operator)
+    return spec
 
 
 def load_suite(path: str | Path) -> RunSpec:
     """A RunSpec from a TOML suite: top-level model/images/num_images/seeds, [[solver]] and [[operator]] tables.
 
     Each table has `name`, an optional `label` (its name in the results) and its parameters as keys; a
-    solver may list `operators = [labels]` to run on those only. [[reference]] tables hold published
-    numbers (solver, operator, metric, value, source, verified) that `bench table` prints beside ours.
+    solver may list `operators = [labels]` to run on those only, name a `preset` (`paper`: the solver's
+    published per-task settings; a top-level `preset` is the default of every solver table), carry `tuned`
+    provenance, and set values for one operator in `[solver.per_operator."LABEL"]` tables (each with its own
+    optional `tuned`); the precedence is SolverEntry's. [[reference]] tables hold published numbers (solver,
+    operator, metric, value, source, verified) that `bench table` prints beside ours.
     """
     path = expand_user(path, "--config")
     try:
@@ -304,17 +402,11 @@ def load_suite(path: str | Path) -> RunSpec:
         name = table.pop("name")
         label = table.pop("label", None)
         operators.append(_in_suite(path, Operator.create, name, table, label))
-    labels = _unique([o.label for o in operators], f"--config {path}: operator label")
-    solvers = []
-    for table in data.get("solver", []):
-        table = dict(table)
-        name = _in_suite(path, SOLVERS.canonical, table.pop("name"))
-        label = table.pop("label", name)
-        only = tuple(table.pop("operators", ()))
-        unknown = [o for o in only if o not in labels]
-        if unknown:
-            raise UsageError(f"--config {path}: solver {label} lists operator {unknown[0]!r}; operators are {', '.join(labels)}")
-        solvers.append(SolverEntry(_in_suite(path, SOLVERS.get(name).create, table), label, only))
+    _unique([o.label for o in operators], f"--config {path}: operator label")
+    known_presets = preset_names(SOLVERS.get(n) for n in SOLVERS)
+    suite_preset = check_preset_name(data["preset"], known_presets, f"--config {path}") if "preset" in data else None
+    solvers = [_suite_solver(path, index, dict(table), operators, suite_preset, known_presets)
+               for index, table in enumerate(data.get("solver", []), start=1)]
     if not solvers or not operators:
         raise UsageError(f"--config {path}: needs at least one [[solver]] and one [[operator]] table")
     _unique([s.label for s in solvers], f"--config {path}: solver label")
@@ -326,6 +418,55 @@ def load_suite(path: str | Path) -> RunSpec:
                    reference=[dict(r) for r in data.get("reference", [])],
                    precision=data.get("precision"), seeding=data.get("seeding", "independent"),
                    metrics=metric_names(data.get("metrics", list(DEFAULT_METRICS)), f"--config {path}: metrics"))
+
+
+def _suite_solver(path: Path, index: int, table: dict[str, Any], operators: list[Operator], suite_preset: str | None,
+                  known_presets: list[str]) -> SolverEntry:
+    """One [[solver]] table as a SolverEntry: its fields for every operator, `operators`, `preset` (the suite's
+    unless its own), `tuned` and `per_operator` tables, each checked here so that an error names the file, the
+    table and the key; then every instance it runs checked (a per-operator value against the preset's)."""
+    name = _in_suite(path, SOLVERS.canonical, table.pop("name"))
+    label = table.pop("label", name)
+    at = f"--config {path}: [[solver]] number {index} ({label})"
+    labels = [o.label for o in operators]
+    only = tuple(table.pop("operators", ()))
+    unknown = [o for o in only if o not in labels]
+    if unknown:
+        raise UsageError(f"--config {path}: solver {label} lists operator {unknown[0]!r}; operators are {', '.join(labels)}")
+    preset = check_preset_name(table.pop("preset"), known_presets, at) if "preset" in table else suite_preset
+    tuned = table.pop("tuned", None)
+    per_operator_tables = table.pop("per_operator", {})
+    cls = SOLVERS.get(name)
+    solver = _in_suite(path, cls.create, table)
+    if tuned is not None:
+        _check_tuned_fields(tuned, set(table), f"{at}: tuned")
+    per_operator, per_operator_tuned = {}, {}
+    for operator_label, own in per_operator_tables.items():
+        where = f'{at}: per_operator."{operator_label}"'
+        if operator_label not in labels:
+            raise UsageError(f"{where}: not an operator label of this suite; its labels: {', '.join(labels)}")
+        if only and operator_label not in only:
+            raise UsageError(f"{where}: the solver does not run on it (operators = {list(only)})")
+        own = dict(own)
+        own_tuned = own.pop("tuned", None)
+        resolve(cls.params(), own, f'{at} per_operator."{operator_label}"')  # unknown fields, bad values
+        if own_tuned is not None:
+            _check_tuned_fields(own_tuned, set(own) | set(table), f"{where}.tuned")
+            per_operator_tuned[operator_label] = own_tuned
+        per_operator[operator_label] = own
+    entry = SolverEntry(solver, label, only, preset, per_operator, tuned, per_operator_tuned, frozenset(table))
+    for operator in operators:
+        if entry.runs_on(operator.label):
+            _in_suite(path, entry.solver_for, operator)
+    return entry
+
+
+def _check_tuned_fields(tuned: dict[str, Any], set_here: set[str], where: str) -> None:
+    """A tuned table's `fields` must be values its table sets (or, per operator, the solver's table sets)."""
+    missing = [f for f in tuned["fields"] if f not in set_here]
+    if missing:
+        raise UsageError(f"{where}.fields lists {missing[0]!r}, which this table does not set "
+                         f"(it sets {', '.join(sorted(set_here)) or 'nothing'})")
 
 
 def _in_suite(path: Path, build: Any, *args: Any) -> Any:
