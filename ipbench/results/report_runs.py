@@ -127,12 +127,22 @@ def provenance(run: ReportRun) -> dict[str, Any]:
         "acceleration": ", ".join(f"{k}={v}" for k, v in meta.get("acceleration", {}).items()
                                   if v not in (False, None)),
         "solvers": [f"{run.labels.get(s['label'], s['label'])}: {s['name']} "
-                    + ", ".join(f"{k}={v}" for k, v in s["params"].items()) for s in config["solvers"]],
+                    + ", ".join(f"{k}={v}" for k, v in s["params"].items()) + _per_operator_text(s)
+                    for s in config["solvers"]],
         "operators": [f"{o.get('label', o['name'])}: " + ", ".join(f"{k}={v}" for k, v in o.get("params", {}).items())
                       for o in config["operators"]],
         "conventions": conventions,
         "metrics": meta.get("conventions", {}).get("metric_summary", {}),
     }
+
+
+def _per_operator_text(solver: dict[str, Any]) -> str:
+    """A solver entry's preset and per-operator values as the provenance shows them after its params."""
+    parts = [f"preset {solver['preset']}"] if "preset" in solver else []
+    for label, own in solver.get("per_operator", {}).items():
+        values = ", ".join(f"{k}={v}" for k, v in own.get("params", {}).items())
+        parts.append(f"on {label}: {values or 'as above'}{' (tuned)' if 'tuned' in own else ''}")
+    return "".join(f"; {part}" for part in parts)
 
 
 def all_rows(runs: Sequence[ReportRun]) -> pd.DataFrame:

@@ -99,7 +99,9 @@ RUN_JSON_REMEDY = "rerun `bench run` into a new --out (run.json is written by `b
 _ENTRY = {"name": STRING, "label": STRING}
 RUN_JSON_FIELDS = {  # what the readers of run.json (table, grid, report, status, a resumed run) rely on
     "config": OBJECT, "config.model": STRING, "config.seeds": list_of(integer(), non_empty=True),
-    "config.solvers": tables({**_ENTRY, "params": OBJECT}, {"operators": list_of(STRING)}),
+    "config.solvers": tables({**_ENTRY, "params": OBJECT}, {"operators": list_of(STRING), "preset": STRING,
+                                                           "preset_missing": list_of(STRING), "tuned": OBJECT,
+                                                           "per_operator": object_of(OBJECT)}),
     "config.operators": tables(_ENTRY, {"params": OBJECT}),
     "model": OBJECT, "model.image_shape": list_of(integer(1), length=3),
     "images": OBJECT, "images.ids": list_of(STRING),

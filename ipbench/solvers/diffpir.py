@@ -81,11 +81,13 @@ _DEBLUR_SETTING = {
     "skip_type": Setting("quad", f"{_DEBLUR}:57")}
 PAPER_PRESET = Preset(
     repository="github.com/yuanzhi-zhu/DiffPIR at 111d26e",
-    note="no denoising script: denoise keeps the defaults; SR's lambda is swept (2..12), so it keeps the default",
+    note=f"motion blur runs the deblurring script's values (its blur_mode motion, {_DEBLUR}:64); SR's lambda is "
+         "swept over 2..12 (main_ddpir_sisr.py:482), so SR keeps the default lambda; the inpainting script is "
+         "noiseless (noise_level_img 0, main_ddpir_inpainting.py:29) with mask_type box or random (:40); no "
+         "denoising script: denoise keeps the defaults",
     operators=families({}, {
         "deblur-gauss": _DEBLUR_SETTING,
-        "deblur-motion": {name: Setting(s.value, s.source, f"{s.note + '; ' if s.note else ''}blur_mode motion "
-                                        f"({_DEBLUR}:64) in the same script") for name, s in _DEBLUR_SETTING.items()},
+        "deblur-motion": _DEBLUR_SETTING,  # the same script with blur_mode motion (:64)
         "sr": {"steps": Setting(100, "main_ddpir_sisr.py:38", "iter_num"),
                "zeta": Setting(0.25, "main_ddpir_sisr.py:485", "the one zeta of its experiment loop"),
                "skip_type": Setting("quad", "main_ddpir_sisr.py:57")},
