@@ -36,8 +36,9 @@ Defaults (official code: github zhangbingliang2019/DAPS at 098df6b; pixel-space 
 - The paper's DAPS-1K (1000 NFE) is steps=200 ode_steps=5 langevin_steps=100 (edm_daps.yaml:5, 12;
   configs/task/*.yaml:4):
       --param daps.steps=200 --param daps.ode_steps=5 --param daps.langevin_steps=100 --param daps.lr=2
-  with lr=1 for box inpainting: the code's lr = 1e-4 (5e-5 for box inpainting; gaussian_blur.yaml:5,
-  inpainting.yaml:5) is 2 (1) / (1 / sigma^2 + 1 / (2 tau)^2) to within 0.5% for sigma >= 0.1.
+  with lr=1 for box inpainting and motion blur: the code's lr = 1e-4 (5e-5 for box inpainting and motion
+  blur; gaussian_blur.yaml:5, inpainting.yaml:5, motion_blur.yaml:5) is 2 (1) / (1 / sigma^2 + 1 / (2 tau)^2)
+  to within 0.5% for sigma >= 0.1; `--preset paper` sets all of it per task.
 - ipbench's default is a cheap CPU setting: steps=50, ode_steps=2 (100 NFE), langevin_steps=50, and lr=1
   (better than lr=2 on fashion32 for both box inpainting and blur, docs/solvers.md).
 

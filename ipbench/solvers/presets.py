@@ -78,3 +78,31 @@ def preset_settings(solver_class: type, preset: str | None, operator_name: str) 
         return None
     found = getattr(solver_class, "presets", {}).get(preset)
     return None if found is None else found.settings(operator_name)
+
+
+FAMILIES = ("inpaint-box", "inpaint-random", "deblur-gauss", "deblur-motion", "sr", "denoise")  # the table's order
+
+
+def markdown_table(solver_name: str, preset_name: str, preset: Preset) -> str:
+    """docs/solvers.md's table of one preset: a row per field, a column per operator family (- where the preset
+    has none) and the source (one for the row where every family shares it, else beside each value), then each
+    note once with the field and the families it is for."""
+    present = [f for f in FAMILIES if f in preset.operators] + [f for f in preset.operators if f not in FAMILIES]
+    columns = [*FAMILIES, *(f for f in present if f not in FAMILIES)]
+    fields = list(dict.fromkeys(name for f in present for name in preset.operators[f]))
+    lines = [f"`{solver_name}` preset `{preset_name}` ({preset.repository}; {preset.note or 'see the solver file'}):",
+             "", "| field | " + " | ".join(columns) + " | source |", "|---" * (len(columns) + 2) + "|"]
+    notes: dict[str, list[str]] = {}
+    for name in fields:
+        found = {f: preset.operators[f][name] for f in present if name in preset.operators[f]}
+        shared = len({(repr(s.value), s.source) for s in found.values()}) == 1
+        cells = ["-" if f not in found else repr(found[f].value) if shared else f"{found[f].value!r} ({found[f].source})"
+                 for f in columns]
+        source = next(iter(found.values())).source if shared else "beside each value"
+        lines.append(f"| `{name}` | " + " | ".join(cells) + f" | {source} |")
+        for family, setting in found.items():
+            if setting.note:
+                notes.setdefault(f"`{name}`: {setting.note}", []).append(family)
+    lines.append("")
+    lines += [f"- {note} ({', '.join(where)})" for note, where in notes.items()]
+    return "\n".join(lines)
