@@ -4,7 +4,6 @@ disjoint ids, other sets), through `bench table`, `bench report` and `bench run`
 split in the table's caption."""
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,6 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from ipbench.benchmark.spec import RunSpec
 from ipbench.cli import cli
 from ipbench.data import register_image_set
 from ipbench.data.sets import FASHION_MNIST_TEST
@@ -167,20 +165,81 @@ def test_a_tiny_run_on_the_val_split_warns_at_start_and_records_the_split(tmp_pa
     assert [line for line in again.stderr.splitlines() if line.startswith("warning: ")] == [f"warning: {VAL_SPLIT}"]
 
 
-def test_bench_run_warns_at_start_where_its_tuned_parameters_saw_its_images(tmp_path: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """The run's config as the suite parser gives it, with `tuned` provenance on the operator the run uses."""
-    config = RunSpec.config
+TUNED_SUITE = """
+model = "fashion32"
+images = "fashion32-test"
+num_images = 2
+[[operator]]
+name = "inpaint-box"
+[[operator]]
+name = "denoise"
+label = "noisy"
+[[solver]]
+name = "hole-fill"
+sigma = 1.5
+[solver.tuned]
+fields = ["sigma"]
+image_set = "fashion32-val"
+ids = ["5000-pullover", "5001-dress"]
+seeds = [0]
+budget = 16
+objective = "psnr"
+best = 21.3
+best_se = 0.4
+trials = 16
+pruned = 5
+failed = 0
+sampler = "TPESampler(seed=0)"
+study = "study.sqlite3"
+[solver.per_operator."inpaint-box"]
+sigma = 2.0
+[solver.per_operator."inpaint-box".tuned]
+fields = ["sigma"]
+image_set = "IMAGE_SET"
+ids = IDS
+seeds = [0, 1]
+budget = 8
+objective = "lpips"
+best = 0.12
+best_se = 0.01
+trials = 8
+pruned = 2
+failed = 1
+sampler = "TPESampler(seed=0)"
+study = "tune/study.sqlite3"
+"""
 
-    def tuned_config(spec: RunSpec) -> dict[str, Any]:
-        made = copy.deepcopy(config(spec))
-        made["solvers"][0]["per_operator"] = {"inpaint-box": {"tuned": _tuned(ids=IDS)}}
-        return made
 
-    monkeypatch.setattr(RunSpec, "config", tuned_config)
-    done = CliRunner().invoke(cli, ["run", "--solver", "hole-fill", "--op", "inpaint", "--num-images", "2",
-                                    "--out", str(tmp_path / "run"), "--no-progress"])
+def _tuned_suite(tmp_path: Path, image_set: str, ids: list[str]) -> tuple[Path, dict[str, Any]]:
+    """A suite as `bench tune` writes it (solver-level and per-operator provenance, every key), and the
+    per-operator provenance as parsed from it."""
+    text = TUNED_SUITE.replace("IMAGE_SET", image_set).replace("IDS", json.dumps(ids))
+    suite = tmp_path / "tuned.toml"
+    suite.write_text(text)
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python < 3.11
+        import tomli as tomllib  # type: ignore[no-redef]
+    return suite, tomllib.loads(text)["solver"][0]
+
+
+@pytest.mark.parametrize("image_set, ids, warned", [
+    ("fashion32-test", IDS[:2], True),  # tuned on exactly the images this run evaluates on
+    ("fashion32-test", ["099-pullover"], False),  # the same set, other images
+    ("fashion32-val", IDS[:2], False),  # another split: held out
+], ids=["tuned-on-these-images", "other-ids", "other-split"])
+def test_a_suites_tuned_tables_go_to_run_json_as_written_and_warn_where_they_saw_the_images(
+        tmp_path: Path, image_set: str, ids: list[str], warned: bool) -> None:
+    suite, table = _tuned_suite(tmp_path, image_set, ids)
+    out = tmp_path / "run"
+    done = CliRunner().invoke(cli, ["run", "--config", str(suite), "--out", str(out), "--no-progress"])
     assert done.exit_code == 0, done.output
-    expected = (f"warning: hole-fill on inpaint-box: zeta tuned on 2 of the 2 images this run evaluates on "
-                f"(fashion32-test); {NOT_HELD_OUT}")
-    assert [line for line in done.stderr.splitlines() if line.startswith("warning: ")] == [expected]
+    solver = json.loads((out / "run.json").read_text())["config"]["solvers"][0]
+    assert solver["tuned"] == table["tuned"]  # every key as written: the round trip loses nothing
+    assert solver["per_operator"] == {"inpaint-box": {"params": {"sigma": 2.0},
+                                                      "tuned": table["per_operator"]["inpaint-box"]["tuned"]}}
+    expected = ([f"warning: hole-fill on inpaint-box: sigma tuned on 2 of the 2 images this run evaluates on "
+                 f"(fashion32-test); {NOT_HELD_OUT}"] if warned else [])
+    assert [line for line in done.stderr.splitlines() if line.startswith("warning: ")] == expected
+    again = CliRunner().invoke(cli, ["table", str(out)])
+    assert [line for line in again.stderr.splitlines() if line.startswith("warning: ")] == expected
