@@ -209,3 +209,12 @@ def test_a_suite_wide_preset_that_is_unknown_is_one_line(tmp_path: Path) -> None
     path = _suite(tmp_path, '[[solver]]\nname = "dps"\n', head='preset = "official"\n')
     with pytest.raises(UsageError, match=rf"^--config {path}: preset 'official' is unknown; valid: paper, none$"):
         load_suite(path)
+
+
+def test_the_readmes_suite_example_runs_its_per_operator_value(tmp_path: Path) -> None:
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = text.index('    model = "fashion32"\n    seeds = [0, 1, 2]')
+    path = tmp_path / "readme.toml"
+    path.write_text("\n".join(line[4:] for line in text[start:text.index("\n\n", start)].splitlines()))
+    table = load_suite(path).config()["solvers"][0]
+    assert table["params"]["zeta"] == 0.5 and table["per_operator"] == {"inpaint-random": {"params": {"zeta": 0.3}}}
