@@ -182,7 +182,7 @@ def _clamped_note(summary: pd.DataFrame) -> str:
 def _difference_note(baseline: str, comparisons: pd.DataFrame | None, summary: pd.DataFrame) -> str:
     """What the Δ of each cell is: against which solver, paired how, over how many images, which interval,
     when it is marked, and where it cannot be. (No percent sign: the LaTeX caption would read it as a comment.)"""
-    from ipbench.results.paired_stats import BOOTSTRAP_METHOD, min_nonzero, too_few_text
+    from ipbench.results.paired_stats import BOOTSTRAP_METHOD, EXACT_LIMIT, min_nonzero, too_few_text
 
     found = comparisons if comparisons is not None else pd.DataFrame(columns=["n", "nonzero", "too_few"])
     ns = sorted(set(found["n"])) if len(found) else [0]
@@ -201,7 +201,8 @@ def _difference_note(baseline: str, comparisons: pd.DataFrame | None, summary: p
     return (f"Δ: the paired difference solver - {baseline} (the baseline), on the same image and seed (the same "
             f"measurement), the seeds of an image averaged first; mean over images ({n_text}) with its "
             f"{BOOTSTRAP_METHOD} bootstrap interval at confidence 0.95 ({RESAMPLES:,} resamples of the images); * "
-            f"marks a difference whose interval excludes 0 and whose exact Wilcoxon signed-rank p is below 0.05. "
+            f"marks a difference whose interval excludes 0 and whose Wilcoxon signed-rank p (exact up to "
+            f"{EXACT_LIMIT} images that differ) is below 0.05. "
             + limit + no_pairs)
 
 
