@@ -36,7 +36,7 @@ from ipbench.imagefile import open_image
 from ipbench.results import plots
 from ipbench.results.metric_registry import METRICS, SET_METRICS
 from ipbench.results.paired import image_differences
-from ipbench.results.paired_stats import check_resamples, min_nonzero, paired_comparisons, too_few_text
+from ipbench.results.paired_stats import EXACT_LIMIT, check_resamples, min_nonzero, paired_comparisons, too_few_text
 from ipbench.results.report_runs import ReportRun, all_rows, load_report_runs, provenance, run_warnings
 from ipbench.results.grid import grid_shows
 from ipbench.results.rounding import with_interval, with_spread
@@ -304,6 +304,7 @@ def build_report(paths: Sequence[str | Path], baseline: str | None = None, resam
         "baseline": baseline,
         "resamples": resamples,
         "min_images": min_nonzero(0.05),
+        "exact_limit": EXACT_LIMIT,
         "metrics": [METRICS[m].label for m in metrics],
         "sections": sections,
         "sweeps": _sweeps(runs, per_image, metrics),
