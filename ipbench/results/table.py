@@ -20,7 +20,8 @@ from ipbench.results.rows import load_rows, read_run_json
 if TYPE_CHECKING:  # torch is imported only where FID is computed: tables and reports without it stay light
     import torch
 
-DIFFERENCE_COLUMNS = ["diff", "diff_low", "diff_high", "p_wilcoxon", "diff_se", "significant"]  # the tidy CSV's, with a baseline
+# the tidy CSV's, with a baseline
+DIFFERENCE_COLUMNS = ["diff", "diff_low", "diff_high", "p_wilcoxon", "diff_se", "significant"]
 RESAMPLES = 10_000  # bootstrap resamples of the images per interval
 SECONDS_HEADER = "s / image (mean over operators)"
 
@@ -49,7 +50,8 @@ def summarize(rows: pd.DataFrame, solver_order: list[str] | None = None, operato
                                 "mean": values.mean() if len(values) else math.nan,
                                 "std": values.std(ddof=1) if len(values) > 1 else math.nan,
                                 "se": standard_error(per_image.to_numpy()),
-                                "n": int(len(values)), "images": int(len(per_image)), "failed": int(len(cell) - len(ok) - skipped), "skipped": skipped,
+                                "n": int(len(values)), "images": int(len(per_image)),
+                                "failed": int(len(cell) - len(ok) - skipped), "skipped": skipped,
                                 "not_applicable": "" if len(ok) or not skipped else
                                 str(cell.loc[cell["status"] == "skipped", "error"].iloc[0]),
                                 "seconds": float(ok["seconds"].mean()) if len(ok) else math.nan,
