@@ -3,37 +3,57 @@
     python benchmarks/paired_solvers.py RUN --baseline dps [--metric psnr] [--out report.md]
 
 For every solver and operator: the mean of (solver - baseline) per image, the seeds of an image averaged
-first (n = images), with its 95% Student-t interval (ipbench.results.paired.against_baseline). A cell in
-bold has an interval that excludes 0: only there does the run order the two solvers. n/a: the solver
-does not apply to the operator, or the baseline does not.
+first (n = images), with its 95% BCa bootstrap interval and the Wilcoxon signed-rank p
+(ipbench.results.paired_stats.paired_comparisons, as `bench table --baseline` and `bench report`), rounded
+where the standard error of the mean difference ends (ipbench.results.rounding). A cell in bold is
+significant: its interval excludes 0 and p < 0.05; only there does the run order the two solvers. Below 6
+images that differ the test cannot reach p < 0.05 and no cell is bold. n/a: the solver does not apply to the
+operator, or the baseline does not.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
+import pandas as pd
+
 from ipbench.errors import UsageError
-from ipbench.results.paired import PairedDifference, against_baseline, read_rows
+from ipbench.results.metric_registry import METRICS
+from ipbench.results.paired import read_rows
+from ipbench.results.paired_stats import EXACT_LIMIT, min_nonzero, paired_comparisons, too_few_text
 from ipbench.results.report import publish
+from ipbench.results.rounding import with_interval
+
+RESAMPLES = 10_000  # as bench table --baseline
 
 
-def paired_table(differences: list[PairedDifference], solvers: list[str], operators: list[str],
-                 digits: int = 2) -> list[str]:
-    """Markdown rows = solvers, columns = operators; each cell 'mean [low, high]', bold when 0 is outside."""
-    cells = {(d.solver, d.operator): d for d in differences}
+def paired_table(comparisons: pd.DataFrame, solvers: list[str], operators: list[str]) -> list[str]:
+    """Markdown rows = solvers, columns = operators; each cell 'mean [low, high], p P' (paired_comparisons'
+    lines of one metric), bold where significant."""
+    cells = {(line.solver, line.operator): line for line in comparisons.itertuples()}
     lines = ["| solver | " + " | ".join(operators) + " |", "|---|" + "---|" * len(operators)]
     for solver in solvers:
         row = []
         for operator in operators:
-            d = cells.get((solver, operator))
-            if d is None:
+            line = cells.get((solver, operator))
+            if line is None:
                 row.append("n/a")
                 continue
-            low, high = d.mean - d.half_width, d.mean + d.half_width
-            text = f"{d.mean:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]"
-            row.append(f"**{text}**" if low > 0 or high < 0 else text)
+            mean, interval = with_interval(line.mean, line.low, line.high, line.se, METRICS[line.metric].decimals)
+            text = f"{mean} {interval or '(no interval)'}, p {line.p_wilcoxon:.2g}"
+            row.append(f"**{text}**" if line.significant else text)
         lines.append(f"| {solver} | " + " | ".join(row) + " |")
     return lines
+
+
+def too_few_note(comparisons: pd.DataFrame) -> str:
+    """The sentence saying which cells could not be marked for too few images; '' where none."""
+    short = comparisons[comparisons["too_few"]]
+    if short.empty:
+        return ""
+    fewest = short.sort_values(["n", "nonzero"]).iloc[0]
+    where = "No cell can" if len(short) == len(comparisons) else f"{len(short)} of {len(comparisons)} cells cannot"
+    return f" {where} be bold: {too_few_text(int(fewest['n']), int(fewest['nonzero']))}."
 
 
 def main() -> int:
@@ -55,16 +75,23 @@ def main() -> int:
     if args.metric not in rows.columns:
         print(f"--metric {args.metric}: not a column of {args.run}'s rows (try psnr, ssim or lpips)", file=sys.stderr)
         return 2
-    differences = against_baseline(rows, args.baseline, args.metric)
+    if args.metric not in METRICS:
+        print(f"--metric {args.metric}: no paired statistics for it (valid: {', '.join(METRICS)})", file=sys.stderr)
+        return 2
+    comparisons = paired_comparisons(rows, args.baseline, [args.metric], resamples=RESAMPLES)
     solvers = [s for s in dict.fromkeys(rows["solver"]) if s != args.baseline]
     operators = list(dict.fromkeys(rows["operator"]))
     images, seeds = rows["image"].nunique(), sorted(rows["seed"].unique().tolist())
-    better = "higher" if args.metric != "lpips" else "lower"
+    better = METRICS[args.metric].better
     report = [f"# {args.metric.upper()}: each solver minus `{args.baseline}`, paired", "",
               f"Run `{args.run}`: {images} images x seeds {seeds}. Mean over images of (solver - {args.baseline}), "
-              f"the seeds of an image averaged first, with its 95% Student-t interval (n = images); bold: the "
-              f"interval excludes 0. {args.metric} is better {better}.", "",
-              *paired_table(differences, solvers, operators, digits=2 if args.metric == "psnr" else 4)]
+              f"the seeds of an image averaged first (n = images), with its 95% BCa bootstrap interval "
+              f"({RESAMPLES:,} resamples of the images) and the two-sided Wilcoxon signed-rank p (exact up to "
+              f"{EXACT_LIMIT} images that differ); each "
+              f"rounded where the standard error of the mean difference, to 2 significant digits, ends. Bold: "
+              f"significant, the interval excludes 0 and p < 0.05 (the test needs at least {min_nonzero(0.05)} "
+              f"images that differ to get there).{too_few_note(comparisons)} {args.metric} is better {better}.", "",
+              *paired_table(comparisons, solvers, operators)]
     publish("\n".join(report) + "\n", args.out)
     return 0
 

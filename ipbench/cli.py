@@ -519,8 +519,9 @@ def report_command(run_dirs: tuple[str, ...], out: str | None, baseline: str | N
     summary = write_report(folders, target, baseline=baseline, resamples=resamples)
     for warning in summary.warnings:
         click.echo(f"warning: {warning}", err=True)
-    click.echo(f"{summary.significant} of {summary.comparisons} paired differences have a 95% interval that leaves "
-               f"out 0 (the others are marked not significant)")
+    too_few = f"; {summary.too_few} with too few images for the test to reach p < 0.05" if summary.too_few else ""
+    click.echo(f"{summary.significant} of {summary.comparisons} paired differences are significant (95% interval "
+               f"leaves out 0 and Wilcoxon p < 0.05){too_few}")
     click.echo(f"wrote {summary.path}")
 
 

@@ -12,6 +12,7 @@ import torch
 from click.testing import CliRunner
 
 from ipbench.cli import cli
+from ipbench.results.rounding import decimals_for
 
 PLUGIN = Path(__file__).parent / "plugins" / "toy_solver.py"
 
@@ -42,7 +43,9 @@ def test_run_writes_rows_metadata_tables_and_grids(invoke, tmp_path, small_model
     fill_inpaint = rows[(rows.solver == "hole-fill") & (rows.operator == "inpaint-box")]["psnr"]
     psnr_mean = summary.query("solver == 'hole-fill' and operator == 'inpaint-box' and metric == 'psnr'")["mean"].item()
     assert psnr_mean == pytest.approx(fill_inpaint.mean())
-    assert f"{psnr_mean:.2f} ±" in (out / "table.md").read_text()
+    se = summary.query("solver == 'hole-fill' and operator == 'inpaint-box' and metric == 'psnr'")["se"].item()
+    assert se == pytest.approx(fill_inpaint.std() / 3 ** 0.5)  # one seed: one row per image
+    assert f"{psnr_mean:.{decimals_for(se, 2)}f} ±" in (out / "table.md").read_text()  # rounded where its SE ends
     assert r"\begin{tabular}" in (out / "table.tex").read_text()
 
     # table and grid can be remade from the folder alone

@@ -2,8 +2,8 @@
 
 Every run folder under results/ (run.json and rows) keeps the tables `bench table` writes from its rows; the
 paired reports there are what benchmarks/paired_solvers.py writes; and the figures that the README's results
-section quotes (the table's PSNR means, s / image and NFE; every interval in its claims) come from those
-files or from the paired statistics of the same rows. A change to how tables are written must come with the
+section quotes (the table's PSNR means and their standard errors, s / image and NFE; every interval in its claims)
+come from those files or from the paired statistics of the same rows. A change to how tables are written must come with the
 committed tables remade (`bench table RUN`), and a changed claim with its source.
 """
 from __future__ import annotations
@@ -65,11 +65,19 @@ def _markdown_rows(text: str) -> list[list[str]]:
 
 
 def test_the_readme_results_table_quotes_the_committed_table():
+    """Each PSNR cell is the committed mean ± its standard error over images (table.csv), rounded where that
+    ends (results/rounding.py); s / image and NFE are table.md's."""
+    import pandas as pd
+
+    from ipbench.results.rounding import with_spread
+
     quoted = _markdown_rows(_readme_results_section())
     committed = _markdown_rows((BASELINES / "table.md").read_text().split("\n\n")[0])
     header, *lines = committed
     column = {("s / image" if name.startswith("s / image") else name): i for i, name in enumerate(header)}
     by_solver = {line[0]: line for line in lines}
+    tidy = pd.read_csv(BASELINES / "table.csv")
+    psnr = tidy[tidy["metric"] == "psnr"].set_index(["solver", "operator"])
     quoted_header, *quoted_lines = quoted
     assert {line[0] for line in quoted_lines} == set(by_solver), "the README's table has other solvers"
     for line in quoted_lines:
@@ -79,29 +87,31 @@ def test_the_readme_results_table_quotes_the_committed_table():
                 expected = source[column["s / image"]]
             elif name == "NFE":
                 expected = source[column["NFE"]]
-            else:  # an operator's PSNR: the committed cell's mean, without its std
-                expected = source[column[f"{name} PSNR ↑"]].split(" ± ")[0]
-            assert cell == expected, f"README: {line[0]} {name} says {cell}, table.md has {expected}"
+            elif source[column[f"{name} PSNR ↑"]] == "n/a":
+                expected = "n/a"
+            else:  # an operator's PSNR: the committed mean ± its standard error over images
+                found = psnr.loc[(line[0], name)]
+                expected = with_spread(found["mean"], found["se"], found["se"], 2)
+                assert expected.split(" ± ")[0] == source[column[f"{name} PSNR ↑"]].split(" ± ")[0]
+            assert cell == expected, f"README: {line[0]} {name} says {cell}, the committed table gives {expected}"
 
 
+@pytest.mark.slow
 def test_every_interval_the_readme_claims_comes_from_the_committed_rows():
-    """Each [low, high] of the results section is a paired 95% interval of the committed rows: a Student-t
-    one (the committed paired reports, or benchmarks/paired_solvers.py against another baseline) or the BCa
-    bootstrap one that `bench table --baseline dps` and `bench report` give; "A minus B" may quote B's
-    interval against A negated."""
-    from ipbench.results.paired import against_baseline, read_rows
+    """Each [low, high] of the results section is the 95% BCa interval of a paired difference of the committed
+    rows (every pair of solvers, as `bench table --baseline` and benchmarks/paired_solvers.py give it), rounded
+    where its standard error ends; "A minus B" may quote B's interval against A negated."""
+    from ipbench.results.paired import read_rows
     from ipbench.results.paired_stats import paired_comparisons
+    from ipbench.results.rounding import decimals_for
 
     claims = INTERVAL.findall(_readme_results_section())
     assert len(claims) >= 5
-    rows = read_rows(BASELINES)
-    intervals = {(d.mean - d.half_width, d.mean + d.half_width)
-                 for baseline in set(rows["solver"]) for d in against_baseline(rows, baseline, "psnr")}
-    comparisons = paired_comparisons(rows, "dps", ["psnr"])
-    intervals |= set(zip(comparisons["low"], comparisons["high"]))
-    sources = {(f"{low:+.2f}", f"{high:+.2f}") for low, high in intervals}
-    sources |= {(f"{-high:+.2f}", f"{-low:+.2f}") for low, high in intervals}
-
+    comparisons = paired_comparisons(read_rows(BASELINES), None, ["psnr"])
+    sources = set()
+    for line in comparisons.itertuples():
+        d = decimals_for(line.se, 2)
+        sources |= {(f"{line.low:+.{d}f}", f"{line.high:+.{d}f}"), (f"{-line.high:+.{d}f}", f"{-line.low:+.{d}f}")}
     for claim in claims:
         signed = tuple(value if value[0] in "+-" else f"+{value}" for value in claim)
         assert signed in sources, f"README interval [{', '.join(claim)}] is no paired interval of the committed rows"

@@ -49,12 +49,35 @@ def script(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_the_script_prints_each_cell_with_its_interval_and_refuses_an_unknown_baseline(tmp_path):
+    from ipbench.results.paired_stats import paired_comparisons
+    from ipbench.results.rounding import with_interval
+
     rows().to_json(tmp_path / "rows.jsonl", orient="records", lines=True)
     done = script(str(tmp_path / "rows.jsonl"), "--baseline", "dps")
     assert done.returncode == 0, done.stderr
-    (only,) = against_baseline(rows(), "dps")
-    low, high = only.mean - only.half_width, only.mean + only.half_width
-    assert f"| other | {only.mean:+.2f} [{low:+.2f}, {high:+.2f}] | n/a |" in done.stdout  # 0 inside: not bold
+    (line,) = paired_comparisons(rows(), "dps", ["psnr"]).itertuples()  # the BCa interval and Wilcoxon p
+    mean, interval = with_interval(line.mean, line.low, line.high, line.se, 2)
+    assert line.low > 0 and not line.significant  # the interval leaves out 0, but 3 images cannot reach p < 0.05
+    assert f"| other | {mean} {interval}, p {line.p_wilcoxon:.2g} | n/a |" in done.stdout  # not bold
+    assert "No cell can be bold: too few images (n = 3; the signed-rank test needs n >= 6" in done.stdout
     wrong = script(str(tmp_path / "rows.jsonl"), "--baseline", "dsp")
     assert wrong.returncode == 2 and wrong.stderr.strip().startswith("--baseline dsp: not a solver of")
     assert "\n" not in wrong.stderr.strip()
+
+
+def test_the_script_bolds_a_cell_where_interval_and_test_agree(tmp_path):
+    """Eight images, `other` +1 dB on each (with a small spread): significant, bold; `same` equal to dps
+    but on one image: one nonzero difference, never bold."""
+    records = []
+    for i in range(8):
+        for solver, gain in (("dps", 0.0), ("other", 1.0 + 0.01 * i), ("same", 0.5 if i == 0 else 0.0)):
+            records.append(dict(solver=solver, operator="inpaint-box", image=f"i{i}", seed=0, status="ok",
+                                psnr=20.0 + i + gain))
+    pd.DataFrame.from_records(records).to_json(tmp_path / "rows.jsonl", orient="records", lines=True)
+    done = script(str(tmp_path / "rows.jsonl"), "--baseline", "dps")
+    assert done.returncode == 0, done.stderr
+    other = next(line for line in done.stdout.splitlines() if line.startswith("| other |"))
+    same = next(line for line in done.stdout.splitlines() if line.startswith("| same |"))
+    assert other.startswith("| other | **+") and other.endswith(", p 0.0078** |")  # 2 / 2^8
+    assert "**" not in same and same.endswith(", p 1 |")
+    assert "1 of 2 cells cannot be bold: too few images that differ (1 of n = 8;" in done.stdout

@@ -2,6 +2,7 @@
 image) and `bench table RUN --baseline SOLVER`, which shows them; on rows built by hand, no model runs."""
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import warnings
@@ -15,7 +16,9 @@ from scipy import stats
 
 from ipbench.cli import cli
 from ipbench.errors import UsageError
-from ipbench.results.paired_stats import COLUMNS, bootstrap_interval, paired_comparisons, wilcoxon_p
+from ipbench.results.paired_stats import (COLUMNS, EXACT_LIMIT, bootstrap_interval, min_nonzero, paired_comparisons,
+                                          too_few_text, wilcoxon_p)
+from ipbench.results.rounding import decimals_for
 from ipbench.results.rows import load_rows
 from ipbench.results.table import DIFFERENCE_COLUMNS, summarize, to_markdown, with_differences
 
@@ -43,20 +46,74 @@ def by_hand(rows: pd.DataFrame, solver: str, baseline: str, operator: str, metri
 # -- the two statistics on their own -------------------------------------------------------------------
 
 
-def test_wilcoxon_p_is_scipys_and_exact_on_ten_positive_differences():
-    assert wilcoxon_p(np.arange(1.0, 11.0)) == pytest.approx(2 / 1024, rel=1e-12)  # only T = 0 and T = 55 as extreme
+def every_sign_flip_p(d: np.ndarray) -> float:
+    """The two-sided signed-rank p by brute force: zeros dropped, mean ranks of |d|, W+ over all 2^m sign
+    assignments counted one by one."""
+    d = d[d != 0]
+    ranks = stats.rankdata(np.abs(d))
+    observed = ranks[d > 0].sum()
+    sums = np.array([ranks[np.array(signs, dtype=bool)].sum() for signs in itertools.product((0, 1), repeat=len(d))])
+    return min(1.0, 2 * min(np.mean(sums <= observed + 1e-9), np.mean(sums >= observed - 1e-9)))
+
+
+def test_wilcoxon_p_is_the_exact_p_of_every_sign_flip_with_zeros_and_ties():
+    rng = np.random.default_rng(2)
+    for _ in range(200):  # small integers: many zeros and ties
+        d = rng.integers(-3, 4, rng.integers(2, 13)).astype(float)
+        assert wilcoxon_p(d) == pytest.approx(every_sign_flip_p(d), abs=1e-12), d
+    assert wilcoxon_p(np.arange(1.0, 11.0)) == pytest.approx(2 / 1024, rel=1e-12)  # only W+ = 55 and 0 as extreme
+    ties = np.array([1.0, 1.0, 2.0, 2.0, 3.0, -3.0, 4.0, 5.0])
+    assert wilcoxon_p(ties) == pytest.approx(every_sign_flip_p(ties)) == pytest.approx(0.09375)
+    # scipy's "exact" method rounds a tied statistic onto the untied distribution: not this p
+    assert stats.wilcoxon(ties, method="exact").pvalue == pytest.approx(0.109375)
+
+
+def test_wilcoxon_p_is_scipys_exact_p_without_ties_and_its_approximation_past_the_exact_limit():
     rng = np.random.default_rng(3)
-    for d in (rng.normal(0.2, 1.0, 30), rng.normal(0.0, 1.0, 80), np.array([0.0, 0.0, 1.0, 1.0, -2.0, 3.0, 0.5])):
-        assert wilcoxon_p(d) == stats.wilcoxon(d).pvalue
+    for n in (7, 30, 80, EXACT_LIMIT):
+        d = rng.normal(0.2, 1.0, n)
+        # rel 1e-6: scipy takes an upper tail as 1 - cdf, which keeps about 1e-16 / p of a small p's digits
+        assert wilcoxon_p(d) == pytest.approx(stats.wilcoxon(d, method="exact").pvalue, rel=1e-6)
+    d = rng.normal(0.1, 1.0, EXACT_LIMIT + 1)
+    assert wilcoxon_p(d) == stats.wilcoxon(d, method="asymptotic").pvalue
+    with_zeros = np.r_[np.zeros(20), d]  # zeros are dropped, not ranked
+    assert wilcoxon_p(with_zeros) == wilcoxon_p(d)
+
+
+def test_the_two_measured_cases_of_the_module_docstrings():
+    """39 zeros and a one (two solvers equal on all images but one): scipy.stats.wilcoxon's default counts
+    the zeros towards its n > 13 cutoff and takes the normal approximation, p = 0.317; the exact p on the
+    one nonzero difference is 1.0. BCa's upper bound at the default 10,000 resamples and seed 0 is 0.125
+    (5 / 40), scipy.stats.bootstrap's too; the percentile interval stops at 0.075."""
+    d = np.r_[np.zeros(39), 1.0]
+    assert stats.wilcoxon(d).pvalue == pytest.approx(0.3173, abs=1e-4)
+    assert wilcoxon_p(d) == 1.0
+    assert bootstrap_interval(d) == (0.0, 0.125)
+    scipy_bca = stats.bootstrap((d,), np.mean, method="BCa", n_resamples=10_000, random_state=np.random.default_rng(0))
+    assert (scipy_bca.confidence_interval.low, scipy_bca.confidence_interval.high) == (0.0, 0.125)
+    percentile = stats.bootstrap((d,), np.mean, method="percentile", n_resamples=10_000,
+                                 random_state=np.random.default_rng(0))
+    assert percentile.confidence_interval.high == pytest.approx(0.075)
+
+
+def test_the_exact_test_reaches_p_below_005_from_six_nonzero_differences():
+    assert min_nonzero(0.05) == 6 and min_nonzero(0.01) == 8  # 2 / 2^m: 0.031 at 6, 0.0078 at 8
+    assert wilcoxon_p(np.arange(1.0, 6.0)) == pytest.approx(0.0625)  # n = 5, every sign alike: the smallest p
+    assert wilcoxon_p(np.arange(1.0, 7.0)) == pytest.approx(0.03125)
+    assert wilcoxon_p(np.r_[np.zeros(10), np.arange(1.0, 6.0)]) == pytest.approx(0.0625)  # 15 images, 5 differ
+    assert too_few_text(4, 4) == "too few images (n = 4; the signed-rank test needs n >= 6 to reach p < 0.05)"
+    assert too_few_text(15, 5).startswith("too few images that differ (5 of n = 15;")
+    assert too_few_text(6, 6) == ""
 
 
 def test_wilcoxon_p_degenerate_cases_are_defined_and_quiet():
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # small samples with zeros and ties: scipy takes an exact route, no warning
+        warnings.simplefilter("error")
         assert math.isnan(wilcoxon_p(np.array([1.0])))
+        assert math.isnan(wilcoxon_p(np.array([1.0, math.nan, 2.0])))
         assert wilcoxon_p(np.zeros(5)) == 1.0
         zeros_and_ties = np.array([0.0, 0.0, 0.0, 1.0, 1.0, 2.0])
-        assert wilcoxon_p(zeros_and_ties) == stats.wilcoxon(zeros_and_ties).pvalue
+        assert wilcoxon_p(zeros_and_ties) == pytest.approx(every_sign_flip_p(zeros_and_ties))
 
 
 def test_bootstrap_interval_degenerate_cases_and_determinism():
@@ -257,15 +314,18 @@ def test_bench_table_with_a_baseline_shows_marked_differences_in_every_format(tm
     cells = [line.split(" | ") for line in done.output.splitlines() if line.startswith("| ")]
     lines = {cell[0].strip("| "): cell for cell in cells}  # solver -> its cells
     summary = pd.read_csv(run / "table.csv")
-    assert list(summary.columns[-4:]) == DIFFERENCE_COLUMNS
+    assert list(summary.columns[-len(DIFFERENCE_COLUMNS):]) == DIFFERENCE_COLUMNS
     psnr = summary[(summary.operator == "inpaint-box") & (summary.metric == "psnr")].set_index("solver")
     for solver, marked in (("better", True), ("level", False)):
         d = by_hand(rows, solver, "dps", "inpaint-box", "psnr")
         low, high = bootstrap_interval(d)
         assert psnr.loc[solver, "diff"] == pytest.approx(d.mean())
         assert (psnr.loc[solver, "diff_low"], psnr.loc[solver, "diff_high"]) == pytest.approx((low, high))
-        assert psnr.loc[solver, "p_wilcoxon"] == pytest.approx(stats.wilcoxon(d).pvalue)
-        cell = f"Δ {d.mean():+.2f} [{low:+.2f}, {high:+.2f}]" + ("*" if marked else "")
+        assert psnr.loc[solver, "p_wilcoxon"] == pytest.approx(stats.wilcoxon(d).pvalue)  # n = 9, untied: exact
+        assert psnr.loc[solver, "diff_se"] == pytest.approx(d.std(ddof=1) / math.sqrt(len(d)))
+        assert psnr.loc[solver, "significant"] == marked
+        places = decimals_for(d.std(ddof=1) / math.sqrt(len(d)), 2)
+        cell = f"Δ {d.mean():+.{places}f} [{low:+.{places}f}, {high:+.{places}f}]" + ("*" if marked else "")
         assert lines[solver][1].endswith(cell), lines[solver][1]  # column 1: inpaint-box PSNR
     assert psnr.loc["dps", DIFFERENCE_COLUMNS].isna().all()  # the baseline has no difference to itself
     assert "Δ" not in " ".join(lines["dps"])
@@ -273,7 +333,9 @@ def test_bench_table_with_a_baseline_shows_marked_differences_in_every_format(tm
     assert masks_deblur[DIFFERENCE_COLUMNS].isna().all().all() and "n/a" in lines["masks"]
     assert "solver - dps (the baseline)" in done.output and "seeds of an image averaged" in done.output
     assert "BCa bootstrap interval" in done.output and "10,000 resamples" in done.output
-    assert "n = 9..10" in done.output and "* marks an interval that excludes 0" in done.output
+    assert "n = 9..10" in done.output
+    assert ("* marks a difference whose interval excludes 0 and whose Wilcoxon signed-rank p (exact up to 300 images "
+            "that differ) is below 0.05") in done.output and "too few" not in done.output
     tex = (run / "table.tex").read_text()
     assert r"$\Delta$ +" in tex and "Δ" not in tex
     assert "%" not in tex  # LaTeX would read the rest of the caption line as a comment
@@ -300,3 +362,51 @@ def test_set_metric_lines_get_no_difference():
     assert marked.loc[(marked.metric == "psnr") & (marked.solver == "better"), "diff"].notna().all()
     better = next(line for line in to_markdown(marked, "").splitlines() if line.startswith("| better |"))
     assert better.count("Δ") == 6 and "| 12.50 |" in better  # 2 operators x 3 metrics; FID bare
+
+
+# -- the rule: interval and test agree, and the test can reach p < 0.05 at this n -------------------------
+
+
+def gains(n: int, effects: dict[str, float], seed: int = 0, spread: float = 1.0) -> pd.DataFrame:
+    """dps and one solver per entry of `effects` on n images x 1 seed: solver = dps + effect + N(0, spread)."""
+    rng = np.random.default_rng(seed)
+    records = []
+    for i in range(n):
+        base = 20.0 + rng.normal(0, 3)
+        records.append(row("dps", f"i{i:03d}", 0, psnr=base))
+        for name, effect in effects.items():
+            records.append(row(name, f"i{i:03d}", 0, psnr=base + effect + rng.normal(0, spread)))
+    return pd.DataFrame.from_records(records)
+
+
+def test_at_four_images_nothing_is_marked_even_where_the_interval_leaves_out_0(tmp_path):
+    rows = gains(4, {"far": 5.0}, spread=0.2)  # +5 dB on every image: the interval is far from 0
+    (line,) = paired_comparisons(rows, "dps", ["psnr"]).itertuples()
+    assert line.low > 4 and line.p_wilcoxon == pytest.approx(0.125)  # the smallest p at n = 4
+    assert line.too_few and not line.significant and line.better == ""
+    run = write_run(tmp_path / "run", rows)
+    done = table(run, "--baseline", "dps")
+    assert done.exit_code == 0, done.output
+    far = next(line for line in done.output.splitlines() if line.startswith("| far |"))
+    assert "Δ +" in far and "*" not in far
+    assert "No * anywhere: too few images (n = 4; the signed-rank test needs n >= 6 to reach p < 0.05)" in done.output
+    assert pd.read_csv(run / "table.csv")["significant"].dropna().eq(False).all()
+
+
+def test_at_a_hundred_images_the_marks_are_the_intervals_and_p_values_together():
+    """100 images, 40 solvers with no effect and 10 with effects from 0.05 to 1 per-image sd (SE 0.1)."""
+    effects = {f"null{k}": 0.0 for k in range(40)}
+    effects |= {f"e{k}": effect for k, effect in enumerate([0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.5, 1.0, -0.3, -1.0])}
+    found = paired_comparisons(gains(100, effects, seed=1), "dps", ["psnr"], resamples=2000).set_index("solver")
+    assert (found["n"] == 100).all() and not found["too_few"].any()
+    excludes = (found["low"] > 0) | (found["high"] < 0)
+    assert (found["significant"] == (excludes & (found["p_wilcoxon"] < 0.05))).all()
+    marked = found[found["significant"]]
+    assert (marked["better"] == np.where(marked["mean"] > 0, "solver", "baseline")).all()
+    assert (found.loc[~found["significant"], "better"] == "").all()
+    # 5 and 10 standard errors from 0: marked; with no effect, a 5% test marks 2 of 40 on average, and
+    # 6 or more (P < 0.05 for Binomial(40, 0.05)) would say the rule marks more than its level allows
+    assert found.loc[["e6", "e7", "e9"], "significant"].all() and found.loc["e9", "better"] == "baseline"
+    nulls = found.loc[[f"null{k}" for k in range(40)]]
+    assert nulls["significant"].sum() <= 5
+    assert (excludes == (found["p_wilcoxon"] < 0.05)).mean() >= 0.85  # two tests of one question mostly agree

@@ -20,6 +20,7 @@ from ipbench.cli import cli
 from ipbench.results.html_report import build_report
 from ipbench.results.report_runs import load_report_runs, run_warnings
 from ipbench.results.plots import pareto_front
+from ipbench.results.rounding import decimals_for, with_spread
 from ipbench.results.unobserved import CHECKER
 from tests.plugins import flaky_solvers  # noqa: F401  (registers nan-on-second)
 
@@ -62,11 +63,14 @@ def test_report_shows_tables_distributions_costs_pairs_sweeps_and_grids(small_ru
     assert lines["tweedie"]["n"] == 8 and lines["tweedie"]["failed"] == 0
     rows = pd.read_json(next(small_run.glob("rows*.jsonl")), lines=True)
     ok = rows[(rows["operator"] == "inpaint-random") & (rows["status"] == "ok")]
-    best = ok.groupby("solver")["psnr"].mean()
-    marked = [name for name, line in lines.items() if line["cells"][0]["best"]]
-    assert marked == [best.idxmax()]  # PSNR: higher is better
-    best_lpips = ok.groupby("solver")["lpips"].mean().idxmin()
-    assert [name for name, line in lines.items() if line["cells"][2]["best"]] == [best_lpips]
+    assert ok["image"].nunique() == 4  # too few images for any mark: no best in bold, and the page says why
+    assert not any(cell["best"] for line in lines.values() for cell in line["cells"])
+    # the pair with the fewest common images is named: nan-on-second failed on one of the four
+    assert section["table"]["note"] == "too few images (n = 3; the signed-rank test needs n >= 6 to reach p < 0.05)"
+    cell = lines["tweedie"]["cells"][0]["text"]
+    mean, std = ok[ok.solver == "tweedie"]["psnr"].mean(), ok[ok.solver == "tweedie"]["psnr"].std()
+    se = ok[ok.solver == "tweedie"].groupby("image")["psnr"].mean().std() / 2
+    assert cell == with_spread(mean, std, se, 2)  # rounded where the SE over the 4 images ends
     deblur = {line["solver"]: line for line in context["sections"][1]["table"]["lines"]}["masks-only"]
     assert [c["text"] for c in deblur["cells"]] == ["n/a"] * 3 and deblur["skipped"] == 8 and deblur["n"] == 0
     assert "needs a mask" in deblur["reason"]
@@ -77,8 +81,8 @@ def test_report_shows_tables_distributions_costs_pairs_sweeps_and_grids(small_ru
     assert "masks-only − tweedie" not in [line["pair"] for line in context["sections"][1]["comparisons"]]
     camera = section["comparisons"][2]
     assert camera["n"] == 3  # the camera's rows failed: three images pair
-    assert all(cell["verdict"] in ("nan-on-second better", "tweedie better", "not significant")
-               for cell in camera["cells"])
+    assert all(cell["verdict"] == "too few images (n = 3; the signed-rank test needs n >= 6 to reach p < 0.05)"
+               and not cell["significant"] for cell in camera["cells"])
     fronts = {(f["metric"], f["cost"]): f["solvers"] for f in section["fronts"]}
     assert set(fronts) == {(m, c) for m in ("PSNR", "LPIPS") for c in ("s / image (log)",
                                                                        "NFE (network calls per image)")}
@@ -104,9 +108,10 @@ def test_the_paired_cells_match_the_paired_statistics(small_run: Path) -> None:
     stats = paired_comparisons(load_rows(small_run), "tweedie", ["psnr", "ssim", "lpips"], resamples=RESAMPLES)
     line = stats[(stats["solver"] == "hole-fill-3") & (stats["operator"] == "deblur-gauss") & (stats["metric"] == "psnr")]
     cell = context["sections"][1]["comparisons"][1]["cells"][0]
-    assert cell["mean"] == f"{line['mean'].iloc[0]:+.2f}"
-    assert cell["interval"] == f"[{line['low'].iloc[0]:+.2f}, {line['high'].iloc[0]:+.2f}]"
-    assert cell["significant"] == bool(line["significant"].iloc[0])
+    d = decimals_for(line["se"].iloc[0], 2)
+    assert cell["mean"] == f"{line['mean'].iloc[0]:+.{d}f}"
+    assert cell["interval"] == f"[{line['low'].iloc[0]:+.{d}f}, {line['high'].iloc[0]:+.{d}f}]"
+    assert cell["significant"] == bool(line["significant"].iloc[0]) is False  # 4 images: never
 
 
 def test_bench_report_writes_the_page_and_says_what_is_significant(small_run: Path, tmp_path: Path) -> None:
@@ -114,7 +119,8 @@ def test_bench_report_writes_the_page_and_says_what_is_significant(small_run: Pa
     result = CliRunner().invoke(cli, ["report", str(small_run), "--baseline", "tweedie", "--out", str(out),
                                       "--resamples", str(RESAMPLES)])
     assert result.exit_code == 0, result.output
-    assert "paired differences have a 95% interval that leaves out 0" in result.output
+    assert ("0 of 21 paired differences are significant (95% interval leaves out 0 and Wilcoxon p < 0.05); 21 with "
+            "too few images for the test to reach p < 0.05") in result.output  # 4 images (3 for one pair): none
     html = out.read_text()
     assert "<script" not in html and "http://" not in html and "https://" not in html  # offline by construction
     assert "Paired comparisons against <b>tweedie</b>" in html
@@ -215,6 +221,37 @@ def test_a_sweep_of_two_fields_is_plotted_against_one_with_a_line_per_value_of_t
     assert sweep["lines"][-1]["cells"][:3] == ["—"] * 3  # the entry that does not run on inpainting
     rows = pd.read_json(next(grid_run.glob("rows*.jsonl")), lines=True)
     mine = rows[(rows["solver"] == "gf-1.6-measurement") & (rows["operator"] == "deblur-gauss")]["psnr"]
-    assert sweep["lines"][2]["cells"][3] == f"{mine.mean():.2f} ± {mine.std() / math.sqrt(len(mine)):.2f}"
+    se = mine.std() / math.sqrt(len(mine))
+    assert sweep["lines"][2]["cells"][3] == with_spread(mine.mean(), se, se, 2)  # mean ± SE, at the SE's digits
+    assert sweep["lines"][2]["cells"][3] == f"{mine.mean():.1f} ± {se:.1f}"  # SE 2.0: one decimal
     html = render(context)
     assert "one line per value of source" in html and "<th>back-projection</th>" not in html
+
+
+def test_the_best_of_a_column_is_bold_only_where_the_paired_rule_separates_it_from_every_other() -> None:
+    """Rows by hand, 1 seed: `top` +2 dB above dps on every image (noise 0.5), `low` -1, and `near`, top's
+    value +0.3 and -0.3 on alternate images (as good as top: mean difference 0, p = 1). With 100 images, top
+    is bold; beside near, nothing is; at 4 images nothing is, whatever its margin, and the note says why."""
+    from ipbench.results.html_report import _table
+    from ipbench.results.table import summarize
+
+    def rows(n: int, effects: dict[str, float]) -> pd.DataFrame:
+        rng = np.random.default_rng(0)
+        records = []
+        for i in range(n):
+            base = 20.0 + rng.normal(0, 3)
+            values = {solver: base + effect + rng.normal(0, 0.5) for solver, effect in {"dps": 0.0, **effects}.items()}
+            if "near" in values:
+                values["near"] = values["top"] + (0.3 if i % 2 else -0.3)
+            records += [dict(solver=solver, operator="op", image=f"i{i}", seed=0, status="ok", seconds=0.1, nfe=1,
+                             error="", psnr=value) for solver, value in values.items()]
+        return pd.DataFrame.from_records(records)
+
+    def bold(frame: pd.DataFrame) -> tuple[list[str], str]:
+        table = _table(summarize(frame), ["psnr"], frame, RESAMPLES)
+        return [line["solver"] for line in table["lines"] if line["cells"][0]["best"]], table["note"]
+
+    assert bold(rows(100, {"top": 2.0, "low": -1.0})) == (["top"], "")
+    assert bold(rows(100, {"top": 2.0, "near": 0.0, "low": -1.0})) == ([], "")
+    assert bold(rows(4, {"top": 5.0, "low": -1.0})) == (
+        [], "too few images (n = 4; the signed-rank test needs n >= 6 to reach p < 0.05)")

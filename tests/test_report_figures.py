@@ -210,10 +210,12 @@ def test_the_table_says_its_s_per_image_is_the_mean_over_operators(tmp_path) -> 
     assert SECONDS_HEADER == "s / image (mean over operators)"
     assert markdown.splitlines()[2].split(" | ")[column] == "2"
     assert SECONDS_HEADER in to_latex(summary, "")
-    per_operator = [_table(summary[summary["operator"] == op], ["psnr"])["lines"][0]["seconds"] for op in ("box", "blur")]
+    per_operator = [_table(summary[summary["operator"] == op], ["psnr"], rows[rows["operator"] == op], 100)
+                    ["lines"][0]["seconds"] for op in ("box", "blur")]
     assert per_operator == ["1", "3"]
     html = render({"title": "t", "generated": "now", "ipbench_version": "0", "runs": [], "warnings": [],
                    "baseline": None, "resamples": 100, "metrics": ["PSNR"], "grids": [], "sweeps": [],
-                   "sections": [{"operator": "box", "table": _table(summary[summary["operator"] == "box"], ["psnr"]),
+                   "sections": [{"operator": "box", "table": _table(summary[summary["operator"] == "box"], ["psnr"],
+                                                                   rows[rows["operator"] == "box"], 100),
                                  "distribution": "", "cost": "", "fronts": [], "comparisons": [], "extremes": []}]})
     assert "<th>s / image<br><small>this operator</small></th>" in html

@@ -133,7 +133,8 @@ def test_a_run_given_twice_to_report_is_counted_once(finished, tmp_path, monkeyp
                                 "--resamples", "200"])
     assert once.exit_code == 0 and twice.exit_code == 0, twice.output
     assert summary_line(twice.stdout) == summary_line(once.stdout) == (
-        "3 of 3 paired differences have a 95% interval that leaves out 0 (the others are marked not significant)")
+        "0 of 3 paired differences are significant (95% interval leaves out 0 and Wilcoxon p < 0.05); 3 with too few "
+        "images for the test to reach p < 0.05")
     assert twice.stderr.strip() == f"warning: {Path(again)} is the run {finished} given again; it is counted once"
     page = (tmp_path / "twice.html").read_text()
     assert page.count("hole-fill (") == (tmp_path / "once.html").read_text().count("hole-fill (")  # no second labels

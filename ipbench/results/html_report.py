@@ -6,7 +6,8 @@ template templates/report.html.j2; this module only gathers what the template sh
 
 - provenance of each run (run.json), and warnings where runs differ in conventions, images or model
   (report_runs.py);
-- per operator: the table (mean ± std, n, failed, skipped; the best value per column marked), the
+- per operator: the table (mean ± std, n, failed, skipped; the best mean per column marked where the
+  paired test separates it from every other), the
   per-image distributions, quality against cost with the Pareto front, and the paired comparisons
   (results/paired_stats.py: bootstrap intervals over images, Wilcoxon signed-rank p-values) with the
   images whose paired difference is largest and smallest;
@@ -35,9 +36,10 @@ from ipbench.imagefile import open_image
 from ipbench.results import plots
 from ipbench.results.metric_registry import METRICS, SET_METRICS
 from ipbench.results.paired import image_differences
-from ipbench.results.paired_stats import check_resamples, paired_comparisons
+from ipbench.results.paired_stats import EXACT_LIMIT, check_resamples, min_nonzero, paired_comparisons, too_few_text
 from ipbench.results.report_runs import ReportRun, all_rows, load_report_runs, provenance, run_warnings
 from ipbench.results.grid import grid_shows
+from ipbench.results.rounding import with_interval, with_spread
 from ipbench.results.table import summarize
 from ipbench.results.unobserved import shown
 from ipbench.run_paths import grid_png, measurement_png, reconstruction_png, truth_png
@@ -64,23 +66,26 @@ def _image_uri(path: Path) -> str | None:
     return _data_uri(buffer.getvalue())
 
 
-def _table(summary: pd.DataFrame, metrics: Sequence[str]) -> dict[str, Any]:
-    """One operator's table: a line per solver with mean ± std per metric, the best mean of each column
-    marked (ties too), n, failed and skipped counts, s / image and NFE."""
-    best = {}
+def _table(summary: pd.DataFrame, metrics: Sequence[str], rows: pd.DataFrame, resamples: int) -> dict[str, Any]:
+    """One operator's table: a line per solver with mean ± std per metric (rounded where the mean's standard
+    error ends), the best mean of each column marked where it is clearly the best (_clear_best), n, failed and
+    skipped counts, s / image and NFE; `note`: why no mark could be given, where that is too few images."""
+    best, notes = {}, []
     for metric in metrics:
-        means = summary.loc[summary["metric"] == metric, "mean"].dropna()
-        if len(means):
-            best[metric] = means.max() if METRICS[metric].better == "higher" else means.min()
+        winner, why = _clear_best(summary, rows, metric, resamples)
+        if winner is not None:
+            best[metric] = winner
+        if why and why not in notes:
+            notes.append(why)
     lines = []
     for solver, part in summary.groupby("solver", sort=False):
         cells = []
         for metric in metrics:
             hit = part[part["metric"] == metric]
-            mean, std = (float(hit["mean"].iloc[0]), float(hit["std"].iloc[0])) if len(hit) else (math.nan, math.nan)
-            d = METRICS[metric].decimals
-            text = "—" if math.isnan(mean) else f"{mean:.{d}f}" + ("" if math.isnan(std) else f" ± {std:.{d}f}")
-            cells.append({"text": text, "best": not math.isnan(mean) and mean == best.get(metric)})
+            mean, std, se = ((float(hit["mean"].iloc[0]), float(hit["std"].iloc[0]), float(hit["se"].iloc[0]))
+                             if len(hit) else (math.nan, math.nan, math.nan))
+            text = "—" if math.isnan(mean) else with_spread(mean, std, se, METRICS[metric].decimals)
+            cells.append({"text": text, "best": best.get(metric) == solver})
         first = part.iloc[0]
         applies = not first.get("not_applicable")
         lines.append({"solver": solver, "cells": cells if applies else [{"text": "n/a", "best": False}] * len(cells),
@@ -89,7 +94,26 @@ def _table(summary: pd.DataFrame, metrics: Sequence[str]) -> dict[str, Any]:
                       "seconds": "—" if math.isnan(first["seconds"]) else f"{first['seconds']:.3g}",
                       "nfe": "—" if math.isnan(first["nfe"]) else f"{first['nfe']:.0f}"})
     return {"header": [f"{METRICS[m].label} {'↑' if METRICS[m].better == 'higher' else '↓'}" for m in metrics],
-            "lines": lines}
+            "lines": lines, "note": "; ".join(notes)}
+
+
+def _clear_best(summary: pd.DataFrame, rows: pd.DataFrame, metric: str, resamples: int) -> tuple[str | None, str]:
+    """The solver of best mean `metric` in one operator's `summary` if it is better than every other solver
+    with a value there by paired_comparisons' rule (interval without 0 and signed-rank p < 0.05, on the
+    images they share in `rows`), else None (a tie for the best, one solver alone, a pair without common
+    images or one not separated); and, where a pair had too few images for the test, its too_few_text."""
+    means = summary.loc[summary["metric"] == metric].set_index("solver")["mean"].dropna()
+    if len(means) < 2:
+        return None, ""
+    top = means.max() if METRICS[metric].better == "higher" else means.min()
+    if (means == top).sum() > 1:
+        return None, ""
+    winner = str(means.idxmax() if METRICS[metric].better == "higher" else means.idxmin())
+    pairs = paired_comparisons(rows[rows["solver"].isin(means.index)], winner, [metric], resamples=resamples)
+    short = pairs[pairs["too_few"]]
+    why = too_few_text(int(short["n"].min()), int(short.loc[short["n"].idxmin(), "nonzero"])) if len(short) else ""
+    separated = set(pairs.loc[pairs["significant"] & (pairs["better"] == "baseline"), "solver"])
+    return (winner if separated == set(means.index) - {winner} else None), why
 
 
 def _per_image(rows: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
@@ -99,8 +123,9 @@ def _per_image(rows: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
 
 
 def _comparison_lines(comparisons: pd.DataFrame, metrics: Sequence[str]) -> list[dict[str, Any]]:
-    """One line per pair of solvers with, per metric, the mean difference, its interval, the Wilcoxon p and
-    the verdict (which is better, or not significant when the interval holds 0)."""
+    """One line per pair of solvers with, per metric, the mean difference and its interval (rounded where the
+    mean's standard error ends), the Wilcoxon p and the verdict: which is better where the difference is
+    significant (paired_stats: the interval leaves out 0 and p < 0.05), else why not."""
     lines = []
     for (solver, baseline), part in comparisons.groupby(["solver", "baseline"], sort=False):
         cells = []
@@ -109,15 +134,26 @@ def _comparison_lines(comparisons: pd.DataFrame, metrics: Sequence[str]) -> list
             if hit.empty:
                 cells.append(None)
                 continue
-            line, d = hit.iloc[0], METRICS[metric].decimals
-            verdict = {"solver": f"{solver} better", "baseline": f"{baseline} better"}.get(line["better"],
-                                                                                         "not significant")
-            interval = f"[{line['low']:+.{d}f}, {line['high']:+.{d}f}]"
-            cells.append({"mean": f"{line['mean']:+.{d}f}", "interval": "—" if math.isnan(line["low"]) else interval,
+            line = hit.iloc[0]
+            mean, interval = with_interval(line["mean"], line["low"], line["high"], line["se"],
+                                           METRICS[metric].decimals)
+            cells.append({"mean": mean, "interval": interval or "—",
                           "p": "—" if math.isnan(line["p_wilcoxon"]) else f"{line['p_wilcoxon']:.2g}",
-                          "significant": bool(line["significant"]), "verdict": verdict})
+                          "significant": bool(line["significant"]), "too_few": bool(line["too_few"]),
+                          "verdict": _verdict(line, solver, baseline)})
         lines.append({"pair": f"{solver} − {baseline}", "n": int(part["n"].max()), "cells": cells})
     return lines
+
+
+def _verdict(line: pd.Series, solver: str, baseline: str) -> str:
+    """'S better' / 'B better' for a significant line of paired_comparisons, else the reason it is not."""
+    if line["significant"]:
+        return f"{solver} better" if line["better"] == "solver" else f"{baseline} better"
+    if line["too_few"]:
+        return too_few_text(int(line["n"]), int(line["nonzero"]))
+    if math.isnan(line["low"]) or line["low"] <= 0 <= line["high"]:
+        return "not significant (interval holds 0)"
+    return "not significant (p ≥ 0.05)"
 
 
 def extreme_picks(diff: pd.Series, per_side: int = EXTREMES) -> list[tuple[str, Any]]:
@@ -204,10 +240,10 @@ def _sweeps(runs: Sequence[ReportRun], per_image: pd.DataFrame, metrics: Sequenc
                         v = part[metric].dropna()
                         point[metric] = v.mean() if len(v) else math.nan
                         point[f"{metric}_se"] = v.std() / math.sqrt(len(v)) if len(v) > 1 else 0.0
-                        d = METRICS[metric].decimals
+                        se = point[f"{metric}_se"]
                         cells.append({"operator": operator, "metric": METRICS[metric].label,
                                       "text": "—" if math.isnan(point[metric]) else
-                                      f"{point[metric]:.{d}f} ± {point[f'{metric}_se']:.{d}f}"})
+                                      with_spread(point[metric], se, se, METRICS[metric].decimals)})
                     points.append(point)
                 lines.append({"solver": label, "settings": [str(v) for v in values.values()], "cells": cells})
             if points:
@@ -249,7 +285,7 @@ def build_report(paths: Sequence[str | Path], baseline: str | None = None, resam
         paired = comparisons[comparisons["operator"] == operator]
         sections.append({
             "operator": operator,
-            "table": _table(part, metrics),
+            "table": _table(part, metrics, rows[rows["operator"] == operator], resamples),
             "distribution": _data_uri(plots.distribution_png(per_image[per_image["operator"] == operator],
                                                              applied, metrics)),
             "cost": _data_uri(cost_figure),
@@ -267,6 +303,8 @@ def build_report(paths: Sequence[str | Path], baseline: str | None = None, resam
         "warnings": run_warnings(runs),
         "baseline": baseline,
         "resamples": resamples,
+        "min_images": min_nonzero(0.05),
+        "exact_limit": EXACT_LIMIT,
         "metrics": [METRICS[m].label for m in metrics],
         "sections": sections,
         "sweeps": _sweeps(runs, per_image, metrics),
@@ -297,13 +335,15 @@ def render(context: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class WrittenReport:
-    """What `write_report` wrote: the file, the runs' warnings, and how many paired differences (solver
-    pair x operator x metric) there are and how many of them have an interval that leaves out 0."""
+    """What `write_report` wrote: the file, the runs' warnings, how many paired differences (solver pair x
+    operator x metric) there are, how many of them are significant (interval without 0 and p < 0.05) and
+    how many have too few images for the test to reach p < 0.05."""
 
     path: Path
     warnings: list[str]
     comparisons: int
     significant: int
+    too_few: int = 0
 
 
 def write_report(paths: Sequence[str | Path], out: str | Path, baseline: str | None = None,
@@ -317,7 +357,8 @@ def write_report(paths: Sequence[str | Path], out: str | Path, baseline: str | N
     atomic_write_text(out, render(context))
     cells = [cell for section in context["sections"] for line in section["comparisons"] for cell in line["cells"]
              if cell is not None]
-    return WrittenReport(out, context["warnings"], len(cells), sum(cell["significant"] for cell in cells))
+    return WrittenReport(out, context["warnings"], len(cells), sum(cell["significant"] for cell in cells),
+                         sum(cell["too_few"] for cell in cells))
 
 
 def _version() -> str:

@@ -9,7 +9,12 @@ truth and are not independent: the differences are averaged over the seeds of ea
   Introduction to the Bootstrap"): it assumes no normality of the per-image differences, which for LPIPS
   and for solvers that fail on a few images are skewed and heavy-tailed.
 - The p-value is Wilcoxon's signed-rank test (Wilcoxon 1945, "Individual comparisons by ranking
-  methods"): whether the per-image differences are symmetric about 0, robust to outlying images.
+  methods"): whether the per-image differences are symmetric about 0, robust to outlying images; exact
+  (the null distribution of every sign flip of the observed ranks) up to EXACT_LIMIT differences.
+- A difference is significant (marked, bold, "better") only when both agree: the interval leaves out 0 and
+  p < 1 - confidence. The exact test cannot go below 2 / 2^m on m nonzero differences, so below
+  min_nonzero(...) (6 at 0.05) nothing is marked at all, however far from 0 the interval lies: the
+  bootstrap of 4 images resamples only 4 values, and its interval is too narrow to be read alone.
 """
 from __future__ import annotations
 
@@ -23,10 +28,12 @@ from scipy import special, stats
 from ipbench.errors import UsageError
 from ipbench.results.metric_registry import METRICS
 from ipbench.results.paired import image_differences
+from ipbench.results.rounding import standard_error
 
 BOOTSTRAP_METHOD = "BCa"
-COLUMNS = ["solver", "baseline", "operator", "metric", "n", "mean", "low", "high", "p_wilcoxon", "significant",
-           "better"]
+COLUMNS = ["solver", "baseline", "operator", "metric", "n", "nonzero", "mean", "se", "low", "high", "p_wilcoxon",
+           "significant", "too_few", "better"]
+EXACT_LIMIT = 300  # nonzero differences up to which the signed-rank p is exact (0.05 s at 300; docs/metrics.md)
 
 
 MIN_RESAMPLES, MAX_RESAMPLES = 100, 100_000  # fewer is noise; more buys nothing at a run's n but time
@@ -51,8 +58,10 @@ def bootstrap_interval(differences: np.ndarray, confidence: float = 0.95, resamp
     accurate where the percentile interval is first-order: it corrects the percentiles for the bias and
     the skewness of the bootstrap distribution, which matters for skewed per-image differences (LPIPS, a
     solver that fails on a few images) and for sparse ones (two solvers equal on most images: the
-    percentile interval of 39 zeros and a one is [0, 0.075], BCa's reaches 0.146, near the exact Poisson
-    bound 5.57 / 40 = 0.139). Its jackknife of a mean has a closed form: (sum - d_i) / (n - 1).
+    percentile interval of 39 zeros and a one is [0, 0.075]; BCa's is [0, 0.125] with the default 10,000
+    resamples and seed 0, as scipy.stats.bootstrap's under scipy 1.17, nearer the exact Poisson bound
+    5.57 / 40 = 0.139; tests/test_paired_stats.py measures both). Its jackknife of a mean has a closed
+    form: (sum - d_i) / (n - 1).
 
     Degenerate cases: fewer than two differences, or any that is not finite, give (nan, nan); all equal
     differences d give (d, d) (every resample has mean d; scipy would warn and return nan)."""
@@ -78,25 +87,84 @@ def bootstrap_interval(differences: np.ndarray, confidence: float = 0.95, resamp
 
 def wilcoxon_p(differences: np.ndarray) -> float:
     """Two-sided p-value of Wilcoxon's signed-rank test (Wilcoxon 1945) that the per-image `differences`
-    are symmetric about 0, by scipy.stats.wilcoxon with its defaults: zeros dropped (Wilcoxon's own rule),
-    the exact null distribution up to 50 differences without ties or zeros, an exact permutation test up to
-    13 with them, the normal approximation past those. So no small sample gets the normal approximation
-    and scipy (>= 1.15) has no small-sample warning to give: none is silenced here. Fewer than two
-    differences, or any not finite: nan; all zeros: 1.0 (no evidence either way; scipy would divide 0 by 0)."""
+    are symmetric about 0.
+
+    Zeros are dropped (Wilcoxon's own rule: an image where the two solvers agree says nothing about the
+    sign), and the m nonzero differences are ranked by size, ties sharing their mean rank. Up to
+    EXACT_LIMIT of them the p-value is exact: the null distribution of W+ (the sum of the positive ranks)
+    over all 2^m sign flips of those ranks, ties included (signed_rank_distribution), p = 2 min(P(W+ <= w),
+    P(W+ >= w)) capped at 1, the same as a permutation test over every sign flip. Past EXACT_LIMIT:
+    scipy.stats.wilcoxon's normal approximation with its tie correction, on the nonzero differences.
+
+    Why not scipy.stats.wilcoxon with its defaults: its choice of method counts the zeros (n > 13 with a
+    zero or a tie goes to the normal approximation), so 39 zeros and a one get p = 0.317 where the exact p
+    is 1.0; and its "exact" method with ties rounds the statistic onto the untied distribution, which is
+    not the exact p either (tests/test_paired_stats.py checks both against brute force).
+
+    Fewer than two differences, or any not finite: nan; all zeros: 1.0 (no evidence either way)."""
     d = np.asarray(differences, dtype=float).ravel()
     if len(d) < 2 or not np.isfinite(d).all():
         return math.nan
-    if (d == 0).all():
+    d = d[d != 0]
+    if len(d) == 0:
         return 1.0
-    return float(stats.wilcoxon(d).pvalue)
+    if len(d) > EXACT_LIMIT:
+        return float(stats.wilcoxon(d, method="asymptotic").pvalue)
+    doubled = np.rint(2 * stats.rankdata(np.abs(d))).astype(np.int64)  # mean ranks are k / 2: doubled, integers
+    w = int(doubled[d > 0].sum())
+    cumulative = np.cumsum(signed_rank_distribution(doubled))
+    # P(W+ >= w) = P(W+ <= total - w) by the symmetry of the null: both tails summed from their small end,
+    # so a small p keeps its digits (1 - P(W+ < w) would lose them)
+    return float(min(1.0, 2 * min(cumulative[w], cumulative[int(doubled.sum()) - w])))
+
+
+def signed_rank_distribution(ranks: np.ndarray) -> np.ndarray:
+    """P(W+ = k) for k = 0 .. sum(ranks), W+ the sum of the integer `ranks` whose sign is + when each sign
+    is + or - with probability 1/2, independently (the null of the signed-rank test, given the ranks).
+    One rank at a time: P_i(k) = (P_(i-1)(k) + P_(i-1)(k - r_i)) / 2, O(m sum(ranks)) operations."""
+    total = int(ranks.sum())
+    p = np.zeros(total + 1)
+    p[0], top = 1.0, 0
+    for r in ranks.tolist():
+        top += r
+        shifted = p[:top + 1 - r].copy()
+        p[:top + 1] *= 0.5
+        p[r:top + 1] += 0.5 * shifted
+    return p
+
+
+def min_nonzero(alpha: float = 0.05) -> int:
+    """The fewest nonzero differences at which the exact two-sided signed-rank test can give p < `alpha`:
+    its smallest p on m differences is 2 / 2^m (every sign alike), so 6 at 0.05 (2 / 64 = 0.031; at 5,
+    2 / 32 = 0.0625)."""
+    m = 1
+    while 2.0 / 2 ** m >= alpha:
+        m += 1
+    return m
+
+
+def too_few_text(n: int, nonzero: int, alpha: float = 0.05) -> str:
+    """Why a difference of `n` images (`nonzero` of them not 0) is not marked whatever its interval; ''
+    where the test can reach p < `alpha`."""
+    need = min_nonzero(alpha)
+    if n < need:
+        return f"too few images (n = {n}; the signed-rank test needs n >= {need} to reach p < {alpha:g})"
+    if nonzero < need:
+        return (f"too few images that differ ({nonzero} of n = {n}; the signed-rank test needs >= {need} to "
+                f"reach p < {alpha:g})")
+    return ""
 
 
 def paired_comparisons(rows: pd.DataFrame, baseline: str | None = None, metrics: Sequence[str] | None = None,
                        confidence: float = 0.95, resamples: int = 10_000) -> pd.DataFrame:
     """Per (solver, baseline, operator, metric): the mean over images of solver - baseline, paired on
-    (operator, image, seed) over ok rows, seeds averaged within an image; its bootstrap interval
-    (bootstrap_interval), Wilcoxon p-value (wilcoxon_p), whether the interval excludes 0 and, if it does,
-    which of the two is better on the metric ("solver" or "baseline"; "" if not significant).
+    (operator, image, seed) over ok rows, seeds averaged within an image; n images, how many of their
+    differences are not 0 (`nonzero`), the mean's standard error (`se`, std / sqrt(n), which sets the
+    digits it is shown with: results/rounding.py), its bootstrap interval (bootstrap_interval), Wilcoxon
+    p-value (wilcoxon_p); `significant` when the interval leaves out 0 and p < 1 - confidence; `too_few`
+    when the test cannot reach that p at this many nonzero differences (min_nonzero: then never
+    significant); and, if significant, which of the two is better on the metric ("solver" or "baseline";
+    "" otherwise).
 
     With `baseline`, every other solver against it; without, every unordered pair of solvers, the later
     one in row order as `solver` and the earlier as `baseline`. `metrics` default to those of METRICS
@@ -131,11 +199,17 @@ def _line(solver: str, baseline: str, operator: str, metric: str, d: np.ndarray,
           resamples: int) -> dict[str, object]:
     """One line of paired_comparisons from the per-image differences `d`."""
     low, high = bootstrap_interval(d, confidence, resamples)
-    significant = bool(low > 0 or high < 0)  # False when nan
+    p, alpha = wilcoxon_p(d), 1 - confidence
+    nonzero = int(np.count_nonzero(d))
+    too_few = nonzero < min_nonzero(alpha)
+    significant = bool((low > 0 or high < 0) and p < alpha) and not too_few  # False when nan
     higher = (low > 0) == (METRICS[metric].better == "higher")  # solver above baseline == higher is better
     return {"solver": solver, "baseline": baseline, "operator": operator, "metric": metric, "n": len(d),
-            "mean": float(np.mean(d)), "low": low, "high": high, "p_wilcoxon": wilcoxon_p(d),
-            "significant": significant, "better": ("solver" if higher else "baseline") if significant else ""}
+            "nonzero": nonzero, "mean": float(np.mean(d)), "se": standard_error(d), "low": low, "high": high,
+            "p_wilcoxon": p, "significant": significant, "too_few": too_few,
+            "better": ("solver" if higher else "baseline") if significant else ""}
 
 
-__all__ = ["BOOTSTRAP_METHOD", "COLUMNS", "MAX_RESAMPLES", "MIN_RESAMPLES", "bootstrap_interval", "check_resamples", "paired_comparisons", "wilcoxon_p"]
+__all__ = ["BOOTSTRAP_METHOD", "COLUMNS", "EXACT_LIMIT", "MAX_RESAMPLES", "MIN_RESAMPLES", "bootstrap_interval",
+           "check_resamples", "min_nonzero", "paired_comparisons", "signed_rank_distribution", "too_few_text",
+           "wilcoxon_p"]

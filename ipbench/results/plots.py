@@ -260,7 +260,8 @@ def sweep_png(points: pd.DataFrame, field: str, line_fields: Sequence[str], metr
 @plain_text
 def forest_png(comparisons: pd.DataFrame, metrics: Sequence[str]) -> bytes:
     """Paired differences of one operator: per metric, one line per solver pair with the mean and its
-    interval; filled where the interval leaves out 0, hollow where it holds 0."""
+    interval; filled where the difference is significant (paired_stats: the interval leaves out 0 and
+    the signed-rank p < 0.05), hollow where it is not."""
     labels = list(dict.fromkeys(f"{s} − {b}" for s, b in zip(comparisons["solver"], comparisons["baseline"])))
     figure = Figure(figsize=(4.0 * len(metrics), 0.8 + 0.35 * len(labels)))
     for k, metric in enumerate(metrics):

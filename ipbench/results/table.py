@@ -1,5 +1,7 @@
 """Comparison tables: rows = solvers, columns = operator x metric, mean +- std over images (and seeds); with a
-baseline solver, each other solver's paired difference to it and its bootstrap interval beside (paired_stats.py)."""
+baseline solver, each other solver's paired difference to it and its bootstrap interval beside (paired_stats.py).
+Every figure shown is rounded where its standard error ends (results/rounding.py); the tidy CSV keeps full
+precision."""
 from __future__ import annotations
 
 import math
@@ -12,20 +14,24 @@ from ipbench.errors import UsageError
 from ipbench.files import atomic_write, atomic_write_text
 from ipbench.results.evaluated_on import split_text
 from ipbench.results.metric_registry import METRICS, SET_METRICS
+from ipbench.results.rounding import SIGNIFICANT, standard_error, with_interval, with_spread
 from ipbench.results.rows import load_rows, read_run_json
 
 if TYPE_CHECKING:  # torch is imported only where FID is computed: tables and reports without it stay light
     import torch
 
-DIFFERENCE_COLUMNS = ["diff", "diff_low", "diff_high", "p_wilcoxon"]  # the tidy CSV's, with a baseline
+# the tidy CSV's, with a baseline
+DIFFERENCE_COLUMNS = ["diff", "diff_low", "diff_high", "p_wilcoxon", "diff_se", "significant"]
 RESAMPLES = 10_000  # bootstrap resamples of the images per interval
 SECONDS_HEADER = "s / image (mean over operators)"
 
 
 def summarize(rows: pd.DataFrame, solver_order: list[str] | None = None, operator_order: list[str] | None = None
               ) -> pd.DataFrame:
-    """Tidy summary: one line per (solver, operator, metric) with mean, std (ddof 1), n ok rows, failed rows
-    and skipped rows (the solver does not apply to the operator)."""
+    """Tidy summary: one line per (solver, operator, metric) with mean, std (ddof 1), the mean's standard
+    error `se` (over images: the std of the per-image means, seeds averaged within an image, / sqrt(images);
+    the seeds of an image share its truth, so the image is the unit), n ok rows, `images` among them, failed
+    rows and skipped rows (the solver does not apply to the operator)."""
     records = []
     solvers = solver_order or list(dict.fromkeys(rows["solver"]))
     operators = operator_order or list(dict.fromkeys(rows["operator"]))
@@ -39,10 +45,13 @@ def summarize(rows: pd.DataFrame, solver_order: list[str] | None = None, operato
             skipped = int((cell["status"] == "skipped").sum())
             for metric in metrics:
                 values = ok[metric].astype(float)
+                per_image = values.groupby(ok["image"]).mean()
                 records.append({"solver": solver, "operator": operator, "metric": metric,
                                 "mean": values.mean() if len(values) else math.nan,
                                 "std": values.std(ddof=1) if len(values) > 1 else math.nan,
-                                "n": int(len(values)), "failed": int(len(cell) - len(ok) - skipped), "skipped": skipped,
+                                "se": standard_error(per_image.to_numpy()),
+                                "n": int(len(values)), "images": int(len(per_image)),
+                                "failed": int(len(cell) - len(ok) - skipped), "skipped": skipped,
                                 "not_applicable": "" if len(ok) or not skipped else
                                 str(cell.loc[cell["status"] == "skipped", "error"].iloc[0]),
                                 "seconds": float(ok["seconds"].mean()) if len(ok) else math.nan,
@@ -64,39 +73,46 @@ def with_fid(summary: pd.DataFrame, run_dir: Path, rows: pd.DataFrame, device: t
     fids = cell_fids(run_dir, rows.to_dict("records"), device)
     lines = summary.drop_duplicates(["solver", "operator"]).set_index(["solver", "operator"])
     records = [{**lines.loc[cell].to_dict(), "solver": cell[0], "operator": cell[1], "metric": "fid", "mean": value,
-                "std": math.nan, "n": n} for cell, (value, n) in fids.items() if cell in lines.index]
+                "std": math.nan, "se": math.nan, "n": n} for cell, (value, n) in fids.items() if cell in lines.index]
     return pd.concat([summary, pd.DataFrame.from_records(records)], ignore_index=True) if records else summary
 
 
 def with_differences(summary: pd.DataFrame, comparisons: pd.DataFrame) -> pd.DataFrame:
     """`summary` plus DIFFERENCE_COLUMNS: each (solver, operator, metric) line's paired difference to the
-    baseline from `comparisons` (paired_comparisons against it): mean, bootstrap interval, Wilcoxon p; nan
-    where there is none (the baseline itself, n/a cells, set metrics)."""
-    found = comparisons.rename(columns={"mean": "diff", "low": "diff_low", "high": "diff_high"})
+    baseline from `comparisons` (paired_comparisons against it): mean, bootstrap interval, Wilcoxon p, the
+    mean's standard error and whether it is significant (paired_stats: interval and test agree); nan where
+    there is none (the baseline itself, n/a cells, set metrics)."""
+    found = comparisons.rename(columns={"mean": "diff", "low": "diff_low", "high": "diff_high", "se": "diff_se"})
     return summary.merge(found[["solver", "operator", "metric", *DIFFERENCE_COLUMNS]], how="left",
                          on=["solver", "operator", "metric"])
 
 
-def _cell(mean: float, std: float, metric: str, latex: bool = False, applies: bool = True) -> str:
+def _cell(mean: float, std: float, se: float, metric: str, latex: bool = False, applies: bool = True) -> str:
+    """'mean ± std' rounded where the mean's standard error `se` ends (rounding.with_spread)."""
     if not applies:
         return "n/a"
     if math.isnan(mean):
         return "-"
-    d = METRICS[metric].decimals
-    pm = r" $\pm$ " if latex else " ± "
-    return f"{mean:.{d}f}" + ("" if math.isnan(std) else f"{pm}{std:.{d}f}")
+    return with_spread(mean, std, se, METRICS[metric].decimals, r" $\pm$ " if latex else " ± ")
 
 
 def _difference(line: pd.DataFrame, metric: str, latex: bool = False) -> str:
-    """' Δ +1.20 [+0.80, +1.60]*' for a summary line that has a paired difference to the baseline: the mean,
-    its bootstrap interval and * when that excludes 0; '' for a line without one."""
+    """' Δ +1.20 [+0.80, +1.60]*' for a summary line that has a paired difference to the baseline: the mean
+    and its bootstrap interval, rounded where the mean's standard error ends, and * when it is significant
+    (paired_stats: the interval leaves out 0 and the signed-rank p < 0.05); '' for a line without one."""
     if "diff" not in line or math.isnan(line["diff"].iloc[0]):
         return ""
-    diff, low, high = (float(line[column].iloc[0]) for column in ("diff", "diff_low", "diff_high"))
-    d = METRICS[metric].decimals
-    interval = "" if math.isnan(low) else f" [{low:+.{d}f}, {high:+.{d}f}]" + ("*" if low > 0 or high < 0 else "")
+    diff, low, high, se = (float(line[column].iloc[0]) for column in ("diff", "diff_low", "diff_high", "diff_se"))
+    mean, interval = with_interval(diff, low, high, se, METRICS[metric].decimals)
+    flag = line["significant"].iloc[0] if "significant" in line else False
+    star = "*" if interval and pd.notna(flag) and bool(flag) else ""
     delta = r"$\Delta$" if latex else "Δ"
-    return f" {delta} {diff:+.{d}f}{interval}"
+    return f" {delta} {mean}" + (f" {interval}{star}" if interval else "")
+
+
+def _se(line: pd.DataFrame) -> float:
+    """The standard error of a summary line's mean; nan for a summary without one (or a set metric)."""
+    return float(line["se"].iloc[0]) if "se" in line else math.nan
 
 
 def _wide(summary: pd.DataFrame, latex: bool = False) -> tuple[list[str], list[list[str]]]:
@@ -121,7 +137,7 @@ def _wide(summary: pd.DataFrame, latex: bool = False) -> tuple[list[str], list[l
                     line.append("-")
                     continue
                 applies = not hit["not_applicable"].iloc[0]
-                line.append(_cell(hit["mean"].iloc[0], hit["std"].iloc[0], metric, latex, applies)
+                line.append(_cell(hit["mean"].iloc[0], hit["std"].iloc[0], _se(hit), metric, latex, applies)
                             + _difference(hit, metric, latex))
         line += [f"{part['seconds'].mean():.3g}", f"{part['nfe'].mean():.0f}" if not math.isnan(part["nfe"].mean()) else "-"]
         if not uniform_n:
@@ -166,18 +182,30 @@ def _clamped_note(summary: pd.DataFrame) -> str:
 
 
 def _difference_note(baseline: str, comparisons: pd.DataFrame | None, summary: pd.DataFrame) -> str:
-    """What the Δ of each cell is: against which solver, paired how, over how many images, which interval.
-    (No percent sign: the LaTeX caption would read it as a comment.)"""
-    from ipbench.results.paired_stats import BOOTSTRAP_METHOD
+    """What the Δ of each cell is: against which solver, paired how, over how many images, which interval,
+    when it is marked, and where it cannot be. (No percent sign: the LaTeX caption would read it as a comment.)"""
+    from ipbench.results.paired_stats import BOOTSTRAP_METHOD, EXACT_LIMIT, min_nonzero, too_few_text
 
-    ns = sorted(set(comparisons["n"])) if comparisons is not None and len(comparisons) else [0]
+    found = comparisons if comparisons is not None else pd.DataFrame(columns=["n", "nonzero", "too_few"])
+    ns = sorted(set(found["n"])) if len(found) else [0]
     n_text = f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]}..{ns[-1]}"
     set_metrics = [METRICS[m].label for m in dict.fromkeys(summary["metric"]) if m in SET_METRICS]
     no_pairs = f"{', '.join(set_metrics)}: no Δ (one value per cell, nothing to pair). " if set_metrics else ""
+    need = min_nonzero(0.05)
+    if len(found) and found["too_few"].all():
+        fewest = found.sort_values(["n", "nonzero"]).iloc[0]
+        limit = f"No * anywhere: {too_few_text(int(fewest['n']), int(fewest['nonzero']))}. "
+    elif len(found) and found["too_few"].any():
+        limit = (f"No * where fewer than {need} images differ from the baseline's: the signed-rank test cannot "
+                 f"reach p < 0.05 there. ")
+    else:
+        limit = ""
     return (f"Δ: the paired difference solver - {baseline} (the baseline), on the same image and seed (the same "
             f"measurement), the seeds of an image averaged first; mean over images ({n_text}) with its "
             f"{BOOTSTRAP_METHOD} bootstrap interval at confidence 0.95 ({RESAMPLES:,} resamples of the images); * "
-            f"marks an interval that excludes 0. " + no_pairs)
+            f"marks a difference whose interval excludes 0 and whose Wilcoxon signed-rank p (exact up to "
+            f"{EXACT_LIMIT} images that differ) is below 0.05. "
+            + limit + no_pairs)
 
 
 def caption(run_dir: Path, summary: pd.DataFrame, compile_seconds: float = 0.0, baseline: str | None = None,
@@ -191,7 +219,8 @@ def caption(run_dir: Path, summary: pd.DataFrame, compile_seconds: float = 0.0, 
     seeds = meta["config"]["seeds"]
     return (f"Model `{meta['config']['model']}`, images `{meta['images'].get('source', '?')}` "
             f"({split_text(meta['images'])}), seeds {seeds}; "
-            f"mean ± std over images x seeds ({n_text} per cell). "
+            f"mean ± std over images x seeds ({n_text} per cell), each figure rounded where the standard "
+            f"error of its mean over images ends, that rounded to {SIGNIFICANT} significant digits. "
             + (_difference_note(baseline, comparisons, summary) if baseline is not None else "")
             + "".join(f"{METRICS[m].label}: {metric_meta.get(m, '')}. " for m in dict.fromkeys(summary["metric"]))
             + _clamped_note(summary) + _not_applicable_note(summary)
@@ -230,7 +259,7 @@ def reference_markdown(summary: pd.DataFrame, reference: list[dict]) -> str:
         hit = summary[(summary["solver"] == ref.get("solver")) & (summary["operator"] == ref.get("operator"))
                       & (summary["metric"] == metric)]
         measured = metric in set(summary["metric"])
-        ours = _cell(hit["mean"].iloc[0], hit["std"].iloc[0], metric) if len(hit) else "-" if measured \
+        ours = _cell(hit["mean"].iloc[0], hit["std"].iloc[0], _se(hit), metric) if len(hit) else "-" if measured \
             else "not measured"
         status = "" if ref.get("verified", False) else " (unverified)"
         label = METRICS[metric].label if metric in METRICS else metric.upper()
