@@ -8,6 +8,7 @@ The log (written by tuning/trial_log.py) holds one JSON object per trial: `solve
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -77,3 +78,18 @@ def pair_records(records: Sequence[dict[str, Any]], solver: str, operator: str) 
     """The records of one (solver, operator) pair, by trial number."""
     return sorted((r for r in records if r["solver"] == solver and r["operator"] == operator),
                   key=lambda r: r["number"])
+
+
+def with_error(value: float | None, se: float | None) -> str:
+    """`21.34 ± 0.41`: the value to its standard error's second significant digit; without an SE, 4 digits."""
+    if value is None:
+        return "n/a"
+    if se is None or not math.isfinite(se) or se <= 0 or not math.isfinite(value):
+        return f"{value:.4g}"
+    decimals = max(0, 1 - int(math.floor(math.log10(se))))
+    return f"{value:.{decimals}f} ± {se:.{decimals}f}"
+
+
+def params_text(params: dict[str, Any]) -> str:
+    """`zeta=0.4121, normalize=residual`: a trial's parameters, floats to 4 significant digits."""
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())

@@ -2,12 +2,11 @@
 best value ± its standard error over images and its parameters, and the time spent."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from ipbench.files import atomic_write_text
-from ipbench.results.tune_log import best, pair_records
+from ipbench.results.tune_log import best, pair_records, params_text, with_error
 from ipbench.tuning import study as studies
 from ipbench.tuning.suite_out import SUITE_FILE, evaluation_set
 
@@ -15,20 +14,6 @@ if TYPE_CHECKING:
     from ipbench.tuning.engine import Prepared, TuneOptions
 
 SUMMARY_FILE = "summary.md"
-
-
-def with_error(value: float | None, se: float | None) -> str:
-    """`21.34 ± 0.41`: the value to the SE's second significant digit; the value alone to 4 digits without one."""
-    if value is None:
-        return "n/a"
-    if se is None or not math.isfinite(se) or se <= 0:
-        return f"{value:.4g}"
-    decimals = max(0, 1 - int(math.floor(math.log10(se))))
-    return f"{value:.{decimals}f} ± {se:.{decimals}f}"
-
-
-def _params(params: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
 
 def summary_text(prepared: "Prepared", options: "TuneOptions", records: Sequence[dict[str, Any]], budget: int,
@@ -57,7 +42,7 @@ def summary_text(prepared: "Prepared", options: "TuneOptions", records: Sequence
         finished = sum(s in ("complete", "pruned", "failed") for s in states)
         lines.append(f"| {pair.entry.label} | {pair.operator.label} | {finished} of {budget} | "
                      f"{states.count('complete')} | {states.count('pruned')} | {states.count('failed')} | "
-                     + (f"{with_error(top['value'], top.get('se'))} | {_params(top['params'])} | "
+                     + (f"{with_error(top['value'], top.get('se'))} | {params_text(top['params'])} | "
                         f"{top['number']} ({top['folder']}) |" if top else "n/a | no complete trial | |"))
         seconds += sum(r.get("seconds") or 0.0 for r in mine)
         cpu += sum(r.get("cpu_seconds") or 0.0 for r in mine)
@@ -70,7 +55,7 @@ def summary_text(prepared: "Prepared", options: "TuneOptions", records: Sequence
     failed = [r for r in records if r["state"] == "failed"]
     if failed:
         lines += ["", "Failed trials:", ""] + [f"- {r['solver']} on {r['operator']}, trial {r['number']} "
-                                               f"({_params(r['params'])}): {r['error']}" for r in failed]
+                                               f"({params_text(r['params'])}): {r['error']}" for r in failed]
     if complete:
         target = evaluation_set(prepared.image_set)
         lines += ["", f"The best parameters are in {SUITE_FILE}, evaluated on {target}: "
