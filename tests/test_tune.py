@@ -319,3 +319,51 @@ def test_bench_report_on_a_tune_folder_shows_the_curves(five: Path, tmp_path: Pa
     assert "5 trials per (solver, operator), the same for every pair" in html
     page = open_page(out)
     assert page.problems() == [] and len(page.images) == 2
+
+
+@pytest.fixture(scope="module")
+def dps_tune(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The issue's command: DPS on box inpainting, 8 trials on 8 fashion32-val images (5 DPS steps, to be quick)."""
+    out = tmp_path_factory.mktemp("tune") / "dps"
+    done = bench("tune", "--solver", "dps", "--op", "inpaint", "--budget", 8, "--num-images", 8, "--images",
+                 "fashion32-val", "--param", "dps.steps=5", "--device", "cpu", "--out", out)
+    assert done.exit_code == 0, done.output
+    return out
+
+
+@pytest.mark.slow
+def test_the_tuned_suite_runs_on_the_test_split_and_nothing_warns(dps_tune: Path, tmp_path: Path) -> None:
+    from ipbench.results.evaluated_on import evaluation_warnings
+    from ipbench.results.rows import read_run_json
+
+    records = trials(dps_tune)
+    assert len(records) == 8 and {r["state"] for r in records} <= {"complete", "pruned", "failed"}
+    best = max((r for r in records if r["state"] == "complete"), key=lambda r: r["value"])
+    out = tmp_path / "run"
+    done = bench("run", "--config", dps_tune / "tuned.toml", "--num-images", 4, "--device", "cpu", "--out", out,
+                 "--no-progress")
+    assert done.exit_code == 0, done.output
+    assert "warning:" not in done.output
+    meta = read_run_json(out)
+    assert meta["images"]["source"] == "fashion32-test" and meta["images"]["split"] == "test"
+    solver = meta["config"]["solvers"][0]
+    assert solver["params"]["steps"] == 5
+    assert solver["per_operator"]["inpaint-box"]["params"]["zeta"] == best["params"]["zeta"]
+    assert solver["per_operator"]["inpaint-box"]["tuned"]["image_set"] == "fashion32-val"
+    assert evaluation_warnings(meta) == []
+    assert {r["solver.zeta"] for r in run_rows(out)} == {best["params"]["zeta"]}  # the rows ran the tuned value
+
+
+@pytest.mark.slow
+def test_a_tune_on_the_test_split_then_a_run_on_it_warns(tmp_path: Path) -> None:
+    tuned = tmp_path / "tune"
+    done = bench("tune", "--solver", "dps", "--op", "inpaint", "--budget", 2, "--num-images", 4, "--images",
+                 "fashion32-test", "--param", "dps.steps=5", "--device", "cpu", "--out", tuned)
+    assert done.exit_code == 0, done.output
+    assert "note: fashion32-test is a test split" in done.output
+    assert tomllib.loads((tuned / "tuned.toml").read_text())["images"] == "fashion32-test"
+    run = bench("run", "--config", tuned / "tuned.toml", "--num-images", 4, "--device", "cpu",
+                "--out", tmp_path / "run", "--no-progress")
+    assert run.exit_code == 0, run.output
+    assert ("warning: dps on inpaint-box: zeta tuned on 4 of the 4 images this run evaluates on (fashion32-test)"
+            in run.output)
