@@ -20,7 +20,7 @@ from ipbench.results.tune_log import SETTINGS_FILE, read_tune_settings
 
 def _first_difference(old: Any, new: Any, where: str = "") -> str | None:
     if isinstance(old, dict) and isinstance(new, dict):
-        for key in sorted(set(old) | set(new)):
+        for key in sorted(set(old) | set(new), key=lambda k: (k == "pairs", k)):  # the tune's own keys first
             found = _first_difference(old.get(key), new.get(key), f"{where}.{key}" if where else key)
             if found:
                 return found
