@@ -367,3 +367,48 @@ def test_a_tune_on_the_test_split_then_a_run_on_it_warns(tmp_path: Path) -> None
     assert run.exit_code == 0, run.output
     assert ("warning: dps on inpaint-box: zeta tuned on 4 of the 4 images this run evaluates on (fashion32-test)"
             in run.output)
+
+
+@pytest.mark.slow
+def test_a_suite_is_tuned_pair_by_pair_keeping_its_labels_and_values(tmp_path: Path) -> None:
+    suite = tmp_path / "suite.toml"
+    suite.write_text('model = "fashion32"\nseeds = [3]\n'
+                     '[[operator]]\nname = "inpaint-box"\n[[operator]]\nname = "denoise"\nlabel = "noisy"\nsigma_y = 0.1\n'
+                     '[[solver]]\nname = "tune-shrink"\nlabel = "free"\n'
+                     '[[solver]]\nname = "tune-shrink"\nlabel = "capped"\nnan_above = 0.9\noperators = ["noisy"]\n')
+    out = tmp_path / "t"
+    done = bench("tune", "--plugin", PLUGIN, "--config", suite, "--images", "fashion32-val", "--num-images", 2,
+                 "--budget", 2, "--objective", "lpips", "--device", "cpu", "--out", out)
+    assert done.exit_code == 0, done.output
+    records = trials(out)
+    assert sorted({(r["solver"], r["operator"]) for r in records}) == [("capped", "noisy"), ("free", "inpaint-box"),
+                                                                        ("free", "noisy")]
+    written = tomllib.loads((out / "tuned.toml").read_text())
+    assert written["seeds"] == [3] and written["images"] == "fashion32-test"
+    assert [(o["name"], o.get("label"), o.get("sigma_y")) for o in written["operator"]] == [
+        ("inpaint-box", None, None), ("denoise", "noisy", 0.1)]
+    free, capped = written["solver"]
+    assert (free["label"], capped["label"], capped["nan_above"], capped["operators"]) == ("free", "capped", 0.9,
+                                                                                          ["noisy"])
+    assert set(free["per_operator"]) == {"inpaint-box", "noisy"} and set(capped["per_operator"]) == {"noisy"}
+    for entry in written["solver"]:
+        for label, table in entry["per_operator"].items():
+            mine = [r for r in records if (r["solver"], r["operator"]) == (entry["label"], label)]
+            lowest = min((r for r in mine if r["state"] == "complete"), key=lambda r: r["value"])  # lpips: lower
+            assert table["weight"] == lowest["params"]["weight"] and table["tuned"]["objective"] == "lpips"
+            assert table["tuned"]["seeds"] == [3]
+
+
+@pytest.mark.slow
+def test_successive_halving_prunes_too(tmp_path: Path) -> None:
+    out = tmp_path / "halving"
+    done = bench(*BASE, "--solver", "tune-shrink", "--num-images", 4, "--budget", 6, "--pruner", "halving",
+                 "--out", out)
+    assert done.exit_code == 0, done.output
+    assert "successive halving" in done.output and "pruned" in states(out)
+
+
+def test_bench_list_shows_each_field_s_declared_space() -> None:
+    zeta = next(p for p in __import__("ipbench.solvers", fromlist=["SOLVERS"]).SOLVERS.get("dps").params()
+                if p.name == "zeta")
+    assert zeta.describe() == "zeta: float = 1.0  (>= 0)  [tuned in [0.01, 10] log]"
