@@ -32,7 +32,8 @@ from ipbench.errors import UsageError
 from ipbench.models import load_model
 from ipbench.operators import Operator
 from ipbench.paths import expand_user
-from ipbench.results.metric_registry import METRICS
+from ipbench.data.sets import IMAGE_SETS
+from ipbench.results.metric_registry import DEFAULT_METRICS, METRICS
 from ipbench.results.tune_log import counted
 from ipbench.run_paths import MAX_NAME_BYTES, file_name
 from ipbench.seeding import measurement_generator
@@ -82,6 +83,7 @@ class Prepared:
     identity: dict[str, Any]
     notes: list[str]
     model: Any
+    suite_metrics: list[str]  # the metrics the suite asks of its evaluation (trials compute the defaults)
 
 
 @dataclass
@@ -96,7 +98,10 @@ def _fixed_fields(options: TuneOptions, spec: RunSpec) -> list[set[str]]:
     """Per solver entry, the fields set by --param or by its suite table: those are not tuned."""
     fixed: list[set[str]] = [set() for _ in spec.solvers]
     if options.config is not None:
-        from ipbench.benchmark.spec import tomllib
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python < 3.11
+            import tomli as tomllib  # type: ignore[no-redef]
 
         tables = tomllib.loads(expand_user(options.config, "--config").read_text()).get("solver", [])
         for keys, table in zip(fixed, tables):
@@ -178,9 +183,13 @@ def prepare(options: TuneOptions, device: torch.device, log: Callable[[str], Non
         notes += more
     model = load_model(spec.model, device)
     image_set = _tuning_images(options, model, log)
+    if image_set not in IMAGE_SETS:  # a folder: absolute, so the provenance names it from anywhere
+        image_set = str(expand_user(image_set, "--images").resolve())
     images = load_images(image_set, model.image_shape, options.num_images)
+    suite_metrics = list(spec.metrics)
+    # trials score the per-image metrics only (the objective is one): a suite's FID is the evaluation's business
     spec = dataclasses.replace(spec, images=image_set, num_images=len(images), reference=[],
-                               metrics=list(dict.fromkeys([*spec.metrics, options.objective])))
+                               metrics=list(DEFAULT_METRICS))
     if images.split == "test":
         notes.append(f"{image_set} is a test split: parameters tuned on it are not held out from an evaluation on "
                      "it (bench run warns); tune on a validation split")
@@ -208,7 +217,7 @@ def prepare(options: TuneOptions, device: torch.device, log: Callable[[str], Non
     }
     out = expand_user(options.out, "--out") if options.out is not None else _default_out(spec, identity)
     return Prepared(spec, pairs, image_set, list(images.ids), images.split, rung_plan,
-                    METRICS[options.objective].better == "higher", out, identity, notes, model)
+                    METRICS[options.objective].better == "higher", out, identity, notes, model, suite_metrics)
 
 
 def _pair_spec(spec: RunSpec, entry: SolverEntry, operator: Operator) -> RunSpec:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from ipbench.files import atomic_write_text
 from ipbench.operators import Operator
+from ipbench.results.metric_registry import DEFAULT_METRICS
 from ipbench.results.tune_log import best, pair_records
 from ipbench.tuning import study as studies
 from ipbench.tuning.splits import counterpart
@@ -70,8 +71,8 @@ def suite_text(prepared: "Prepared", options: "TuneOptions", records: Sequence[d
     for name in ("precision", "seeding"):
         if name in config:
             lines.append(assignment(name, config[name]))
-    if "metrics" in config:
-        lines.append(assignment("metrics", list(config["metrics"])))
+    if prepared.suite_metrics != list(DEFAULT_METRICS):
+        lines.append(assignment("metrics", list(prepared.suite_metrics)))
     for operator in spec.operators:
         lines += ["", "[[operator]]", assignment("name", operator.name)]
         if operator.label != operator.name:
