@@ -86,6 +86,7 @@ def test_a_rerun_resumes_to_the_budget_and_asks_what_an_uninterrupted_tune_would
     assert trials(out, timing=True) == before
     lowered = bench(*SHRINK, "--budget", 3, "--out", out)
     assert lowered.exit_code == 2 and "a budget only grows" in lowered.output
+    assert json.loads((out / "tune.json").read_text())["budget"] == 5  # left as it was
 
 
 @pytest.mark.slow

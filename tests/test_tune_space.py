@@ -130,3 +130,16 @@ def test_the_toml_writer_round_trips_through_tomllib():
     text = "\n".join(assignment(k, v) for k, v in values.items()) + "\n" + assignment("per op", None)
     parsed = tomllib.loads(text)
     assert parsed == {**values, "per op": "none"}
+
+
+def test_a_validation_split_is_evaluated_on_the_test_split_of_its_origin(tmp_path):
+    from ipbench.tuning.splits import counterpart
+    from ipbench.tuning.suite_out import evaluation_set
+
+    assert counterpart("fashion32-val", "test") == "fashion32-test"
+    assert counterpart("fashion32-test", "val") == "fashion32-val"
+    assert counterpart("fashion32-test", "test") == "fashion32-test"
+    assert counterpart("photos", "test") is None  # declares no split
+    assert counterpart(str(tmp_path), "test") is None  # a folder
+    assert evaluation_set("fashion32-val") == "fashion32-test"
+    assert evaluation_set(str(tmp_path)) == str(tmp_path)  # nothing held out to point at: bench run warns

@@ -43,7 +43,7 @@ from ipbench.tuning import study as studies
 from ipbench.tuning.options import OBJECTIVES, PRUNERS, TuneOptions
 from ipbench.tuning.objective import Outcome, trial_outcome
 from ipbench.tuning.rungs import RungPlan, plan
-from ipbench.tuning.settings import settle
+from ipbench.tuning.settings import set_budget, settle
 from ipbench.tuning.space import Dimension, SpaceOption, options_by_entry, solver_space
 from ipbench.tuning.splits import counterpart
 from ipbench.tuning.trial_log import record, write_log
@@ -255,6 +255,7 @@ def tune(options: TuneOptions, device: torch.device, log: Callable[[str], None],
             if done > options.budget:
                 raise UsageError(f"--budget {options.budget}: {pair.entry.label} on {pair.operator.label} already "
                                  f"has {done} trials in {out}; a budget only grows")
+        set_budget(out, options.budget)
     for line in prepared.notes:
         log(f"note: {line}")
     log(f"tuning {len(prepared.pairs)} (solver, operator) pair{'s' if len(prepared.pairs) > 1 else ''} on "

@@ -36,7 +36,7 @@ def _first_difference(old: Any, new: Any, where: str = "") -> str | None:
 
 def settle(folder: Path, identity: dict[str, Any], budget: int, extra: dict[str, Any]) -> dict[str, Any]:
     """The folder's settings: created with `identity`, `budget` and `extra`, or checked against the ones
-    there (call under the study lock). Returns what the file holds now."""
+    there, the budget left as it is (`set_budget` changes it). Call under the study lock."""
     identity = json.loads(json.dumps(identity))  # as the file holds it: lists, not tuples
     existing = read_tune_settings(folder) if (folder / SETTINGS_FILE).is_file() else None
     if existing is None:
@@ -50,7 +50,11 @@ def settle(folder: Path, identity: dict[str, Any], budget: int, extra: dict[str,
     if differs is not None:
         raise UsageError(f"--out {folder}: holds a tune of other settings ({differs} differs; see its "
                          f"{SETTINGS_FILE}); choose another --out, or give the same options to resume it")
-    if budget != existing.get("budget"):
-        existing = {**existing, "budget": budget}
-        atomic_write_text(folder / SETTINGS_FILE, json.dumps(existing, indent=2) + "\n")
     return existing
+
+
+def set_budget(folder: Path, budget: int) -> None:
+    """Record a changed budget in tune.json (after the caller has checked that no pair is past it)."""
+    existing = read_tune_settings(folder)
+    if existing.get("budget") != budget:
+        atomic_write_text(folder / SETTINGS_FILE, json.dumps({**existing, "budget": budget}, indent=2) + "\n")
