@@ -177,8 +177,8 @@ def prepare(options: TuneOptions, device: torch.device, log: Callable[[str], Non
     for entry, keys, mine in zip(spec.solvers, fixed, options_by_entry(space_options, entries)):
         space, more = solver_space(entry.solver.params(), entry.label, mine, keys, f"solver {entry.name}")
         if not space:
-            raise UsageError(f"{entry.label}: no field to tune ({'all its tunable fields are set' if keys else 'it declares none'}); "
-                             "give --space FIELD=LOW:HIGH[:log] (see bench list)")
+            why = "all its tunable fields are set" if keys else "it declares none"
+            raise UsageError(f"{entry.label}: no field to tune ({why}); give --space FIELD=LOW:HIGH[:log] (see bench list)")
         spaces.append(space)
         notes += more
     model = load_model(spec.model, device)

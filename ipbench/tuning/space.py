@@ -34,7 +34,8 @@ class Dimension:
     def describe(self) -> str:
         if self.kind == "categorical":
             return f"{self.field} in {{{', '.join(map(str, self.choices))}}}"
-        return f"{self.field} in [{self.low:g}, {self.high:g}]{' log' if self.log else ''}{' (int)' if self.kind == 'int' else ''}"
+        scale = " log" if self.log else ""
+        return f"{self.field} in [{self.low:g}, {self.high:g}]{scale}{' (int)' if self.kind == 'int' else ''}"
 
     def as_json(self) -> dict[str, Any]:
         if self.kind == "categorical":

@@ -36,7 +36,8 @@ def record(solver: str, operator: str, trial: Any, folder: str) -> dict[str, Any
         value = trial.intermediate_values[max(trial.intermediate_values)]
     return {"solver": solver, "operator": operator, "number": trial.number, "state": state,
             "params": dict(trial.params),
-            "rungs": [{"images": int(step), "value": _finite(v)} for step, v in sorted(trial.intermediate_values.items())],
+            "rungs": [{"images": int(step), "value": _finite(v)}
+                      for step, v in sorted(trial.intermediate_values.items())],
             "value": _finite(value), "se": _finite(attrs.get("se")), "images": attrs.get("images"),
             "seconds": _finite(attrs.get("seconds")), "cpu_seconds": _finite(attrs.get("cpu_seconds")),
             "error": attrs.get("error"), "worker": attrs.get("worker"), "folder": folder,
