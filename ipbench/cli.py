@@ -13,6 +13,8 @@ import click
 from ipbench.errors import UsageError, first_line
 from ipbench.paths import check_current_folder, expand_user
 from ipbench.results.metric_registry import DEFAULT_METRICS, METRICS
+from ipbench.tuning.options import DEFAULT_NUM_IMAGES as TUNE_NUM_IMAGES, DEFAULT_RUNGS as TUNE_RUNGS
+from ipbench.tuning.options import OBJECTIVES as TUNE_OBJECTIVES, PRUNERS as TUNE_PRUNERS
 
 
 class BenchError(click.ClickException):
@@ -256,6 +258,78 @@ def _shard_and_device(shard: str | None, device: str) -> tuple[Any, str]:
         if torch.cuda.is_available():
             device = f"cuda:{launched.local_rank % torch.cuda.device_count()}"
     return launched.shard, device
+
+
+@cli.command("tune")
+@click.option("--solver", "solvers", multiple=True, metavar="NAME", help="Solver to tune (repeatable).")
+@click.option("--op", "operators", multiple=True, metavar="NAME",
+              help="Operator to tune on (repeatable); one study per (solver, operator).")
+@click.option("--config", default=None, metavar="SUITE.toml", callback=_user_path,
+              help="Tune every (solver, operator) pair of a suite (its labels and fixed parameters kept).")
+@click.option("--images", default=None, metavar="SET|DIR", callback=_user_path,
+              help="Tuning images [default: the validation split of the model's default set, e.g. fashion32-val]; "
+                   "tuned.toml evaluates on the test split of the same origin.")
+@click.option("--num-images", type=click.IntRange(min=1), default=TUNE_NUM_IMAGES, show_default=True,
+              help="Tune on the first N images.")
+@click.option("--seed", "seeds", type=int, multiple=True, help="Seed of measurements and solver draws (repeatable) "
+                                                              "[default: 0].")
+@click.option("--budget", type=click.IntRange(min=1), required=True,
+              help="Trials per (solver, operator), the same for every pair; a rerun goes on to it.")
+@click.option("--objective", type=click.Choice(TUNE_OBJECTIVES), default="psnr", show_default=True,
+              help="Metric to optimise: the mean over images of each image's mean over seeds.")
+@click.option("--space", "space", multiple=True, metavar="[SOLVER.]FIELD=LOW:HIGH[:log]",
+              help="Search FIELD in [LOW, HIGH] (log scale with :log) instead of its declared range, or FIELD=A,B for "
+                   "choices (repeatable); bench list shows each solver's declared space.")
+@click.option("--param", "params", multiple=True, metavar="[TARGET.]NAME=VALUE",
+              help="Fix a solver or operator parameter, as in bench run (a fixed field is not tuned).")
+@click.option("--sampler-seed", type=int, default=0, show_default=True, help="Seed of the TPE sampler.")
+@click.option("--pruner", type=click.Choice(TUNE_PRUNERS), default="median", show_default=True,
+              help="Stop weak trials after a rung of images: the median rule, successive halving, or none.")
+@click.option("--rungs", type=click.IntRange(min=1), default=TUNE_RUNGS, show_default=True,
+              help="Rungs of images per trial (about M/4, M/2, M for 3); 1: no pruning.")
+@click.option("--model", default=None, metavar="NAME|NAME:PATH|FILE", callback=_user_path,
+              help="Score model [default: fashion32].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Images per solver call (results do not depend on it).")
+@device_option
+@click.option("--out", default=None, metavar="DIR", callback=_user_path,
+              help="Tune folder [default: runs/tune_<solvers>_<ops>_<hash>]; rerun to resume, or start more "
+                   "workers on it: they share its studies.")
+@click.option("--shard", default=None, metavar="K/N|auto|none",
+              help="This worker's place among several on one --out (under torchrun or SLURM taken from the "
+                   "launcher, which also picks its GPU); workers share trials, not images.")
+@plugin_option
+@user_errors
+def tune_command(solvers: tuple[str, ...], operators: tuple[str, ...], config: str | None, images: str | None,
+                 num_images: int, seeds: tuple[int, ...], budget: int, objective: str, space: tuple[str, ...],
+                 params: tuple[str, ...], sampler_seed: int, pruner: str, rungs: int, model: str | None,
+                 batch_size: int, device: str, out: str | None, shard: str | None, plugins: tuple[str, ...]) -> None:
+    """Tune solvers' parameters per operator with the same budget for each (Optuna TPE, seeded, with pruning);
+    writes DIR/tuned.toml (a suite for bench run --config), summary.md and trials.jsonl."""
+    from ipbench.tuning.study import require_optuna
+
+    require_optuna()
+    _load_plugins(plugins)
+    from ipbench.device import resolve_device
+    from ipbench.tuning.engine import tune
+    from ipbench.tuning.options import TuneOptions
+    from ipbench.tuning.summary import SUMMARY_FILE
+
+    worker, device = _shard_and_device(shard, device)
+    options = TuneOptions(budget=budget, solvers=list(solvers), operators=list(operators), params=list(params),
+                          config=config, images=images, num_images=num_images, seeds=list(seeds) or None,
+                          objective=objective, space=list(space), out=out, model=model, batch_size=batch_size,
+                          sampler_seed=sampler_seed, pruner=pruner, rungs=rungs, command=_command_line())
+    if worker is not None:
+        click.echo(f"worker {worker}: sharing the studies of --out with the other workers", err=True)
+    result = tune(options, resolve_device(device), log=lambda line: click.echo(line, err=True))
+    click.echo((result.out / SUMMARY_FILE).read_text())
+    if result.complete:
+        click.echo(f"tune folder: {result.out}  (tuned.toml, summary.md, trials.jsonl, study.sqlite3, trials/); "
+                   f"next: bench run --config {result.out / 'tuned.toml'}; bench report {result.out}")
+    else:
+        click.echo(f"tune folder: {result.out}: {result.waiting_for} trials are still running in other workers; "
+                   "the last worker to finish writes tuned.toml")
 
 
 @cli.command("submit", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -510,7 +584,13 @@ def report_command(run_dirs: tuple[str, ...], out: str | None, baseline: str | N
     from ipbench.results.html_report import write_report
     from ipbench.results.paired_stats import check_resamples
     from ipbench.results.report_runs import distinct_runs
+    from ipbench.results.tune_log import is_tune_folder
 
+    if len(run_dirs) == 1 and is_tune_folder(run_dirs[0]):  # a bench tune folder: its own page
+        from ipbench.results.tune_report import write_tune_report
+
+        click.echo(f"wrote {write_tune_report(Path(run_dirs[0]), Path(out) if out is not None else None)}")
+        return
     check_resamples(resamples)  # before the folders are read
     folders, repeated = distinct_runs([_run_folder(path) for path in run_dirs])
     for warning in repeated:

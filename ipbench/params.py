@@ -65,9 +65,27 @@ TIME = Range(0, time=True)
 STEPS = Range(1, steps=True)
 
 
-def param(default: Any, *, range: Range | None = None, choices: tuple[str, ...] = ()) -> Any:
-    """A solver field with its valid range or choices: `steps: int = param(100, range=AT_LEAST_ONE)`."""
-    metadata = {**({"range": range} if range else {}), **({"choices": choices} if choices else {})}
+@dataclass(frozen=True)
+class Tune:
+    """Where `bench tune` searches a field unless told otherwise (`--space`): a number in [low, high], on a
+    log scale when `log` (step sizes and weights, whose useful values span decades); a field with choices
+    declared `Tune()` searches its choices. The bounds must be valid values of the field."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+
+    def describe(self) -> str:
+        if self.low is None or self.high is None:
+            return "tuned over its choices"
+        return f"tuned in [{self.low:g}, {self.high:g}]{' log' if self.log else ''}"
+
+
+def param(default: Any, *, range: Range | None = None, choices: tuple[str, ...] = (), tune: Tune | None = None) -> Any:
+    """A solver field with its valid range or choices, and where `bench tune` searches it (`tune`):
+    `zeta: float = param(1.0, range=NON_NEGATIVE, tune=Tune(0.01, 10, log=True))`."""
+    metadata = {**({"range": range} if range else {}), **({"choices": choices} if choices else {}),
+                **({"tune": tune} if tune else {})}
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -80,12 +98,14 @@ class Param:
     default: Any
     choices: tuple[str, ...] = ()
     range: Range | None = None
+    tune: Tune | None = None  # bench tune's default search space for this field; None: not tuned by default
 
     def describe(self) -> str:
         kind = getattr(self.type, "__name__", str(self.type)).replace("typing.", "")
         choices = f" in {{{', '.join(self.choices)}}}" if self.choices else ""
         valid = f"  ({self.range.describe()})" if self.range else ""
-        return f"{self.name}: {kind}{choices} = {self.default!r}{valid}"
+        tuned = f"  [{self.tune.describe()}]" if self.tune else ""
+        return f"{self.name}: {kind}{choices} = {self.default!r}{valid}{tuned}"
 
 
 def _allows_none(tp: Any) -> tuple[bool, Any]:
@@ -163,14 +183,15 @@ def check_count(where: str, name: str, value: int, most: int, why: str) -> None:
 
 
 def dataclass_params(cls: type) -> list[Param]:
-    """Params of a dataclass: its init fields, with types resolved and choices from metadata."""
+    """Params of a dataclass: its init fields, with types resolved and choices, range and tune from metadata."""
     hints = typing.get_type_hints(cls)
     out = []
     for f in dataclasses.fields(cls):
         if not f.init:
             continue
         default = f.default if f.default is not dataclasses.MISSING else None
-        out.append(Param(f.name, hints[f.name], default, tuple(f.metadata.get("choices", ())), f.metadata.get("range")))
+        out.append(Param(f.name, hints[f.name], default, tuple(f.metadata.get("choices", ())), f.metadata.get("range"),
+                         f.metadata.get("tune")))
     return out
 
 

@@ -217,7 +217,7 @@ def test_bench_help_loads_no_heavy_package() -> None:
     import sys
 
     code = ("import sys, ipbench, ipbench.cli; "
-            "print(' '.join(m for m in ('torch', 'deepinv', 'lpips', 'pandas', 'scipy', 'matplotlib', 'jinja2') "
+            "print(' '.join(m for m in ('torch', 'deepinv', 'lpips', 'pandas', 'scipy', 'matplotlib', 'jinja2', 'optuna') "
             "if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == ""

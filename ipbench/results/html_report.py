@@ -325,12 +325,13 @@ def _grids(runs: Sequence[ReportRun]) -> list[dict[str, Any]]:
     return grids
 
 
-def render(context: dict[str, Any]) -> str:
-    """The page from the template (autoescaped: labels and commands are text, never markup)."""
+def render(context: dict[str, Any], template: str = TEMPLATE) -> str:
+    """The page from the template (autoescaped: labels and commands are text, never markup); `template`: another
+    page of templates/ (a bench tune folder's, results/tune_report.py)."""
     environment = jinja2.Environment(loader=jinja2.PackageLoader("ipbench.results", "templates"),
                                      autoescape=True, undefined=jinja2.StrictUndefined,
                                      trim_blocks=True, lstrip_blocks=True)
-    return environment.get_template(TEMPLATE).render(**context)
+    return environment.get_template(template).render(**context)
 
 
 @dataclass(frozen=True)

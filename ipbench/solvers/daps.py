@@ -69,7 +69,7 @@ from ipbench.errors import UsageError
 from ipbench.models.base import ScoreModel, to_image
 from ipbench.models.denoiser import denoise, karras_sigmas, time_of_sigma
 from ipbench.operators.base import noise_level
-from ipbench.params import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Range, param
+from ipbench.params import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Range, Tune, param
 from ipbench.solvers.base import Solver, randn_per_image, register_solver
 from ipbench.solvers.diffusion import check_sigma
 from ipbench.solvers.presets import PAPER, Preset, Setting, families
@@ -152,9 +152,9 @@ class DAPS(Solver):
     steps: int = param(50, range=AT_LEAST_ONE)  # annealing levels (DAPS-1K: 200)
     ode_steps: int = param(2, range=AT_LEAST_ONE)  # Euler steps per level, one NFE each (DAPS-1K: 5)
     langevin_steps: int = param(50, range=NON_NEGATIVE)  # per level (the code: 100)
-    lr: float = param(1.0, range=Range(0, 2, low_open=True))  # fraction of 1 / curvature; 2 = neutral
+    lr: float = param(1.0, range=Range(0, 2, low_open=True), tune=Tune(0.01, 2, log=True))  # fraction of 1 / curvature; 2 = neutral
     lr_min_ratio: float = param(0.01, range=Range(0, 1, low_open=True))  # lr's linear decay to this factor
-    tau: float | None = param(OFFICIAL_TAU, range=POSITIVE)  # likelihood std, image units; None: sigma_y
+    tau: float | None = param(OFFICIAL_TAU, range=POSITIVE, tune=Tune(1e-3, 0.3, log=True))  # likelihood std, image units; None: sigma_y
     r_scale: float = param(1.0, range=POSITIVE)  # r_t = r_scale * sigma_t
     sigma_max: float = param(100.0, range=POSITIVE)  # model units (VE)
     sigma_min: float = param(0.1, range=POSITIVE)

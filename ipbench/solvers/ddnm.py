@@ -25,7 +25,7 @@ from torch import Tensor
 
 from ipbench.models.base import ScoreModel, to_image, to_model
 from ipbench.operators.base import noise_level, pseudo_inverse
-from ipbench.params import STEPS, UNIT, param
+from ipbench.params import STEPS, UNIT, Tune, param
 from ipbench.solvers.base import Solver, randn_per_image, register_solver
 from ipbench.solvers.diffusion import ddim_coefficients, ddim_step, predict_x0, reverse_grid
 from ipbench.solvers.presets import PAPER, Preset, Setting, families
@@ -48,7 +48,7 @@ class DDNM(Solver):
     name = "ddnm"
     presets = {PAPER: PAPER_PRESET}
     steps: int = param(100, range=STEPS)  # strided reverse steps from T-1
-    eta: float = param(0.85, range=UNIT)  # the paper's default
+    eta: float = param(0.85, range=UNIT, tune=Tune(0, 1))  # the paper's default
     clip: bool = True
 
     def solve(self, y: Tensor, op: Physics, model: ScoreModel, generators: Sequence[torch.Generator]) -> Tensor:

@@ -64,7 +64,7 @@ from ipbench.errors import UsageError
 from ipbench.models.base import ScoreModel, timesteps, to_image, tweedie_x0
 from ipbench.operators.base import noise_level
 from ipbench.operators.svd import OperatorSVD, SeparableSVD, operator_svd, svd_problem
-from ipbench.params import STEPS, UNIT, Range, param
+from ipbench.params import STEPS, UNIT, Range, Tune, param
 from ipbench.solvers.base import Solver, randn_per_image, register_solver
 from ipbench.solvers.presets import PAPER, Preset, Setting, families
 
@@ -122,8 +122,8 @@ class DDRM(Solver):
     name = "ddrm"
     presets = {PAPER: PAPER_PRESET}
     steps: int = param(20, range=STEPS)  # skip = T // steps (the code's grid), 20 in the README's commands
-    eta: float = param(0.85, range=UNIT)  # eta = eta_A = eta_C of the code
-    eta_b: float = param(1.0, range=UNIT)
+    eta: float = param(0.85, range=UNIT, tune=Tune(0, 1))  # eta = eta_A = eta_C of the code
+    eta_b: float = param(1.0, range=UNIT, tune=Tune(0, 1))
     cutoff: float = param(3e-2, range=Range(0, 1, high_open=True))  # separable operators only
 
     def unsupported(self, op: Physics, like: Tensor) -> str | None:

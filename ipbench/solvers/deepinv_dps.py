@@ -24,7 +24,7 @@ from torch import Tensor
 
 from ipbench.models.base import ScoreModel
 from ipbench.models.deepinv_adapter import ScoreModelDenoiser
-from ipbench.params import NON_NEGATIVE, Range, param
+from ipbench.params import NON_NEGATIVE, Range, Tune, param
 from ipbench.solvers.base import Solver, register_solver
 
 
@@ -58,7 +58,7 @@ class DeepinvDPSSolver(Solver):
 
     name = "deepinv-dps"
     num_steps: int = param(1000, range=Range(2))
-    weight: float = param(1.0, range=NON_NEGATIVE)
+    weight: float = param(1.0, range=NON_NEGATIVE, tune=Tune(0.01, 10, log=True))
     guidance: str = param("norm", choices=("norm", "annealed"))
     step: str = param("deepinv", choices=("deepinv", "paper"))
     dtype: str = param("float64", choices=("float64", "float32"))  # deepinv's default: float64

@@ -62,7 +62,7 @@ from ipbench.linalg import conjugate_gradient
 from ipbench.models.base import ScoreModel, to_image, to_model
 from ipbench.operators.base import noise_level
 from ipbench.operators.svd import OperatorSVD, operator_svd
-from ipbench.params import AT_LEAST_ONE, POSITIVE, UNIT, check_count, param
+from ipbench.params import AT_LEAST_ONE, POSITIVE, UNIT, Tune, check_count, param
 from ipbench.solvers.base import Solver, randn_per_image, register_solver
 from ipbench.solvers.diffusion import predict_x0, timestep_schedule
 from ipbench.solvers.presets import PAPER, Preset, Setting, families
@@ -130,8 +130,8 @@ class DiffPIR(Solver):
     name = "diffpir"
     presets = {PAPER: PAPER_PRESET}
     steps: int = param(100, range=AT_LEAST_ONE)  # network evaluations (the code: 100; 20 for inpainting)
-    lambda_: float = param(7.0, range=POSITIVE)  # rho_t = lambda sigma_n^2 / sigma_bar_t^2
-    zeta: float = param(0.3, range=UNIT)  # share of fresh noise in each step (0: DDIM-like, 1: all fresh)
+    lambda_: float = param(7.0, range=POSITIVE, tune=Tune(0.1, 100, log=True))  # rho_t = lambda sigma_n^2 / sigma_bar_t^2
+    zeta: float = param(0.3, range=UNIT, tune=Tune(0, 1))  # share of fresh noise in each step (0: DDIM-like, 1: all fresh)
     skip_type: str = param("quad", choices=("quad", "uniform"))
     clip: bool = True  # clip the network's x0 to [-1, 1], as the code does
 

@@ -29,7 +29,7 @@ from deepinv.physics import Physics
 from torch import Tensor
 
 from ipbench.models.base import ScoreModel, to_image
-from ipbench.params import NON_NEGATIVE, STEPS, UNIT, param
+from ipbench.params import NON_NEGATIVE, STEPS, UNIT, Tune, param
 from ipbench.solvers.base import Solver, per_image_norm, randn_per_image, register_solver
 from ipbench.solvers.diffusion import ddim_step, predict_x0, reverse_grid
 from ipbench.solvers.presets import PAPER, Preset, Setting, families
@@ -69,7 +69,7 @@ class DPS(Solver):
     name = "dps"
     presets = {PAPER: PAPER_PRESET}
     steps: int = param(100, range=STEPS)  # strided reverse steps from T-1 (the paper: 1000)
-    zeta: float = param(1.0, range=NON_NEGATIVE)
+    zeta: float = param(1.0, range=NON_NEGATIVE, tune=Tune(0.01, 10, log=True))
     normalize: str = param("grad", choices=("grad", "residual"))
     eta: float = param(1.0, range=UNIT)  # 1 = DDPM ancestral step as in the paper, 0 = DDIM
     clip: bool = True  # clip x0_hat to [-1, 1], as the DPS code does

@@ -23,7 +23,7 @@ from torch import Tensor
 from ipbench.errors import UsageError
 from ipbench.models.base import ScoreModel
 from ipbench.operators.base import back_project, measurement_image
-from ipbench.params import AT_LEAST_ONE, POSITIVE, check_count, param
+from ipbench.params import AT_LEAST_ONE, POSITIVE, Tune, check_count, param
 from ipbench.solvers.base import Solver, register_solver
 
 
@@ -46,8 +46,8 @@ class GaussianFilter(Solver):
 
     name = "gaussian-filter"
     kernel_size: int = param(3, range=AT_LEAST_ONE)  # odd; the seeds' 3
-    sigma: float = param(0.8, range=POSITIVE)  # pixels; the seeds' 0.8
-    source: str = param("measurement", choices=("measurement", "back-projection"))
+    sigma: float = param(0.8, range=POSITIVE, tune=Tune(0.2, 3, log=True))  # pixels; the seeds' 0.8
+    source: str = param("measurement", choices=("measurement", "back-projection"), tune=Tune())
 
     def __post_init__(self) -> None:
         super().__post_init__()

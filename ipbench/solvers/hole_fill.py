@@ -20,7 +20,7 @@ from torch import Tensor
 
 from ipbench.models.base import ScoreModel
 from ipbench.operators.base import back_project, visible_mask
-from ipbench.params import POSITIVE, param
+from ipbench.params import POSITIVE, Tune, param
 from ipbench.solvers.base import Solver, register_solver
 
 
@@ -43,7 +43,7 @@ class HoleFill(Solver):
     name = "hole-fill"
     aliases = ("blur",)
     # filter std in pixels: light smoothing at sigma_y = 0.025; widen it for heavier noise
-    sigma: float = param(1.0, range=POSITIVE)
+    sigma: float = param(1.0, range=POSITIVE, tune=Tune(0.3, 5, log=True))
 
     def solve(self, y: Tensor, op: Physics, model: ScoreModel, generators: Sequence[torch.Generator]) -> Tensor:
         x_bp = back_project(op, y)

@@ -51,7 +51,7 @@ from ipbench.linalg import conjugate_gradient
 from ipbench.models.base import ScoreModel, to_image
 from ipbench.operators.base import noise_level
 from ipbench.operators.svd import OperatorSVD, operator_svd
-from ipbench.params import NON_NEGATIVE, STEPS, UNIT, param
+from ipbench.params import NON_NEGATIVE, STEPS, UNIT, Tune, param
 from ipbench.solvers.base import Solver, randn_per_image, register_solver
 from ipbench.solvers.diffusion import ddim_step, predict_x0, reverse_grid
 from ipbench.solvers.presets import PAPER, Preset, Setting, families
@@ -122,7 +122,7 @@ class PiGDM(Solver):
     aliases = ("pgdm",)
     steps: int = param(100, range=STEPS)  # strided reverse steps from T-1 (sample_test.sh:21,45)
     eta: float = param(1.0, range=UNIT)  # the code's PiGDM runs use 1 (sample_batch.sh:5)
-    scale: float = param(1.0, range=NON_NEGATIVE)  # grad_term_weight (pgdm.yaml:7)
+    scale: float = param(1.0, range=NON_NEGATIVE, tune=Tune(0.05, 20, log=True))  # grad_term_weight (pgdm.yaml:7)
     clip: bool = False  # pgdm.py uses x0_hat unclipped
 
     def unsupported(self, op: Physics, like: Tensor) -> str | None:

@@ -48,7 +48,7 @@ from deepinv.physics import Physics
 from torch import Tensor
 
 from ipbench.models.base import ScoreModel, timesteps, to_image
-from ipbench.params import NON_NEGATIVE, POSITIVE, STEPS, param
+from ipbench.params import NON_NEGATIVE, POSITIVE, STEPS, Tune, param
 from ipbench.solvers.base import Solver, randn_per_image, register_solver
 from ipbench.solvers.diffusion import reverse_grid
 from ipbench.solvers.presets import PAPER, Preset, Setting, families
@@ -91,8 +91,8 @@ class REDDiff(Solver):
     presets = {PAPER: PAPER_PRESET}
     aliases = ("red-diff",)
     steps: int = param(100, range=STEPS)  # diffusion times; steps - 1 Adam steps (README.md:88)
-    lam: float = param(0.25, range=NON_NEGATIVE)  # lambda, `grad_term_weight` (reddiff.yaml:8)
-    lr: float = param(0.1, range=POSITIVE)  # Adam step size in model units (reddiff.yaml:12)
+    lam: float = param(0.25, range=NON_NEGATIVE, tune=Tune(0.01, 10, log=True))  # lambda, `grad_term_weight` (reddiff.yaml:8)
+    lr: float = param(0.1, range=POSITIVE, tune=Tune(0.01, 1, log=True))  # Adam step size in model units (reddiff.yaml:12)
     weighting: str = param("linear", choices=tuple(WEIGHTINGS))  # w_t of the inverse SNR (reddiff.yaml:9)
     obs_weight: float = param(1.0, range=NON_NEGATIVE)  # weight of the measurement term (reddiff.yaml:7)
     sigma_x0: float = param(0.0, range=NON_NEGATIVE)  # std of q around mu, model units (reddiff.yaml:13)

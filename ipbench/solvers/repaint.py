@@ -53,7 +53,7 @@ from torch import Tensor
 
 from ipbench.models.base import ScoreModel, to_image, to_model
 from ipbench.operators.base import noise_level, visible_mask
-from ipbench.params import AT_LEAST_ONE, STEPS, UNIT, check_count, param
+from ipbench.params import AT_LEAST_ONE, STEPS, UNIT, Tune, check_count, param
 from ipbench.solvers.base import Solver, randn_per_image, register_solver
 from ipbench.solvers.diffusion import ddim_step, predict_x0, timestep_schedule
 from ipbench.solvers.presets import PAPER, Preset, Setting, families
@@ -104,7 +104,7 @@ class RePaint(Solver):
     jump_n_sample: int = param(1, range=AT_LEAST_ONE)  # passes over each jump point; 1 = no resampling (paper: 10)
     eta: float = param(1.0, range=UNIT)  # 1 = DDPM's ancestral step, as in the paper
     clip: bool = True  # clip x0_hat to [-1, 1] (clip_denoised in the official configurations)
-    noisy_y: str = param("match", choices=("match", "ignore"))  # see the module docstring
+    noisy_y: str = param("match", choices=("match", "ignore"), tune=Tune())  # see the module docstring
 
     def unsupported(self, op: Physics, like: Tensor) -> str | None:
         if not isinstance(op, Inpainting):

@@ -65,7 +65,7 @@ from ipbench.errors import UsageError
 from ipbench.models.base import ScoreModel, to_image, to_model
 from ipbench.models.denoiser import denoise, sigma_grid, snap_sigmas, time_of_sigma
 from ipbench.operators.base import noise_level
-from ipbench.params import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, check_count, param
+from ipbench.params import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Tune, check_count, param
 from ipbench.solvers.base import Solver, misfit_gradient, per_image_norm, rand_per_image, randn_per_image, register_solver
 from ipbench.solvers.diffusion import check_sigma, timestep_schedule
 
@@ -93,7 +93,7 @@ class ScoreALD(Solver):
     steps_each: int = param(3, range=AT_LEAST_ONE)  # K, Langevin steps per level (the code: 3)
     # alpha_L, the step at the last level (model units^2); alpha_i = eps sigma_i^2 / sigma_L^2.
     # r = eps / sigma_L^2 is what matters: the code's r is 1.15
-    eps: float = param(9e-5, range=POSITIVE)
+    eps: float = param(9e-5, range=POSITIVE, tune=Tune(1e-6, 1.5e-4, log=True))
     sigma_max: float = param(CODE_SIGMA_START, range=POSITIVE)  # first level, model units
     schedule: str = param("geometric", choices=("geometric", "strided"))
     likelihood: str = param("annealed", choices=("annealed", "normalized"))

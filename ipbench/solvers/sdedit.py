@@ -23,7 +23,7 @@ from torch import Tensor
 from ipbench.errors import UsageError
 from ipbench.models.base import ScoreModel, to_image, to_model
 from ipbench.operators.base import back_project, measurement_image
-from ipbench.params import STEPS, TIME, UNIT, check_count, param
+from ipbench.params import STEPS, TIME, UNIT, Tune, check_count, param
 from ipbench.solvers.base import Solver, randn_per_image, register_solver
 from ipbench.solvers.diffusion import reverse_process
 
@@ -34,11 +34,11 @@ class SDEdit(Solver):
     """Noise a guide image (the measurement or its back-projection) to t0, then run the reverse process."""
 
     name = "sdedit"
-    t0: int = param(500, range=TIME)  # perturbation time (the seeds' table: 500 of 1000)
+    t0: int = param(500, range=TIME, tune=Tune(50, 950))  # perturbation time (the seeds' table: 500 of 1000)
     steps: int = param(50, range=STEPS)  # strided reverse steps from t0 to 0
     eta: float = param(1.0, range=UNIT)  # 1 = DDPM, 0 = DDIM
     clip: bool = True
-    guide: str = param("measurement", choices=("measurement", "back-projection"))
+    guide: str = param("measurement", choices=("measurement", "back-projection"), tune=Tune())
 
     def check_model(self, model: ScoreModel) -> None:
         super().check_model(model)

@@ -16,7 +16,7 @@ from torch import Tensor
 from ipbench.linalg import conjugate_gradient
 from ipbench.models.base import ScoreModel
 from ipbench.operators.base import noise_level
-from ipbench.params import POSITIVE, param
+from ipbench.params import POSITIVE, Tune, param
 from ipbench.solvers.base import Solver, register_solver
 
 
@@ -47,7 +47,7 @@ class Tikhonov(Solver):
 
     name = "tikhonov"
     # penalty weight; best of {2, 5, 10, 20, 50, 100} on the Gaussian-prior check (denoise)
-    lam: float = param(20.0, range=POSITIVE)
+    lam: float = param(20.0, range=POSITIVE, tune=Tune(0.1, 1000, log=True))
     tol: float = param(1e-5, range=POSITIVE)  # relative CG residual
 
     def solve(self, y: Tensor, op: Physics, model: ScoreModel, generators: Sequence[torch.Generator]) -> Tensor:
