@@ -1,9 +1,10 @@
-"""A child process whose lifetime the test decides, for lock holders that must be alive (or dead) when checked."""
+"""Child processes for the tests: one whose lifetime the test decides (for lock holders that must be alive or dead when checked), and polling for a state a test holds a process in."""
 from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 
@@ -17,3 +18,13 @@ def live_process() -> Iterator[int]:
     finally:
         holder.stdin.close()
         holder.wait(timeout=60)
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 300.0) -> None:
+    """Poll for a state a test holds a process in (not a moment it hopes to catch): the timeout only turns a
+    broken test into a failure."""
+    end = time.time() + timeout
+    while not condition():
+        if time.time() > end:
+            raise AssertionError("timed out")
+        time.sleep(0.05)

@@ -21,7 +21,7 @@ from ipbench.benchmark.status import run_status
 from ipbench.cli import cli
 from ipbench.errors import UsageError
 from ipbench.results.rows import RowStore, run_rows
-from tests.processes import live_process
+from tests.processes import live_process, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 # Cheap solvers on a few images: what is tested is where rows go, not what they hold.
@@ -234,15 +234,6 @@ def test_status_counts_rows_per_shard_and_gives_the_time_left_at_the_holders_rat
 
 GATED = Path(__file__).parent / "plugins" / "gated_solver.py"
 
-
-def wait_for(condition, timeout: float = 300.0) -> None:
-    """Poll for a state the test holds the run in (not a moment it hopes to catch): the timeout only turns a
-    broken test into a failure."""
-    end = time.time() + timeout
-    while not condition():
-        if time.time() > end:
-            raise AssertionError("timed out")
-        time.sleep(0.05)
 
 
 def complete_lines(path: Path) -> int:

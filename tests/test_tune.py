@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from click.testing import CliRunner
 from ipbench.cli import cli
 from ipbench.data import load_images
 from ipbench.results.rows import run_rows
+from tests.processes import wait_for
 
 try:
     import tomllib
@@ -246,15 +246,6 @@ def test_ctrl_c_mid_trial_marks_it_interrupted_and_a_rerun_tries_it_again(tmp_pa
     tuned = tomllib.loads((tmp_path / "t" / "tuned.toml").read_text())["solver"][0]["per_operator"]
     assert tuned["inpaint-box"]["tuned"]["trials"] == 3
 
-
-def wait_for(condition: Any, timeout: float = 300.0) -> None:
-    """Poll for a state the test holds a worker in (not a moment it hopes to catch): the timeout only turns a
-    broken test into a failure."""
-    end = time.time() + timeout
-    while not condition():
-        if time.time() > end:
-            raise AssertionError("timed out")
-        time.sleep(0.05)
 
 
 def python_env(**extra: str) -> dict[str, str]:

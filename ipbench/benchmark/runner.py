@@ -110,7 +110,7 @@ def run(spec: RunSpec, out: str | Path | None = None, *, batch_size: int = 8, de
     images = load_images(source, model.image_shape, num_images)
     _check_out_apart_from_images(out, images)
     prepare_metrics(spec.metrics, dev)  # preflight: missing metric weights stop the run here
-    for entry, operator in _pairs(spec):  # preflight: times, step counts and noise levels this model cannot run
+    for entry, operator in spec.pairs():  # preflight: times, step counts and noise levels this model cannot run
         _checked_on(entry, operator, lambda solver: solver.check_model(model))
     for operator in spec.operators:  # preflight: shape-dependent parameter errors surface before anything runs
         first = measurement_generator(spec.seeds[0], images.ids[0], operator.label, dev)
@@ -152,11 +152,6 @@ def run(spec: RunSpec, out: str | Path | None = None, *, batch_size: int = 8, de
     result.device = dev
     result.run_missing = len(row_keys(spec.config(), images.ids) - {row_key(r) for r in run_rows(out)})
     return result
-
-
-def _pairs(spec: RunSpec) -> Iterator[tuple[SolverEntry, Operator]]:
-    """Every (solver entry, operator) the run computes."""
-    return ((e, o) for e in spec.solvers for o in spec.operators if e.runs_on(o.label))
 
 
 def _checked_on(entry: SolverEntry, operator: Operator, check: Callable[[Any], None]) -> None:

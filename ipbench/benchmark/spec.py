@@ -8,7 +8,7 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from ipbench.benchmark.suite_schema import check_suite
 from ipbench.errors import UsageError, first_line
@@ -145,6 +145,10 @@ class RunSpec:
             **({"metrics": list(self.metrics)} if list(self.metrics) != list(DEFAULT_METRICS) else {}),
             **({"seeding": self.seeding} if self.seeding != "independent" else {}),  # common draws change results
         }
+
+    def pairs(self) -> Iterator[tuple[SolverEntry, Operator]]:
+        """Every (solver entry, operator) the run computes."""
+        return ((e, o) for e in self.solvers for o in self.operators if e.runs_on(o.label))
 
     def default_out(self) -> Path:
         """runs/<solvers>_<operators>_<hash>: the same command resumes into the same folder. The labels are
@@ -366,10 +370,8 @@ def _with_preset(entries: list[SolverEntry], preset: str | None) -> list[SolverE
 def checked(spec: RunSpec) -> RunSpec:
     """`spec`, after building every (solver entry, operator) instance it runs: a bad combination of preset,
     per-operator values and `--param` is a one-line error before anything is loaded."""
-    for entry in spec.solvers:
-        for operator in spec.operators:
-            if entry.runs_on(operator.label):
-                entry.solver_for(operator)
+    for entry, operator in spec.pairs():
+        entry.solver_for(operator)
     return spec
 
 
