@@ -21,7 +21,7 @@ from torch import Tensor
 
 from ipbench.errors import UsageError
 from ipbench.operators.base import Shape, register_operator
-from ipbench.params import POSITIVE
+from ipbench.params import Range
 
 MAX_SCALE = 1e3  # past this A is a threshold at mid-grey: a gradient only on a 1e-3 wide band
 
@@ -41,7 +41,7 @@ class ClippedExposure(Physics):
         return (y - 0.5) / self.scale + 0.5
 
 
-@register_operator("hdr", ranges={"scale": POSITIVE})
+@register_operator("hdr", ranges={"scale": Range(0, MAX_SCALE, low_open=True)})
 def hdr(shape: Shape, generators: Sequence[torch.Generator], device: torch.device, *,
         scale: float = 2.0) -> ClippedExposure:
     """Contrast times `scale` about mid-grey, clipped to [0, 1] (DAPS, RED-diff: scale 2)."""
