@@ -41,7 +41,7 @@ from ipbench.files import atomic_write_text
 from ipbench.models import ScoreModel, load_model, model_file
 from ipbench.models.counting import CountingModel
 from ipbench.models.acceleration import AcceleratedModel, Acceleration
-from ipbench.operators import Operator, back_project, measure, visible_mask
+from ipbench.operators import Operator, measure, shown_measurement
 from ipbench.paths import content_hash, expand_user
 from ipbench.solvers.base import SOLVER_FAILURES, output_problem
 from ipbench.results.evaluated_on import evaluation_warnings
@@ -288,10 +288,7 @@ def _measure(operator: Operator, x: Tensor, ids: Sequence[str], seed: int, devic
     generators = [measurement_generator(seed, image_id, operator.label, device) for image_id in ids]
     physics = operator.build(x.shape[1:], generators, device)
     y = measure(physics, x, generators)
-    shown = y if y.shape == x.shape else back_project(physics, y)  # what the grid shows as the measurement
-    if y.shape == x.shape:  # pixels A does not see (inpainting holes) saved transparent: the grid marks them
-        seen = visible_mask(physics, x).amax(dim=1, keepdim=True)
-        shown = torch.cat([shown, seen], dim=1) if bool((seen == 0).any()) else shown
+    shown = shown_measurement(physics, y, x)  # unseen pixels (inpainting holes) transparent: the grid marks them
     for image_id, truth, meas in zip(ids, x, shown):
         writer.png_once(truth, truth_png(out, image_id))
         writer.png_once(meas, measurement_png(out, operator.label, image_id, seed))

@@ -88,6 +88,22 @@ class Operator:
         return physics
 
 
+def is_linear(physics: Physics) -> bool:
+    """Whether A is linear: deepinv's own split, a `LinearPhysics` (with A^T) or a plain `Physics` (A only).
+
+    The one linearity test of the package: a solver whose derivation needs A^T, A^+ or an SVD reads it in
+    `unsupported` (through `linear_problem`), the operator tests skip the adjoint checks by it."""
+    return isinstance(physics, LinearPhysics)
+
+
+def linear_problem(physics: Physics, uses: str) -> str | None:
+    """The reason a solver gives for a nonlinear operator (None for a linear one); `uses` names what of A
+    its derivation needs ("A^T", "an SVD of A", ...)."""
+    if is_linear(physics):
+        return None
+    return f"needs a linear operator ({uses}); {type(physics).__name__} is nonlinear"
+
+
 def as_float64(physics: Physics) -> Physics:
     """A float64 copy of a physics (for exact computations such as the Gaussian posterior)."""
     import copy
@@ -140,6 +156,22 @@ def measurement_image(physics: Physics, y: Tensor) -> Tensor:
     if y.dim() != 4 or y.shape[:2] != shape[:2]:
         raise UsageError(f"the measurement {tuple(y.shape)} is not an image batch with the channels of {tuple(shape)}")
     return torch.nn.functional.interpolate(y, size=tuple(shape[-2:]), mode="bicubic", align_corners=False)
+
+
+def shown_measurement(physics: Physics, y: Tensor, like: Tensor) -> Tensor:
+    """The measurement as a run's figures show it, an image batch shaped like `like`: y when it has the
+    image's shape, with an alpha channel that is 0 on pixels A does not see (inpainting holes); else its
+    back-projection (super-resolution). A nonlinear operator shows its own `picture(y)` where it has one (phase
+    retrieval's spectrum), else y when it has the image's shape (HDR), else mid-grey (nothing to show)."""
+    if not is_linear(physics):
+        picture = getattr(physics, "picture", None)
+        if callable(picture):
+            return picture(y)
+        return y if y.shape == like.shape else torch.full_like(like, 0.5)
+    if y.shape != like.shape:
+        return back_project(physics, y)
+    seen = visible_mask(physics, like).amax(dim=1, keepdim=True)
+    return torch.cat([y, seen], dim=1) if bool((seen == 0).any()) else y
 
 
 def pseudo_inverse(physics: Physics, y: Tensor, damping: float = 1e-3) -> Tensor:

@@ -24,7 +24,7 @@ from deepinv.physics import Denoising, Inpainting, Physics
 from torch import Tensor
 
 from ipbench.models.base import ScoreModel, to_image, to_model
-from ipbench.operators.base import noise_level, pseudo_inverse
+from ipbench.operators.base import linear_problem, noise_level, pseudo_inverse
 from ipbench.params import STEPS, UNIT, Tune, param
 from ipbench.solvers.base import Solver, randn_per_image, register_solver
 from ipbench.solvers.diffusion import ddim_coefficients, ddim_step, predict_x0, reverse_grid
@@ -50,6 +50,9 @@ class DDNM(Solver):
     steps: int = param(100, range=STEPS)  # strided reverse steps from T-1
     eta: float = param(0.85, range=UNIT, tune=Tune(0, 1))  # the paper's default
     clip: bool = True
+
+    def unsupported(self, op: Physics, like: Tensor) -> str | None:
+        return linear_problem(op, "A^+ in its range-null projection")
 
     def solve(self, y: Tensor, op: Physics, model: ScoreModel, generators: Sequence[torch.Generator]) -> Tensor:
         sigma_y = 2 * noise_level(op)  # in model units

@@ -15,7 +15,7 @@ from deepinv.physics import Physics
 from torch import Tensor
 
 from ipbench.models.base import ScoreModel, diffuse_measurement, to_image
-from ipbench.operators.base import back_project
+from ipbench.operators.base import back_project, linear_problem
 from ipbench.params import STEPS, TIME, UNIT, check_count, param
 from ipbench.solvers.base import Solver, register_solver
 from ipbench.solvers.diffusion import reverse_process, start_time, timestep_schedule
@@ -36,6 +36,9 @@ class IterativeDenoising(Solver):
         super().check_model(model)
         if self.t is not None:
             check_count(f"solver {self.name}", "steps", self.steps, self.t + 1, f"the times t={self.t}..0")
+
+    def unsupported(self, op: Physics, like: Tensor) -> str | None:
+        return linear_problem(op, "it starts from the back-projection A^T y / A^T 1")
 
     def as_run(self, op: Physics, model: ScoreModel) -> dict[str, Any]:
         """With t matched to sigma_y the grid from t to 0 has at most t + 1 times: the row says how many ran."""

@@ -62,7 +62,7 @@ from torch import Tensor
 
 from ipbench.errors import UsageError
 from ipbench.models.base import ScoreModel, timesteps, to_image, tweedie_x0
-from ipbench.operators.base import noise_level
+from ipbench.operators.base import linear_problem, noise_level
 from ipbench.operators.svd import OperatorSVD, SeparableSVD, operator_svd, svd_problem
 from ipbench.params import STEPS, UNIT, Range, Tune, param
 from ipbench.solvers.base import Solver, randn_per_image, register_solver
@@ -127,7 +127,7 @@ class DDRM(Solver):
     cutoff: float = param(3e-2, range=Range(0, 1, high_open=True))  # separable operators only
 
     def unsupported(self, op: Physics, like: Tensor) -> str | None:
-        return svd_problem(op, like)
+        return linear_problem(op, "an SVD of A") or svd_problem(op, like)
 
     def check_model(self, model: ScoreModel) -> None:
         super().check_model(model)

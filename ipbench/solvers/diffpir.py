@@ -55,12 +55,12 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
-from deepinv.physics import LinearPhysics, Physics
+from deepinv.physics import Physics
 from torch import Tensor
 
 from ipbench.linalg import conjugate_gradient
 from ipbench.models.base import ScoreModel, to_image, to_model
-from ipbench.operators.base import noise_level
+from ipbench.operators.base import linear_problem, noise_level
 from ipbench.operators.svd import OperatorSVD, operator_svd
 from ipbench.params import AT_LEAST_ONE, POSITIVE, UNIT, Tune, check_count, param
 from ipbench.solvers.base import Solver, randn_per_image, register_solver
@@ -136,9 +136,7 @@ class DiffPIR(Solver):
     clip: bool = True  # clip the network's x0 to [-1, 1], as the code does
 
     def unsupported(self, op: Physics, like: Tensor) -> str | None:
-        if not isinstance(op, LinearPhysics):
-            return f"needs a linear operator (its data step solves with A^T A), got {type(op).__name__}"
-        return None
+        return linear_problem(op, "its closed-form data step solves with A^T A")
 
     def check_model(self, model: ScoreModel) -> None:
         super().check_model(model)

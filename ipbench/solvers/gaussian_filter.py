@@ -22,7 +22,7 @@ from torch import Tensor
 
 from ipbench.errors import UsageError
 from ipbench.models.base import ScoreModel
-from ipbench.operators.base import back_project, measurement_image
+from ipbench.operators.base import back_project, measurement_image, linear_problem
 from ipbench.params import AT_LEAST_ONE, POSITIVE, Tune, check_count, param
 from ipbench.solvers.base import Solver, register_solver
 
@@ -59,6 +59,9 @@ class GaussianFilter(Solver):
         side = min(model.image_shape[-2:])  # reflect padding needs a radius below the image side
         check_count(f"solver {self.name}", "kernel_size", self.kernel_size, 2 * side - 1,
                     f"reflect padding on {side} px images")
+
+    def unsupported(self, op: Physics, like: Tensor) -> str | None:
+        return linear_problem(op, "it filters the back-projection A^T y / A^T 1 or y as an image, both through A^T")
 
     def solve(self, y: Tensor, op: Physics, model: ScoreModel, generators: Sequence[torch.Generator]) -> Tensor:
         image = back_project(op, y) if self.source == "back-projection" else measurement_image(op, y)

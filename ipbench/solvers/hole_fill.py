@@ -19,7 +19,7 @@ from deepinv.physics import Physics
 from torch import Tensor
 
 from ipbench.models.base import ScoreModel
-from ipbench.operators.base import back_project, visible_mask
+from ipbench.operators.base import back_project, visible_mask, linear_problem
 from ipbench.params import POSITIVE, Tune, param
 from ipbench.solvers.base import Solver, register_solver
 
@@ -44,6 +44,9 @@ class HoleFill(Solver):
     aliases = ("blur",)
     # filter std in pixels: light smoothing at sigma_y = 0.025; widen it for heavier noise
     sigma: float = param(1.0, range=POSITIVE, tune=Tune(0.3, 5, log=True))
+
+    def unsupported(self, op: Physics, like: Tensor) -> str | None:
+        return linear_problem(op, "it fills from the back-projection A^T y / A^T 1")
 
     def solve(self, y: Tensor, op: Physics, model: ScoreModel, generators: Sequence[torch.Generator]) -> Tensor:
         x_bp = back_project(op, y)

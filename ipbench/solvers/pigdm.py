@@ -49,7 +49,7 @@ from torch import Tensor
 
 from ipbench.linalg import conjugate_gradient
 from ipbench.models.base import ScoreModel, to_image
-from ipbench.operators.base import noise_level
+from ipbench.operators.base import linear_problem, noise_level
 from ipbench.operators.svd import OperatorSVD, operator_svd
 from ipbench.params import NON_NEGATIVE, STEPS, UNIT, Tune, param
 from ipbench.solvers.base import Solver, randn_per_image, register_solver
@@ -94,12 +94,6 @@ def measurement_in_model_units(op: LinearPhysics, y: Tensor, like: Tensor) -> Te
     return 2 * y - op.A(torch.ones_like(like))
 
 
-def linear_operator_problem(op: Physics) -> str | None:
-    if isinstance(op, LinearPhysics):
-        return None
-    return f"needs a linear operator (A^T and A^+), got {type(op).__name__}"
-
-
 _PIGDM_COMMON = {"scale": Setting(1.0, "_configs/algo/pgdm.yaml:7", "grad_term_weight")}
 PAPER_PRESET = Preset(
     repository="github.com/NVlabs/RED-diff at 66482f2",
@@ -126,7 +120,7 @@ class PiGDM(Solver):
     clip: bool = False  # pgdm.py uses x0_hat unclipped
 
     def unsupported(self, op: Physics, like: Tensor) -> str | None:
-        return linear_operator_problem(op)
+        return linear_problem(op, "A^T (A A^T + c I)^-1 in its guidance")
 
     def solve(self, y: Tensor, op: Physics, model: ScoreModel, generators: Sequence[torch.Generator]) -> Tensor:
         like = torch.zeros((y.shape[0], *model.image_shape), device=y.device)

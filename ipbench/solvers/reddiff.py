@@ -13,9 +13,11 @@ This follows NVlabs/RED-diff (algos/reddiff.py) at 66482f2: both terms are means
 ||.||^2 / 2 over y's and <., mu> over mu's (reddiff.py:86-88), weighted by obs_weight = 1 and
 lambda w_t (reddiff.py:90-111); Adam with betas (0.9, 0.99) and no weight decay (reddiff.py:52); mu starts
 at A^+ y (reddiff.py:138-141); everything in model units [-1, 1], so the residual is 2 (y - A to_image(mu))
-and mu_0 = A^+ (2 y - A 1). The means are taken per image and summed over the batch (the code's means run
-over the batch too), so an image's gradient does not depend on its batch; Adam is elementwise, hence
-per image. As in the code, sigma_y does not enter the loss (the paper's 1 / sigma_y^2 is absorbed in lambda).
+and mu_0 = A^+ (2 y - A 1). A nonlinear operator is fitted the same way (its loss by autograd through A) and
+starts where the code's `H_pinv` of that degradation puts it, the operator's `A_dagger` (phase retrieval:
+utils/degredations.py:895-898, HDR: :551-552, both in operators/); one without its own A_dagger is n/a.
+The means are taken per image and summed over the batch (the code's means run over the batch too), so an
+image's gradient does not depend on its batch; Adam is elementwise, hence per image. As in the code, sigma_y does not enter the loss (the paper's 1 / sigma_y^2 is absorbed in lambda).
 
 Defaults: lambda = 0.25 and lr = 0.1 (_configs/algo/reddiff.yaml:8,12); 100 steps (README.md:88, whose
 example run has lr 0.5; _configs/exp/default.yaml:9 has 50); weighting linear (reddiff.yaml:9); sigma_x0 = 0
@@ -47,12 +49,13 @@ import torch
 from deepinv.physics import Physics
 from torch import Tensor
 
-from ipbench.models.base import ScoreModel, timesteps, to_image
+from ipbench.models.base import ScoreModel, timesteps, to_image, to_model
+from ipbench.operators.base import is_linear
 from ipbench.params import NON_NEGATIVE, POSITIVE, STEPS, Tune, param
 from ipbench.solvers.base import Solver, randn_per_image, register_solver
 from ipbench.solvers.diffusion import reverse_grid
 from ipbench.solvers.presets import PAPER, Preset, Setting, families
-from ipbench.solvers.pigdm import RegularizedInverse, linear_operator_problem, measurement_in_model_units
+from ipbench.solvers.pigdm import RegularizedInverse, measurement_in_model_units
 
 # w_t as a function of the inverse SNR sqrt(1 - ab_t) / sqrt(ab_t) (reddiff.py:92-105)
 WEIGHTINGS: dict[str, Callable[[float], float]] = {
@@ -82,6 +85,12 @@ PAPER_PRESET = Preset(
                "lr": Setting(0.1, "_configs/algo/reddiff.yaml:12")}}))
 
 
+def has_own_inverse(op: Physics) -> bool:
+    """Whether a nonlinear operator defines its A_dagger (deepinv's default is a gradient descent that needs
+    A^T to start from): RED-diff's H_pinv for phase retrieval and HDR (operators/phase.py, hdr.py)."""
+    return type(op).A_dagger is not Physics.A_dagger
+
+
 @register_solver
 @dataclass
 class REDDiff(Solver):
@@ -98,11 +107,17 @@ class REDDiff(Solver):
     sigma_x0: float = param(0.0, range=NON_NEGATIVE)  # std of q around mu, model units (reddiff.yaml:13)
 
     def unsupported(self, op: Physics, like: Tensor) -> str | None:
-        return linear_operator_problem(op)
+        if is_linear(op) or has_own_inverse(op):
+            return None
+        return (f"needs A^+ y to start from: {type(op).__name__} is nonlinear and has no A_dagger of its own "
+                "(RED-diff's H_pinv)")
 
     def solve(self, y: Tensor, op: Physics, model: ScoreModel, generators: Sequence[torch.Generator]) -> Tensor:
         like = torch.zeros((y.shape[0], *model.image_shape), device=y.device)
-        mu0 = RegularizedInverse(op, like)(measurement_in_model_units(op, y, like), 0.0)
+        if is_linear(op):
+            mu0 = RegularizedInverse(op, like)(measurement_in_model_units(op, y, like), 0.0)
+        else:  # the operator's own starting point, as the code's H_pinv of a nonlinear degradation (reddiff.py:138)
+            mu0 = to_model(op.A_dagger(y))
         mu = mu0.detach().clone().requires_grad_(True)
         adam = torch.optim.Adam([mu], lr=self.lr, betas=(0.9, 0.99), weight_decay=0.0)
         weight = WEIGHTINGS[self.weighting]

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from ipbench.errors import UsageError
 from ipbench.models.base import ScoreModel, to_image, to_model
-from ipbench.operators.base import back_project, measurement_image
+from ipbench.operators.base import back_project, measurement_image, linear_problem
 from ipbench.params import STEPS, TIME, UNIT, Tune, check_count, param
 from ipbench.solvers.base import Solver, randn_per_image, register_solver
 from ipbench.solvers.diffusion import reverse_process
@@ -43,6 +43,9 @@ class SDEdit(Solver):
     def check_model(self, model: ScoreModel) -> None:
         super().check_model(model)
         check_count(f"solver {self.name}", "steps", self.steps, self.t0 + 1, f"the times t0={self.t0}..0")
+
+    def unsupported(self, op: Physics, like: Tensor) -> str | None:
+        return linear_problem(op, "its guide is the back-projection A^T y / A^T 1 or y as an image, both through A^T")
 
     def solve(self, y: Tensor, op: Physics, model: ScoreModel, generators: Sequence[torch.Generator]) -> Tensor:
         if not 0 <= self.t0 < model.num_timesteps:

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from ipbench.linalg import conjugate_gradient
 from ipbench.models.base import ScoreModel
-from ipbench.operators.base import noise_level
+from ipbench.operators.base import noise_level, linear_problem
 from ipbench.params import POSITIVE, Tune, param
 from ipbench.solvers.base import Solver, register_solver
 
@@ -49,6 +49,9 @@ class Tikhonov(Solver):
     # penalty weight; best of {2, 5, 10, 20, 50, 100} on the Gaussian-prior check (denoise)
     lam: float = param(20.0, range=POSITIVE, tune=Tune(0.1, 1000, log=True))
     tol: float = param(1e-5, range=POSITIVE)  # relative CG residual
+
+    def unsupported(self, op: Physics, like: Tensor) -> str | None:
+        return linear_problem(op, "A^T A in its normal equations")
 
     def solve(self, y: Tensor, op: Physics, model: ScoreModel, generators: Sequence[torch.Generator]) -> Tensor:
         inv_var = 1.0 / max(noise_level(op), 1e-3) ** 2

@@ -17,7 +17,7 @@ from deepinv.physics import Physics
 from torch import Tensor
 
 from ipbench.models.base import ScoreModel, diffuse_measurement, timesteps, to_image, tweedie_x0
-from ipbench.operators.base import back_project
+from ipbench.operators.base import back_project, linear_problem
 from ipbench.params import TIME, param
 from ipbench.solvers.base import Solver, register_solver
 from ipbench.solvers.diffusion import start_time
@@ -30,6 +30,9 @@ class Tweedie(Solver):
 
     name = "tweedie"
     t: int | None = param(None, range=TIME)  # diffusion time; None = matched to the operator's sigma_y
+
+    def unsupported(self, op: Physics, like: Tensor) -> str | None:
+        return linear_problem(op, "it denoises the back-projection A^T y / A^T 1")
 
     def as_run(self, op: Physics, model: ScoreModel) -> dict[str, Any]:
         return {"t": start_time(self.t, op, model)}
