@@ -94,6 +94,7 @@ def test_only_the_used_layers_are_built(hub_cache: Path, monkeypatch: pytest.Mon
         raise AssertionError("a torchvision network was built")
 
     write_random_vgg16(hub_cache)
+    lpips_networks.lpips_network.cache_clear()  # a network cached by an earlier test would be built already
     for name in ("alexnet", "vgg16"):  # lpips's `tv` is torchvision.models
         monkeypatch.setattr(lpips_pkg.pretrained_networks.tv, name, refuse)
     linear = [f"lin{k}.model.1.weight" for k in range(5)]
