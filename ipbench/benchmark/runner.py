@@ -44,6 +44,7 @@ from ipbench.models.acceleration import AcceleratedModel, Acceleration
 from ipbench.operators import Operator, measure, shown_measurement
 from ipbench.paths import content_hash, expand_user
 from ipbench.solvers.base import SOLVER_FAILURES, output_problem
+from ipbench.results.alignment import aligned_to_truth
 from ipbench.results.evaluated_on import evaluation_warnings
 from ipbench.results.metric_registry import METRIC_CONVENTIONS, METRIC_SUMMARY
 from ipbench.results.metrics import compute_metrics, prepare_metrics
@@ -60,6 +61,9 @@ CONVENTIONS = {
     "nfe": "score-network evaluations per image",
     "clamped": "fraction of a reconstruction's pixels outside [0, 1], clamped to it before scoring and saving",
     "clamped_max": "the largest distance of a reconstruction's pixel outside [0, 1] (image units)",
+    "alignment": "phase retrieval: metrics and the saved reconstruction are of its equivalent under A (180-degree "
+                 "rotation, negation about the padding's value, translations over a blank border) closest to the "
+                 "truth in MSE, named in the row's `alignment`; `<metric>_raw` are the unaligned ones",
 }  # run.json adds "metrics" and "metric_summary": the conventions of the metrics the run computes
 
 
@@ -336,13 +340,20 @@ def _solve_and_score(entry: SolverEntry, operator: Operator, seed: int, ids: Seq
         outside = (x_hat.clamp(max=0).neg() + (x_hat - 1).clamp(min=0)).flatten(1)  # distance outside [0, 1]
         clamped, clamped_max = (outside > 0).float().mean(1).tolist(), outside.amax(1).tolist()  # reported
         x_hat = torch.where(finite.view(-1, 1, 1, 1), x_hat, torch.zeros_like(x_hat)).clamp(0, 1)
+        aligned = aligned_to_truth(physics, x_hat, x)  # phase retrieval: up to its trivial ambiguities
+        if aligned is not None:
+            alignment = {"alignment": aligned[1], **{f"{k}_raw": v.tolist() for k, v in
+                                                     compute_metrics(x_hat, x, spec.metrics).items()}}
+            x_hat = aligned[0]
         metrics = {k: v.tolist() for k, v in compute_metrics(x_hat, x, spec.metrics).items()}
+        if aligned is not None:
+            metrics.update(alignment)
     traced = dict(zip(tracer.positions, tracer.strips())) if tracer is not None else {}  # position -> strip
     for i, image_id in enumerate(ids):
         row = {"solver": entry.label, "image": image_id, **base, "seconds": seconds,
                "compile_seconds": compile_seconds, "nfe": model.images // len(ids)}
         if error is None and bool(finite[i]):
-            row.update({k: float(v[i]) for k, v in metrics.items()}, clamped=clamped[i], clamped_max=clamped_max[i],
+            row.update({k: v[i] if k == "alignment" else float(v[i]) for k, v in metrics.items()}, clamped=clamped[i], clamped_max=clamped_max[i],
                        status="ok")
             writer.png(x_hat[i], reconstruction_png(out, operator.label, entry.label, image_id, seed))
             if i in traced:

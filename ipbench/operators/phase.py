@@ -69,11 +69,49 @@ class FourierMagnitude(Physics):
         signal = centred_ifft2(y.to(torch.promote_types(y.dtype, torch.complex64))).abs()
         return signal[..., self.pad_h:self.pad_h + height, self.pad_w:self.pad_w + width] + self.offset
 
+    def equivalents(self, x: Tensor) -> dict[str, Tensor]:
+        """The images A cannot tell from one image `x` (C, H, W) in [0, 1], by name: its trivial ambiguities.
+
+        For a real canvas z = pad(x - c) the magnitude |F z| is unchanged by (1) the 180-degree rotation
+        (flipping both axes of z conjugates F z up to a phase ramp; the padding is symmetric, so flip(pad(u)) =
+        pad(flip(u))), (2) the sign, z -> -z, i.e. x -> 2c - x (kept when c > 0: for c = 0 it leaves [0, 1]),
+        and (3) a circular translation of z, which is pad(x' - c) of an image x' exactly when the rows and
+        columns it moves out of the frame equal c: kept for the shifts whose outgoing pixels are all within
+        half an 8-bit level of c (a black border under `convention=daps`), up to the padding on each axis
+        (which bounds the count for a blank image). Names: "identity", "rot180",
+        "negated", "rot180+negated", each with "+shift(dy,dx)" for a translation by (dy, dx) pixels."""
+        bases = {"identity": x, "rot180": x.flip(-2, -1)}
+        if self.offset > 0:
+            bases.update({f"{name}+negated" if name != "identity" else "negated": 2 * self.offset - v
+                          for name, v in list(bases.items())})
+        out = {}
+        for name, v in bases.items():
+            out[name] = v
+            blank = (v - self.offset).abs().amax(dim=0) < 0.5 / 255  # (H, W): pixels equal to c
+            rows, cols = blank.all(dim=1).tolist(), blank.all(dim=0).tolist()
+            top, bottom = (min(_run_length(r), self.pad_h) for r in (rows, rows[::-1]))
+            left, right = (min(_run_length(c), self.pad_w) for c in (cols, cols[::-1]))
+            for dy in range(-top, bottom + 1):
+                for dx in range(-left, right + 1):
+                    if dy or dx:  # a shift by (dy, dx) moves out the rows and columns it needs to be blank
+                        out[f"{name}+shift({dy},{dx})"] = (v - self.offset).roll((dy, dx), dims=(-2, -1)) + self.offset
+        return out
+
     def picture(self, y: Tensor) -> Tensor:
         """The spectrum for figures: log(1 + |y|) over its per-image maximum, area-resized to the image."""
         level = torch.log1p(y.abs())
         level = level / level.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1, 1)
         return torch.nn.functional.interpolate(level, size=tuple(self.image_shape[1:]), mode="area")
+
+
+def _run_length(flags: list[bool]) -> int:
+    """How many leading entries of `flags` are True."""
+    count = 0
+    for flag in flags:
+        if not flag:
+            break
+        count += 1
+    return count
 
 
 @register_operator("phase-retrieval", choices={"convention": tuple(CONVENTIONS)},

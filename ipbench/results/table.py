@@ -57,8 +57,19 @@ def summarize(rows: pd.DataFrame, solver_order: list[str] | None = None, operato
                                 "seconds": float(ok["seconds"].mean()) if len(ok) else math.nan,
                                 "nfe": float(ok["nfe"].mean()) if len(ok) else math.nan,
                                 "clamped": _column(ok, "clamped").mean() if len(ok) else 0.0,
-                                "clamped_max": _column(ok, "clamped_max").max() if len(ok) else 0.0})
+                                "clamped_max": _column(ok, "clamped_max").max() if len(ok) else 0.0,
+                                **_alignment_counts(ok)})
     return pd.DataFrame.from_records(records)
+
+
+def _alignment_counts(ok: pd.DataFrame) -> dict[str, int]:
+    """Rows scored after alignment to the truth (results/alignment.py), and how many of them were replaced by
+    an equivalent other than the reconstruction itself."""
+    if "alignment" not in ok:
+        return {"aligned": 0, "realigned": 0}
+    named = ok["alignment"].dropna()
+    named = named[named.astype(str) != ""]
+    return {"aligned": int(len(named)), "realigned": int((named != "identity").sum())}
 
 
 def _column(rows: pd.DataFrame, name: str) -> pd.Series:
@@ -181,6 +192,21 @@ def _clamped_note(summary: pd.DataFrame) -> str:
     return "Pixels outside [0, 1], clamped before scoring: " + ", ".join(parts) + ". "
 
 
+def _alignment_note(summary: pd.DataFrame) -> str:
+    """Which cells were scored up to the operator's trivial ambiguities, and how often that changed the image."""
+    if "aligned" not in summary:
+        return ""
+    cells = summary.drop_duplicates(["solver", "operator"])
+    cells = cells[cells["aligned"] > 0]
+    if cells.empty:
+        return ""
+    operators = ", ".join(dict.fromkeys(cells["operator"]))
+    return (f"{operators}: scored after alignment to the truth (the closest in MSE of the reconstruction, its "
+            f"180-degree rotation, its negative about the padding's value and its translates over a blank border, "
+            f"all of the same measurement), which replaced {int(cells['realigned'].sum())} of "
+            f"{int(cells['aligned'].sum())} reconstructions; rows keep the unaligned metrics as <metric>_raw. ")
+
+
 def _difference_note(baseline: str, comparisons: pd.DataFrame | None, summary: pd.DataFrame) -> str:
     """What the Δ of each cell is: against which solver, paired how, over how many images, which interval,
     when it is marked, and where it cannot be. (No percent sign: the LaTeX caption would read it as a comment.)"""
@@ -223,7 +249,7 @@ def caption(run_dir: Path, summary: pd.DataFrame, compile_seconds: float = 0.0, 
             f"error of its mean over images ends, that rounded to {SIGNIFICANT} significant digits. "
             + (_difference_note(baseline, comparisons, summary) if baseline is not None else "")
             + "".join(f"{METRICS[m].label}: {metric_meta.get(m, '')}. " for m in dict.fromkeys(summary["metric"]))
-            + _clamped_note(summary) + _not_applicable_note(summary)
+            + _clamped_note(summary) + _alignment_note(summary) + _not_applicable_note(summary)
             + "s / image: solver wall time per image"
             + (f" (compiling the network for new batch shapes, {compile_seconds:.0f} s in all, left out)."
                if compile_seconds > 0 else "."))
