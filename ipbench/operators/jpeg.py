@@ -1,38 +1,34 @@
 """JPEG compression: the image encoded at quality q and decoded again (docs/operators.md has the details).
 
-    y = D(E(Q(x), q)) + sigma_y n,    Q(x) = round(255 clip(x, 0, 1)) / 255 (8 bits, as a JPEG file stores them),
+    y = D(E(Q(x), q)) + sigma_y n,    Q(x) = round(255 clip(x, 0, 1)) / 255 (the 8-bit samples a JPEG file codes),
 
-E and D baseline JPEG with the IJG quantization tables scaled to quality q (1..100), decoded to 8 bits: a 1-channel
-image as a greyscale JPEG (luma only), a 3-channel one as YCbCr with 4:2:0 chroma subsampling; y has the image's
-shape. RED-diff (NVlabs/RED-diff at 66482f2) poses JPEG restoration this way, y = decode(encode(x, qf))
-(utils/degredations.py:512-520), with quality 10 by default (utils/jpeg_torch.py:110, 155; the degradation name
-`jpegQF` sets it, degredations.py:752-754), and starts at H_pinv(y) = y (degredations.py:522-523), which is
-`A_dagger` here. Its data are [-1, 1] (utils/functions.py:16-17), mapped to [0, 255] by (x + 1) / 2 * 255
-(jpeg_torch.py:114), so its codec takes 255 x of the image: the same in image units.
+E and D baseline JPEG with libjpeg's tables at quality q (1..100), decoded to 8 bits: a 1-channel image as a
+greyscale JPEG (luma only), a 3-channel one as YCbCr with 4:2:0 chroma subsampling; y has the image's shape.
+RED-diff (NVlabs/RED-diff at 66482f2) poses JPEG restoration as y = decode(encode(x, qf)) (utils/degredations.py:512-520)
+at quality 10 by default (utils/jpeg_torch.py:110, 155; the degradation name `jpegQF` sets it,
+degredations.py:752-754), and starts from H_pinv(y) = y (degredations.py:522-523), `A_dagger` here. Its codec takes
+its [-1, 1] data (utils/functions.py:16-17) as (x + 1) / 2 * 255 (jpeg_torch.py:114): 255 x in image units, the same.
 
-A has two parts. Its value is the codec itself, libjpeg-turbo through torchvision.io (on the CPU): identical to
-PIL's `Image.save(format="JPEG", quality=q)` and reopening it, on every image checked (benchmarks/jpeg_agreement.py,
-results/jpeg_agreement.md; tests/test_jpeg_operator.py holds it to 1 grey level a pixel and 0.01 on average).
-A codec is piecewise constant in x, so its derivative is zero almost everywhere; A's derivative (autograd, what
-DPS, DAPS and RED-diff use) is instead that of kornia's differentiable JPEG (`kornia.enhance.jpeg_codec_differentiable`,
-Reich et al. 2024, after Shin and Song 2017: rounding replaced by r + (u - r)^3), a straight-through pairing.
-kornia's output is not used as the value: its smooth rounding and smooth table scaling keep information that JPEG
-discards, and at q = 10 it is 1.24 grey levels from PIL on average (PSNR 40.8 dB) on fashion32-test, 5.5 levels
-(30.5 dB) on random RGB images (results/jpeg_agreement.md). A greyscale image enters kornia, which codes RGB, as
-R = G = B (its chroma is then constant and quantized away, leaving the luma path) and leaves it as the channel mean.
-
-Deviations from RED-diff's codec (utils/jpeg_torch.py:110-200), which is float and never clips: that one subsamples
-chroma by taking every other pixel and upsamples by repetition (:26, 190-193) where libjpeg averages 2 x 2 and
-interpolates, and takes the [-1, 1] floats as they are where a JPEG file holds 8-bit samples; its tables are the
-same (IJG at each quality, baseline: utils/jpeg_quantization.py). Its rounding (torch.round, :140-141) has a zero
-gradient, so its own A gives DPS and RED-diff no data term; the kornia derivative here is what makes one.
+A's value is Pillow's JPEG (libjpeg-turbo), image by image on the CPU: what a JPEG file of the image would decode
+to, identical to torchvision.io's libjpeg-turbo and, on greyscale images, 0.08 grey levels on average from RED-diff's
+codec with 8-bit output at quality 10 (results/jpeg_agreement.md; RED-diff's own output is not clipped to [0, 1]).
+A codec is piecewise constant in x, with derivative 0 almost everywhere, so A's derivative (autograd: DPS, DAPS,
+RED-diff) is that of kornia's differentiable JPEG (`jpeg_codec_differentiable`, Reich et al. 2024; its rounding is
+r + (u - r)^3, Shin and Song 2017): a straight-through pairing of the exact value with a smooth codec's Jacobian.
+kornia's own output is not the value: it is 1.25 grey levels from Pillow's on average at quality 10 on
+fashion32-test (PSNR 40.72 dB), 1.64 (39.07 dB) on the bundled photos, because its smooth rounding keeps what JPEG
+discards and its tables are scaled with a smooth floor (off by up to 0.96 at quality 75). A greyscale image enters
+kornia, which codes RGB, as R = G = B (its chroma is then constant and quantized away) and leaves as the channel mean.
 """
 from __future__ import annotations
 
+import io
 from typing import Sequence
 
+import numpy as np
 import torch
 from deepinv.physics import Physics
+from PIL import Image
 from torch import Tensor
 
 from ipbench.errors import UsageError
@@ -44,16 +40,26 @@ CHANNELS = {1: "greyscale", 3: "RGB"}
 
 
 def libjpeg_round_trip(x: Tensor, quality: int) -> Tensor:
-    """D(E(Q(x), q)) by libjpeg-turbo (torchvision.io), as x's dtype on x's device; an image with a non-finite
-    pixel gives NaN (an 8-bit file cannot hold it, and a solver's divergence must stay visible)."""
-    from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
-
+    """D(E(Q(x), q)) by Pillow's JPEG (libjpeg-turbo), per image on the CPU, as x's dtype on x's device; an image
+    with a non-finite pixel gives NaN (an 8-bit file cannot hold it, and a solver's divergence must stay visible)."""
     x = x.detach()
-    pixels = (x.clamp(0, 1) * 255).round().nan_to_num(0).to("cpu", torch.uint8)
-    decoded = decode_jpeg(encode_jpeg(list(pixels), quality=quality), mode=ImageReadMode.UNCHANGED)
-    y = torch.stack(decoded).to(x.device, x.dtype) / 255
+    pixels = (x.clamp(0, 1) * 255).round().nan_to_num(0).to("cpu", torch.uint8).numpy()
+    y = torch.from_numpy(np.stack([_pillow_round_trip(image, quality) for image in pixels]))
+    y = y.to(x.device, x.dtype) / 255
     finite = torch.isfinite(x).flatten(1).all(1).view(-1, 1, 1, 1)
     return torch.where(finite, y, torch.full_like(y, float("nan")))
+
+
+def _pillow_round_trip(image: np.ndarray, quality: int) -> np.ndarray:
+    """One (C, H, W) uint8 image through Pillow's JPEG encoder at `quality` and back: mode L for C = 1; RGB with
+    4:2:0 chroma subsampling (libjpeg's default, named so that it cannot change) for C = 3."""
+    grey = image.shape[0] == 1
+    pil = Image.fromarray(image[0] if grey else np.ascontiguousarray(image.transpose(1, 2, 0)))  # uint8: L or RGB
+    buffer = io.BytesIO()
+    pil.save(buffer, format="JPEG", quality=quality, **({} if grey else {"subsampling": "4:2:0"}))
+    with Image.open(io.BytesIO(buffer.getvalue())) as decoded:
+        out = np.asarray(decoded.convert("L" if grey else "RGB"))
+    return out[None] if grey else out.transpose(2, 0, 1)
 
 
 def kornia_jpeg(x: Tensor, quality: int) -> Tensor:
@@ -67,6 +73,19 @@ def kornia_jpeg(x: Tensor, quality: int) -> Tensor:
     return out.mean(dim=1, keepdim=True) if grey else out
 
 
+class _Codec(torch.autograd.Function):
+    """The codec as an autograd node with no derivative: torch.func (deepinv's A_vjp, DAPS) hands its forward the
+    plain tensor, which the CPU codec needs, where a traced tensor has no storage to read."""
+
+    @staticmethod
+    def forward(x: Tensor, quality: int) -> Tensor:
+        return libjpeg_round_trip(x, quality)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        ctx.mark_non_differentiable(output)
+
+
 class JPEGRoundTrip(Physics):
     """A(x) = JPEG decode(encode(x, quality)) (module docstring): its value libjpeg's, its derivative kornia's."""
 
@@ -75,9 +94,9 @@ class JPEGRoundTrip(Physics):
         self.quality = quality
 
     def A(self, x: Tensor, **kwargs) -> Tensor:
-        exact = libjpeg_round_trip(x, self.quality)
         if not (torch.is_grad_enabled() and x.requires_grad):
-            return exact
+            return libjpeg_round_trip(x, self.quality)
+        exact = _Codec.apply(x, self.quality)
         smooth = kornia_jpeg(x, self.quality)
         return exact + (smooth - smooth.detach())  # the value is exact's (smooth - smooth is 0), the gradient smooth's
 
