@@ -1,14 +1,16 @@
-"""How closely the `jpeg` operator, and kornia's differentiable JPEG that gives its gradient, match PIL's JPEG.
+"""How the `jpeg` operator's value (Pillow's JPEG) compares with other JPEG codecs, and kornia's differentiable JPEG,
+whose derivative is the operator's, with the operator's value.
 
-For each image set and quality: the reference is PIL's round trip (`Image.save(format="JPEG", quality=q)` of the
-8-bit image, mode L for greyscale and RGB with PIL's default 4:2:0 subsampling, then reopened). Columns: the
-operator's value A(x) (libjpeg-turbo through torchvision.io) against it, as the largest and the mean absolute
-difference in grey levels (1/255); kornia's `jpeg_codec_differentiable` (float32, greyscale as R = G = B and the
-channel mean) against it, mean and largest difference in grey levels and PSNR; and the PSNR of PIL's and kornia's
-output against the image itself, how much each compression destroys. Two diagnoses of kornia's gap follow, both
-through kornia's private functions (left out, saying so, where a kornia version lacks them): the same codec with
-its smooth rounding r + (u - r)^3 replaced by plain rounding, and its quantization tables against the IJG ones
-that libjpeg uses (kornia scales them with a smooth floor too).
+For each image set and quality, against A(x), the operator's round trip of the 8-bit image (Pillow, libjpeg-turbo;
+mode L for greyscale, RGB with 4:2:0 chroma subsampling):
+- torchvision.io's `encode_jpeg` / `decode_jpeg`, another binding of libjpeg-turbo (left out where it is missing);
+- RED-diff's codec (ipbench.checks.jpeg_reference, numpy) as its code computes it (float, nothing clipped), and
+  with a decoder's 8-bit output step (clipped to [0, 1], rounded); n/a where a side is not a multiple of 16;
+- kornia's `jpeg_codec_differentiable` (float32; greyscale as R = G = B and the channel mean), and as a diagnosis
+  of its gap, the same with its smooth rounding r + (u - r)^3 swapped for plain rounding (through a private name,
+  left out where a kornia version lacks it).
+Differences in grey levels (1/255): largest and mean absolute, and PSNR on [0, 1]. Then kornia's quantization tables
+against libjpeg's (IJG scaling, baseline), which kornia scales with a smooth floor.
 
     python benchmarks/jpeg_agreement.py --out results/jpeg_agreement.md   # under a minute of CPU
 """
@@ -16,16 +18,16 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import io
 import shlex
 import sys
 import time
-from typing import Sequence
+import warnings
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 
+from ipbench.checks.jpeg_reference import CHROMA_BASE, LUMA_BASE, ijg_tables, reddiff_jpeg
 from ipbench.data import load_images
 from ipbench.operators.jpeg import kornia_jpeg, libjpeg_round_trip
 from ipbench.results.report import publish
@@ -33,41 +35,21 @@ from ipbench.results.report import publish
 QUALITIES = [1, 10, 30, 50, 75, 95]
 
 
-def pil_round_trip(x: torch.Tensor, quality: int) -> torch.Tensor:
-    """PIL's JPEG of each 8-bit image of a [0, 1] batch, decoded, as float64 in [0, 1]."""
-    out = []
-    for image in (x.double().clamp(0, 1) * 255).round().to(torch.uint8).numpy():
-        grey = image.shape[0] == 1
-        pil = Image.fromarray(image[0] if grey else image.transpose(1, 2, 0), mode="L" if grey else "RGB")
-        buffer = io.BytesIO()
-        pil.save(buffer, format="JPEG", quality=quality)
-        decoded = np.asarray(Image.open(io.BytesIO(buffer.getvalue())))
-        out.append(decoded[None] if grey else decoded.transpose(2, 0, 1))
-    return torch.from_numpy(np.stack(out)).double() / 255
+def torchvision_round_trip() -> Callable[[torch.Tensor, int], torch.Tensor] | None:
+    """torchvision.io's JPEG round trip of a [0, 1] batch (8-bit), or None where torchvision has none."""
+    try:
+        from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
+    except ImportError:
+        return None
 
+    def round_trip(x: torch.Tensor, quality: int) -> torch.Tensor:
+        pixels = (x.clamp(0, 1) * 255).round().to(torch.uint8)
+        with warnings.catch_warnings():  # torchvision 0.29 deprecates its image codecs
+            warnings.simplefilter("ignore", DeprecationWarning)
+            decoded = decode_jpeg(encode_jpeg(list(pixels), quality=quality), mode=ImageReadMode.UNCHANGED)
+        return torch.stack(decoded).double() / 255
 
-def ijg_table(base: torch.Tensor, quality: int) -> torch.Tensor:
-    """libjpeg's jpeg_quality_scaling and baseline table: floor((base s + 50) / 100) clipped to [1, 255]."""
-    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
-    return ((base * scale + 50) // 100).clamp(1, 255)
-
-
-def kornia_table_gaps(qualities: Sequence[int]) -> list[str]:
-    """Per quality, the largest |kornia - IJG| entry of the luma and chroma tables and how many of the 128 differ
-    by more than 0.01 (kornia's `_quantize`, recomputed from its private helpers)."""
-    import kornia.enhance.jpeg as kj
-
-    rows = []
-    for quality in qualities:
-        q = torch.tensor([float(quality)], dtype=torch.float64)
-        gaps = []
-        for base in (kj._get_default_qt_y(None, torch.float64), kj._get_default_qt_c(None, torch.float64)):
-            scaled = base[None, None] * kj._jpeg_quality_to_scale(q)[:, None, None, None]
-            table = kj._differentiable_polynomial_floor(kj._differentiable_clipping((scaled + 50.0) / 100.0, 1, 255))
-            gaps.append((table[0, 0] - ijg_table(base, quality)).abs())
-        both = torch.cat([g.flatten() for g in gaps])
-        rows.append(f"| {quality} | {float(gaps[0].max()):.3f} | {float(gaps[1].max()):.3f} | {int((both > 0.01).sum())} |")
-    return rows
+    return round_trip
 
 
 def hard_rounding_kornia(x: torch.Tensor, quality: int) -> torch.Tensor:
@@ -82,8 +64,31 @@ def hard_rounding_kornia(x: torch.Tensor, quality: int) -> torch.Tensor:
         kj._differentiable_polynomial_rounding = smooth
 
 
+def kornia_table_gaps(qualities: Sequence[int]) -> list[str]:
+    """Per quality, the largest |kornia - IJG| entry of the luma and chroma tables and how many of the 128 differ
+    by more than 0.01 (kornia's `_quantize`, recomputed from its private helpers)."""
+    import kornia.enhance.jpeg as kj
+
+    rows = []
+    for quality in qualities:
+        q = torch.tensor([float(quality)], dtype=torch.float64)
+        gaps = []
+        for base, ijg in zip((LUMA_BASE, CHROMA_BASE), ijg_tables(quality)):
+            scaled = torch.from_numpy(base).double()[None, None] * kj._jpeg_quality_to_scale(q)[:, None, None, None]
+            table = kj._differentiable_polynomial_floor(kj._differentiable_clipping((scaled + 50.0) / 100.0, 1, 255))
+            gaps.append((table[0, 0].numpy() - ijg).__abs__())
+        both = np.concatenate([g.ravel() for g in gaps])
+        rows.append(f"| {quality} | {gaps[0].max():.3f} | {gaps[1].max():.3f} | {int((both > 0.01).sum())} |")
+    return rows
+
+
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(10 * torch.log10(1 / (a.double() - b.double()).square().mean()))
+
+
+def gap(a: torch.Tensor, b: torch.Tensor, mean_first: bool = False) -> str:
+    d = (a.double() - b.double()).abs() * 255
+    return f"{float(d.mean()):.2f}, {float(d.max()):.1f}" if mean_first else f"{float(d.max()):.2f}, {float(d.mean()):.4f}"
 
 
 def image_sets(count: int) -> list[tuple[str, torch.Tensor]]:
@@ -106,45 +111,59 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = "python " + " ".join(shlex.quote(a) for a in ["benchmarks/jpeg_agreement.py", *given])
     start = time.perf_counter()
     import kornia
+    import kornia.enhance.jpeg as kj
     import PIL
     import torchvision
 
-    import kornia.enhance.jpeg as kj
-
+    other = torchvision_round_trip()
     private = all(hasattr(kj, name) for name in ("_differentiable_polynomial_rounding", "_differentiable_polynomial_floor",
-                                                  "_differentiable_clipping", "_jpeg_quality_to_scale",
-                                                  "_get_default_qt_y", "_get_default_qt_c"))
-    table = ["| images | n | quality | A vs PIL: max, mean levels | kornia vs PIL: mean, max levels | kornia vs PIL PSNR dB "
-             "| kornia, plain rounding, vs PIL: mean levels, PSNR dB | PIL vs image PSNR dB | kornia vs image PSNR dB |",
-             "|" + "---|" * 9]
+                                                  "_differentiable_clipping", "_jpeg_quality_to_scale"))
+    codecs = ["| images | n | quality | torchvision.io: max, mean levels | RED-diff's codec: mean, max levels; PSNR dB "
+              "| RED-diff's, 8-bit output: mean, max levels; PSNR dB | A vs image PSNR dB |", "|" + "---|" * 7]
+    smooth_rows = ["| images | n | quality | kornia: mean, max levels | kornia PSNR dB | kornia, plain rounding: "
+                   "mean, max levels; PSNR dB | kornia vs image PSNR dB |", "|" + "---|" * 7]
     for label, x in image_sets(args.num_images):
+        x = x.double()
         for quality in args.qualities:
-            reference = pil_round_trip(x, quality)
-            exact = libjpeg_round_trip(x, quality).double()
+            value = libjpeg_round_trip(x, quality)
+            binding = gap(other(x, quality), value) if other else "n/a"
+            if x.shape[-1] % 16 == 0 and x.shape[-2] % 16 == 0:
+                raw, eight = (torch.from_numpy(reddiff_jpeg(x.numpy(), quality, eight_bit=e)) for e in (False, True))
+                reddiff = [f"{gap(r, value, mean_first=True)}; {psnr(r, value):.2f}" for r in (raw, eight)]
+            else:
+                reddiff = ["n/a", "n/a"]
+            codecs.append(f"| {label} | {len(x)} | {quality} | {binding} | {reddiff[0]} | {reddiff[1]} "
+                          f"| {psnr(value, x):.2f} |")
             with torch.no_grad():
-                smooth = kornia_jpeg(x.float(), quality).double()
-                hard = hard_rounding_kornia(x.float(), quality).double() if private else None
-            gap, soft_gap = (exact - reference).abs() * 255, (smooth - reference).abs() * 255
-            plain = (f"{float((hard - reference).abs().mean()) * 255:.2f}, {psnr(hard, reference):.2f}"
-                     if hard is not None else "n/a")
-            table.append(f"| {label} | {len(x)} | {quality} | {float(gap.max()):.2f}, {float(gap.mean()):.4f} "
-                         f"| {float(soft_gap.mean()):.2f}, {float(soft_gap.max()):.1f} | {psnr(smooth, reference):.2f} "
-                         f"| {plain} | {psnr(reference, x):.2f} | {psnr(smooth, x):.2f} |")
+                smooth = kornia_jpeg(x.float(), quality)
+                hard = hard_rounding_kornia(x.float(), quality) if private else None
+            plain = f"{gap(hard, value, mean_first=True)}; {psnr(hard, value):.2f}" if hard is not None else "n/a"
+            smooth_rows.append(f"| {label} | {len(x)} | {quality} | {gap(smooth, value, mean_first=True)} "
+                               f"| {psnr(smooth, value):.2f} | {plain} | {psnr(smooth, x):.2f} |")
         print(f"[{time.perf_counter() - start:5.0f} s] {label}", file=sys.stderr, flush=True)
     lines = [
-        "# JPEG: the operator and kornia's differentiable JPEG against PIL",
+        "# JPEG: the operator's value against other codecs, and kornia's differentiable JPEG",
         "",
         f"- Command: `{command}`",
         f"- Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}; torch {torch.__version__}, "
-        f"torchvision {torchvision.__version__}, kornia {kornia.__version__}, Pillow {PIL.__version__}; "
+        f"Pillow {PIL.__version__}, torchvision {torchvision.__version__}, kornia {kornia.__version__}; "
         f"total {time.perf_counter() - start:.0f} s.",
-        "- Reference: PIL's JPEG of the 8-bit image at the quality (mode L for greyscale; RGB with PIL's default 4:2:0 "
-        "subsampling), reopened. Differences in grey levels (1/255); PSNR on [0, 1].",
-        "- A: the `jpeg` operator's value (libjpeg-turbo through torchvision.io). kornia: `jpeg_codec_differentiable` "
-        "in float32, greyscale as R = G = B and the channel mean (the function whose derivative A's gradient is).",
+        "- A: the `jpeg` operator's value, Pillow's JPEG round trip of the 8-bit image (mode L for greyscale; RGB with "
+        "4:2:0 subsampling). Every column compares with it: grey levels (1/255) and PSNR on [0, 1].",
+        "- RED-diff's codec: NVlabs/RED-diff utils/jpeg_torch.py:110-200 recomputed in numpy "
+        "(ipbench/checks/jpeg_reference.py): float, never clipped; chroma subsampled by decimation and upsampled by "
+        "repetition. 8-bit output: the same clipped to [0, 1] and rounded, as a decoder writing a file does.",
+        "- kornia: `jpeg_codec_differentiable` in float32, greyscale as R = G = B and the channel mean (the function "
+        "whose derivative A's gradient is); plain rounding: its smooth rounding replaced by torch.round (a diagnosis).",
         "- Uniform noise: 8-bit images with independent uniform pixels (seed 0), a worst case for chroma subsampling.",
         "",
-        *table,
+        "## Codecs",
+        "",
+        *codecs,
+        "",
+        "## kornia's differentiable JPEG",
+        "",
+        *smooth_rows,
         "",
         "kornia's quantization tables against libjpeg's (IJG scaling, baseline), by quality: the largest difference of "
         "an entry, luma and chroma, and how many of the 128 entries differ by more than 0.01:",
