@@ -119,7 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     private = all(hasattr(kj, name) for name in ("_differentiable_polynomial_rounding", "_differentiable_polynomial_floor",
                                                   "_differentiable_clipping", "_jpeg_quality_to_scale"))
     codecs = ["| images | n | quality | torchvision.io: max, mean levels | RED-diff's codec: mean, max levels; PSNR dB "
-              "| RED-diff's, 8-bit output: mean, max levels; PSNR dB | A vs image PSNR dB |", "|" + "---|" * 7]
+              "| RED-diff's, 8-bit output: mean, max levels; PSNR dB | RED-diff's outside [0, 1] by > 1/2 level | A vs image PSNR dB |",
+              "|" + "---|" * 8]
     smooth_rows = ["| images | n | quality | kornia: mean, max levels | kornia PSNR dB | kornia, plain rounding: "
                    "mean, max levels; PSNR dB | kornia vs image PSNR dB |", "|" + "---|" * 7]
     for label, x in image_sets(args.num_images):
@@ -130,10 +131,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if x.shape[-1] % 16 == 0 and x.shape[-2] % 16 == 0:
                 raw, eight = (torch.from_numpy(reddiff_jpeg(x.numpy(), quality, eight_bit=e)) for e in (False, True))
                 reddiff = [f"{gap(r, value, mean_first=True)}; {psnr(r, value):.2f}" for r in (raw, eight)]
+                half = 0.5 / 255  # beyond it the 8-bit step changes the pixel
+                reddiff.append(f"{float(((raw < -half) | (raw > 1 + half)).double().mean()):.3f}")
             else:
-                reddiff = ["n/a", "n/a"]
-            codecs.append(f"| {label} | {len(x)} | {quality} | {binding} | {reddiff[0]} | {reddiff[1]} "
-                          f"| {psnr(value, x):.2f} |")
+                reddiff = ["n/a"] * 3
+            codecs.append(f"| {label} | {len(x)} | {quality} | {binding} | {' | '.join(reddiff)} | {psnr(value, x):.2f} |")
             with torch.no_grad():
                 smooth = kornia_jpeg(x.float(), quality)
                 hard = hard_rounding_kornia(x.float(), quality) if private else None
@@ -152,7 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "4:2:0 subsampling). Every column compares with it: grey levels (1/255) and PSNR on [0, 1].",
         "- RED-diff's codec: NVlabs/RED-diff utils/jpeg_torch.py:110-200 recomputed in numpy "
         "(ipbench/checks/jpeg_reference.py): float, never clipped; chroma subsampled by decimation and upsampled by "
-        "repetition. 8-bit output: the same clipped to [0, 1] and rounded, as a decoder writing a file does.",
+        "repetition. 8-bit output: the same clipped to [0, 1] and rounded, as a decoder writing a file does. Outside "
+        "[0, 1]: the fraction of its (float) output pixels more than half a grey level below 0 or above 1.",
         "- kornia: `jpeg_codec_differentiable` in float32, greyscale as R = G = B and the channel mean (the function "
         "whose derivative A's gradient is); plain rounding: its smooth rounding replaced by torch.round (a diagnosis).",
         "- Uniform noise: 8-bit images with independent uniform pixels (seed 0), a worst case for chroma subsampling.",

@@ -4,10 +4,11 @@
 
 E and D baseline JPEG with libjpeg's tables at quality q (1..100), decoded to 8 bits: a 1-channel image as a
 greyscale JPEG (luma only), a 3-channel one as YCbCr with 4:2:0 chroma subsampling; y has the image's shape.
-RED-diff (NVlabs/RED-diff at 66482f2) poses JPEG restoration as y = decode(encode(x, qf)) (utils/degredations.py:512-520)
-at quality 10 by default (utils/jpeg_torch.py:110, 155; the degradation name `jpegQF` sets it,
-degredations.py:752-754), and starts from H_pinv(y) = y (degredations.py:522-523), `A_dagger` here. Its codec takes
-its [-1, 1] data (utils/functions.py:16-17) as (x + 1) / 2 * 255 (jpeg_torch.py:114): 255 x in image units, the same.
+RED-diff (NVlabs/RED-diff at 66482f2) poses JPEG restoration as y = decode(encode(x, qf))
+(utils/degredations.py:512-520) at quality 10 by default (utils/jpeg_torch.py:110, 155; the degradation name
+`jpegQF` sets it, degredations.py:752-754), and starts from H_pinv(y) = y (degredations.py:522-523), `A_dagger` here.
+Its codec takes its [-1, 1] data (utils/functions.py:16-17) as (x + 1) / 2 * 255 (jpeg_torch.py:114): 255 x in image
+units, the same.
 
 A's value is Pillow's JPEG (libjpeg-turbo), image by image on the CPU: what a JPEG file of the image would decode
 to, identical to torchvision.io's libjpeg-turbo and, on greyscale images, 0.08 grey levels on average from RED-diff's
