@@ -261,3 +261,14 @@ def test_bench_run_scores_dps_and_gives_ddrm_n_a(tmp_path) -> None:
             assert math.isfinite(row["psnr"])
     ddrm_line = next(line for line in (out / "table.md").read_text().splitlines() if line.startswith("| ddrm |"))
     assert "n/a" in ddrm_line
+
+
+def test_bench_check_runs_the_contract_on_jpeg() -> None:
+    """`bench check --op jpeg`: DPS passes the five contract checks (shape, finite, deterministic, batch-invariant,
+    NFE) on the Gaussian prior's 3 x 16 x 16 photos; DDRM passes as not applying, with its reason."""
+    dps = CliRunner().invoke(cli, ["check", "--solver", "dps", "--op", "jpeg", "--param", "dps.steps=5"])
+    assert dps.exit_code == 0, dps.output
+    assert "5 passed, 0 failed" in dps.output and "on jpeg (sigma_y=0.025, quality=10)" in dps.output
+    ddrm = CliRunner().invoke(cli, ["check", "--solver", "ddrm", "--op", "jpeg"])
+    assert ddrm.exit_code == 0, ddrm.output
+    assert "n/a: needs a linear operator (an SVD of A); JPEGRoundTrip is nonlinear" in ddrm.output
