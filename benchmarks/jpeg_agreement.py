@@ -66,7 +66,7 @@ def hard_rounding_kornia(x: torch.Tensor, quality: int) -> torch.Tensor:
 
 def kornia_table_gaps(qualities: Sequence[int]) -> list[str]:
     """Per quality, the largest |kornia - IJG| entry of the luma and chroma tables and how many of the 128 differ
-    by more than 0.01 (kornia's `_quantize`, recomputed from its private helpers)."""
+    by more than 0.01 (kornia's `_quantize`, recomputed from its private functions)."""
     import kornia.enhance.jpeg as kj
 
     rows = []
@@ -172,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "an entry, luma and chroma, and how many of the 128 entries differ by more than 0.01:",
         "",
         *(["| quality | luma max | chroma max | entries off |", "|---|---|---|---|", *kornia_table_gaps(args.qualities)]
-          if private else ["(n/a: this kornia version lacks the private helpers)"]),
+          if private else ["(n/a: this kornia version lacks the private functions)"]),
     ]
     publish("\n".join(lines), args.out)
     return 0
