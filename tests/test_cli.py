@@ -87,8 +87,8 @@ def test_list_shows_where_each_solver_applies(invoke):
     lines = result.output.splitlines()
     assert lines[lines.index("  masks-only: Applies to inpainting only (it declares so); back-projects.") + 1] == \
         "      does not apply to: deblur-gauss (needs a mask, got Blur); deblur-motion (needs a mask, got Blur); " \
-        "denoise (needs a mask, got Denoising); hdr (needs a mask, got ClippedExposure); phase-retrieval (needs a " \
-        "mask, got FourierMagnitude); sr (needs a mask, got Downsampling)"
+        "denoise (needs a mask, got Denoising); hdr (needs a mask, got ClippedExposure); jpeg (needs a mask, got " \
+        "JPEGRoundTrip); phase-retrieval (needs a mask, got FourierMagnitude); sr (needs a mask, got Downsampling)"
     assert "deblur-gauss (its check raised ValueError: cannot tell)" in result.output  # a broken check, no traceback
     assert "      applies to: every operator" in lines  # the solvers that declare nothing
 

@@ -1,5 +1,6 @@
 """The nonlinear operators (phase retrieval, HDR): A against the papers' code recomputed here in numpy, its
-gradient against central finite differences, the linearity flag, and which solvers apply to them.
+gradient against central finite differences, the linearity flag, and which solvers apply to them (these two for JPEG
+too, whose value and gradient tests/test_jpeg_operator.py checks).
 
 References are the authors' definitions on their [-1, 1] data, written again with numpy (no torch.fft):
 DPS's PhaseRetrievalOperator (guided_diffusion/measurements.py:163-172), DAPS's PhaseRetrieval and
@@ -26,7 +27,7 @@ from tests.conftest import generators
 from tests.test_solvers import CONTRACT_SOLVERS, make_fast
 
 F64 = torch.float64
-NONLINEAR = ["phase-retrieval", "hdr"]
+NONLINEAR = ["phase-retrieval", "hdr", "jpeg"]  # jpeg's value and gradient: tests/test_jpeg_operator.py
 GRADIENT_SOLVERS = {"dps", "daps", "reddiff", "score-ald", "score-ald-ddpm", "deepinv-dps"}  # A through autograd
 LINEAR_ONLY = {"ddrm", "ddnm", "pigdm", "diffpir", "repaint", "tikhonov", "hole-fill", "gaussian-filter", "sdedit",
                "ddpm", "tweedie"}  # A^T, A^+, an SVD or a mask in their derivation
@@ -272,13 +273,13 @@ def test_every_solver_gives_a_reason_or_a_finite_result(solver_name, op_name, fa
 
 @pytest.mark.slow
 def test_a_run_records_n_a_with_the_reason_and_scores_the_rest(tmp_path) -> None:
-    """bench run on both operators: Tikhonov's rows are skipped with its reason, DPS's are scored, and each
+    """bench run on every nonlinear operator: Tikhonov's rows are skipped with its reason, DPS's are scored, and each
     measurement is saved as an image of the truth's size."""
     spec = build_spec(["tikhonov", "dps"], NONLINEAR, ["dps.steps=3"], model="fashion32", images="fashion32-test",
                       num_images=2)
     result = run(spec, out=tmp_path / "r", progress=False)
     rows = run_rows(result.out)
-    assert len(rows) == 2 * 2 * 2
+    assert len(rows) == 2 * len(NONLINEAR) * 2
     for row in rows:
         if row["solver"] == "tikhonov":
             assert row["status"] == "skipped" and "nonlinear" in row["error"] and math.isnan(float(row["psnr"]))

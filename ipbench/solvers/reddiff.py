@@ -15,7 +15,7 @@ lambda w_t (reddiff.py:90-111); Adam with betas (0.9, 0.99) and no weight decay 
 at A^+ y (reddiff.py:138-141); everything in model units [-1, 1], so the residual is 2 (y - A to_image(mu))
 and mu_0 = A^+ (2 y - A 1). A nonlinear operator is fitted the same way (its loss by autograd through A) and
 starts where the code's `H_pinv` of that degradation puts it, the operator's `A_dagger` (phase retrieval:
-utils/degredations.py:895-898, HDR: :551-552, both in operators/); one without its own A_dagger is n/a.
+utils/degredations.py:895-898, HDR: :551-552, JPEG: :522-523, all in operators/); one without its own A_dagger is n/a.
 The means are taken per image and summed over the batch (the code's means run over the batch too), so an
 image's gradient does not depend on its batch; Adam is elementwise, hence per image. As in the code, sigma_y does not enter the loss (the paper's 1 / sigma_y^2 is absorbed in lambda).
 
@@ -87,7 +87,7 @@ PAPER_PRESET = Preset(
 
 def has_own_inverse(op: Physics) -> bool:
     """Whether a nonlinear operator defines its A_dagger (deepinv's default is a gradient descent that needs
-    A^T to start from): RED-diff's H_pinv for phase retrieval and HDR (operators/phase.py, hdr.py)."""
+    A^T to start from): RED-diff's H_pinv for phase retrieval, HDR and JPEG (operators/phase.py, hdr.py, jpeg.py)."""
     return type(op).A_dagger is not Physics.A_dagger
 
 
