@@ -79,6 +79,11 @@ class CartesianMRI(LinearPhysics):
         """The sampling masks, (N, 1, H, W), 1 = sampled (k-space centred: frequency 0 at H // 2, W // 2)."""
         return self.mri.mask[:, :1, 0]
 
+    @mask.setter
+    def mask(self, masks: Tensor) -> None:
+        """New masks (N, 1, H, W), e.g. one image's slice of a batch's (as deepinv-dps takes each image alone)."""
+        self.mri.update_parameters(mask=masks.unsqueeze(2))
+
     def A(self, x: Tensor, **kwargs) -> Tensor:
         return self.mri.A(torch.stack([x, torch.zeros_like(x)], dim=1))
 
