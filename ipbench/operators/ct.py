@@ -4,32 +4,37 @@
 
 per channel of a square W x W image: deepinv's `Radon` (deepinv/physics/functional/radon.py:252-309) pads the
 image with zeros to P = ceil(sqrt(2) W) a side, samples it bilinearly (grid_sample, align_corners) on P x P
-points rotated by theta_v about the image centre and sums each of the P columns, so y is (N, C, P, views):
-detector j at t_j = j - (P - 1) / 2 px from the centre, u the column offset from the image centre (right) and
-w the row offset (down). The angles are deepinv's for an integer count, theta_v = 180 v / views degrees
-(tomography.py:137-140), MCG's `np.linspace(0, 180, views, endpoint=False)` (HJ-harry/MCG_diffusion at d5bfd15,
-physics/ct.py:8, `circle=False` as here, run_CT_recon.py:114).
+points rotated by theta_v about the padded image's centre and sums each of the P columns, so y is
+(N, C, P, views): detector j at t_j = j - (P - 1) / 2 px, u the column offset (right) and w the row offset
+(down) from the rotation centre. That centre is pixel (P - 1) / 2 - (P // 2 - W // 2) on both axes: the image
+centre (W - 1) / 2 when P is even (32 px: P = 46), half a pixel right of and below it when P is odd (64 px,
+256 px). This is MCG's Radon, angle by angle (HJ-harry/MCG_diffusion at d5bfd15, physics/radon/radon.py:23-59,
+the same padding and grids), with MCG's angles: deepinv's for an integer count, theta_v = 180 v / views
+degrees (tomography.py:137-140), MCG's `np.linspace(0, 180, views, endpoint=False)` (physics/ct.py:8), and
+`circle=False` (run_CT_recon.py:116).
 
 Scale. deepinv's sums are line integrals in pixels (`normalize=False`); ipbench divides them by W, i.e. lengths
 in units of the image side: a ray across a full side of a constant image c gives c, whatever the resolution, so
-sigma_y is in image units as for every operator (operators/base.py) and y does not depend on W for a given object.
-deepinv's default `normalize=True` (tomography.py:185-205) divides instead by ||A|| (a power-iteration estimate),
-which grows with the views: at 32 px, ||A|| of ipbench's y is 0.351 at 4 views, 0.493 at 8, 1.35 at 60
-(docs/operators.md).
+sigma_y is in image units as for every operator (operators/base.py), and a given object has the same y at any
+W (up to discretisation). deepinv's default `normalize=True` (tomography.py:185-205) divides the pixel sums by
+their operator norm instead (a power-iteration estimate), W ||A|| in terms of ipbench's A, which grows with
+the views: at 32 px ||A|| is 0.351 at 4 views, 0.493 at 8, 1.35 at 60, so deepinv's y would be ipbench's
+divided by that (docs/operators.md).
 
 Adjoint. `Tomography.A_adjoint` is exact only with `adjoint_via_backprop=True` (autograd through grid_sample,
 tomography.py:323-343); its other path (an unfiltered IRadon, :345-349) misses the identity <A x, u> = <x, A^T u>
-by about 1e-3 of ||A x|| ||u|| at 32 px. deepinv builds its autograd adjoint in float32 for a fixed batch size, so
+by about 1e-3 of ||A x|| ||u|| at 32 px (2.0e-3 at 4 views, 6.3e-4 at 60). deepinv builds its autograd adjoint in float32 for a fixed batch size, so
 ipbench takes the vector-Jacobian product of its own A for every call (exact in any precision), with A as its
 derivative, as deepinv's `adjoint_function` does (forward.py:1389-1411).
 
-Default: 4 views. MCG (run_CT_recon.py:36-40) measures 30 views of 256 px images, 30 x 363 = 10,890
-values for 65,536 pixels (0.166 per pixel); 4 views of a 32 px image give 4 x 46 = 184 for 1,024 (0.180), the
-nearest count (3 views: 0.135). Both are about 7.5% of the pi W / 2 views of full angular sampling (30 of 402,
-4 of 50). Song et al.'s sparse-view CT (yang-song/score_inverse_problems at b56e383, configs/
-default_cs_configs.py:35) takes 23 views of 320 px images (0.10 per pixel); `views=8` is 60 views at 256 px.
+Default: 4 views. MCG (run_CT_recon.py:36-40) measures 30 views of 256 px images (noiseless), 30 x 363 =
+10,890 values for 65,536 pixels (0.166 per pixel); 4 views of a 32 px image give 4 x 46 = 184 for 1,024
+(0.180), the nearest count (3 views: 0.135). Both are about 7.5% of the pi W / 2 views of full angular
+sampling (30 of 402, 4 of 50). Song et al.'s sparse-view CT (yang-song/score_inverse_problems at b56e383,
+configs/default_cs_configs.py:35) takes 23 views of 320 px images (0.10 per pixel); `views=8` is 60 views at
+256 px by the same count.
 
-An exact SVD is the dense one of the (P views) x W^2 matrix (operators/svd.py), computed once per geometry, for
+An exact SVD is the dense one of the (P x views) x W^2 matrix (operators/svd.py), computed once per geometry, for
 images of up to DENSE_SVD_MAX_PIXELS pixels; `picture` (the saved measurement, and `measurement_image`) is
 deepinv's filtered back-projection (IRadon with its ramp filter, radon.py:396-451).
 """
