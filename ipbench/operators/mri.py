@@ -15,7 +15,7 @@ The mask is a draw of a deepinv generator, one per image from that image's own g
 operator does not depend on its batch: `mask="random"` (default; `RandomMaskGenerator`: the int(f W) centre
 columns plus int(W / a) - int(f W) other columns drawn uniformly without replacement, generator/mri.py:136-196),
 `"gaussian"` (`GaussianMaskGenerator`, a Gaussian density over the columns, :284-324) or `"equispaced"`
-(`EquispacedMaskGenerator`, :327-380). Defaults follow fastMRI's (facebookresearch/fastMRI at 91f2df4,
+(`EquispacedMaskGenerator`, :327-389). Defaults follow fastMRI's (facebookresearch/fastMRI at 91f2df4,
 fastmri_examples/unet/train_unet_demo.py:104-122: mask_type "random", center_fractions [0.08],
 accelerations [4]): at 32 px, 2 centre columns and 6 others, 8 of 32. docs/operators.md has the deviations.
 
