@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from deepinv.physics import Tomography
 from PIL import Image
 
+from ipbench.checks.solver_check import check_solver
 from ipbench.cli import cli
 from ipbench.data import load_images
 from ipbench.errors import UsageError
@@ -269,6 +270,21 @@ def test_ct_dense_svd_reconstructs_a(views) -> None:
     assert operator_svd(build("ct", {"views": views}, shape), x) is svd  # cached: the geometry decides A
 
 
+def test_ct_dense_svd_drops_singular_values_below_the_round_off_of_its_precision() -> None:
+    """Non-zero singular values are at least s_max sqrt(max(m, n)) eps of the precision asked for; at 4 views
+    float32 drops the two near-zero ones that float64 keeps, and nothing else (the rest of the spectrum agrees)."""
+    physics = build("ct", {}, (1, 32, 32), generators(1))
+    spectra = {}
+    for dtype in (torch.float32, F64):
+        s = operator_svd(physics, torch.zeros(1, 1, 32, 32, dtype=dtype)).singular.flatten().to(F64)
+        floor = float(s[0]) * max(46 * 4, 32 * 32) ** 0.5 * torch.finfo(dtype).eps
+        assert float(s[s > 0].min()) >= floor
+        spectra[dtype] = s
+    kept = spectra[torch.float32] > 0
+    assert int(kept.sum()) == int((spectra[F64] > 0).sum()) - 2 == 154
+    assert torch.allclose(spectra[torch.float32][kept], spectra[F64][kept], rtol=1e-5)
+
+
 def test_ct_has_no_svd_above_the_dense_limit_and_spectral_solvers_say_why() -> None:
     side = 128
     assert side * side > DENSE_SVD_MAX_PIXELS
@@ -347,6 +363,17 @@ def test_every_solver_gives_a_reason_or_a_finite_result(solver_name, name, fashi
         return
     x_hat = solver.solve(y, physics, fashion32, generators(2, seed=40))
     assert x_hat.shape == x.shape and torch.isfinite(x_hat).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("solver_name", ["ddrm", "pigdm", "diffpir", "dps"])
+def test_bench_check_contract_passes_on_both(solver_name) -> None:
+    """bench check's contract (output, finite, deterministic, batch-invariant to 1e-5, NFE) on ct and mri at
+    3 x 16 x 16, the spectral solvers through the exact SVDs."""
+    solver = make_fast(solver_name)
+    checks = check_solver(solver, solver_name, [Operator.create("ct"), Operator.create("mri")], log=lambda line: None)
+    assert checks and all(c.passed for c in checks), [c for c in checks if not c.passed]
+    assert {c.operator for c in checks} == {"ct", "mri"} and not any("n/a" in c.detail for c in checks)
 
 
 @pytest.mark.slow

@@ -168,8 +168,10 @@ class DenseSVD:
 def dense_svd(forward: Callable[[Tensor], Tensor], image_shape: tuple[int, int], dtype: torch.dtype,
               device: torch.device) -> DenseSVD:
     """The SVD of the linear map `forward` on one-channel float64 images of `image_shape` (on the CPU), from
-    its matrix: A applied to every unit image, in chunks. Singular values below numpy's rank tolerance
-    (s_max max(m, n) eps) count as 0. Returned in `dtype` on `device`."""
+    its matrix: A applied to every unit image, in chunks. Returned in `dtype` on `device`, where singular values
+    below s_max sqrt(max(m, n)) eps(dtype), the norm of A's round-off in that precision, count as 0: a solver
+    dividing by s (DDRM's U^T y / s) would otherwise divide round-off by them (CT at 4 views has two of 3e-8,
+    then 1.9e-3)."""
     height, width = image_shape
     n = height * width
     columns = []
@@ -183,7 +185,7 @@ def dense_svd(forward: Callable[[Tensor], Tensor], image_shape: tuple[int, int],
     matrix = measured.flatten(1).transpose(0, 1)  # (m, n)
     u, s, vh = torch.linalg.svd(matrix, full_matrices=True)
     k = min(matrix.shape)
-    s = torch.where(s > float(s[0]) * max(matrix.shape) * torch.finfo(torch.float64).eps, s, torch.zeros_like(s))
+    s = torch.where(s > float(s[0]) * max(matrix.shape) ** 0.5 * torch.finfo(dtype).eps, s, torch.zeros_like(s))
     cast = lambda t: t.to(dtype=dtype, device=device).contiguous()  # noqa: E731
     return DenseSVD(cast(u[:, :k]), cast(s), cast(vh.transpose(0, 1)), (height, width), tuple(measured.shape[1:]))
 
