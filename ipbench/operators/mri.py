@@ -19,7 +19,7 @@ columns plus int(W / a) - int(f W) other columns drawn uniformly without replace
 fastmri_examples/unet/train_unet_demo.py:104-122: mask_type "random", center_fractions [0.08],
 accelerations [4]): at 32 px, 2 centre columns and 6 others, 8 of 32. docs/operators.md has the deviations.
 
-The exact SVD (for DDRM, DDNM, PiGDM, DiffPIR): for a real x, F x is Hermitian, so A^T A = F^H diag(m) F with
+The exact SVD (for DDRM, PiGDM, DiffPIR, RED-diff): for a real x, F x is Hermitian, so A^T A = F^H diag(m) F with
 m(k) = (M(k) + M(-k)) / 2, which the real, orthonormal Hartley transform H x = Re F x - Im F x diagonalises;
 V^T = H and s = sqrt(m), in {0, 1/sqrt(2), 1}: 1 where a column and its mirror are both sampled (the centre),
 1/sqrt(2) where only one of them is. (The masked DFT of a complex image has s in {0, 1}; a real image's
