@@ -23,9 +23,9 @@ divided by that (docs/operators.md).
 
 Adjoint. `Tomography.A_adjoint` is exact only with `adjoint_via_backprop=True` (autograd through grid_sample,
 tomography.py:323-343); its other path (an unfiltered IRadon, :345-349) misses the identity <A x, u> = <x, A^T u>
-by about 1e-3 of ||A x|| ||u|| at 32 px (2.0e-3 at 4 views, 6.3e-4 at 60). deepinv builds its autograd adjoint in float32 for a fixed batch size, so
-ipbench takes the vector-Jacobian product of its own A for every call (exact in any precision), with A as its
-derivative, as deepinv's `adjoint_function` does (forward.py:1389-1411).
+by about 1e-3 of ||A x|| ||u|| at 32 px (2.0e-3 at 4 views, 6.3e-4 at 60). deepinv builds its autograd adjoint
+in float32 for a fixed batch size, so ipbench takes the vector-Jacobian product of its own A for every call (exact
+in any precision), with A as its derivative, as deepinv's `adjoint_function` does (forward.py:1389-1411).
 
 Default: 4 views. MCG (run_CT_recon.py:36-40) measures 30 views of 256 px images (noiseless), 30 x 363 =
 10,890 values for 65,536 pixels (0.166 per pixel); 4 views of a 32 px image give 4 x 46 = 184 for 1,024

@@ -111,7 +111,8 @@ class EigenbasisSVD:
     def _over_s(self, z: Tensor) -> Tensor:
         """z / s where s > 0, 0 elsewhere."""
         seen = self.singular > 0
-        return torch.where(seen, z / torch.where(seen, self.singular, torch.ones_like(self.singular)), torch.zeros_like(z))
+        safe = torch.where(seen, self.singular, torch.ones_like(self.singular))
+        return torch.where(seen, z / safe, torch.zeros_like(z))
 
     def Vt(self, x: Tensor) -> Tensor:
         return self.forward(x)
