@@ -132,9 +132,13 @@ def back_project(physics: Physics, y: Tensor) -> Tensor:
 
     It is y itself for denoising and inpainting (on known pixels), a (twice-)blurred image for blur.
     Pixels that A does not see (A^T 1 = 0) get the per-image, per-channel mean of the seen pixels.
+    An operator whose A^T 1 is no per-pixel weight gives its own `back_projection(y)` (MRI: the zero-filled A^T y).
     """
     if not isinstance(physics, LinearPhysics):
         raise UsageError(f"back-projection needs a linear operator, got {type(physics).__name__}")
+    own = getattr(physics, "back_projection", None)
+    if callable(own):
+        return own(y)
     weight = physics.A_adjoint(torch.ones_like(y))
     seen = weight > 1e-6
     x = torch.where(seen, physics.A_adjoint(y) / torch.where(seen, weight, torch.ones_like(weight)), torch.zeros_like(weight))
@@ -147,9 +151,13 @@ def measurement_image(physics: Physics, y: Tensor) -> Tensor:
     """The measurement as an image: y itself when it has the image's shape (denoising, inpainting with zeros
     in the holes, blur), else y resized to the image's height and width by bicubic interpolation
     (super-resolution; torch `interpolate`, half-pixel centres, which puts low-resolution pixel i at
-    i f + (f - 1) / 2 where deepinv's decimation takes it at i f + 1/2: a shift of (f - 2) / 2 px)."""
+    i f + (f - 1) / 2 where deepinv's decimation takes it at i f + 1/2: a shift of (f - 2) / 2 px). An operator
+    whose y is no image gives its own `picture(y)` (CT: the filtered back-projection; MRI: the zero-filled image)."""
     if not isinstance(physics, LinearPhysics):
         raise UsageError(f"the measurement as an image needs a linear operator, got {type(physics).__name__}")
+    picture = getattr(physics, "picture", None)
+    if callable(picture):
+        return picture(y)
     shape = physics.A_adjoint(y).shape  # the image batch's
     if y.shape == shape:
         return y
@@ -161,12 +169,13 @@ def measurement_image(physics: Physics, y: Tensor) -> Tensor:
 def shown_measurement(physics: Physics, y: Tensor, like: Tensor) -> Tensor:
     """The measurement as a run's figures show it, an image batch shaped like `like`: y when it has the
     image's shape, with an alpha channel that is 0 on pixels A does not see (inpainting holes); else its
-    back-projection (super-resolution). A nonlinear operator shows its own `picture(y)` where it has one (phase
-    retrieval's spectrum), else y when it has the image's shape (HDR), else mid-grey (nothing to show)."""
+    back-projection (super-resolution). An operator with its own `picture(y)` shows that (phase retrieval's
+    spectrum, CT's filtered back-projection, MRI's zero-filled image); else a nonlinear one shows y when it has the
+    image's shape (HDR), else mid-grey (nothing to show)."""
+    picture = getattr(physics, "picture", None)
+    if callable(picture):
+        return picture(y)
     if not is_linear(physics):
-        picture = getattr(physics, "picture", None)
-        if callable(picture):
-            return picture(y)
         return y if y.shape == like.shape else torch.full_like(like, 0.5)
     if y.shape != like.shape:
         return back_project(physics, y)
@@ -192,6 +201,10 @@ def pseudo_inverse(physics: Physics, y: Tensor, damping: float = 1e-3) -> Tensor
 
 
 def visible_mask(physics: Physics, like: Tensor) -> Tensor:
-    """1 where A sees a pixel (A^T 1 > 0), else 0; shape of `like` (an image batch)."""
+    """1 where A sees a pixel (A^T 1 > 0), else 0; shape of `like` (an image batch). An operator whose A^T 1 is
+    no per-pixel weight gives its own `visible(like)` (MRI: every pixel)."""
+    own = getattr(physics, "visible", None)
+    if callable(own):
+        return own(like)
     weight = physics.A_adjoint(torch.ones_like(physics.A(like)))
     return (weight > 1e-6).to(like.dtype)
