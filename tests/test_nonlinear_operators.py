@@ -22,6 +22,7 @@ from ipbench.data import load_images
 from ipbench.models import load_model
 from ipbench.operators import OPERATORS, Operator, is_linear, measure, shown_measurement
 from ipbench.results.rows import run_rows
+from ipbench.results.table import write_tables
 from ipbench.solvers import SOLVERS
 from tests.conftest import generators
 from tests.test_solvers import CONTRACT_SOLVERS, make_fast
@@ -279,6 +280,8 @@ def test_a_run_records_n_a_with_the_reason_and_scores_the_rest(tmp_path) -> None
                       num_images=2)
     result = run(spec, out=tmp_path / "r", progress=False)
     rows = run_rows(result.out)
+    table = write_tables(result.out)
+    assert [line for line in table.splitlines() if line.startswith("| tikhonov |")][0].endswith("| n/a | - | - |")
     assert len(rows) == 2 * len(NONLINEAR) * 2
     for row in rows:
         if row["solver"] == "tikhonov":

@@ -150,7 +150,8 @@ def _wide(summary: pd.DataFrame, latex: bool = False) -> tuple[list[str], list[l
                 applies = not hit["not_applicable"].iloc[0]
                 line.append(_cell(hit["mean"].iloc[0], hit["std"].iloc[0], _se(hit), metric, latex, applies)
                             + _difference(hit, metric, latex))
-        line += [f"{part['seconds'].mean():.3g}", f"{part['nfe'].mean():.0f}" if not math.isnan(part["nfe"].mean()) else "-"]
+        seconds, nfe = part["seconds"].mean(), part["nfe"].mean()  # NaN where no cell of the row ran (all n/a)
+        line += [f"{seconds:.3g}" if not math.isnan(seconds) else "-", f"{nfe:.0f}" if not math.isnan(nfe) else "-"]
         if not uniform_n:
             for operator in operators:
                 hit = part[part["operator"] == operator]
