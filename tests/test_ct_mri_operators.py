@@ -29,6 +29,7 @@ from ipbench.operators.svd import DenseSVD, EigenbasisSVD, operator_svd, svd_pro
 from ipbench.results.rows import run_rows
 from ipbench.solvers import SOLVERS
 from tests.conftest import generators
+from tests.test_nonlinear_operators import fft2c, ifft2c
 from tests.test_solvers import CONTRACT_SOLVERS, make_fast
 
 F64 = torch.float64
@@ -49,17 +50,6 @@ def rel_adjoint_gap(physics, x: torch.Tensor, seed: int = 1) -> torch.Tensor:
 
 
 # --- MRI -------------------------------------------------------------------------------------------------------
-
-
-def fft2c(a: np.ndarray) -> np.ndarray:
-    """fastMRI's fft2c: ifftshift, orthonormal 2-D DFT, fftshift, over the last two axes."""
-    axes = (-2, -1)
-    return np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(a, axes=axes), norm="ortho", axes=axes), axes=axes)
-
-
-def ifft2c(a: np.ndarray) -> np.ndarray:
-    axes = (-2, -1)
-    return np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(a, axes=axes), norm="ortho", axes=axes), axes=axes)
 
 
 @pytest.mark.parametrize("mask", ["random", "gaussian", "equispaced"])

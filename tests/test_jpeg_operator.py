@@ -27,6 +27,7 @@ from ipbench.errors import UsageError
 from ipbench.operators import Operator, is_linear, measure, shown_measurement
 from ipbench.operators.jpeg import kornia_jpeg
 from tests.conftest import generators
+from tests.test_nonlinear_operators import central_differences
 
 F64 = torch.float64
 BINDING_MAX_LEVELS, BINDING_MEAN_LEVELS = 1.0, 0.01  # A against torchvision.io, grey levels (measured: 0 and 0)
@@ -170,17 +171,6 @@ def test_a_non_finite_image_gives_nan_and_leaves_the_others() -> None:
 
 
 # --- the gradient: kornia's -------------------------------------------------------------------------------------
-
-
-def central_differences(f, x: torch.Tensor, h: float = 1e-6) -> torch.Tensor:
-    grad = torch.zeros_like(x)
-    flat, out = x.flatten(), grad.view(-1)
-    for i in range(flat.numel()):
-        e = torch.zeros_like(flat)
-        e[i] = h
-        out[i] = (f((flat + e).view_as(x)) - f((flat - e).view_as(x))) / (2 * h)
-    return grad
-
 
 @pytest.mark.parametrize("shape", [(1, 8, 8), (3, 8, 8)])
 @pytest.mark.parametrize("quality", [10, 75])
