@@ -65,8 +65,8 @@ def summarize(rows: pd.DataFrame, solver_order: list[str] | None = None, operato
 def _alignment_counts(ok: pd.DataFrame) -> dict[str, int]:
     """Rows scored after alignment to the truth (results/alignment.py), and how many of them were replaced by
     an equivalent other than the reconstruction itself."""
-    if "alignment" not in ok:
-        return {"aligned": 0, "realigned": 0}
+    if "alignment" not in ok:  # no operator of the run aligns: no columns, so earlier tables stay as they were
+        return {}
     named = ok["alignment"].dropna()
     named = named[named.astype(str) != ""]
     return {"aligned": int(len(named)), "realigned": int((named != "identity").sum())}
@@ -197,6 +197,7 @@ def _alignment_note(summary: pd.DataFrame) -> str:
     """Which cells were scored up to the operator's trivial ambiguities, and how often that changed the image."""
     if "aligned" not in summary:
         return ""
+    summary = summary.fillna({"aligned": 0, "realigned": 0})
     cells = summary.drop_duplicates(["solver", "operator"])
     cells = cells[cells["aligned"] > 0]
     if cells.empty:
