@@ -9,8 +9,8 @@ With z = A(x) in image units and z+ = max(z, 0):
 `rate` is photons per unit intensity (the count's mean at intensity 1); deepinv calls its inverse the gain.
 These are deepinv 0.5.0's models (deepinv/physics/noise.py): `GaussianNoise(sigma)`, `PoissonNoise(gain=1/rate,
 normalize=True, clip_positive=True)` (class at :417, the draw `torch.poisson(clip(x / gain, min=0)) * gain` at
-:480-497) and `PoissonGaussianNoise(gain=1/rate, sigma=sigma_y, clip_positive=True)` (class at :548, the Poisson
-draw times the gain, then `+ randn * sigma`, :631-646); `Operator.build` attaches them to the Physics. Hence
+:487-505) and `PoissonGaussianNoise(gain=1/rate, sigma=sigma_y, clip_positive=True)` (class at :548, the Poisson
+draw times the gain, then `+ randn * sigma`, :633-648); `Operator.build` attaches them to the Physics. Hence
 E[y] = z+ and Var[y] = z+ / rate (+ sigma_y^2). clip_positive because some operators give slightly negative z
 (the bicubic filter of `sr` has negative taps), where a Poisson mean is undefined.
 
