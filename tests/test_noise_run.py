@@ -66,3 +66,14 @@ def test_bad_noise_values_are_one_line_errors_before_anything_runs(tmp_path: Pat
         lines = done.output.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], done.output
         assert not (tmp_path / "run").exists()
+
+
+def test_bench_check_under_poisson_noise_runs_the_contract_and_no_gaussian_truth() -> None:
+    """The exact posterior of bench check's ground truth is Gaussian noise's: under Poisson noise it is n/a,
+    while the contract (shape, finiteness, batch invariance) still runs on the Poisson measurement."""
+    result = CliRunner().invoke(cli, ["check", "--solver", "tweedie", "--op", "denoise", "--param", "noise=poisson",
+                                      "--param", "sigma_y=0"])
+    assert result.exit_code == 0, result.output
+    assert "on denoise (sigma_y=0.0, noise=poisson, rate=255.0)" in result.output
+    assert "n/a: the exact posterior is for Gaussian noise, not poisson" in result.output
+    assert "PASS  batch-invariant" in result.output and "R = MSE / MMSE" not in result.output
