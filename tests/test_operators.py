@@ -23,6 +23,7 @@ from ipbench.errors import UsageError
 from ipbench.operators import (DEFAULT_SIGMA_Y, OPERATORS, Operator, back_project, is_linear, measure, noise_level,
                                visible_mask)
 from ipbench.operators.blur import scaled_blur
+from ipbench.operators.noise import NOISE_NAMES
 
 from .conftest import generators
 
@@ -31,7 +32,9 @@ NON_SQUARE = [(1, 17, 23), (1, 16, 24)]  # the second for operators that need si
 
 
 def _choice_params(name: str) -> list[Any]:
-    return [p for p in OPERATORS.get(name).params if p.choices]
+    """The operator's own choice parameters; the noise model every operator shares is tested over every
+    operator in tests/test_noise.py."""
+    return [p for p in OPERATORS.get(name).params if p.choices and p.name not in NOISE_NAMES]
 
 
 def _case(name: str, params: dict) -> Any:

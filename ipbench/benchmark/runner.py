@@ -55,6 +55,10 @@ from ipbench.seeding import measurement_generator, seeding_convention, solver_ge
 CONVENTIONS = {
     "image_range": "float32 NCHW in [0, 1]; score models in [-1, 1]",
     "sigma_y_units": "[0, 1] image units (DPS paper sigma = 0.05 on [-1, 1] is sigma_y = 0.025)",
+    "noise": "each operator's `noise`: gaussian (the default) y = A(x) + sigma_y n; poisson y = P(rate A(x)+) / rate "
+             "(sigma_y = 0); poisson-gaussian both; rate in photons per unit intensity, A(x)+ = max(A(x), 0); an "
+             "operator's params and rows carry noise and rate only when it is not gaussian; solvers' Gaussian std "
+             "(noise_level) under Poisson noise is sqrt(sigma_y^2 + 1 / (2 rate)), the std at intensity 1/2",
     "diffusion": "discrete VP-DDPM, t in {0..T-1}, Tweedie x0 = (x_t - sqrt(1-ab) eps) / sqrt(ab)",
     "seconds": "wall time of one solver call on a batch divided by the batch size, compilation left out",
     "compile_seconds": "torch.compile warm-up for new batch shapes met during that solver call, per image as seconds",

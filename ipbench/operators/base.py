@@ -3,8 +3,10 @@
 A factory is a function `(shape, generators, device, *, param=default, ...) -> deepinv Physics` for a
 batch of len(generators) images of shape (C, H, W); randomness (a random mask, a box position) is
 drawn from each image's own generator, so an image's operator does not depend on its batch. Noise is
-not part of the factory: `Operator.build` attaches deepinv Gaussian noise of std `sigma_y` (image
-units), and `measure` draws that noise per image from the same generators.
+not part of the factory: every operator has the parameters `sigma_y` (image units), `noise` (gaussian,
+poisson, poisson-gaussian) and `rate` (photons per unit intensity); `Operator.build` attaches the deepinv
+noise model they define (operators/noise.py), and `measure` draws that noise per image from the same
+generators.
 """
 from __future__ import annotations
 
@@ -12,10 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import torch
-from deepinv.physics import GaussianNoise, LinearPhysics, Physics
+from deepinv.physics import LinearPhysics, Physics
 from torch import Tensor
 
 from ipbench.errors import UsageError
+from ipbench.operators.noise import NOISE_NAMES, NOISE_PARAMS, draw_noisy, gaussian_sigma, noise_model, recorded_params
 from ipbench.params import NON_NEGATIVE, Param, Range, function_params, resolve
 from ipbench.registry import Registry
 
@@ -27,7 +30,7 @@ DEFAULT_SIGMA_Y = 0.025  # image units; the DPS paper's sigma = 0.05 on [-1, 1]
 
 @dataclass(frozen=True)
 class OperatorFactory:
-    """A registered operator: its name, factory function and parameters (sigma_y first)."""
+    """A registered operator: its name, factory function and parameters (sigma_y, noise and rate first)."""
 
     name: str
     make: Factory
@@ -44,9 +47,15 @@ def register_operator(name: str, aliases: tuple[str, ...] = (), choices: dict[st
                       ) -> Callable[[Factory], Factory]:
     """Register `make(shape, generators, device, *, ...)` as operator `name`; `choices` and `ranges` give
     the valid values of its keyword parameters (checked when a run is specified), `files` the parameters
-    that name an input file, whose content a resumed run checks (a mask file changed under the same name)."""
+    that name an input file, whose content a resumed run checks (a mask file changed under the same name).
+    Every operator gets the noise parameters sigma_y, noise and rate (operators/noise.py) before its own."""
     def register(make: Factory) -> Factory:
-        params = [Param("sigma_y", float, DEFAULT_SIGMA_Y, range=NON_NEGATIVE), *function_params(make, choices, ranges)]
+        own = function_params(make, choices, ranges)
+        shared = [Param("sigma_y", float, DEFAULT_SIGMA_Y, range=NON_NEGATIVE), *NOISE_PARAMS]
+        clash = [p.name for p in own if p.name in {q.name for q in shared}]
+        if clash:
+            raise UsageError(f"register_operator {name}: parameter {clash[0]!r} is one every operator has; rename it")
+        params = [*shared, *own]
         summary = (make.__doc__ or "").strip().splitlines()[0] if make.__doc__ else ""
         OPERATORS.add(name, OperatorFactory(name, make, params, summary, files), aliases)
         return make
@@ -56,7 +65,10 @@ def register_operator(name: str, aliases: tuple[str, ...] = (), choices: dict[st
 
 @dataclass
 class Operator:
-    """An operator with its parameters resolved: what a run measures with."""
+    """An operator with its parameters resolved: what a run measures with.
+
+    `params` are the values recorded in rows and in the run's identity: under Gaussian noise without `noise`
+    and `rate` (operators/noise.py, `recorded_params`), so a Gaussian operator's identity is unchanged."""
 
     name: str
     params: dict[str, Any] = field(default_factory=dict)
@@ -68,7 +80,8 @@ class Operator:
     @classmethod
     def create(cls, name: str, values: dict[str, Any] | None = None, label: str | None = None) -> "Operator":
         factory = OPERATORS.get(name)
-        params = resolve(factory.params, values or {}, f"operator {factory.name}")
+        where = f"operator {factory.name}"
+        params = recorded_params(resolve(factory.params, values or {}, where), where)
         return cls(factory.name, params, label or factory.name)
 
     def input_files(self) -> dict[str, str]:
@@ -80,11 +93,16 @@ class Operator:
     def sigma_y(self) -> float:
         return float(self.params["sigma_y"])
 
+    @property
+    def noise(self) -> str:
+        """The noise model's name (operators/noise.py); gaussian where `params` has none."""
+        return str(self.params.get("noise", "gaussian"))
+
     def build(self, shape: Shape, generators: Sequence[torch.Generator], device: torch.device) -> Physics:
-        """The batch's Physics, with Gaussian noise of std sigma_y attached for deepinv interop."""
-        kwargs = {k: v for k, v in self.params.items() if k != "sigma_y"}
+        """The batch's Physics, with its deepinv noise model attached (`measure` draws from it per image)."""
+        kwargs = {k: v for k, v in self.params.items() if k != "sigma_y" and k not in NOISE_NAMES}
         physics = OPERATORS.get(self.name).make(tuple(shape), list(generators), torch.device(device), **kwargs)
-        physics.noise_model = GaussianNoise(sigma=self.sigma_y)
+        physics.noise_model = noise_model(self.params)
         return physics
 
 
@@ -112,19 +130,16 @@ def as_float64(physics: Physics) -> Physics:
 
 
 def noise_level(physics: Physics) -> float:
-    """sigma_y (image units) of a physics built by `Operator.build`."""
-    return float(torch.as_tensor(physics.noise_model.sigma).flatten()[0])
+    """The Gaussian noise std (image units) that solvers assume for a physics built by `Operator.build`:
+    sigma_y under Gaussian noise; under Poisson noise the effective sqrt(sigma_y^2 + 1 / (2 rate)), its std at
+    intensity 1/2 (operators/noise.py, `gaussian_sigma`)."""
+    return gaussian_sigma(physics.noise_model)
 
 
 def measure(physics: Physics, x: Tensor, generators: Sequence[torch.Generator]) -> Tensor:
-    """y = A(x) + sigma_y n, n ~ N(0, I) drawn per image from its generator (after any operator draws)."""
-    clean = physics.A(x)
-    sigma = noise_level(physics)
-    if sigma == 0:
-        return clean
-    noise = torch.stack([torch.randn(clean.shape[1:], generator=g, device=g.device, dtype=clean.dtype)
-                         for g in generators]).to(clean.device)
-    return clean + sigma * noise
+    """y = A(x) plus the operator's noise, drawn per image from its generator (after any operator draws):
+    A(x) + sigma_y n, n ~ N(0, I), under Gaussian noise; Poisson counts (then sigma_y n) otherwise."""
+    return draw_noisy(physics.noise_model, physics.A(x), generators)
 
 
 def back_project(physics: Physics, y: Tensor) -> Tensor:

@@ -236,10 +236,23 @@ def _difference_note(baseline: str, comparisons: pd.DataFrame | None, summary: p
             + limit + no_pairs)
 
 
+def _noise_note(config: dict) -> str:
+    """Each operator's noise, where any is not Gaussian (a Gaussian run's caption stays as it always was; its
+    sigma_y is in run.json and the rows)."""
+    operators = config.get("operators", [])
+    if all(o.get("params", {}).get("noise", "gaussian") == "gaussian" for o in operators):
+        return ""
+    from ipbench.operators.noise import describe_noise
+
+    return "Noise: " + "; ".join(f"{o.get('label', o['name'])} {describe_noise(o.get('params', {}))}"
+                                 for o in operators) + ". "
+
+
 def caption(run_dir: Path, summary: pd.DataFrame, compile_seconds: float = 0.0, baseline: str | None = None,
             comparisons: pd.DataFrame | None = None) -> str:
-    """What the numbers are: model, images, n, the metric conventions, and what s / image leaves out; with a
-    `baseline`, what the differences to it (`comparisons`, from paired_comparisons) are."""
+    """What the numbers are: model, images, n, the noise where not Gaussian, the metric conventions, and what
+    s / image leaves out; with a `baseline`, what the differences to it (`comparisons`, from paired_comparisons)
+    are."""
     meta = read_run_json(run_dir)
     metric_meta = meta.get("conventions", {}).get("metric_summary", {})  # "" for a metric it does not describe
     ns = sorted(set(_applicable(summary)["n"])) or [0]
@@ -249,6 +262,7 @@ def caption(run_dir: Path, summary: pd.DataFrame, compile_seconds: float = 0.0, 
             f"({split_text(meta['images'])}), seeds {seeds}; "
             f"mean ± std over images x seeds ({n_text} per cell), each figure rounded where the standard "
             f"error of its mean over images ends, that rounded to {SIGNIFICANT} significant digits. "
+            + _noise_note(meta["config"])
             + (_difference_note(baseline, comparisons, summary) if baseline is not None else "")
             + "".join(f"{METRICS[m].label}: {metric_meta.get(m, '')}. " for m in dict.fromkeys(summary["metric"]))
             + _clamped_note(summary) + _alignment_note(summary) + _not_applicable_note(summary)

@@ -14,6 +14,20 @@ Defaults: zeta = 1.0 with `grad`, the best of {0.1, 0.3, 1, 3} on fashion32 for 
 (configs/sweeps/dps-zeta-fashion32.toml, results/sweeps/dps-zeta-fashion32.md); 100 steps to keep CPU runs
 short (the paper uses 1000); clipping as the DPS code does.
 
+Poisson noise (operator `noise=poisson`). The paper (sec. 3.2, its Poisson case, and Algorithm 2, "DPS -
+Poisson") approximates the Poisson likelihood by a Gaussian of variance y_j and steps by
+grad ||y - A(x0_hat)||^2_Lambda with Lambda = diag(1 / (2 y_j)): a weight per measured value. The official code
+does not: its Poisson branch (guided_diffusion/condition_methods.py:34-39) divides the residual norm
+||y' - A(x0_hat)|| by |y'_j| elementwise and averages, which is the Gaussian branch's norm (:29-32) times one
+number per image, c = mean_j 1 / |y'_j|, y' = 2 y - 1 the measurement on its [-1, 1] scale (its Poisson noise
+maps the counts there, guided_diffusion/measurements.py:265). ipbench does what the code does: under
+noise=poisson the step is c times the Gaussian one. Under normalize=grad (the default) the step is divided by
+the gradient's norm, so c cancels and Poisson noise changes nothing; under normalize=residual (the code's rule,
+preset `paper`) the step is c times as long. Deviation: |y'_j| is floored at 1 / rate, half the spacing 2 / rate
+of the count levels, since a level at y = 1/2 would divide by zero (the code's levels k / 255 at rate 1 never
+are). Poisson-Gaussian noise: neither the code (NotImplementedError, :41-42) nor the paper has a rule for it; DPS
+steps as for Gaussian noise. Rows under either record the rule as `ran.likelihood`.
+
 Preset `paper` (the official code's task configs, github.com/DPS2022/diffusion-posterior-sampling at effbde7):
 the residual rule with zeta = the config's `scale` per task (0.3 for SR and both blurs, 0.5 for inpainting),
 1000 DDPM steps, clipped x0_hat; nothing for denoising (no config). Its zeta values assume
@@ -22,19 +36,30 @@ normalize=residual: under the default `grad` rule they would mean another step.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from deepinv.physics import Physics
 from torch import Tensor
 
 from ipbench.models.base import ScoreModel, to_image
+from ipbench.operators.noise import GAUSSIAN, POISSON, noise_kind, poisson_rate
 from ipbench.params import NON_NEGATIVE, STEPS, UNIT, Tune, param
 from ipbench.solvers.base import Solver, per_image_norm, randn_per_image, register_solver
 from ipbench.solvers.diffusion import ddim_step, predict_x0, reverse_grid
 from ipbench.solvers.presets import PAPER, Preset, Setting, families
 
+CODE_POISSON = "poisson, the code's: the Gaussian step times the mean of 1 / abs(2 y - 1) per image"
 _RESIDUAL = {"normalize": "residual"}  # the code's scale is a step of the residual rule (docs/solvers.md)
+
+
+def poisson_factor(op: Physics, y: Tensor) -> Tensor | None:
+    """The DPS code's Poisson factor c = mean_j 1 / |y'_j| per image, y' = 2 y - 1, |y'_j| floored at 1 / rate
+    (module docstring), shaped (N, 1, 1, 1); None unless the operator's noise is pure Poisson."""
+    if noise_kind(op.noise_model) != POISSON:
+        return None
+    floor = 1.0 / float(poisson_rate(op.noise_model))
+    return (2 * y - 1).abs().clamp_min(floor).reciprocal().flatten(1).mean(1).view(-1, 1, 1, 1)
 
 
 def _scale(value: float, config: str, note: str = "") -> Setting:
@@ -74,7 +99,13 @@ class DPS(Solver):
     eta: float = param(1.0, range=UNIT)  # 1 = DDPM ancestral step as in the paper, 0 = DDIM
     clip: bool = True  # clip x0_hat to [-1, 1], as the DPS code does
 
+    def as_run(self, op: Physics, model: ScoreModel) -> dict[str, Any]:
+        """Under non-Gaussian noise, the rule DPS steps by (module docstring); nothing under Gaussian noise."""
+        kind = noise_kind(op.noise_model)
+        return {} if kind == GAUSSIAN else {"likelihood": CODE_POISSON if kind == POISSON else GAUSSIAN}
+
     def solve(self, y: Tensor, op: Physics, model: ScoreModel, generators: Sequence[torch.Generator]) -> Tensor:
+        poisson = poisson_factor(op, y)  # None under Gaussian or Poisson-Gaussian noise
         x = randn_per_image((y.shape[0], *model.image_shape), generators, y.device)  # line 1: x_T ~ N(0, I)
         for t, ab, ab_prev in reverse_grid(model, model.num_timesteps - 1, self.steps):
             with torch.enable_grad():
@@ -86,5 +117,8 @@ class DPS(Solver):
             self.report_step(t, x, x0)
             x_prev = ddim_step(x.detach(), x0.detach(), ab, ab_prev, self.eta, generators)  # lines 5-7
             size = per_image_norm(grad if self.normalize == "grad" else residual.detach())
-            x = x_prev - self.zeta / size.clamp_min(1e-12) * grad  # line 8
+            step = self.zeta / size.clamp_min(1e-12)
+            if poisson is not None and self.normalize == "residual":  # under `grad` the factor cancels
+                step = step * poisson
+            x = x_prev - step * grad  # line 8
         return to_image(x.detach())
