@@ -89,9 +89,12 @@ def pruner_text(name: str, budget: int) -> str:
 
 
 def storage(folder: Path) -> Any:
+    """The folder's shared Optuna storage, opened under the study lock: opening creates the schema of a new
+    file, and two workers creating it at once collide (the second fails on alembic_version's UNIQUE key)."""
     optuna = require_optuna()
     url = f"sqlite:///{(folder / STUDY_FILE).resolve()}"
-    return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 300}})
+    with exclusive(folder):
+        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 300}})
 
 
 @contextmanager
