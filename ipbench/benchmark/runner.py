@@ -344,14 +344,12 @@ def _solve_and_score(entry: SolverEntry, operator: Operator, seed: int, ids: Seq
         outside = (x_hat.clamp(max=0).neg() + (x_hat - 1).clamp(min=0)).flatten(1)  # distance outside [0, 1]
         clamped, clamped_max = (outside > 0).float().mean(1).tolist(), outside.amax(1).tolist()  # reported
         x_hat = torch.where(finite.view(-1, 1, 1, 1), x_hat, torch.zeros_like(x_hat)).clamp(0, 1)
-        aligned = aligned_to_truth(physics, x_hat, x)  # phase retrieval: up to its trivial ambiguities
+        aligned, raw = aligned_to_truth(physics, x_hat, x), {}  # phase retrieval: up to its trivial ambiguities
         if aligned is not None:
-            alignment = {"alignment": aligned[1], **{f"{k}_raw": v.tolist() for k, v in
-                                                     compute_metrics(x_hat, x, spec.metrics).items()}}
+            raw = {"alignment": aligned[1], **{f"{k}_raw": v.tolist() for k, v in
+                                               compute_metrics(x_hat, x, spec.metrics).items()}}
             x_hat = aligned[0]
-        metrics = {k: v.tolist() for k, v in compute_metrics(x_hat, x, spec.metrics).items()}
-        if aligned is not None:
-            metrics.update(alignment)
+        metrics = {**{k: v.tolist() for k, v in compute_metrics(x_hat, x, spec.metrics).items()}, **raw}
     traced = dict(zip(tracer.positions, tracer.strips())) if tracer is not None else {}  # position -> strip
     for i, image_id in enumerate(ids):
         row = {"solver": entry.label, "image": image_id, **base, "seconds": seconds,
