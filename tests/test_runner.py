@@ -49,8 +49,9 @@ def test_rows_have_the_documented_keys(tmp_path, small_model_path):
     rows = RowStore(result.out / "rows.jsonl").read()
     assert len(rows) == 2 * 2 * 5 and result.failed == 0
     for key in ("solver", "operator", "image", "seed", "psnr", "ssim", "lpips", "seconds", "nfe", "status",
-                "solver.sigma", "operator.sigma_y", "operator.p"):
+                "solver.sigma", "operator.sigma_y", "operator.p", "fit", "fit_truth"):
         assert any(key in r for r in rows), key
+    assert all(r["fit"] > 0 and 0.8 < r["fit_truth"] < 1.2 for r in rows)  # sigma_y 0.025: chi^2 / m of the truth ~ 1
     assert {r["nfe"] for r in rows if r["solver"] == "tweedie"} == {1}
     assert {r["nfe"] for r in rows if r["solver"] == "hole-fill"} == {0}
     assert {r["solver.sigma"] for r in rows if r["solver"] == "hole-fill"} == {2.0}
@@ -127,7 +128,7 @@ def test_an_unsupported_pair_is_skipped_not_failed_and_shown_as_not_applicable(t
 
     table = (result.out / "table.md").read_text() if (result.out / "table.md").exists() else write_tables(result.out)
     line = next(l for l in table.splitlines() if l.startswith("| masks-only"))
-    assert line.count("n/a") == 4  # deblur PSNR, SSIM, LPIPS and its n (failed) column
+    assert line.count("n/a") == 5  # deblur PSNR, SSIM, LPIPS, fit and its n (failed) column
     assert "n/a: the solver does not apply to the operator, not a failure: masks-only on deblur-gauss " \
            "(needs a mask, got Blur)" in table
 

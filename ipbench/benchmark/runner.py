@@ -46,6 +46,7 @@ from ipbench.paths import content_hash, expand_user
 from ipbench.solvers.base import SOLVER_FAILURES, output_problem
 from ipbench.results.alignment import aligned_to_truth
 from ipbench.results.evaluated_on import evaluation_warnings
+from ipbench.results.measurement_fit import measurement_fit
 from ipbench.results.metric_registry import METRIC_CONVENTIONS, METRIC_SUMMARY
 from ipbench.results.metrics import compute_metrics, prepare_metrics
 from ipbench.results.rows import FINAL, RowStore, read_run_json, row_key, row_keys, run_rows
@@ -68,6 +69,10 @@ CONVENTIONS = {
     "alignment": "phase retrieval: metrics and the saved reconstruction are of its equivalent under A (180-degree "
                  "rotation, negation about the padding's value, translations over a blank border) closest to the "
                  "truth in MSE, named in the row's `alignment`; `<metric>_raw` are the unaligned ones",
+    "fit": "measurement fit, Pearson's chi-squared per measurement (1/m) sum (y - A(x_hat))^2 / v under the "
+           "operator's noise model at A(x_hat) (v = sigma_y^2 + A(x_hat)+ / rate), of the scored reconstruction; "
+           "about 1 for the truth, >> 1 ignores the data, < 1 fits its noise; nan when y has no noise; "
+           "`fit_truth` is the true image's, on the same y (results/measurement_fit.py)",
 }  # run.json adds "metrics" and "metric_summary": the conventions of the metrics the run computes
 
 
@@ -344,12 +349,13 @@ def _solve_and_score(entry: SolverEntry, operator: Operator, seed: int, ids: Seq
         outside = (x_hat.clamp(max=0).neg() + (x_hat - 1).clamp(min=0)).flatten(1)  # distance outside [0, 1]
         clamped, clamped_max = (outside > 0).float().mean(1).tolist(), outside.amax(1).tolist()  # reported
         x_hat = torch.where(finite.view(-1, 1, 1, 1), x_hat, torch.zeros_like(x_hat)).clamp(0, 1)
+        fits = {"fit": measurement_fit(physics, x_hat, y).tolist(), "fit_truth": measurement_fit(physics, x, y).tolist()}
         aligned, raw = aligned_to_truth(physics, x_hat, x), {}  # phase retrieval: up to its trivial ambiguities
         if aligned is not None:
             raw = {"alignment": aligned[1], **{f"{k}_raw": v.tolist() for k, v in
                                                compute_metrics(x_hat, x, spec.metrics).items()}}
             x_hat = aligned[0]
-        metrics = {**{k: v.tolist() for k, v in compute_metrics(x_hat, x, spec.metrics).items()}, **raw}
+        metrics = {**{k: v.tolist() for k, v in compute_metrics(x_hat, x, spec.metrics).items()}, **raw, **fits}
     traced = dict(zip(tracer.positions, tracer.strips())) if tracer is not None else {}  # position -> strip
     for i, image_id in enumerate(ids):
         row = {"solver": entry.label, "image": image_id, **base, "seconds": seconds,

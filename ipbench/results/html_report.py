@@ -92,9 +92,16 @@ def _table(summary: pd.DataFrame, metrics: Sequence[str], rows: pd.DataFrame, re
                       "n": int(first["n"]), "failed": int(first["failed"]), "skipped": int(first["skipped"]),
                       "reason": first.get("not_applicable") or "",
                       "seconds": "—" if math.isnan(first["seconds"]) else f"{first['seconds']:.3g}",
-                      "nfe": "—" if math.isnan(first["nfe"]) else f"{first['nfe']:.0f}"})
+                      "nfe": "—" if math.isnan(first["nfe"]) else f"{first['nfe']:.0f}",
+                      "fit": _fit_text(first.get("fit", math.nan)) if applies else "n/a"})
+    truth = summary["fit_truth"].dropna() if "fit_truth" in summary else pd.Series(dtype=float)
     return {"header": [f"{METRICS[m].label} {'↑' if METRICS[m].better == 'higher' else '↓'}" for m in metrics],
-            "lines": lines, "note": "; ".join(notes)}
+            "lines": lines, "note": "; ".join(notes), "fit": _fit_text(truth.iloc[0]) if len(truth) else ""}
+
+
+def _fit_text(value: float) -> str:
+    """A measurement fit (results/measurement_fit.py) to 3 significant digits; — where there is none."""
+    return "—" if value is None or math.isnan(float(value)) else f"{float(value):.3g}"
 
 
 def _clear_best(summary: pd.DataFrame, rows: pd.DataFrame, metric: str, resamples: int) -> tuple[str | None, str]:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # torch is imported only where FID is computed: tables and re
 DIFFERENCE_COLUMNS = ["diff", "diff_low", "diff_high", "p_wilcoxon", "diff_se", "significant"]
 RESAMPLES = 10_000  # bootstrap resamples of the images per interval
 SECONDS_HEADER = "s / image (mean over operators)"
+FIT_HEADER, FIT_HEADER_TEX = "fit χ²/m", r"fit $\chi^2/m$"
 
 
 def summarize(rows: pd.DataFrame, solver_order: list[str] | None = None, operator_order: list[str] | None = None
@@ -58,8 +59,21 @@ def summarize(rows: pd.DataFrame, solver_order: list[str] | None = None, operato
                                 "nfe": float(ok["nfe"].mean()) if len(ok) else math.nan,
                                 "clamped": _column(ok, "clamped").mean() if len(ok) else 0.0,
                                 "clamped_max": _column(ok, "clamped_max").max() if len(ok) else 0.0,
-                                **_alignment_counts(ok)})
+                                **_alignment_counts(ok), **_fits(ok)})
     return pd.DataFrame.from_records(records)
+
+
+def _fits(ok: pd.DataFrame) -> dict[str, float]:
+    """The cell's median measurement fit (results/measurement_fit.py), and the true images' on the same
+    measurements; none for rows written before the fit existed, so their tables stay as they were."""
+    if "fit" not in ok:
+        return {}
+    return {name: float(ok[name].astype(float).median()) if name in ok and len(ok) else math.nan
+            for name in ("fit", "fit_truth")}
+
+
+def _has_fit(summary: pd.DataFrame) -> bool:
+    return "fit" in summary and bool(summary["fit"].notna().any())
 
 
 def _alignment_counts(ok: pd.DataFrame) -> dict[str, int]:
@@ -133,8 +147,10 @@ def _wide(summary: pd.DataFrame, latex: bool = False) -> tuple[list[str], list[l
     uniform_n = counts["n"].nunique() <= 1 and counts["failed"].sum() == 0  # n/a cells do not count
     arrow = {"higher": r"$\uparrow$" if latex else "↑", "lower": r"$\downarrow$" if latex else "↓"}
     metrics = list(dict.fromkeys(summary["metric"]))
-    header = ["solver"] + [f"{operator} {METRICS[m].label} {arrow[METRICS[m].better]}"
-                           for operator in operators for m in metrics]
+    fit = _has_fit(summary)
+    header = ["solver"] + [column for operator in operators for column in
+                           [f"{operator} {METRICS[m].label} {arrow[METRICS[m].better]}" for m in metrics]
+                           + ([f"{operator} {FIT_HEADER_TEX if latex else FIT_HEADER}"] if fit else [])]
     header += [SECONDS_HEADER, "NFE"]  # one column for every operator of the row: their mean, and it says so
     if not uniform_n:
         header += [f"{operator} n (failed)" for operator in operators]
@@ -150,6 +166,8 @@ def _wide(summary: pd.DataFrame, latex: bool = False) -> tuple[list[str], list[l
                 applies = not hit["not_applicable"].iloc[0]
                 line.append(_cell(hit["mean"].iloc[0], hit["std"].iloc[0], _se(hit), metric, latex, applies)
                             + _difference(hit, metric, latex))
+            if fit:
+                line.append(_fit_cell(part[part["operator"] == operator]))
         seconds, nfe = part["seconds"].mean(), part["nfe"].mean()  # NaN where no cell of the row ran (all n/a)
         line += [f"{seconds:.3g}" if not math.isnan(seconds) else "-", f"{nfe:.0f}" if not math.isnan(nfe) else "-"]
         if not uniform_n:
@@ -161,6 +179,29 @@ def _wide(summary: pd.DataFrame, latex: bool = False) -> tuple[list[str], list[l
                     line.append(f"{hit['n'].iloc[0]} ({hit['failed'].iloc[0]})" if len(hit) else "-")
         body.append(line)
     return header, body
+
+
+def _fit_cell(cell: pd.DataFrame) -> str:
+    """A cell's median measurement fit to 3 significant digits; n/a where the solver does not apply, - where
+    there is none (no ok rows, a noiseless measurement, rows from before the fit existed)."""
+    if not len(cell):
+        return "-"
+    if cell["not_applicable"].iloc[0]:
+        return "n/a"
+    value = float(cell["fit"].iloc[0]) if "fit" in cell else math.nan
+    return "-" if math.isnan(value) else f"{value:.3g}"
+
+
+def _fit_note(summary: pd.DataFrame) -> str:
+    """What the fit column is, with the true images' own fit per operator as the yardstick."""
+    if not _has_fit(summary):
+        return ""
+    truth = summary.dropna(subset=["fit_truth"]).drop_duplicates("operator").set_index("operator")["fit_truth"]
+    yardstick = ", ".join(f"{op} {value:.3g}" for op, value in truth.items() if not math.isnan(value))
+    return (f"{FIT_HEADER}: measurement fit, the median over a cell's rows of Pearson's chi-squared per measurement "
+            f"(the mean over measurements of (y - A(x_hat)) squared over v, the noise model's variance at A(x_hat)): "
+            f"about 1 is consistent with the noise, above 1 ignores the data, below 1 fits the noise"
+            + (f"; the true images score {yardstick}" if yardstick else "") + ". ")
 
 
 def _applicable(summary: pd.DataFrame) -> pd.DataFrame:
@@ -265,7 +306,7 @@ def caption(run_dir: Path, summary: pd.DataFrame, compile_seconds: float = 0.0, 
             + _noise_note(meta["config"])
             + (_difference_note(baseline, comparisons, summary) if baseline is not None else "")
             + "".join(f"{METRICS[m].label}: {metric_meta.get(m, '')}. " for m in dict.fromkeys(summary["metric"]))
-            + _clamped_note(summary) + _alignment_note(summary) + _not_applicable_note(summary)
+            + _fit_note(summary) + _clamped_note(summary) + _alignment_note(summary) + _not_applicable_note(summary)
             + "s / image: solver wall time per image"
             + (f" (compiling the network for new batch shapes, {compile_seconds:.0f} s in all, left out)."
                if compile_seconds > 0 else "."))
@@ -285,7 +326,8 @@ def to_latex(summary: pd.DataFrame, caption_text: str) -> str:
     lines = [r"\begin{table}[t]", r"\centering", r"\begin{tabular}{l" + "c" * (len(header) - 1) + "}", r"\toprule",
              " & ".join(esc(h) for h in header) + r" \\", r"\midrule"]
     lines += [" & ".join(esc(c) if i == 0 else c for i, c in enumerate(row)) + r" \\" for row in body]
-    caption_tex = esc(caption_text.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("`", ""))
+    caption_tex = esc(caption_text.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("`", "")
+                      .replace(FIT_HEADER, FIT_HEADER_TEX))
     lines += [r"\bottomrule", r"\end{tabular}", r"\caption{" + caption_tex + "}", r"\end{table}"]
     return "\n".join(lines) + "\n"
 
