@@ -297,7 +297,8 @@ def test_a_foreign_file_is_one_line_naming_it(empty_hub: Path, tmp_path: Path, d
     message = one_line(info)
     assert str(path) in message
     fragment = {"shape": "shape mismatch", "missing": "missing key", "extra": "unexpected key",
-                "extractor-shape": "kernel_extractor.model.1.weight", "not-a-torch-file": "not a plain file of tensors"}[damage]
+                "extractor-shape": "kernel_extractor.model.1.weight",
+                "not-a-torch-file": "not a plain file of tensors"}[damage]
     assert fragment in message, message
 
 

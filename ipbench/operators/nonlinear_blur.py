@@ -11,8 +11,9 @@ Sources. DPS (DPS2022/diffusion-posterior-sampling at effbde7, guided_diffusion/
 nonlinear_deblur_config.yaml:13; the checkpoint `experiments/pretrained/GOPRO_wVAE.pth`, nf 64, front_RBs 10,
 back_RBs 20, kernel_dim 512, use_vae, norms none) and, on its [-1, 1] data x_m, computes (:196-199)
 k = torch.randn(1, 512, 2, 2) * 1.2, x = (x_m + 1) / 2, y_m = clamp(2 G(x, k) - 1, -1, 1), with noise sigma 0.05
-on y_m (nonlinear_deblur_config.yaml:17). DAPS (zhangbingliang2019/DAPS at 098df6b, forward_operator/__init__.py:317-359) does the
-same with bkse vendored unchanged (forward_operator/bkse/), its sigma 0.05 (configs/task/nonlinear_blur.yaml:14).
+on y_m (nonlinear_deblur_config.yaml:17). DAPS (zhangbingliang2019/DAPS at 098df6b, forward_operator/__init__.py:
+317-359) does the same with bkse vendored (forward_operator/bkse/, its code unchanged but for the imports), its sigma
+0.05 (configs/task/nonlinear_blur.yaml:14).
 In image units x is ipbench's image itself and y = (y_m + 1) / 2 = clamp(G(x, k), 0, 1), with
 sigma_y = sigma / 2 = 0.025, the default.
 
@@ -193,7 +194,8 @@ def extractor_shapes(nf: int = NF, kernel_dim: int = KERNEL_DIM) -> dict[str, tu
     out = 2 * kernel_dim
     shapes = {f"{EXTRACTOR_PREFIX}model.1.weight": (nf, 2 * nf, 7, 7)}
     for i in range(5):
-        shapes[f"{EXTRACTOR_PREFIX}model.{4 + 3 * i}.weight"] = (min(nf * 2 ** (i + 1), out), min(nf * 2 ** i, out), 3, 3)
+        into, out_of = min(nf * 2 ** i, out), min(nf * 2 ** (i + 1), out)
+        shapes[f"{EXTRACTOR_PREFIX}model.{4 + 3 * i}.weight"] = (out_of, into, 3, 3)
     for b in range(EXTRACTOR_BLOCKS):
         for j in (1, 5):
             shapes[f"{EXTRACTOR_PREFIX}model.{19 + b}.conv_block.{j}.weight"] = (out, out, 3, 3)
@@ -206,8 +208,8 @@ def weights_file(weights: str) -> Path:
     if not weights:
         path = hub_checkpoints() / WEIGHTS_FILE
         if not path.is_file():
-            raise UsageError(f"operator {NAME}: weights file {path} not found; place {WEIGHTS_FILE} there ({WEIGHTS_ORIGIN}), "
-                             f"or pass --param {NAME}.weights=/path/to/{WEIGHTS_FILE}")
+            raise UsageError(f"operator {NAME}: weights file {path} not found; place {WEIGHTS_FILE} there "
+                             f"({WEIGHTS_ORIGIN}), or pass --param {NAME}.weights=/path/to/{WEIGHTS_FILE}")
         return path
     path = expand_user(weights, f"operator {NAME}.weights")
     if not path.is_file():
