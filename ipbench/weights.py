@@ -17,6 +17,12 @@ from ipbench.errors import UsageError, first_line
 CHECKPOINT_FORMAT = "ipbench.score-model/1"  # the tag of files written by models.registry.save_checkpoint
 
 
+def hub_checkpoints() -> Path:
+    """The folder where a published weights file is looked up by its bare name: torch's hub cache,
+    torch.hub.get_dir()/checkpoints (TORCH_HOME moves it), where torch.hub itself stores downloads."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
 def _unpickling_detail(exc: BaseException) -> str:
     """The informative line of torch's weights_only refusal (e.g. 'Trying to load unsupported GLOBAL
     posix.system ...'), without its advice to retry with weights_only=False."""

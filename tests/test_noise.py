@@ -20,7 +20,7 @@ from ipbench.errors import UsageError
 from ipbench.operators import OPERATORS, Operator, measure, noise_level
 from ipbench.operators.noise import DEFAULT_RATE, noise_model
 
-from .conftest import generators
+from .conftest import generators, skip_if_tested_elsewhere
 
 F64 = torch.float64
 LEVELS = [0.0, 0.02, 0.3, 1.0, 1.7]  # intensities z = A x; 0.02 at rate 20 is a mean count of 0.4
@@ -118,6 +118,7 @@ NOISES = [{"noise": "poisson", "sigma_y": 0.0, "rate": 40.0}, {"noise": "poisson
 def test_poisson_measurement_of_an_image_does_not_depend_on_its_batch(name: str, noise: dict, tmp_path: Path) -> None:
     """On every operator: image b of a batch measured with generators [g_a, g_b, g_c] gets the y it gets
     measured alone with g_b; other generators give other counts."""
+    skip_if_tested_elsewhere(name)
     shape = (3, 16, 16)
     operator = Operator.create(name, {**_operator_params(name, tmp_path), **noise})
     x = torch.rand(3, *shape, generator=torch.Generator().manual_seed(5))

@@ -25,7 +25,7 @@ from ipbench.operators import (DEFAULT_SIGMA_Y, OPERATORS, Operator, back_projec
 from ipbench.operators.blur import scaled_blur
 from ipbench.operators.noise import NOISE_NAMES
 
-from .conftest import generators
+from .conftest import generators, skip_if_tested_elsewhere
 
 F64 = torch.float64
 NON_SQUARE = [(1, 17, 23), (1, 16, 24)]  # the second for operators that need sides divisible by 2, 4 or 8
@@ -69,7 +69,9 @@ def write_mask(path: Path, observed: np.ndarray) -> Path:
 
 
 def build(name: str, params: dict, shape: tuple[int, int, int], gens: list[torch.Generator], tmp_path: Path) -> Physics:
-    """Operator.create(...).build(...), supplying a mask file (random, ~40% hidden) to inpaint-mask."""
+    """Operator.create(...).build(...), supplying a mask file (random, ~40% hidden) to inpaint-mask; an operator
+    these sizes cannot build (conftest.TESTED_ELSEWHERE) is skipped, naming the file that tests it."""
+    skip_if_tested_elsewhere(name)
     params = dict(params)
     if OPERATORS.canonical(name) == "inpaint-mask" and "path" not in params:
         observed = np.random.default_rng(0).random((shape[1], shape[2])) >= 0.4

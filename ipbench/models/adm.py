@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from ipbench.errors import UsageError, first_line
 from ipbench.models.base import ScoreModel, linear_alphas_cumprod
 from ipbench.models.registry import register_model, register_model_path
-from ipbench.weights import read_state_dict, state_dict_mismatch
+from ipbench.weights import hub_checkpoints, read_state_dict, state_dict_mismatch
 
 DOWNLOAD_ENV = "IPBENCH_DOWNLOAD"
 T_TRAIN, BETA_START, BETA_END = 1000, 1e-4, 0.02  # the linear DDPM schedule of both checkpoints
@@ -141,7 +141,7 @@ def diffunet_from_state_dict(state: Mapping[str, Tensor], spec: PretrainedUNet, 
 
 def weights_path(name: str) -> Path:
     """Where the bare name `name` looks for its file: torch.hub.get_dir()/checkpoints/FILE."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / PRETRAINED[name].file
+    return hub_checkpoints() / PRETRAINED[name].file
 
 
 def download_requested() -> bool:

@@ -27,7 +27,7 @@ from ipbench.errors import UsageError
 from ipbench.files import atomic_write_text
 from ipbench.json_files import NUMBER_OR_NULL, STRING, DamagedFile, has_fields, integer, read_json
 from ipbench.run_paths import reconstruction_png, truth_png
-from ipbench.weights import read_state_dict
+from ipbench.weights import hub_checkpoints, read_state_dict
 
 FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 FID_WEIGHTS_URL = "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" + FID_WEIGHTS_FILE
@@ -39,7 +39,7 @@ CACHE_ENTRY = {"fid": NUMBER_OR_NULL, "images": integer(0), "rows_sha256": STRIN
 
 def fid_weights() -> Path:
     """The FID Inception weights in torch.hub.get_dir()/checkpoints; a one-line UsageError if absent."""
-    path = Path(torch.hub.get_dir()) / "checkpoints" / FID_WEIGHTS_FILE
+    path = hub_checkpoints() / FID_WEIGHTS_FILE
     if not path.is_file():
         raise UsageError(f"FID needs the TF FID Inception weights: put {FID_WEIGHTS_FILE} ({FID_WEIGHTS_URL}) "
                          f"in {path.parent}")

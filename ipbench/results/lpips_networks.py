@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from ipbench.errors import UsageError
 from ipbench.results.metric_registry import LPIPS_BACKBONES, LPIPS_VGG_URL
-from ipbench.weights import read_state_dict
+from ipbench.weights import hub_checkpoints, read_state_dict
 
 # torchvision's VGG16 ImageNet file, or the same convolutions written by scripts/convert_lpips_backbone.py
 LPIPS_VGG_FILES = ("vgg16-397923af.pth", "lpips_vgg16_backbone.pt")
@@ -128,7 +128,7 @@ def _load_backbone(net: str) -> dict[str, Tensor]:
 
 def lpips_vgg_weights() -> Path:
     """The VGG16 file LPIPS-VGG reads: the first of LPIPS_VGG_FILES in torch.hub.get_dir()/checkpoints."""
-    folder = Path(torch.hub.get_dir()) / "checkpoints"
+    folder = hub_checkpoints()
     for name in LPIPS_VGG_FILES:
         if (folder / name).is_file():
             return folder / name
