@@ -24,8 +24,8 @@ backward through A's output inside a torch.func transform, `torch.func.grad` of 
 
 The copy is the operator's own class with these methods wrapped (a subclass of the same name), so isinstance
 checks, `type(op).A_dagger is not Physics.A_dagger` (RED-diff's test for an A^+ of its own) and attributes
-behave as on `op`; it shares `op`'s tensors (a tensor set on it is its own); a deep copy of it (deepinv-dps slicing a batched mask) counts into
-the same `OperatorCounts`.
+behave as on `op`; it shares `op`'s tensors (a tensor set on it is its own); a deep copy of it (deepinv-dps
+slicing a batched mask) counts into the same `OperatorCounts`.
 """
 from __future__ import annotations
 
