@@ -70,7 +70,7 @@ def _scale(value: float, config: str, note: str = "") -> Setting:
 
 PAPER_PRESET = Preset(
     repository="github.com/DPS2022/diffusion-posterior-sampling at effbde7",
-    note="no denoising config: denoise keeps the defaults",
+    note="no denoising, HDR, JPEG, CT or MRI config: those keep the defaults",
     operators=families(
         {"steps": Setting(1000, "configs/diffusion_config.yaml:2", "timestep_respacing 1000 (:9): every time"),
          "normalize": Setting("residual", "guided_diffusion/condition_methods.py:30-32, 86",
@@ -83,7 +83,11 @@ PAPER_PRESET = Preset(
          "deblur-motion": {"zeta": _scale(0.3, "motion_deblur_config.yaml")},
          "inpaint-random": {"zeta": _scale(0.5, "inpainting_config.yaml", "mask_type random (:14)")},
          "inpaint-box": {"zeta": _scale(0.5, "inpainting_config.yaml", "the one inpainting config; its box mask "
-                                        "(mask_len_range, :15) is the commented-out alternative to random")}}))
+                                        "(mask_len_range, :15) is the commented-out alternative to random")},
+         "phase-retrieval": {"zeta": _scale(1.0, "phase_retrieval_config.yaml", "oversample 2.0 (:13), "
+                                            "phase-retrieval's convention=dps (the default)")},
+         "deblur-nonlinear": {"zeta": _scale(0.3, "nonlinear_deblur_config.yaml", "the bkse blur, its output "
+                                             "mapped back to [-1, 1] (guided_diffusion/measurements.py:197-199)")}}))
 
 
 @register_solver

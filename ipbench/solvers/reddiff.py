@@ -15,7 +15,8 @@ lambda w_t (reddiff.py:90-111); Adam with betas (0.9, 0.99) and no weight decay 
 at A^+ y (reddiff.py:138-141); everything in model units [-1, 1], so the residual is 2 (y - A to_image(mu))
 and mu_0 = A^+ (2 y - A 1). A nonlinear operator is fitted the same way (its loss by autograd through A) and
 starts where the code's `H_pinv` of that degradation puts it, the operator's `A_dagger` (phase retrieval:
-utils/degredations.py:895-898, HDR: :551-552, JPEG: :522-523, all in operators/); one without its own A_dagger is n/a.
+utils/degredations.py:895-898, HDR: :551-552, JPEG: :522-523, nonlinear blur: :875-876, A applied to y; all in
+operators/); one without its own A_dagger is n/a.
 The means are taken per image and summed over the batch (the code's means run over the batch too), so an
 image's gradient does not depend on its batch; Adam is elementwise, hence per image. As in the code, sigma_y does not enter the loss (the paper's 1 / sigma_y^2 is absorbed in lambda).
 
@@ -35,7 +36,8 @@ drops 1-D blur singular values below 3e-2), and the damped pseudo-inverse for op
 Preset `paper`: the repository's RED-diff commands per task: inpainting as the README's instance of the sampling
 script (100 steps, lambda 0.25, lr 0.5, on its free-form masks in2_20ff; applied to box and random masks),
 Gaussian deblurring and SR as sample_test.sh runs them (lambda 0.25 with lr 0.5, and the config's lambda
-0.25, lr 0.1; their step count there, num_steps = 10, is a smoke test and is not taken). The batch script
+0.25, lr 0.1; their step count there, num_steps = 10, is a smoke test and is not taken); JPEG (its jpeg20:
+quality 20), HDR, phase retrieval and nonlinear deblurring as its commands for them (lambda 0.25, lr 0.5). The batch script
 (sample_batch.sh:5-8, 17, 35) runs SR and inpainting with 1000 steps and grad_term_weight 1.0 for every
 algorithm: another setting, not this preset. None for motion blur or denoising.
 """
@@ -71,7 +73,7 @@ WEIGHTINGS: dict[str, Callable[[float], float]] = {
 
 PAPER_PRESET = Preset(
     repository="github.com/NVlabs/RED-diff at 66482f2",
-    note="inpainting from the README's free-form-mask instance; motion blur and denoising keep the defaults",
+    note="inpainting from the README's free-form-mask instance; motion blur, denoising, CT and MRI keep the defaults",
     operators=families({"weighting": Setting("linear", "_configs/algo/reddiff.yaml:9", "denoise_term_weight")}, {
         **{family: {"steps": Setting(100, "README.md:88", "num_steps of the README's inpainting instance "
                                      "(deg in2_20ff, free-form masks, :87)"),
@@ -82,7 +84,12 @@ PAPER_PRESET = Preset(
                          "lr": Setting(0.5, "sample_test.sh:74")},
         "sr": {"lam": Setting(0.25, "_configs/algo/reddiff.yaml:8", "grad_term_weight; the SR command "
                               "(sample_test.sh:92, deg sr4) sets neither lambda nor lr"),
-               "lr": Setting(0.1, "_configs/algo/reddiff.yaml:12")}}))
+               "lr": Setting(0.1, "_configs/algo/reddiff.yaml:12")},
+        **{family: {"lam": Setting(0.25, f"sample_test.sh:{line}", f"grad_term_weight, deg {deg}"),
+                    "lr": Setting(0.5, f"sample_test.sh:{line}")}
+           for family, line, deg in (("jpeg", 32, "jpeg20 (quality 20; the operator's default is 10)"),
+                                     ("hdr", 39, "hdr"), ("phase-retrieval", 52, "phase_retrieval"),
+                                     ("deblur-nonlinear", 64, "deblur_nl"))}}))
 
 
 def has_own_inverse(op: Physics) -> bool:
