@@ -19,7 +19,7 @@ import pandas as pd
 
 from ipbench.errors import UsageError
 from ipbench.results.metric_registry import METRICS
-from ipbench.results.paired import read_rows
+from ipbench.results.paired import read_metric_rows
 from ipbench.results.report import publish
 from ipbench.results.rounding import standard_error, with_spread
 
@@ -53,13 +53,9 @@ def main() -> int:
     parser.add_argument("--out", default=None, help="also write the table here")
     args = parser.parse_args()
     try:
-        rows = read_rows(args.run)  # ok rows only
+        rows = read_metric_rows(args.run, args.metric)  # ok rows only
     except UsageError as exc:
         print(exc, file=sys.stderr)
-        return 2
-    if args.metric not in METRICS or args.metric not in rows.columns:
-        print(f"--metric {args.metric}: not a metric of {args.run}'s rows (valid: {', '.join(METRICS)})",
-              file=sys.stderr)
         return 2
     images, seeds = rows["image"].nunique(), sorted(rows["seed"].unique().tolist())
     hours = rows["seconds"].sum() / 3600

@@ -54,6 +54,15 @@ def test_each_paired_report_is_what_its_script_writes(report, tmp_path):
     assert (tmp_path / report.name).read_text() == report.read_text()
 
 
+def test_the_headline_table_is_what_its_script_writes(tmp_path):
+    committed = HEADLINE / "headline-psnr.md"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "headline_table.py"),
+                           str(HEADLINE.relative_to(ROOT)), "--out", str(tmp_path / committed.name)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / committed.name).read_text() == committed.read_text()
+
+
 def _readme_results_section() -> str:
     text = (ROOT / "README.md").read_text()
     start = text.index("## Results on the built-in model")

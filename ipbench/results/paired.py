@@ -32,6 +32,16 @@ def read_rows(path: str | Path) -> pd.DataFrame:
     return rows[rows["status"] == "ok"] if "status" in rows else rows
 
 
+def read_metric_rows(path: str | Path, metric: str) -> pd.DataFrame:
+    """`read_rows(path)`, refused in one line unless `metric` is one of METRICS and a column of those rows
+    (what the benchmark scripts that summarise one metric of a run check first)."""
+    rows = read_rows(path)
+    if metric not in METRICS or metric not in rows.columns:
+        valid = ", ".join(m for m in METRICS if m in rows.columns) or "none"
+        raise UsageError(f"--metric {metric}: not a metric of {path}'s rows (valid: {valid})")
+    return rows
+
+
 @dataclass(frozen=True)
 class PairedDifference:
     """The differences B - A of one metric over the pairs of one solver and operator."""
