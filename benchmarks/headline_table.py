@@ -37,11 +37,12 @@ def headline(rows: pd.DataFrame, metric: str) -> list[str]:
     per_image = rows.groupby(["solver", "operator", "image"])[metric].mean()  # sorted: cells are looked up by key
     seconds = rows.groupby(["solver", "operator"], sort=False)["seconds"].mean().groupby("solver").mean()
     nfe = rows.groupby("solver", sort=False)["nfe"].median()
+    applied = set(per_image.index.droplevel("image"))  # (solver, operator) pairs with ok rows
     lines = ["| solver | " + " | ".join(operators) + " | s / image (1 thread) | NFE |",
              "|---|" + "---|" * (len(operators) + 2)]
     for solver in solvers:
         cells = [cell(per_image[solver, operator], METRICS[metric].decimals)
-                 if (solver, operator) in per_image.index.droplevel("image") else "n/a" for operator in operators]
+                 if (solver, operator) in applied else "n/a" for operator in operators]
         lines.append(f"| {solver} | " + " | ".join(cells) + f" | {seconds[solver]:.3g} | {nfe[solver]:.0f} |")
     return lines
 
