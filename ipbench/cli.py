@@ -633,7 +633,8 @@ def grid_command(run_dir: str, max_images: int, out: str | None) -> None:
               help="Score model: a registered name, NAME:PATH or an ipbench checkpoint.")
 @click.option("-n", "num", type=click.IntRange(min=1), default=16, show_default=True, help="Number of samples.")
 @click.option("--steps", type=click.IntRange(min=1), default=100, show_default=True, help="Strided reverse steps.")
-@click.option("--eta", type=click.FloatRange(0, 1), default=1.0, show_default=True, help="1 = DDPM, 0 = DDIM.")
+@click.option("--eta", type=click.FloatRange(0, 1), default=1.0, show_default=True,
+              help="1 = DDPM, 0 = DDIM (a flow model samples its ODE, whatever eta).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the starting noise.")
 @click.option("--out", default=None, metavar="FILE.png", callback=_user_path,
               help="Where to write the grid [default: runs/samples-<model>-n<N>-steps<S>-eta<E>-seed<K>.png, "
@@ -643,7 +644,7 @@ def grid_command(run_dir: str, max_images: int, out: str | None) -> None:
 @user_errors
 def sample_command(model: str, num: int, steps: int, eta: float, seed: int, out: str | None, device: str,
                    plugins: tuple[str, ...]) -> None:
-    """Unconditional samples of a model (the reverse process from pure noise) as a PNG grid."""
+    """Unconditional samples of a model (the reverse process from pure noise, or a flow model's ODE) as a PNG grid."""
     _load_plugins(plugins)
     from ipbench.device import resolve_device
     from ipbench.models import load_model
@@ -704,14 +705,17 @@ def _parse_ints(text: str, option: str) -> tuple[int, ...]:
 @click.option("--sample-steps", type=click.IntRange(min=1), default=100, show_default=True,
               help="Reverse steps of the final samples.png.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of initialisation and batches.")
+@click.option("--objective", type=click.Choice(["eps", "flow"]), default="eps", show_default=True,
+              help="eps: a VP-DDPM noise-prediction model; flow: a flow-matching velocity model (linear path).")
 @device_option
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
 @user_errors
 def train_command(data: str, out: str, steps: int, batch_size: int, lr: float, ema_decay: float, channels: int,
                   channel_mult: str, num_res_blocks: int, attention: str, dropout: float, resolution: int,
-                  grayscale: bool, checkpoint_every: int, sample_steps: int, seed: int, device: str,
+                  grayscale: bool, checkpoint_every: int, sample_steps: int, seed: int, objective: str, device: str,
                   progress: bool) -> None:
-    """Train a VP-DDPM UNet on an image set; writes model.pt (EMA), model-fp16.pt, samples.png, train_log.json."""
+    """Train a UNet prior (VP-DDPM eps or flow matching) on an image set; writes model.pt (EMA), model-fp16.pt,
+    samples.png, train_log.json."""
     from ipbench.device import resolve_device
     from ipbench.models.unet import UNetConfig, config_problem
     from ipbench.training.export import finish_training, load_training_images
@@ -734,7 +738,8 @@ def train_command(data: str, out: str, steps: int, batch_size: int, lr: float, e
     train_cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, ema_decay=ema_decay,
                             checkpoint_every=checkpoint_every, seed=seed)
     command = _command_line()
-    ema, _ = train(images, Path(out), model_cfg, train_cfg, dev, progress=progress, log=click.echo)
+    ema, _ = train(images, Path(out), model_cfg, train_cfg, dev, progress=progress, log=click.echo,
+                   objective=objective)
     for line in finish_training(ema, Path(out), data, images.shape[0], train_cfg, dev, sample_steps, command):
         click.echo(line)
 

@@ -39,16 +39,22 @@ def linear_alphas_cumprod(num_timesteps: int = 1000, beta_start: float = 1e-4, b
 
 
 class ScoreModel(nn.Module, ABC):
-    """A VP-DDPM epsilon-prediction model in [-1, 1] model units.
+    """A prior in [-1, 1] model units, seen through its VP-DDPM epsilon view: the interface every solver uses.
 
     Subclasses set `image_shape` (C, H, W) and register `alphas_cumprod` (length T) and implement
-    `eps(x_t, t)`, where `t` is a long tensor of shape (N,) with one diffusion time per image.
+    `eps(x_t, t)`, where `t` is a long tensor of shape (N,) with one diffusion time per image. A prior of
+    another family implements its own prediction and gets `eps` by exact conversion (`models/flow.py`'s
+    `FlowModel`; models/parametrization.py); the VE view is `models.denoiser.denoise`, the flow view
+    `models.flow.velocity`, for every prior.
     """
 
     alphas_cumprod: Tensor
     image_shape: tuple[int, int, int]
     default_image_set: str | None = None  # the image set `bench run` uses with this model by default
     default_num_images: int | None = None  # how many of them, when the user names neither set nor count
+    # True for a network that takes any noise level (a flow or EDM model): its VE view `denoise_ve` is then
+    # evaluated at the sigma asked for, not at the nearest of its discrete times (models/denoiser.py).
+    continuous: bool = False
 
     def __init__(self, alphas_cumprod: Tensor, image_shape: tuple[int, int, int]) -> None:
         super().__init__()
@@ -69,6 +75,10 @@ class ScoreModel(nn.Module, ABC):
 
     def forward(self, x_t: Tensor, t: Tensor) -> Tensor:
         return self.eps(x_t, t)
+
+    def denoise_ve(self, x: Tensor, sigma: Tensor) -> Tensor:
+        """E[x0 | x] for x = x0 + sigma eps, sigma (N,) > 0: what a `continuous` model implements natively."""
+        raise NotImplementedError(f"{type(self).__name__} is not continuous: use models.denoiser.denoise")
 
     def alpha_bar(self, t: Tensor, like: Tensor) -> Tensor:
         """alpha_bar[t] shaped (N, 1, 1, 1) in the dtype and device of `like`."""

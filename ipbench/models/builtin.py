@@ -9,9 +9,11 @@ import torch
 from ipbench.models.gaussian import GaussianScoreModel
 from ipbench.models.registry import load_checkpoint, register_architecture, register_model
 from ipbench.models.unet import UNetScoreModel
+from ipbench.models.unet_flow import UNetFlowModel
 
 register_architecture("gaussian")(GaussianScoreModel)
 register_architecture("unet")(UNetScoreModel)
+register_architecture("unet-flow")(UNetFlowModel)
 
 PHOTOS_SHAPE = (3, 256, 256)
 

@@ -14,7 +14,8 @@ time's sqrt(ab_t). A sigma off the grid is thereby denoised as if it were sigma_
 |log(sigma / sigma_t)| at most half a grid step (under 1% on the linear 1000-step schedule away from its
 ends). Solvers that build their own noise schedule take it from `sigma_grid` or snap it with
 `snap_sigmas`, so that every sigma they use is one the network was trained on and there is no mismatch.
-Sigmas beyond the grid's ends are clamped to them.
+Sigmas beyond the grid's ends are clamped to them. A `continuous` model (a flow or EDM network, which takes
+any noise level) is evaluated at sigma itself, with no snapping.
 """
 from __future__ import annotations
 
@@ -63,7 +64,10 @@ def karras_sigmas(model: ScoreModel, steps: int, sigma_max: float, sigma_min: fl
 
 def denoise(model: ScoreModel, x: Tensor, sigma: float) -> Tensor:
     """D(x, sigma): E[x0 | x] for x = x0 + sigma n in model units, from one network evaluation at the
-    nearest discrete time (see the module docstring for sigmas between the grid's)."""
+    nearest discrete time (see the module docstring for sigmas between the grid's), or at sigma itself for
+    a `continuous` model."""
+    if model.continuous:
+        return model.denoise_ve(x, torch.full((x.shape[0],), float(sigma), dtype=x.dtype, device=x.device))
     t = time_of_sigma(model, sigma)
     ab = float(model.alphas_cumprod[t])
     x_t = ab ** 0.5 * x
@@ -72,5 +76,5 @@ def denoise(model: ScoreModel, x: Tensor, sigma: float) -> Tensor:
 
 def score(model: ScoreModel, x: Tensor, sigma: float) -> Tensor:
     """grad_x log p_sigma(x) = (D(x, sigma) - x) / sigma^2 in the VE view (Tweedie), at the snapped sigma_t."""
-    sigma_t = sigma_grid(model)[time_of_sigma(model, sigma)]
+    sigma_t = sigma if model.continuous else sigma_grid(model)[time_of_sigma(model, sigma)]
     return (denoise(model, x, sigma) - x) / sigma_t**2

@@ -17,7 +17,7 @@ from ipbench.models.base import ScoreModel, linear_alphas_cumprod
 from ipbench.models.unet_config import MAX_PARAMETERS, UNetConfig, field_problem
 from ipbench.weights import state_dict_mismatch
 
-__all__ = ["UNet", "UNetConfig", "UNetScoreModel", "config_problem"]
+__all__ = ["UNet", "UNetConfig", "UNetScoreModel", "UNetWeights", "config_problem"]
 
 
 def timestep_embedding(t: Tensor, dim: int) -> Tensor:
@@ -136,7 +136,33 @@ def config_problem(cfg: UNetConfig) -> tuple[str, str] | None:
     return None
 
 
-class UNetScoreModel(ScoreModel):
+class UNetWeights:
+    """`config` and `from_config` of a model built as `cls(UNetConfig)` with its network in `self.net`: what its
+    checkpoints hold, checked before anything is built (shared by the eps and the flow UNet)."""
+
+    cfg: UNetConfig
+
+    def config(self) -> dict:
+        return asdict(self.cfg)
+
+    @classmethod
+    def from_config(cls, config: dict, state_dict: dict[str, Tensor]):  # -> an instance of cls
+        """The model a checkpoint declares, its fields checked against the bounds before anything is built
+        (a UsageError naming the field), its weights against the network's names and shapes."""
+        cfg = UNetConfig.from_dict(config)
+        problem = config_problem(cfg)
+        if problem is not None:
+            name, what = problem
+            raise UsageError(f"declares {name}={getattr(cfg, name)!r}, which {what}")
+        model = cls(cfg)  # type: ignore[call-arg]
+        mismatch = state_dict_mismatch({k: v.shape for k, v in model.state_dict().items()}, state_dict)
+        if mismatch is not None:
+            raise UsageError(f"weights do not fit the UNet it declares: {mismatch}")
+        model.load_state_dict({k: v.float() for k, v in state_dict.items()})
+        return model
+
+
+class UNetScoreModel(UNetWeights, ScoreModel):
     """A UNet eps-model on the linear DDPM schedule. Why linear: it is the schedule of the public
     pixel-space DDPM checkpoints (FFHQ 256, ImageNet 256) the DPS-line papers use, so times such as
     t0 = 500 or the one-step-denoising times 30 / 100 / 300 mean the same noise level on every model."""
@@ -148,22 +174,3 @@ class UNetScoreModel(ScoreModel):
 
     def eps(self, x_t: Tensor, t: Tensor) -> Tensor:
         return self.net(x_t, t)
-
-    def config(self) -> dict:
-        return asdict(self.cfg)
-
-    @classmethod
-    def from_config(cls, config: dict, state_dict: dict[str, Tensor]) -> "UNetScoreModel":
-        """The model a checkpoint declares, its fields checked against the bounds before anything is built
-        (a UsageError naming the field), its weights against the network's names and shapes."""
-        cfg = UNetConfig.from_dict(config)
-        problem = config_problem(cfg)
-        if problem is not None:
-            name, what = problem
-            raise UsageError(f"declares {name}={getattr(cfg, name)!r}, which {what}")
-        model = cls(cfg)
-        mismatch = state_dict_mismatch({k: v.shape for k, v in model.state_dict().items()}, state_dict)
-        if mismatch is not None:
-            raise UsageError(f"weights do not fit the UNet it declares: {mismatch}")
-        model.load_state_dict({k: v.float() for k, v in state_dict.items()})
-        return model

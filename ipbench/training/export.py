@@ -16,9 +16,10 @@ from ipbench.errors import UsageError
 from ipbench.files import atomic_write_text
 from ipbench.models.base import ScoreModel, to_image
 from ipbench.models.registry import save_checkpoint
-from ipbench.models.unet import UNetScoreModel
+from ipbench.models.flow import FlowModel
 from ipbench.seeding import seed_for
 from ipbench.solvers.diffusion import sample_prior
+from ipbench.solvers.flow_steps import sample_flow
 from ipbench.training.loop import TrainConfig
 
 FASHION_MNIST_TRAIN = FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz"
@@ -42,18 +43,21 @@ def load_training_images(data: str, shape: tuple[int, int, int]) -> Tensor:
 
 
 def sample_grid(model: ScoreModel, n: int, steps: int, seed: int, path: Path, eta: float = 1.0) -> None:
-    """A PNG grid (ceil(sqrt(n)) per row) of prior samples: the reverse process, `steps` strided steps."""
+    """A PNG grid (ceil(sqrt(n)) per row) of prior samples: the reverse process, `steps` strided steps (for a
+    flow model its own sampler: the flow ODE in `steps` Euler steps)."""
     device = model.alphas_cumprod.device
     generators = [torch.Generator(device=device).manual_seed(seed_for("sample", seed, i)) for i in range(n)]
     with torch.no_grad():
-        x = to_image(sample_prior(model, generators, steps=steps, eta=eta)).clamp(0, 1).cpu()
+        x = sample_flow(model, generators, steps) if isinstance(model, FlowModel) else \
+            sample_prior(model, generators, steps=steps, eta=eta)
+        x = to_image(x).clamp(0, 1).cpu()
     per_row = math.ceil(n ** 0.5)
     x = torch.cat([x, torch.ones(per_row * math.ceil(n / per_row) - n, *x.shape[1:])])  # pad with white
     rows = [torch.cat(list(x[r:r + per_row]), dim=-1) for r in range(0, x.shape[0], per_row)]
     save_png(torch.cat(rows, dim=-2), path)
 
 
-def finish_training(ema: UNetScoreModel, out: Path, data: str, num_images: int, cfg: TrainConfig,
+def finish_training(ema: ScoreModel, out: Path, data: str, num_images: int, cfg: TrainConfig,
                     device: torch.device, sample_steps: int, command: str | None) -> list[str]:
     """Write model.pt (EMA, float32), model-fp16.pt, samples.png and train_log.json; return summary lines."""
     save_checkpoint(ema, out / "model.pt")
@@ -63,7 +67,7 @@ def finish_training(ema: UNetScoreModel, out: Path, data: str, num_images: int, 
     log_path = out / "train_log.json"
     log = json.loads(log_path.read_text()) if log_path.exists() else {}
     log.update({
-        "data": data, "num_images": num_images, "steps": int(state["step"]),
+        "objective": "flow" if isinstance(ema, FlowModel) else "eps", "data": data, "num_images": num_images, "steps": int(state["step"]),
         "train_seconds": round(float(state["elapsed_seconds"]), 1),
         "device": describe_device(device),
         "parameters": sum(p.numel() for p in ema.parameters()),

@@ -1,6 +1,5 @@
-"""Training a VP-DDPM epsilon model (Ho et al. 2020, Algorithm 1) with EMA weights and resumable checkpoints.
-
-loss = || eps - eps_theta(sqrt(ab_t) x0 + sqrt(1 - ab_t) eps, t) ||^2, t ~ U{0..T-1}, eps ~ N(0, I);
+"""Training a UNet prior with EMA weights and resumable checkpoints: a VP-DDPM epsilon model (Ho et al. 2020,
+Algorithm 1) or a flow-matching velocity model, by its objective (training/objectives.py);
 AdamW with linear warm-up and gradient clipping, an exponential moving average of the weights with
 warm-up (the EMA weights are the ones shipped), bf16 autocast on CUDA. All randomness comes from one seeded
 generator whose state is checkpointed, so a resumed run continues the same sequence of batches.
@@ -21,7 +20,9 @@ from tqdm import tqdm
 from ipbench.errors import UsageError, first_line
 from ipbench.files import atomic_write
 from ipbench.models.base import to_model
-from ipbench.models.unet import UNetConfig, UNetScoreModel, config_problem
+from ipbench.models.base import ScoreModel
+from ipbench.models.unet import UNetConfig, config_problem
+from ipbench.training.objectives import OBJECTIVES, draw_batch
 
 TRAIN_STATE_FORMAT = "ipbench.train-state/1"
 
@@ -51,8 +52,10 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
 
 
 def train(images: Tensor, out: Path, model_cfg: UNetConfig, cfg: TrainConfig, device: torch.device,
-          progress: bool = True, log: Callable[[str], None] = print) -> tuple[UNetScoreModel, list[float]]:
-    """Train on `images` (N, C, H, W) in [0, 1]; resume from out/train_state.pt if present.
+          progress: bool = True, log: Callable[[str], None] = print,
+          objective: str = "eps") -> tuple[ScoreModel, list[float]]:
+    """Train on `images` (N, C, H, W) in [0, 1] with `objective` (a key of OBJECTIVES); resume from
+    out/train_state.pt if present.
 
     Returns the EMA model and the per-step losses of this call. Writes out/train_state.pt every
     `checkpoint_every` steps and at the end.
@@ -64,7 +67,7 @@ def train(images: Tensor, out: Path, model_cfg: UNetConfig, cfg: TrainConfig, de
     state_path = out / "train_state.pt"
     with torch.random.fork_rng(devices=[]):  # seeded initial weights, global RNG left as it was
         torch.manual_seed(cfg.seed)
-        model = UNetScoreModel(model_cfg).to(device)
+        model = OBJECTIVES[objective].build(model_cfg).to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -73,6 +76,9 @@ def train(images: Tensor, out: Path, model_cfg: UNetConfig, cfg: TrainConfig, de
         state = _read_state(state_path)
         if state.get("format") != TRAIN_STATE_FORMAT:
             raise UsageError(f"--out {out}: {state_path.name} is not an ipbench training state; use another --out")
+        if state.get("objective", "eps") != objective:  # states from before objectives were all eps
+            raise UsageError(f"--out {out}: holds a training with --objective {state.get('objective', 'eps')}; "
+                             f"use another --out, or that objective to resume")
         if state.get("model_config") != asdict(model_cfg):
             changed = sorted(k for k, v in asdict(model_cfg).items() if state.get("model_config", {}).get(k) != v)
             raise UsageError(f"--out {out}: holds the training state of another model (it differs in "
@@ -87,27 +93,23 @@ def train(images: Tensor, out: Path, model_cfg: UNetConfig, cfg: TrainConfig, de
         log(f"resuming from step {step} ({state_path})")
 
     def save() -> None:
-        state = {"format": TRAIN_STATE_FORMAT, "model_config": asdict(model_cfg), "train_config": asdict(cfg),
+        state = {"format": TRAIN_STATE_FORMAT, "objective": objective, "model_config": asdict(model_cfg),
+                 "train_config": asdict(cfg),
                  "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
                  "generator": generator.get_state(), "step": step, "elapsed_seconds": elapsed, "loss_history": history}
         atomic_write(state_path, lambda partial: torch.save(state, partial))
 
     data = to_model(images)
-    ab_all = model.alphas_cumprod.float()
+    rule = OBJECTIVES[objective]
     losses: list[float] = []
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="bench train", unit="step")
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     model.train()
     while step < cfg.steps:
         start = time.perf_counter()
-        idx = torch.randint(0, data.shape[0], (cfg.batch_size,), generator=generator)
-        t = torch.randint(0, model.num_timesteps, (cfg.batch_size,), generator=generator)
-        eps = torch.randn((cfg.batch_size, *data.shape[1:]), generator=generator)
-        x0, t, eps = data[idx].to(device), t.to(device), eps.to(device)
-        ab = ab_all[t].view(-1, 1, 1, 1)
-        x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * eps
+        idx, t, eps = draw_batch(rule, model, data.shape[0], cfg.batch_size, data.shape[1:], generator)
         with autocast:
-            loss = (model.eps(x_t, t).float() - eps).square().mean()
+            loss = rule.loss(model, data[idx].to(device), t.to(device), eps.to(device))
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
         optimizer.zero_grad(set_to_none=True)
