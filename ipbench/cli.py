@@ -1,6 +1,7 @@
 """The `bench` command line: run, list, table, grid."""
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import sys
 from contextlib import contextmanager
@@ -636,35 +637,50 @@ def grid_command(run_dir: str, max_images: int, out: str | None) -> None:
 @click.option("--eta", type=click.FloatRange(0, 1), default=1.0, show_default=True,
               help="1 = DDPM, 0 = DDIM (a flow model samples its ODE, whatever eta).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the starting noise.")
+@click.option("--class", "class_name", default=None, metavar="NAME",
+              help="A class-conditional model's class (its names: the model card); default unconditional.")
+@click.option("--guidance", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="With --class: classifier-free guidance scale w (0 = unconditional, 1 = conditional).")
 @click.option("--out", default=None, metavar="FILE.png", callback=_user_path,
               help="Where to write the grid [default: runs/samples-<model>-n<N>-steps<S>-eta<E>-seed<K>.png, "
                    "so that samples of other settings do not overwrite each other].")
 @device_option
 @plugin_option
 @user_errors
-def sample_command(model: str, num: int, steps: int, eta: float, seed: int, out: str | None, device: str,
-                   plugins: tuple[str, ...]) -> None:
+def sample_command(model: str, num: int, steps: int, eta: float, seed: int, class_name: str | None,
+                   guidance: float, out: str | None, device: str, plugins: tuple[str, ...]) -> None:
     """Unconditional samples of a model (the reverse process from pure noise, or a flow model's ODE) as a PNG grid."""
     _load_plugins(plugins)
     from ipbench.device import resolve_device
     from ipbench.models import load_model
     from ipbench.training.export import sample_grid
 
-    out = out if out is not None else str(_samples_file(model, num, steps, eta, seed))
+    out = out if out is not None else str(_samples_file(model, num, steps, eta, seed, class_name, guidance))
     if Path(out).is_dir():
         raise UsageError(f"--out {out}: is a folder; give a .png file name, e.g. {Path(out) / 'samples.png'}")
     score_model = load_model(model, resolve_device(device))
-    sample_grid(score_model, num, steps, seed, Path(out), eta=eta)
-    click.echo(f"wrote {num} samples of {model} ({steps} steps, eta {eta}, seed {seed}) to {out}")
+    labels = None
+    if class_name is not None:
+        from ipbench.models.conditional import ConditionalUNetModel
+
+        if not isinstance(score_model, ConditionalUNetModel):
+            raise UsageError(f"--class {class_name}: model {model} is not class-conditional")
+        labels = [score_model.label_of(class_name)] * num
+    sample_grid(score_model, num, steps, seed, Path(out), eta=eta, labels=labels, guidance=guidance)
+    of = "" if class_name is None else f", class {class_name}, guidance {guidance:g}"
+    click.echo(f"wrote {num} samples of {model} ({steps} steps, eta {eta}, seed {seed}{of}) to {out}")
 
 
-def _samples_file(model: str, num: int, steps: int, eta: float, seed: int) -> Path:
-    """bench sample's default file: runs/samples-<model>-n<N>-steps<S>-eta<E>-seed<K>.png, the model named by
-    its file's stem when it is a path, made a file name as run folders make labels (run_paths.file_name)."""
+def _samples_file(model: str, num: int, steps: int, eta: float, seed: int, class_name: str | None = None,
+                  guidance: float = 1.0) -> Path:
+    """bench sample's default file: runs/samples-<model>-n<N>-steps<S>-eta<E>-seed<K>[-class<C>-w<W>].png, the
+    model named by its file's stem when it is a path, made a file name as run folders make labels
+    (run_paths.file_name)."""
     from ipbench.run_paths import file_name
 
     name = Path(model.partition(":")[2] or model).stem if ("/" in model or ":" in model) else model
-    return Path("runs") / f"samples-{file_name(name, '--model')}-n{num}-steps{steps}-eta{eta:g}-seed{seed}.png"
+    of = "" if class_name is None else f"-class{file_name(class_name, '--class')}-w{guidance:g}"
+    return Path("runs") / f"samples-{file_name(name, '--model')}-n{num}-steps{steps}-eta{eta:g}-seed{seed}{of}.png"
 
 
 def _parse_ints(text: str, option: str) -> tuple[int, ...]:
@@ -707,18 +723,22 @@ def _parse_ints(text: str, option: str) -> tuple[int, ...]:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of initialisation and batches.")
 @click.option("--objective", type=click.Choice(["eps", "flow"]), default="eps", show_default=True,
               help="eps: a VP-DDPM noise-prediction model; flow: a flow-matching velocity model (linear path).")
+@click.option("--conditional", is_flag=True, default=False,
+              help="A class-conditional eps model (labels: Fashion-MNIST's label file, or <index>-<class>.png names).")
+@click.option("--label-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
+              help="With --conditional: the rate at which a label is replaced by the null label (for guidance).")
 @device_option
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
 @user_errors
 def train_command(data: str, out: str, steps: int, batch_size: int, lr: float, ema_decay: float, channels: int,
                   channel_mult: str, num_res_blocks: int, attention: str, dropout: float, resolution: int,
-                  grayscale: bool, checkpoint_every: int, sample_steps: int, seed: int, objective: str, device: str,
-                  progress: bool) -> None:
+                  grayscale: bool, checkpoint_every: int, sample_steps: int, seed: int, objective: str,
+                  conditional: bool, label_dropout: float, device: str, progress: bool) -> None:
     """Train a UNet prior (VP-DDPM eps or flow matching) on an image set; writes model.pt (EMA), model-fp16.pt,
     samples.png, train_log.json."""
     from ipbench.device import resolve_device
     from ipbench.models.unet import UNetConfig, config_problem
-    from ipbench.training.export import finish_training, load_training_images
+    from ipbench.training.export import finish_training, load_training_images, load_training_labels
     from ipbench.training.loop import TrainConfig, train
 
     dev = resolve_device(device)  # before the data: a wrong device is the first thing to hear about
@@ -734,12 +754,17 @@ def train_command(data: str, out: str, steps: int, batch_size: int, lr: float, e
                    ("--attention", repr(attention)), "num_res_blocks": ("--num-res-blocks", num_res_blocks)}
         option, value = options.get(name, (name, getattr(model_cfg, name)))
         raise UsageError(f"{option} {value}: {what}")
-    images = load_training_images(data, shape)
+    if conditional and objective != "eps":
+        raise UsageError(f"--conditional with --objective {objective}: conditional models train with --objective eps")
+    images, ids = load_training_images(data, shape)
+    labels, class_names = load_training_labels(data, ids, images.shape[0]) if conditional else (None, None)
+    if class_names is not None:
+        model_cfg = dataclasses.replace(model_cfg, num_classes=len(class_names))
     train_cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, ema_decay=ema_decay,
-                            checkpoint_every=checkpoint_every, seed=seed)
+                            checkpoint_every=checkpoint_every, seed=seed, label_dropout=label_dropout)
     command = _command_line()
     ema, _ = train(images, Path(out), model_cfg, train_cfg, dev, progress=progress, log=click.echo,
-                   objective=objective)
+                   objective=objective, labels=labels, class_names=class_names)
     for line in finish_training(ema, Path(out), data, images.shape[0], train_cfg, dev, sample_steps, command):
         click.echo(line)
 

@@ -43,3 +43,11 @@ def idx_images(path: str | Path, pad_to: int | None = 32) -> torch.Tensor:
             raise UsageError(f"{path}: images of {tuple(images.shape[2:])} do not fit in {pad_to}x{pad_to}")
         images = F.pad(images, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2))
     return images
+
+
+def idx_labels(path: str | Path) -> np.ndarray:
+    """(N,) int64 class labels from an IDX label file (a 1-D uint8 array, as Fashion-MNIST's)."""
+    array = read_idx(path)
+    if array.ndim != 1:
+        raise UsageError(f"{path}: expected a 1-D label array, got shape {array.shape}")
+    return array.astype(np.int64)

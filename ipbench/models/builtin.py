@@ -6,6 +6,7 @@ from importlib.resources import files
 
 import torch
 
+from ipbench.models.conditional import ConditionalUNetModel
 from ipbench.models.gaussian import GaussianScoreModel
 from ipbench.models.registry import load_checkpoint, register_architecture, register_model
 from ipbench.models.unet import UNetScoreModel
@@ -14,6 +15,7 @@ from ipbench.models.unet_flow import UNetFlowModel
 register_architecture("gaussian")(GaussianScoreModel)
 register_architecture("unet")(UNetScoreModel)
 register_architecture("unet-flow")(UNetFlowModel)
+register_architecture("unet-cond")(ConditionalUNetModel)
 
 PHOTOS_SHAPE = (3, 256, 256)
 

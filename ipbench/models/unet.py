@@ -67,7 +67,7 @@ class Attention(nn.Module):
 
 
 class UNet(nn.Module):
-    """eps_theta(x_t, t): (N, C, H, W) x (N,) -> (N, C, H, W)."""
+    """eps_theta(x_t, t[, labels]): (N, C, H, W) x (N,) -> (N, C, H, W)."""
 
     def __init__(self, cfg: UNetConfig) -> None:
         super().__init__()
@@ -75,6 +75,10 @@ class UNet(nn.Module):
         ch, emb_dim = cfg.channels, 4 * cfg.channels
         self.base = ch
         self.embed = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        # Class-conditional: one embedding per class plus a last, null one (the label dropped, for classifier-free
+        # guidance, Ho & Salimans 2022), added to the time embedding as in guided-diffusion's UNetModel.
+        self.num_classes = cfg.num_classes
+        self.label_embed = nn.Embedding(cfg.num_classes + 1, emb_dim) if cfg.num_classes else None
         self.stem = nn.Conv2d(in_ch, ch, 3, padding=1)
         self.down = nn.ModuleList()
         skips, cur = [ch], ch
@@ -103,8 +107,12 @@ class UNet(nn.Module):
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, labels: Tensor | None = None) -> Tensor:
+        """`labels` (N,) class indices of a conditional UNet, -1 (or None for all) for the null label."""
         emb = self.embed(timestep_embedding(t, self.base))
+        if self.label_embed is not None:
+            null = torch.full_like(t, self.num_classes, dtype=torch.long)
+            emb = emb + self.label_embed(null if labels is None else torch.where(labels < 0, null, labels))
         h = self.stem(x)
         hs = [h]
         for layer in self.down:

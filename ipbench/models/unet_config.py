@@ -15,6 +15,7 @@ from ipbench.models.base import MAX_IMAGE_CHANNELS, MAX_SIDE, MAX_TIMESTEPS
 MAX_WIDTH = 2048  # channels x channel_mult of any level
 MAX_LEVELS = 8
 MAX_RES_BLOCKS = 8
+MAX_CLASSES = 100_000  # ImageNet's 1,000 with room; an embedding row each
 MAX_PARAMETERS = 500_000_000  # 2 GB of float32 weights (the FFHQ 256 DDPM has 93 M)
 
 
@@ -31,6 +32,7 @@ class UNetConfig:
     num_timesteps: int = 1000
     beta_start: float = 1e-4
     beta_end: float = 0.02
+    num_classes: int = 0  # > 0: a class-conditional UNet (a label embedding, plus a null label for guidance)
     extra: dict = field(default_factory=dict)  # free-form notes (training data, ...)
 
     @classmethod
@@ -106,6 +108,8 @@ def field_problem(cfg: UNetConfig) -> tuple[str, str] | None:
     betas = (cfg.beta_start, cfg.beta_end)
     if not all(isinstance(b, (int, float)) and math.isfinite(b) for b in betas) or not 0 < betas[0] <= betas[1] < 1:
         return "beta_start", f"must be in (0, beta_end] with beta_end = {cfg.beta_end!r} < 1"
+    if not _is_int(cfg.num_classes) or not 0 <= cfg.num_classes <= MAX_CLASSES:
+        return "num_classes", f"must be an integer in 0..{MAX_CLASSES} (0: unconditional)"
     if not isinstance(cfg.extra, dict):
         return "extra", "must be a dict"
     return None

@@ -10,12 +10,14 @@ import torch
 from torch import Tensor
 
 from ipbench.data import load_images, save_png
-from ipbench.data.idx import FASHION_MNIST_DIR, idx_images
+from ipbench.data.idx import FASHION_MNIST_DIR, idx_images, idx_labels
+from ipbench.data.labels import FASHION_MNIST_CLASSES, class_in_name
 from ipbench.device import describe_device
 from ipbench.errors import UsageError
 from ipbench.files import atomic_write_text
 from ipbench.models.base import ScoreModel, to_image
 from ipbench.models.registry import save_checkpoint
+from ipbench.models.conditional import ConditionalUNetModel, conditioned
 from ipbench.models.flow import FlowModel
 from ipbench.seeding import seed_for
 from ipbench.solvers.diffusion import sample_prior
@@ -25,8 +27,9 @@ from ipbench.training.loop import TrainConfig
 FASHION_MNIST_TRAIN = FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz"
 
 
-def load_training_images(data: str, shape: tuple[int, int, int]) -> Tensor:
-    """(N, C, H, W) in [0, 1]: `fashion-mnist` (the 60,000 training images), an IDX file or a folder."""
+def load_training_images(data: str, shape: tuple[int, int, int]) -> tuple[Tensor, list[str] | None]:
+    """(N, C, H, W) in [0, 1]: `fashion-mnist` (the 60,000 training images), an IDX file or a folder; and the
+    images' ids for a folder (None for IDX files)."""
     if data == "fashion-mnist":
         if not FASHION_MNIST_TRAIN.exists():
             raise UsageError(f"--data fashion-mnist: {FASHION_MNIST_TRAIN} not found; "
@@ -38,16 +41,47 @@ def load_training_images(data: str, shape: tuple[int, int, int]) -> Tensor:
         images = idx_images(path, pad_to=shape[-1])
         if images.shape[1:] != shape:
             raise UsageError(f"--data {data}: IDX images are {tuple(images.shape[1:])}, the model wants {shape}")
-        return images
-    return load_images(str(path), shape).images
+        return images, None
+    loaded = load_images(str(path), shape)
+    return loaded.images, loaded.ids
 
 
-def sample_grid(model: ScoreModel, n: int, steps: int, seed: int, path: Path, eta: float = 1.0) -> None:
+FASHION_MNIST_TRAIN_LABELS = FASHION_MNIST_DIR / "train-labels-idx1-ubyte.gz"
+
+
+def load_training_labels(data: str, ids: list[str] | None, num_images: int) -> tuple[Tensor, list[str]]:
+    """(N,) class labels of the training images and the class names: Fashion-MNIST's label file (beside an IDX
+    image file, `...-labels-idx1-...`), or for a folder the class each image's name carries
+    (`<index>-<class>.png`, data/labels.py; `ids` are the loaded images' ids). A one-line error when an image
+    has none."""
+    if ids is None:
+        path = FASHION_MNIST_TRAIN_LABELS if data == "fashion-mnist" else Path(data).with_name(
+            Path(data).name.replace("images-idx3", "labels-idx1"))
+        if not path.exists():
+            raise UsageError(f"--conditional: the labels of --data {data} are read from {path}, which is missing")
+        labels = torch.from_numpy(idx_labels(path))
+        if labels.shape[0] != num_images:
+            raise UsageError(f"--conditional: {path} holds {labels.shape[0]} labels for {num_images} images")
+        names = list(FASHION_MNIST_CLASSES) if data == "fashion-mnist" else [str(i) for i in range(int(labels.max()) + 1)]
+        return labels, names
+    found = sorted({i.partition("-")[2] for i in ids if "-" in i})
+    classes = [class_in_name(i, found) for i in ids]
+    missing = next((i for i, c in zip(ids, classes) if c is None), None)
+    if missing is not None:
+        raise UsageError(f"--conditional: image {missing!r} of --data {data} names no class; name the files "
+                         "<index>-<class>.png")
+    return torch.tensor([found.index(c) for c in classes]), found
+
+
+def sample_grid(model: ScoreModel, n: int, steps: int, seed: int, path: Path, eta: float = 1.0,
+                labels: list[int] | None = None, guidance: float = 1.0) -> None:
     """A PNG grid (ceil(sqrt(n)) per row) of prior samples: the reverse process, `steps` strided steps (for a
-    flow model its own sampler: the flow ODE in `steps` Euler steps)."""
+    flow model its own sampler: the flow ODE in `steps` Euler steps); for a conditional model, sample i of class
+    `labels[i]` with guidance scale `guidance` (models/conditional.py), or unconditional with `labels` None."""
     device = model.alphas_cumprod.device
     generators = [torch.Generator(device=device).manual_seed(seed_for("sample", seed, i)) for i in range(n)]
-    with torch.no_grad():
+    condition = None if labels is None else torch.tensor(labels, dtype=torch.long, device=device)
+    with torch.no_grad(), conditioned(model, condition, guidance):
         x = sample_flow(model, generators, steps) if isinstance(model, FlowModel) else \
             sample_prior(model, generators, steps=steps, eta=eta)
         x = to_image(x).clamp(0, 1).cpu()
@@ -62,12 +96,18 @@ def finish_training(ema: ScoreModel, out: Path, data: str, num_images: int, cfg:
     """Write model.pt (EMA, float32), model-fp16.pt, samples.png and train_log.json; return summary lines."""
     save_checkpoint(ema, out / "model.pt")
     save_checkpoint(ema, out / "model-fp16.pt", half=True)
-    sample_grid(ema, 64, sample_steps, cfg.seed, out / "samples.png")
+    if isinstance(ema, ConditionalUNetModel):  # each row every class once, the conditional model (w = 1)
+        classes = len(ema.class_names)
+        sample_grid(ema, classes * classes, sample_steps, cfg.seed, out / "samples.png",
+                    labels=[i % classes for i in range(classes * classes)])
+    else:
+        sample_grid(ema, 64, sample_steps, cfg.seed, out / "samples.png")
     state = torch.load(out / "train_state.pt", map_location="cpu", weights_only=True)
     log_path = out / "train_log.json"
     log = json.loads(log_path.read_text()) if log_path.exists() else {}
     log.update({
-        "objective": "flow" if isinstance(ema, FlowModel) else "eps", "data": data, "num_images": num_images, "steps": int(state["step"]),
+        "objective": "flow" if isinstance(ema, FlowModel) else "eps",
+        "classes": ema.class_names if isinstance(ema, ConditionalUNetModel) else None, "data": data, "num_images": num_images, "steps": int(state["step"]),
         "train_seconds": round(float(state["elapsed_seconds"]), 1),
         "device": describe_device(device),
         "parameters": sum(p.numel() for p in ema.parameters()),

@@ -22,7 +22,8 @@ from ipbench.files import atomic_write
 from ipbench.models.base import to_model
 from ipbench.models.base import ScoreModel
 from ipbench.models.unet import UNetConfig, config_problem
-from ipbench.training.objectives import OBJECTIVES, draw_batch
+from ipbench.models.conditional import ConditionalUNetModel
+from ipbench.training.objectives import OBJECTIVES, draw_batch, dropped_labels
 
 TRAIN_STATE_FORMAT = "ipbench.train-state/1"
 
@@ -37,6 +38,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     checkpoint_every: int = 500
     seed: int = 0
+    label_dropout: float = 0.1  # a conditional model's rate of null labels (classifier-free guidance)
 
 
 def ema_decay_at(step: int, decay: float) -> float:
@@ -53,13 +55,19 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
 
 def train(images: Tensor, out: Path, model_cfg: UNetConfig, cfg: TrainConfig, device: torch.device,
           progress: bool = True, log: Callable[[str], None] = print,
-          objective: str = "eps") -> tuple[ScoreModel, list[float]]:
+          objective: str = "eps", labels: Tensor | None = None,
+          class_names: list[str] | None = None) -> tuple[ScoreModel, list[float]]:
     """Train on `images` (N, C, H, W) in [0, 1] with `objective` (a key of OBJECTIVES); resume from
-    out/train_state.pt if present.
+    out/train_state.pt if present. With `labels` (N,) and `class_names` it trains a class-conditional eps model
+    (model_cfg.num_classes = len(class_names)), each label dropped at `cfg.label_dropout`.
 
     Returns the EMA model and the per-step losses of this call. Writes out/train_state.pt every
     `checkpoint_every` steps and at the end.
     """
+    if labels is not None and (objective != "eps" or model_cfg.num_classes != len(class_names or [])
+                               or labels.shape[0] != images.shape[0]):
+        raise UsageError("a class-conditional model trains with --objective eps, one label per image and "
+                         "num_classes equal to the number of class names")
     problem = config_problem(model_cfg)  # `bench train` names its option; a caller of train() gets the field
     if problem is not None:
         raise UsageError(f"model config {problem[0]}={getattr(model_cfg, problem[0])!r}: {problem[1]}")
@@ -67,7 +75,8 @@ def train(images: Tensor, out: Path, model_cfg: UNetConfig, cfg: TrainConfig, de
     state_path = out / "train_state.pt"
     with torch.random.fork_rng(devices=[]):  # seeded initial weights, global RNG left as it was
         torch.manual_seed(cfg.seed)
-        model = OBJECTIVES[objective].build(model_cfg).to(device)
+        model = (OBJECTIVES[objective].build(model_cfg) if labels is None
+                 else ConditionalUNetModel(model_cfg, class_names)).to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -79,8 +88,9 @@ def train(images: Tensor, out: Path, model_cfg: UNetConfig, cfg: TrainConfig, de
         if state.get("objective", "eps") != objective:  # states from before objectives were all eps
             raise UsageError(f"--out {out}: holds a training with --objective {state.get('objective', 'eps')}; "
                              f"use another --out, or that objective to resume")
-        if state.get("model_config") != asdict(model_cfg):
-            changed = sorted(k for k, v in asdict(model_cfg).items() if state.get("model_config", {}).get(k) != v)
+        then = asdict(UNetConfig.from_dict(state.get("model_config", {})))  # fields added since at their defaults
+        if then != asdict(model_cfg):
+            changed = sorted(k for k, v in asdict(model_cfg).items() if then.get(k) != v)
             raise UsageError(f"--out {out}: holds the training state of another model (it differs in "
                              f"{', '.join(changed) or 'its configuration'}); use another --out, or the same "
                              "model options to resume")
@@ -108,8 +118,9 @@ def train(images: Tensor, out: Path, model_cfg: UNetConfig, cfg: TrainConfig, de
     while step < cfg.steps:
         start = time.perf_counter()
         idx, t, eps = draw_batch(rule, model, data.shape[0], cfg.batch_size, data.shape[1:], generator)
+        batch_labels = None if labels is None else dropped_labels(labels[idx], cfg.label_dropout, generator).to(device)
         with autocast:
-            loss = rule.loss(model, data[idx].to(device), t.to(device), eps.to(device))
+            loss = rule.loss(model, data[idx].to(device), t.to(device), eps.to(device), batch_labels)
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
         optimizer.zero_grad(set_to_none=True)

@@ -6,6 +6,9 @@
   flow, Liu et al. 2023, eq. 1): || (eps - x0) - v_theta((1 - s) x0 + s eps, s) ||^2, s ~ U[0, 1), as the PnP-Flow
   code trains its OT-CFM models (uniform times).
 
+A class-conditional eps model (`bench train --conditional`) sees each image's label, replaced by the null label
+at a rate (0.1 by default, after Ho & Salimans 2022, who found 0.1-0.2 best).
+
 Every draw comes from the training loop's one generator, in a fixed order (images, times, noise), so a resumed
 run continues the same sequence; the eps objective's order is the one the shipped fashion32 was trained with.
 """
@@ -32,12 +35,14 @@ def _flow_times(model: ScoreModel, batch: int, generator: torch.Generator) -> Te
     return torch.rand((batch,), generator=generator)
 
 
-def _eps_loss(model: ScoreModel, x0: Tensor, t: Tensor, eps: Tensor) -> Tensor:
+def _eps_loss(model: ScoreModel, x0: Tensor, t: Tensor, eps: Tensor, labels: Tensor | None) -> Tensor:
     ab = model.alphas_cumprod.float()[t].view(-1, 1, 1, 1)
-    return (model.eps(ab.sqrt() * x0 + (1 - ab).sqrt() * eps, t).float() - eps).square().mean()
+    x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * eps
+    predicted = model.eps(x_t, t) if labels is None else model.eps_given(x_t, t, labels)  # type: ignore[attr-defined]
+    return (predicted.float() - eps).square().mean()
 
 
-def _flow_loss(model: ScoreModel, x0: Tensor, s: Tensor, eps: Tensor) -> Tensor:
+def _flow_loss(model: ScoreModel, x0: Tensor, s: Tensor, eps: Tensor, labels: Tensor | None) -> Tensor:
     if not isinstance(model, FlowModel):
         raise TypeError(f"the flow objective trains a FlowModel, not {type(model).__name__}")
     s_img = s.view(-1, 1, 1, 1)
@@ -49,7 +54,7 @@ class Objective:
 
     def __init__(self, name: str, build: Callable[[UNetConfig], ScoreModel],
                  times: Callable[[ScoreModel, int, torch.Generator], Tensor],
-                 loss: Callable[[ScoreModel, Tensor, Tensor, Tensor], Tensor]) -> None:
+                 loss: Callable[[ScoreModel, Tensor, Tensor, Tensor, Tensor | None], Tensor]) -> None:
         self.name, self.build, self.times, self.loss = name, build, times, loss
 
 
@@ -63,3 +68,10 @@ def draw_batch(objective: Objective, model: ScoreModel, num_images: int, batch: 
     idx = torch.randint(0, num_images, (batch,), generator=generator)
     times = objective.times(model, batch, generator)
     return idx, times, torch.randn((batch, *shape), generator=generator)
+
+
+def dropped_labels(labels: Tensor, rate: float, generator: torch.Generator) -> Tensor:
+    """The batch's labels with each replaced by the null label (-1) at `rate`, drawn after the batch, so that a
+    conditional model learns its unconditional half too (classifier-free guidance, Ho & Salimans 2022, Alg. 1)."""
+    drop = torch.rand(labels.shape, generator=generator) < rate
+    return torch.where(drop, torch.full_like(labels, -1), labels)
