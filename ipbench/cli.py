@@ -165,6 +165,11 @@ EXTRA_METRICS = ", ".join(name for name in METRICS if name not in DEFAULT_METRIC
 @click.option("--seeding", type=click.Choice(["independent", "common"]), default=None,
               help="Solver draws [default: independent]: common gives every solver the same noise stream (the same "
                    "x_T) per image, operator and seed, so paired differences between solvers are less noisy.")
+@click.option("--condition", type=click.Choice(["true", "wrong", "none"]), default=None,
+              help="A class-conditional model's class: each image's own (true), another (wrong: a misspecified prior, "
+                   "drawn per image and seed), or none (its unconditional half).")
+@click.option("--guidance", type=float, default=None, metavar="W",
+              help="With --condition: classifier-free guidance scale [default: 1, the conditional model].")
 @click.option("--channels-last", is_flag=True, help="channels_last memory format for the score network.")
 @click.option("--tf32", is_flag=True, help="Allow TF32 matmuls/convolutions during the run.")
 @click.option("--compile", "compile_network", is_flag=True, help="torch.compile the score network.")
@@ -189,7 +194,8 @@ def run_command(solvers: tuple[str, ...], operators: tuple[str, ...], model: str
                 num_images: int | None, seeds: tuple[int, ...], params: tuple[str, ...], preset: str | None,
                 batch_size: int, device: str,
                 out: str | None, config: str | None, max_grid_images: int, precision: str | None, channels_last: bool,
-                metrics: tuple[str, ...], seeding: str | None, tf32: bool, compile_network: bool, cuda_graphs: bool,
+                metrics: tuple[str, ...], seeding: str | None, condition: str | None, guidance: float | None,
+                tf32: bool, compile_network: bool, cuda_graphs: bool,
                 layout_opt: bool, fast: bool, shard: str | None, trace: int | None, progress: bool,
                 plugins: tuple[str, ...]) -> None:
     """Run solvers x operators x images x seeds; write rows.jsonl, run.json, tables and grids."""
@@ -205,7 +211,8 @@ def run_command(solvers: tuple[str, ...], operators: tuple[str, ...], model: str
     part, device = _shard_and_device(shard, device)
     spec = make_spec(config, list(solvers), list(operators), list(params), preset, model=model, images=images,
                      num_images=num_images, seeds=list(seeds) or None, precision=precision,
-                     metrics=metric_names(metrics, "--metric") if metrics else None, seeding=seeding)
+                     metrics=metric_names(metrics, "--metric") if metrics else None, seeding=seeding,
+                     condition=condition, guidance=guidance)
     acceleration = Acceleration(channels_last=channels_last, compile=compile_network, tf32=tf32,
                                 cuda_graphs=cuda_graphs, layout_opt=layout_opt, fast=fast)
     result = run(spec, out=out, batch_size=batch_size, device=resolve_device(device), acceleration=acceleration,
@@ -397,7 +404,7 @@ def _checked_run_arguments(arguments: list[str]) -> tuple[list[str], Path]:
                      params["preset"], model=params["model"], images=params["images"], num_images=params["num_images"],
                      seeds=list(params["seeds"]) or None, precision=params["precision"],
                      metrics=metric_names(params["metrics"], "--metric") if params["metrics"] else None,
-                     seeding=params["seeding"])
+                     seeding=params["seeding"], condition=params["condition"], guidance=params["guidance"])
     out = Path(params["out"]) if params["out"] is not None else spec.default_out()
     if (out / "run.json").exists():  # a folder of another run: refused here, not by each job after submission
         from ipbench.benchmark.spec import check_same_run

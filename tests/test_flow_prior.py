@@ -134,3 +134,19 @@ def test_a_score_model_plugin_from_before_flows_still_runs_in_every_view() -> No
     x = torch.ones(2, 1, 4, 4)
     assert torch.isfinite(denoise(legacy, x, 0.5)).all()
     assert torch.isfinite(velocity(legacy, x, 0.3)).all()
+
+
+def test_a_flow_model_inside_the_runs_wrappers_keeps_its_continuous_views() -> None:
+    """The runner wraps every model (models/acceleration.py, models/counting.py); a flow model's flow and VE
+    views must pass through them unsnapped, and be counted."""
+    from ipbench.models.acceleration import accelerate
+    from ipbench.models.counting import CountingModel
+
+    flow = GaussianFlowModel(_gaussian())
+    wrapped = CountingModel(accelerate(flow))
+    assert wrapped.continuous
+    x = torch.randn(2, *flow.image_shape, generator=torch.Generator().manual_seed(5), **DOUBLE)
+    s = 0.4137  # off the VP grid's flow times
+    torch.testing.assert_close(velocity(wrapped, x, s), velocity(flow, x, s), rtol=1e-8, atol=1e-8)
+    torch.testing.assert_close(denoise(wrapped, x, 0.77), denoise(flow, x, 0.77), rtol=1e-10, atol=1e-12)
+    assert wrapped.nfe == 2

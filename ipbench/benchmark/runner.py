@@ -28,6 +28,7 @@ from deepinv.physics import Physics
 from torch import Tensor
 from tqdm import tqdm
 
+from ipbench.benchmark.condition import batch_classes, conditional_model, true_classes
 from ipbench.benchmark.lock import RowsLock
 from ipbench.benchmark.shard import Shard
 from ipbench.benchmark.spec import RunSpec, SolverEntry, check_same_run, code_files
@@ -39,6 +40,7 @@ from ipbench.device import describe_device, resolve_device, synchronize
 from ipbench.errors import UsageError, first_line
 from ipbench.files import atomic_write_text
 from ipbench.models import ScoreModel, load_model, model_file
+from ipbench.models.conditional import conditioned, unwrapped
 from ipbench.models.counting import CountingModel
 from ipbench.models.acceleration import AcceleratedModel, Acceleration
 from ipbench.operators import Operator, measure, shown_measurement
@@ -121,6 +123,10 @@ def run(spec: RunSpec, out: str | Path | None = None, *, batch_size: int = 8, de
     if spec.images is None and num_images is None and model.default_num_images:
         num_images = model.default_num_images
     images = load_images(source, model.image_shape, num_images)
+    if spec.condition is not None:  # preflight: a model that takes a class, and images that name theirs
+        conditional = conditional_model(model, spec.model)
+        if spec.condition != "none":
+            true_classes(conditional, images.ids)
     _check_out_apart_from_images(out, images)
     prepare_metrics(spec.metrics, dev)  # preflight: missing metric weights stop the run here
     for entry, operator in spec.pairs():  # preflight: times, step counts and noise levels this model cannot run
@@ -331,8 +337,11 @@ def _solve_and_score(entry: SolverEntry, operator: Operator, seed: int, ids: Seq
     start = time.perf_counter()
     if tracer is not None:
         solver.step_hook = tracer  # type: ignore[attr-defined]  (Solver.report_step reads it)
+    classes = None if spec.condition is None else batch_classes(spec.condition, conditional_model(
+        unwrapped(model), spec.model), seed, ids)
     try:
-        x_hat = solver.solve(y, physics, model, generators)
+        with conditioned(model, None if classes is None else torch.tensor(classes, device=device), spec.guidance_scale):
+            x_hat = solver.solve(y, physics, model, generators)
         synchronize(device)
         error = output_problem(x_hat, x)
     except SOLVER_FAILURES as exc:  # a failing solver is a result, not a crash (sys.exit in it too)
@@ -360,6 +369,9 @@ def _solve_and_score(entry: SolverEntry, operator: Operator, seed: int, ids: Seq
     for i, image_id in enumerate(ids):
         row = {"solver": entry.label, "image": image_id, **base, "seconds": seconds,
                "compile_seconds": compile_seconds, "nfe": model.images // len(ids)}
+        if spec.condition is not None:  # what the prior was given (benchmark/condition.py)
+            row.update({"model.condition": spec.condition, "model.guidance": spec.guidance_scale, "model.class":
+                        None if classes is None else unwrapped(model).class_names[classes[i]]})
         if error is None and bool(finite[i]):
             row.update({k: v[i] if k == "alignment" else float(v[i]) for k, v in metrics.items()}, clamped=clamped[i], clamped_max=clamped_max[i],
                        status="ok")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from ipbench.benchmark.condition import check_condition
 from ipbench.benchmark.suite_schema import check_suite
 from ipbench.errors import UsageError, first_line
 from ipbench.operators import OPERATORS, Operator
@@ -129,6 +130,8 @@ class RunSpec:
     precision: str | None = None  # the network's, fp32 or bf16 (autocast); None: fp32, or bf16 under --fast on CUDA
     metrics: list[str] = field(default_factory=lambda: list(DEFAULT_METRICS))  # always these, then extras
     seeding: str = "independent"  # of solver draws (seeding.py): per solver, or common to all solvers
+    condition: str | None = None  # a class-conditional prior's class (benchmark/condition.py); None: no class
+    guidance: float | None = None  # its classifier-free guidance scale; None: 1 (the conditional model)
 
     def config(self) -> dict[str, Any]:
         """A JSON-able description; equal configs give equal rows."""
@@ -144,7 +147,13 @@ class RunSpec:
             **({"precision": self.precision} if self.precision not in (None, "fp32") else {}),  # bf16 changes results
             **({"metrics": list(self.metrics)} if list(self.metrics) != list(DEFAULT_METRICS) else {}),
             **({"seeding": self.seeding} if self.seeding != "independent" else {}),  # common draws change results
+            **({"condition": self.condition, "guidance": self.guidance_scale} if self.condition is not None else {}),
         }
+
+    @property
+    def guidance_scale(self) -> float:
+        """The guidance the run uses: as set, or 1 (the conditional model itself)."""
+        return 1.0 if self.guidance is None else float(self.guidance)
 
     def pairs(self) -> Iterator[tuple[SolverEntry, Operator]]:
         """Every (solver entry, operator) the run computes."""
@@ -348,7 +357,7 @@ def make_spec(config: str | Path | None, solvers: list[str], operators: list[str
               preset: str | None = None, **overrides: Any) -> RunSpec:
     """The CLI's one way to a RunSpec: a suite (`--config`) or --solver/--op names, then `--preset` (for every
     solver, over a suite's presets; `none` for none), then --param, then the options that override the suite's
-    values (model, images, num_images, seeds, metrics, seeding; None: keep)."""
+    values (model, images, num_images, seeds, metrics, seeding, condition, guidance; None: keep)."""
     if config is None:
         return build_spec(solvers, operators, params, preset, **overrides)
     if solvers or operators:
@@ -369,7 +378,9 @@ def _with_preset(entries: list[SolverEntry], preset: str | None) -> list[SolverE
 
 def checked(spec: RunSpec) -> RunSpec:
     """`spec`, after building every (solver entry, operator) instance it runs: a bad combination of preset,
-    per-operator values and `--param` is a one-line error before anything is loaded."""
+    per-operator values and `--param` is a one-line error before anything is loaded; so is a guidance without
+    a condition."""
+    check_condition(spec.condition, spec.guidance)
     for entry, operator in spec.pairs():
         entry.solver_for(operator)
     return spec
@@ -419,6 +430,7 @@ def load_suite(path: str | Path) -> RunSpec:
                    seeds=list(seeds) if isinstance(seeds, list) else [seeds],
                    reference=[dict(r) for r in data.get("reference", [])],
                    precision=data.get("precision"), seeding=data.get("seeding", "independent"),
+                   condition=data.get("condition"), guidance=data.get("guidance"),
                    metrics=metric_names(data.get("metrics", list(DEFAULT_METRICS)), f"--config {path}: metrics"))
 
 

@@ -9,12 +9,15 @@ import math
 from pathlib import Path
 from typing import Any, Callable
 
+from ipbench.benchmark.condition import CONDITIONS
 from ipbench.errors import UsageError
 from ipbench.models.acceleration import PRECISIONS
 from ipbench.seeding import SEEDINGS
 
 TOP_LEVEL = {"model": "a string", "images": "a string", "num_images": "an integer >= 1", "seeds": "a list of integers",
              "title": "a string", "notes": "a string", "precision": "fp32 or bf16", "seeding": "independent or common", "metrics": "a list of metric names",
+             "condition": "true, wrong or none (a class-conditional model's class)",
+             "guidance": "a finite number >= 0 (classifier-free guidance; with condition)",
              "preset": "a preset name (e.g. paper) for every [[solver]] without its own", "solver": "[[solver]] tables", "operator": "[[operator]] tables", "reference": "[[reference]] tables"}
 REFERENCE_KEYS = {"solver": str, "operator": str, "metric": str, "value": (int, float)}  # required
 REFERENCE_OPTIONAL = {"source": str, "verified": bool, "setting": str}  # setting: data etc. when not the run's
@@ -64,6 +67,11 @@ def check_suite(data: dict[str, Any], path: Path) -> None:
 
     if "precision" in data and (not isinstance(data["precision"], str) or data["precision"] not in PRECISIONS):
         raise UsageError(f"{where}: precision = {data['precision']!r}; valid: {', '.join(PRECISIONS)}")
+    if "condition" in data or "guidance" in data:
+        if "condition" in data:
+            expect("condition", isinstance(data["condition"], str) and data["condition"] in CONDITIONS)
+        if "guidance" in data:
+            expect("guidance", "condition" in data and _is_number(data["guidance"]) and data["guidance"] >= 0)
     if "seeding" in data and data["seeding"] not in SEEDINGS:
         raise UsageError(f"{where}: seeding = {data['seeding']!r}; valid: {', '.join(SEEDINGS)}")
     for key in ("model", "images", "title", "notes"):

@@ -118,6 +118,7 @@ class AcceleratedModel(ScoreModel):
         self.settings = settings
         self.default_image_set = inner.default_image_set
         self.default_num_images = inner.default_num_images
+        self.continuous = inner.continuous
         self._params_converted = settings.channels_last
         if settings.channels_last:
             inner.to(memory_format=torch.channels_last)  # in place, as nn.Module.to always is; close() undoes it
@@ -133,6 +134,10 @@ class AcceleratedModel(ScoreModel):
         # A CUDA graph writes every replay's output into the same memory: a copy lets a solver keep eps
         # across network calls.
         return eps.clone() if self.settings.cuda_graphs else eps
+
+    def denoise_ve(self, x: Tensor, sigma: Tensor) -> Tensor:
+        """A continuous model's any-sigma view, passed through as it is: the switches apply to `eps` only."""
+        return self.inner.denoise_ve(x, sigma)
 
     @property
     def compile_seconds(self) -> float:

@@ -92,7 +92,9 @@ def _checked_names(names: list[str] | None, num_classes: int) -> list[str]:
 @contextmanager
 def conditioned(model: ScoreModel, labels: Tensor | None, scale: float) -> Iterator[None]:
     """Within the block, `model.eps` is guided toward `labels` (N,) with scale `scale`; an unconditional model
-    refuses labels. The previous condition is restored after."""
+    refuses labels. The previous condition is restored after. Wrappers that hold the model as `inner` (the run's
+    NFE counter and speed switches) are looked through."""
+    model = unwrapped(model)
     if not isinstance(model, ConditionalUNetModel):
         if labels is not None:
             raise UsageError(f"{type(model).__name__} is not class-conditional: it takes no class")
@@ -104,3 +106,10 @@ def conditioned(model: ScoreModel, labels: Tensor | None, scale: float) -> Itera
         yield
     finally:
         model.labels, model.guidance = before
+
+
+def unwrapped(model: ScoreModel) -> ScoreModel:
+    """The model inside wrappers that hold it as `inner` (the run's NFE counter and speed switches)."""
+    while isinstance(getattr(model, "inner", None), ScoreModel):
+        model = model.inner  # type: ignore[assignment]
+    return model

@@ -16,6 +16,7 @@ class CountingModel(ScoreModel):
     def __init__(self, inner: ScoreModel) -> None:
         super().__init__(inner.alphas_cumprod, inner.image_shape)
         self.inner = inner
+        self.continuous = inner.continuous  # a flow or EDM network keeps its any-sigma VE view through the count
         self.nfe = 0
         self.images = 0
 
@@ -23,6 +24,11 @@ class CountingModel(ScoreModel):
         self.nfe += 1
         self.images += x_t.shape[0]
         return self.inner.eps(x_t, t)
+
+    def denoise_ve(self, x: Tensor, sigma: Tensor) -> Tensor:
+        self.nfe += 1
+        self.images += x.shape[0]
+        return self.inner.denoise_ve(x, sigma)
 
     def reset(self) -> None:
         self.nfe = self.images = 0

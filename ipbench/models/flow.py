@@ -8,7 +8,7 @@ linear 1000-step schedule by default), so every solver written against the VP vi
 it is `continuous`: `denoise(model, x, sigma)` evaluates it at sigma itself, not at the nearest grid time.
 
 `velocity(model, x_s, s)` is the flow view of any prior: a flow model's own prediction, or for a VP or VE model
-the velocity its x0 prediction implies (at the grid time nearest to s for a discrete model, as
+(or a flow model inside the run's wrappers, through its `denoise_ve`) the velocity its x0 prediction implies (at the grid time nearest to s for a discrete model, as
 `models.denoiser.denoise` snaps, with eps re-derived from the actual state, so the ODE step stays consistent).
 """
 from __future__ import annotations
@@ -61,6 +61,8 @@ def velocity(model: ScoreModel, x_s: Tensor, s: float | Tensor) -> Tensor:
         return model.velocity(x_s, levels)
     s_img = per_image(levels)
     x = x_s / (1.0 - s_img)  # the VE state x0 + sigma eps
+    if model.continuous:  # a wrapped flow or EDM model (counting NFE, speed switches): its any-sigma view
+        return velocity_of_x0(x_s, model.denoise_ve(x, sigma_of_flow_time(levels)), s_img)
     x0 = torch.cat([denoise(model, x[i:i + 1], float(sigma)) for i, sigma in enumerate(sigma_of_flow_time(levels))]) \
         if levels.unique().numel() > 1 else denoise(model, x, float(sigma_of_flow_time(levels[0])))
     return velocity_of_x0(x_s, x0, s_img)

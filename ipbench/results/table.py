@@ -289,6 +289,16 @@ def _noise_note(config: dict) -> str:
                                  for o in operators) + ". "
 
 
+def _condition_note(config: dict) -> str:
+    """What a class-conditional prior was given (benchmark/condition.py), where the run set it."""
+    condition = config.get("condition")
+    if condition is None:
+        return ""
+    given = {"true": "each image's own class", "wrong": "a wrong class per image (a misspecified prior)",
+             "none": "no class (its unconditional half)"}.get(condition, condition)
+    return f"Prior given {given}, classifier-free guidance w = {config.get('guidance', 1.0):g} (rows: model.class). "
+
+
 def caption(run_dir: Path, summary: pd.DataFrame, compile_seconds: float = 0.0, baseline: str | None = None,
             comparisons: pd.DataFrame | None = None) -> str:
     """What the numbers are: model, images, n, the noise where not Gaussian, the metric conventions, and what
@@ -303,7 +313,7 @@ def caption(run_dir: Path, summary: pd.DataFrame, compile_seconds: float = 0.0, 
             f"({split_text(meta['images'])}), seeds {seeds}; "
             f"mean ± std over images x seeds ({n_text} per cell), each figure rounded where the standard "
             f"error of its mean over images ends, that rounded to {SIGNIFICANT} significant digits. "
-            + _noise_note(meta["config"])
+            + _noise_note(meta["config"]) + _condition_note(meta["config"])
             + (_difference_note(baseline, comparisons, summary) if baseline is not None else "")
             + "".join(f"{METRICS[m].label}: {metric_meta.get(m, '')}. " for m in dict.fromkeys(summary["metric"]))
             + _fit_note(summary) + _clamped_note(summary) + _alignment_note(summary) + _not_applicable_note(summary)
