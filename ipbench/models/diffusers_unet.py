@@ -1,4 +1,6 @@
-"""`diffusers:DIR`: any diffusers `UNet2DModel` folder with an eps-prediction linear schedule, as a ScoreModel.
+"""`diffusers:DIR`: a diffusers `UNet2DModel` folder as a prior of the family its scheduler says: an eps-prediction
+DDPM (linear or scaled-linear schedule), a flow-matching velocity model (FlowMatchEulerDiscreteScheduler) or an
+EDM-preconditioned denoiser (EDMEulerScheduler).
 
 Needs the optional diffusers package (`pip install -e ".[diffusers]"`). Nothing is downloaded and no
 pickled code runs: the weights are read here (safetensors, or a .bin through ipbench.weights) and checked
@@ -15,6 +17,8 @@ from torch import Tensor, nn
 
 from ipbench.errors import UsageError, first_line
 from ipbench.models.base import ScoreModel, linear_alphas_cumprod
+from ipbench.models.flow import FlowModel
+from ipbench.models.ve import VEModel, edm_inputs, edm_preconditioned, edm_sigma_grid
 from ipbench.models.registry import register_model_path
 from ipbench.weights import read_state_dict, state_dict_mismatch
 
@@ -36,6 +40,60 @@ class DiffusersScoreModel(ScoreModel):
 
     def eps(self, x_t: Tensor, t: Tensor) -> Tensor:
         return self.unet(x_t, t, return_dict=False)[0][:, : self.channels]
+
+
+class DiffusersFlowModel(FlowModel):
+    """A diffusers UNet2DModel trained with FlowMatchEulerDiscreteScheduler: x_sigma = (1 - sigma) x0 + sigma noise,
+    the network given timestep sigma * num_train_timesteps and predicting noise - x0 (the scheduler's step is
+    x + (sigma_next - sigma) v), which is ipbench's flow path with s = sigma (models/flow.py)."""
+
+    def __init__(self, unet: nn.Module, scheduler: Mapping, image_shape: tuple[int, int, int], where: str) -> None:
+        steps = scheduler.get("num_train_timesteps", 1000)
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+            raise UsageError(f"{where}: num_train_timesteps={steps!r}; valid: an integer >= 1")
+        if scheduler.get("invert_sigmas"):
+            raise UsageError(f"{where}: invert_sigmas is set (a reversed path); valid: the standard flow path")
+        super().__init__(image_shape)  # its VP view on DDPM's linear grid (models/flow.py)
+        self.unet, self.train_timesteps = unet, steps
+
+    def velocity(self, x_s: Tensor, s: Tensor) -> Tensor:
+        return self.unet(x_s, s * self.train_timesteps, return_dict=False)[0]
+
+
+class DiffusersEDMModel(VEModel):
+    """A diffusers UNet2DModel F trained with EDMEulerScheduler's preconditioning (models/ve.py): its VP grid
+    is the scheduler's own num_train_timesteps sigmas between sigma_min and sigma_max (rho schedule)."""
+
+    def __init__(self, unet: nn.Module, scheduler: Mapping, image_shape: tuple[int, int, int], where: str) -> None:
+        prediction = scheduler.get("prediction_type", "epsilon")
+        if prediction not in ("epsilon", "v_prediction"):
+            raise UsageError(f"{where}: prediction_type {prediction!r}; valid: 'epsilon', 'v_prediction'")
+        if scheduler.get("sigma_schedule", "karras") != "karras":
+            raise UsageError(f"{where}: sigma_schedule {scheduler['sigma_schedule']!r}; valid: 'karras'")
+        numbers = {k: scheduler.get(k, d) for k, d in (("sigma_min", 0.002), ("sigma_max", 80.0), ("sigma_data", 0.5),
+                                                       ("rho", 7.0))}
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in numbers.values()) \
+                or not numbers["sigma_min"] < numbers["sigma_max"]:
+            raise UsageError(f"{where}: sigma_min, sigma_max, sigma_data, rho = {list(numbers.values())}; valid: "
+                             "positive numbers with sigma_min < sigma_max")
+        steps = scheduler.get("num_train_timesteps", 1000)
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 2:
+            raise UsageError(f"{where}: num_train_timesteps={steps!r}; valid: an integer >= 2")
+        super().__init__(edm_sigma_grid(numbers["sigma_min"], numbers["sigma_max"], steps, numbers["rho"]), image_shape)
+        self.unet, self.sigma_data, self.v_prediction = unet, float(numbers["sigma_data"]), prediction == "v_prediction"
+
+    def denoise_ve(self, x: Tensor, sigma: Tensor) -> Tensor:
+        scaled, noise = edm_inputs(x, sigma, self.sigma_data)
+        output = self.unet(scaled, noise, return_dict=False)[0]
+        return edm_preconditioned(output, x, sigma, self.sigma_data, self.v_prediction)
+
+
+# Scheduler class -> the family its UNet is (built from the UNet, the scheduler config, the image shape).
+FAMILY_SCHEDULERS = {"FlowMatchEulerDiscreteScheduler": DiffusersFlowModel, "EDMEulerScheduler": DiffusersEDMModel}
+REFUSED_SCHEDULERS = {
+    "ScoreSdeVeScheduler": "score-SDE VE models take data in [0, 1] with a fourier time embedding, a range their "
+                           "config does not record; valid: DDPM-family, FlowMatchEulerDiscrete or EDMEuler schedulers",
+}
 
 
 def _read_json(path: Path, where: str) -> dict:
@@ -139,8 +197,10 @@ def _diffusers_image_shape(config: Mapping, variance: str, where: str) -> tuple[
     return channels, height, width
 
 
-def load_diffusers(directory: str | Path, device: torch.device | str = "cpu") -> DiffusersScoreModel:
-    """A diffusers UNet2DModel folder as a ScoreModel (see `diffusers_alphas_cumprod` for what is accepted).
+def load_diffusers(directory: str | Path, device: torch.device | str = "cpu") -> ScoreModel:
+    """A diffusers UNet2DModel folder as a prior, of the family its scheduler config names: a DDPM-family
+    scheduler (see `diffusers_alphas_cumprod` for what is accepted), FlowMatchEulerDiscreteScheduler (a
+    flow-matching velocity model) or EDMEulerScheduler (an EDM-preconditioned denoiser); anything else is refused.
 
     `directory` is either a model folder (config.json, diffusion_pytorch_model.safetensors or .bin and
     scheduler_config.json, as google/ddpm-celebahq-256) or a pipeline folder (unet/, scheduler/).
@@ -149,10 +209,23 @@ def load_diffusers(directory: str | Path, device: torch.device | str = "cpu") ->
     where = f"model diffusers:{directory}"
     unet_dir, scheduler_file = _diffusers_files(Path(directory).expanduser(), where)
     scheduler = _read_json(scheduler_file, where)
-    alphas_cumprod = diffusers_alphas_cumprod(scheduler, f"{where} ({scheduler_file.name})")
+    kind = scheduler.get("_class_name", "")
     config = _read_json(unet_dir / "config.json", where)
+    if kind in FAMILY_SCHEDULERS:
+        image_shape = _diffusers_image_shape(config, "fixed_small", where)
+        model = FAMILY_SCHEDULERS[kind](_built_unet(unet_dir, config, where), scheduler, image_shape,
+                                        f"{where} ({scheduler_file.name})")
+        return model.to(device).eval().requires_grad_(False)
+    if kind in REFUSED_SCHEDULERS:
+        raise UsageError(f"{where}: {kind} is not supported: {REFUSED_SCHEDULERS[kind]}")
+    alphas_cumprod = diffusers_alphas_cumprod(scheduler, f"{where} ({scheduler_file.name})")
     image_shape = _diffusers_image_shape(config, scheduler.get("variance_type", "fixed_small"), where)
+    unet = _built_unet(unet_dir, config, where)
+    return DiffusersScoreModel(unet, alphas_cumprod, image_shape).to(device).eval().requires_grad_(False)
 
+
+def _built_unet(unet_dir: Path, config: dict, where: str) -> nn.Module:
+    """The UNet2DModel of config.json with the folder's weights, checked name by name and shape by shape."""
     unet_class = _diffusers_unet_class(where)
     state = dict(_read_diffusers_weights(unet_dir, where))
     try:
@@ -166,10 +239,10 @@ def load_diffusers(directory: str | Path, device: torch.device | str = "cpu") ->
     if problem is not None:
         raise UsageError(f"{where}: the weights do not fit config.json: {problem}")
     unet.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
-    return DiffusersScoreModel(unet, alphas_cumprod, image_shape).to(device).eval().requires_grad_(False)
+    return unet
 
 
 @register_model_path("diffusers")
-def diffusers_folder(path: Path, device: torch.device) -> DiffusersScoreModel:
-    """A diffusers UNet2DModel folder (eps prediction, linear/scaled_linear schedule); needs `pip install diffusers`."""
+def diffusers_folder(path: Path, device: torch.device) -> ScoreModel:
+    """A diffusers UNet2DModel folder (a DDPM, flow-matching or EDM model, by its scheduler); needs `pip install diffusers`."""
     return load_diffusers(path, device)
