@@ -121,9 +121,9 @@ class DFlow(Solver):
     name = "d-flow"
     aliases = ("dflow",)
     presets = {PAPER: PAPER_PRESET}
-    steps: int = param(4, range=STEPS)  # ODE steps on the VP grid's flow times (the code: 5 midpoint steps)
-    ode: str = param("euler", choices=("euler", "midpoint"))  # midpoint: the code's (2 NFE per step)
-    iterations: int = param(2, range=AT_LEAST_ONE)  # L-BFGS step calls (the code's max_iter: 3-20 per task)
+    steps: int = param(3, range=STEPS)  # ODE steps on the VP grid's flow times (the code: 5 midpoint steps)
+    ode: str = param("midpoint", choices=("euler", "midpoint"))  # the code's midpoint rule: 2 NFE per step
+    iterations: int = param(3, range=AT_LEAST_ONE)  # L-BFGS step calls (the code's max_iter: 3-20 per task)
     lbfgs_iter: int = param(10, range=AT_LEAST_ONE)  # iterations per step call (the code: 20)
     lam: float = param(0.001, range=NON_NEGATIVE, tune=Tune(1e-5, 0.1, log=True))  # weight of R (script_test.sh)
     alpha: float = param(0.1, range=UNIT, tune=Tune(0.0, 1.0))  # share of the inverted start in the blend

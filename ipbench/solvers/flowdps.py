@@ -34,10 +34,13 @@ Defaults:
   SD3's scheduler with shift 4 (sd3_sampler.py:298-301) and NFE = 28 (solve.py:116), a schedule of a latent
   model at 768 px; it is not taken (a deviation, not measured).
 - steps = 50, a CPU budget (one network evaluation per step, no backward through the network).
-- step_size = 1.0 (model units) and residual = measurement, measured on fashion32-val (docs/solvers.md): the
-  code's step_size 15 (solve.py:135) is a step on SD3's latent through its decoder and does not carry over to
-  pixels. `measurement` is the one rule that applies to nonlinear A (phase retrieval, HDR, JPEG: A through
-  autograd); on a mask it equals `adjoint` (A^T A is a projection, so ||A^T r|| = ||r||).
+- step_size = 10 (model units), the best of {1, 3, 10, 30} on fashion32-val (8 images, box inpainting and
+  Gaussian deblurring, docs/solvers.md); the code's step_size 15 (solve.py:135) is a step on SD3's latent through
+  its decoder and does not carry over to pixels. A step is a distance, so its useful size grows with the image
+  (the residual's norm does).
+- residual = measurement, the one rule that applies to nonlinear A (phase retrieval, HDR, JPEG: A through
+  autograd). On a mask it steps in the direction `adjoint` does (A^T A A^T = A^T) and differs only in the norm that
+  divides the step, which also counts y's noise in the hidden pixels.
 
 Preset `paper`: the code's residual rule per task (pinv for SR, adjoint for deblurring, where the code's tasks are
 sr_avgpool, sr_bicubic, deblur_gauss and deblur_motion, README.md:100; adjoint too for its inpainting and denoising
@@ -126,7 +129,7 @@ class FlowDPS(Solver):
     name = "flowdps"
     presets = {PAPER: PAPER_PRESET}
     steps: int = param(50, range=STEPS)  # flow times of the VP grid from T-1, one NFE each (the code: 28)
-    step_size: float = param(1.0, range=NON_NEGATIVE, tune=Tune(0.05, 10, log=True))  # model units per DC step
+    step_size: float = param(10.0, range=NON_NEGATIVE, tune=Tune(0.05, 10, log=True))  # model units per DC step
     dc_steps: int = param(3, range=NON_NEGATIVE)  # data-consistency steps per flow step (sd3_sampler.py:250)
     residual: str = param("measurement", choices=RESIDUALS)  # the loss of data_consistency
 
