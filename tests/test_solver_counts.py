@@ -39,6 +39,8 @@ REFUSED = [
     ("daps", ["sigma_max=500"], "solver daps.sigma_max=500: must be in [0.01, 157.4]"),
     ("daps", ["sigma_min=0.001", "ode_sigma_min=0.0001"], "solver daps.sigma_min=0.001: must be in [0.01, 157.4]"),
     ("daps", ["ode_sigma_min=0.001"], "solver daps.ode_sigma_min=0.001: must be in [0.01, 157.4]"),
+    ("flowdps", ["steps=1001"], "solver flowdps.steps=1001: must be in 1..1000"),
+    ("d-flow", ["steps=1001"], "solver d-flow.steps=1001: must be in 1..1000"),
     ("gaussian-filter", ["kernel_size=65"], "solver gaussian-filter.kernel_size=65: must be in 1..63 "
                                             "(reflect padding on 32 px images)"),
 ]
@@ -53,6 +55,9 @@ EXEMPT = {
     ("ddpm", "t"): "a diffusion time below T (tests/test_bad_values.py)",
     ("tweedie", "t"): "a diffusion time below T (tests/test_bad_values.py)",
     ("sdedit", "t0"): "a diffusion time below T (tests/test_bad_values.py)",
+    ("flowdps", "dc_steps"): "a loop count (gradient steps on the clean estimate)",
+    ("d-flow", "iterations"): "a loop count (L-BFGS step calls)",
+    ("d-flow", "lbfgs_iter"): "L-BFGS's own max_iter: an upper bound its tolerances may stop short of",
     ("reddiff", "sigma_x0"): "the spread of q around mu, not a noise level of the model's grid",
 }
 

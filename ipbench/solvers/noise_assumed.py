@@ -32,6 +32,10 @@ NOISE_ASSUMED: dict[str, str] = {
     "repaint": f"Gaussian: noisy_y=match counts noise_level(op) in the noise injected with y; {EFFECTIVE}",
     "score-ald": f"Gaussian, variance noise_level(op)^2 + gamma_i^2 in the annealed likelihood; {EFFECTIVE}",
     "score-ald-ddpm": f"Gaussian, variance noise_level(op)^2 + gamma_t^2; {EFFECTIVE}",
+    "flowdps": "Gaussian, the norm of the residual of A(x0_hat) without sigma_y (the code's data consistency); "
+               "ignores the noise model",
+    "d-flow": "Gaussian, the squared residual of A(T(z)) without sigma_y (absorbed in lam, as in the code); "
+              "ignores the noise model",
     "tikhonov": f"Gaussian, weight 1 / max(noise_level(op), 0.001)^2; {EFFECTIVE}",
     "tweedie": f"Gaussian denoising at the time matched to noise_level(op) (t=none); {EFFECTIVE}",
     "ddpm": f"Gaussian denoising from the time matched to noise_level(op) (t=none); {EFFECTIVE}",
