@@ -19,7 +19,7 @@ from ipbench.solvers.dflow import chi_regulariser, ode_step
 from tests.conftest import generators
 
 SHAPE = (1, 16, 16)
-FAST = {"steps": 2, "iterations": 1, "lbfgs_iter": 3}
+FAST = {"steps": 2, "iterations": 1, "lbfgs_iter": 3, "line_search": "none"}  # a fixed NFE
 
 
 @pytest.fixture(scope="module")

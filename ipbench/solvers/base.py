@@ -36,6 +36,12 @@ class Solver:
         """Reconstruct x_hat (N, C, H, W) in [0, 1] image units from measurements y."""
         raise NotImplementedError
 
+    def nfe_depends_on_data(self) -> bool:
+        """True where the network evaluations an image costs depend on the image (a line search, an adaptive
+        step): `bench check` then does not ask that an image cost the same alone as in a batch, and a row's NFE
+        is its batch's mean."""
+        return False
+
     def unsupported(self, op: Physics, like: Tensor) -> str | None:
         """Why this solver does not apply to `op` for images shaped like `like` (zeros, (N, C, H, W), on
         the run's device), or None if it does. A run records an unsupported pair as `skipped` rows with this
