@@ -29,9 +29,10 @@ from tests.test_solvers import CONTRACT_SOLVERS, make_fast
 
 F64 = torch.float64
 NONLINEAR = ["phase-retrieval", "hdr", "jpeg"]  # jpeg's value and gradient: tests/test_jpeg_operator.py
-GRADIENT_SOLVERS = {"dps", "daps", "reddiff", "score-ald", "score-ald-ddpm", "deepinv-dps", "flowdps", "d-flow"}  # A through autograd
+GRADIENT_SOLVERS = {"dps", "daps", "reddiff", "score-ald", "score-ald-ddpm", "deepinv-dps", "flowdps", "d-flow",
+                    "pnp-flow"}  # A through autograd
 LINEAR_ONLY = {"ddrm", "ddnm", "pigdm", "diffpir", "repaint", "tikhonov", "hole-fill", "gaussian-filter", "sdedit",
-               "ddpm", "tweedie"}  # A^T, A^+, an SVD or a mask in their derivation
+               "ddpm", "tweedie", "ot-ode"}  # A^T, A^+, an SVD or a mask in their derivation
 
 
 def build(name: str, params: dict, shape: tuple[int, int, int], n: int = 2):

@@ -25,6 +25,9 @@ REFUSED = [
     ("repaint", ["steps=20", "jump_n_sample=2", "jump_length=20"],
      "solver repaint.jump_length=20: must be in 1..19 (resampling (jump_n_sample=2) jumps back within steps=20)"),
     ("ddpm", ["steps=1001"], "solver ddpm.steps=1001: must be in 1..1000"),
+    ("pnp-flow", ["steps=1001"], "solver pnp-flow.steps=1001: must be in 1..1000"),
+    ("ot-ode", ["s_start=0.3", "steps=127"], "solver ot-ode.steps=127: must be in 1..126 (the model's diffusion "
+                                             "times from t=125, the nearest to s_start=0.3, down to 0)"),
     ("ddpm", ["t=10", "steps=12"], "solver ddpm.steps=12: must be in 1..11 (the times t=10..0)"),
     ("sdedit", ["t0=100", "steps=102"], "solver sdedit.steps=102: must be in 1..101 (the times t0=100..0)"),
     ("sdedit", ["steps=1001"], "solver sdedit.steps=1001: must be in 1..1000"),
@@ -59,6 +62,7 @@ EXEMPT = {
     ("d-flow", "iterations"): "a loop count (L-BFGS step calls)",
     ("d-flow", "lbfgs_iter"): "L-BFGS's own max_iter: an upper bound its tolerances may stop short of",
     ("reddiff", "sigma_x0"): "the spread of q around mu, not a noise level of the model's grid",
+    ("pnp-flow", "samples"): "a loop count",
 }
 
 

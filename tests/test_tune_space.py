@@ -21,7 +21,9 @@ except ModuleNotFoundError:  # Python < 3.11
 # every diffusion solver with a step size, weight or rule to choose, and the classical baselines with one
 MUST_DECLARE = {"dps": {"zeta"}, "daps": {"lr", "tau"}, "diffpir": {"lambda_", "zeta"}, "ddrm": {"eta", "eta_b"},
                 "ddnm": {"eta"}, "pigdm": {"scale"}, "reddiff": {"lam", "lr"}, "score-ald": {"eps"},
-                "sdedit": {"t0", "guide"}, "repaint": {"noisy_y"}, "flowdps": {"step_size"}, "d-flow": {"lam", "alpha"}, "deepinv-dps": {"weight"},
+                "pnp-flow": {"lr", "alpha"}, "ot-ode": {"s_start", "gamma"},
+                "sdedit": {"t0", "guide"}, "repaint": {"noisy_y"}, "flowdps": {"step_size"}, "d-flow": {"lam", "alpha"},
+                "deepinv-dps": {"weight"},
                 "tikhonov": {"lam"}, "gaussian-filter": {"sigma", "source"}, "hole-fill": {"sigma"}}
 
 

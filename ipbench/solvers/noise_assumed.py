@@ -27,6 +27,9 @@ NOISE_ASSUMED: dict[str, str] = {
     "pigdm": f"Gaussian of std noise_level(op) in (r_t^2 A A^T + sigma^2 I)^-1; {EFFECTIVE}",
     "daps": f"Gaussian of std tau (default 0.003536, the code's, whatever the noise); tau=none: noise_level(op), "
             f"{EFFECTIVE}",
+    "pnp-flow": "Gaussian, the squared residual of A(x) without sigma_y (the code's step sigma^2 lr and its fidelity's "
+                "1 / sigma^2 cancel); ignores the noise model",
+    "ot-ode": f"Gaussian of std noise_level(op) in (r_t^2 A A^T + sigma^2 I)^-1; {EFFECTIVE}",
     "reddiff": "Gaussian, the squared residual of A(mu) without sigma_y (absorbed in lambda, as in the code); "
                "ignores the noise model",
     "repaint": f"Gaussian: noisy_y=match counts noise_level(op) in the noise injected with y; {EFFECTIVE}",
