@@ -129,7 +129,7 @@ class FlowDPS(Solver):
     name = "flowdps"
     presets = {PAPER: PAPER_PRESET}
     steps: int = param(50, range=STEPS)  # flow times of the VP grid from T-1, one NFE each (the code: 28)
-    step_size: float = param(10.0, range=NON_NEGATIVE, tune=Tune(0.05, 10, log=True))  # model units per DC step
+    step_size: float = param(10.0, range=NON_NEGATIVE, tune=Tune(0.3, 100, log=True))  # model units per DC step
     dc_steps: int = param(3, range=NON_NEGATIVE)  # data-consistency steps per flow step (sd3_sampler.py:250)
     residual: str = param("measurement", choices=RESIDUALS)  # the loss of data_consistency
 
