@@ -141,3 +141,19 @@ def test_sample_class_on_an_unconditional_model_is_one_line(tmp_path):
                                       "--out", str(tmp_path / "s.png")])
     assert result.exit_code == 2 and "is not class-conditional" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_the_class_names_are_in_fashion_mnists_label_order():
+    """Each bundled image's name agrees with the dataset's label file through FASHION_MNIST_CLASSES (the bundled
+    images are Fashion-MNIST test images, numbered by their index), so a model trained on the label file and
+    conditioned on the names gets the right class."""
+    from ipbench.data.idx import FASHION_MNIST_DIR, idx_labels
+
+    path = FASHION_MNIST_DIR / "t10k-labels-idx1-ubyte.gz"
+    if not path.exists():
+        pytest.skip("the Fashion-MNIST label file is not installed (apt-get install dataset-fashion-mnist)")
+    labels = idx_labels(path)
+    for name in ("fashion32-test", "fashion32-val"):
+        ids = load_images(name, (1, 32, 32)).ids
+        assert [FASHION_MNIST_CLASSES[labels[int(i.split("-")[0])]] for i in ids] == \
+            [class_in_name(i, FASHION_MNIST_CLASSES) for i in ids]
