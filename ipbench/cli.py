@@ -137,7 +137,7 @@ EXTRA_METRICS = ", ".join(name for name in METRICS if name not in DEFAULT_METRIC
 @click.option("--solver", "solvers", multiple=True, metavar="NAME", help="Solver to run (repeatable).")
 @click.option("--op", "operators", multiple=True, metavar="NAME", help="Operator to measure with (repeatable).")
 @click.option("--model", default=None, metavar="NAME|NAME:PATH|FILE", callback=_user_path,
-              help="Score model: a registered name, NAME:PATH (ffhq256:, imagenet256:, diffusers:) "
+              help="Score model: a registered name, NAME:PATH (ffhq256:, imagenet256:, imagenet256-cond:, diffusers:) "
                    "or an ipbench checkpoint [default: fashion32].")
 @click.option("--images", default=None, metavar="SET|DIR", callback=_user_path,
               help="Image set name or folder [default: the model's]. Files of another size or mode than the "
@@ -668,9 +668,9 @@ def sample_command(model: str, num: int, steps: int, eta: float, seed: int, clas
     score_model = load_model(model, resolve_device(device))
     labels = None
     if class_name is not None:
-        from ipbench.models.conditional import ConditionalUNetModel
+        from ipbench.models.conditional import ClassConditional
 
-        if not isinstance(score_model, ConditionalUNetModel):
+        if not isinstance(score_model, ClassConditional):
             raise UsageError(f"--class {class_name}: model {model} is not class-conditional")
         labels = [score_model.label_of(class_name)] * num
     sample_grid(score_model, num, steps, seed, Path(out), eta=eta, labels=labels, guidance=guidance)

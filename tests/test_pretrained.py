@@ -143,6 +143,40 @@ def test_imagenet256_loads_its_configuration(tmp_path: Path) -> None:
     assert torch.isfinite(full).all() and full[:, :3].abs().mean() > 1e-3
 
 
+def test_imagenet256_cond_is_guided_diffusions_class_conditional_adm(tmp_path: Path) -> None:
+    """The class-conditional configuration (its label embedding of 1000 rows added to the time embedding) from a
+    random file: eps depends on the class, is the network's output with that label, and what the model cannot do
+    (no class, classifier-free guidance: it has no null label) is refused in one line, before a run."""
+    from ipbench.benchmark.condition import conditional_model
+    from ipbench.models.conditional import conditioned
+
+    path = tmp_path / "256x256_diffusion.pt"
+    torch.save(compact_random_state(P.diffunet_shapes(True, 1000), torch.float32), path)
+    model = P.load_pretrained("imagenet256-cond", path)
+    assert isinstance(model, P.ConditionalDiffUNetScoreModel) and len(model.class_names) == 1000
+    x_t, t = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(4)), torch.tensor([250, 250])
+    labels = torch.tensor([1, 207])
+    with torch.no_grad(), conditioned(model, labels, 1.0):
+        eps = model.eps(x_t, t)
+        angles = t[:, None].float() * model.freqs[None]  # guided-diffusion's forward, written out
+        emb = model.net.time_embed(torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)) + model.net.label_emb(labels)
+        h, skips = x_t, []
+        for block in model.net.input_blocks:
+            h = block(h, emb)
+            skips.append(h)
+        h = model.net.middle_block(h, emb)
+        for block in model.net.output_blocks:
+            h = block(torch.cat([h, skips.pop()], dim=1), emb)
+        torch.testing.assert_close(eps, model.net.out(h)[:, :3])
+    with torch.no_grad(), conditioned(model, labels.flip(0), 1.0):
+        assert not torch.allclose(model.eps(x_t, t), eps)  # the class matters
+    with pytest.raises(UsageError, match="no unconditional half"):
+        conditional_model(model, "imagenet256-cond", "none")
+    with pytest.raises(UsageError, match="classifier-free guidance needs an unconditional half"):
+        conditional_model(model, "imagenet256-cond", "true", 3.0)
+    assert conditional_model(model, "imagenet256-cond", "wrong", 1.0) is model
+
+
 @needs_prefix_paths
 def test_load_model_understands_name_colon_path(ffhq_file: Path) -> None:
     model = load_model(f"ffhq256:{ffhq_file}")

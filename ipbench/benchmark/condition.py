@@ -19,7 +19,7 @@ import torch
 from ipbench.data.labels import class_in_name
 from ipbench.errors import UsageError
 from ipbench.models.base import ScoreModel
-from ipbench.models.conditional import ConditionalUNetModel
+from ipbench.models.conditional import ClassConditional
 from ipbench.seeding import seed_for
 
 CONDITIONS = ("true", "wrong", "none")
@@ -38,15 +38,20 @@ def check_condition(condition: str | None, guidance: float | None, where: str = 
         raise UsageError(f"--guidance {guidance!r}: must be a finite number >= 0")
 
 
-def conditional_model(model: ScoreModel, model_name: str) -> ConditionalUNetModel:
-    """The class-conditional model a `--condition` run needs, or a one-line error naming the model."""
-    if not isinstance(model, ConditionalUNetModel):
+def conditional_model(model: ScoreModel, model_name: str, condition: str | None = None,
+                      guidance: float = 1.0) -> ClassConditional:
+    """The class-conditional model a `--condition` run needs, able to run `condition` at `guidance` (a model
+    without an unconditional half runs a class at w = 1 only), or a one-line error naming the model."""
+    if not isinstance(model, ClassConditional):
         raise UsageError(f"--condition: model {model_name} is not class-conditional (it takes no class); "
                          "drop --condition, or use a conditional model")
+    problem = None if condition is None else model.condition_problem(condition != "none", guidance)
+    if problem is not None:
+        raise UsageError(f"--condition {condition}: model {model_name} {problem}")
     return model
 
 
-def true_classes(model: ConditionalUNetModel, ids: Sequence[str]) -> list[int]:
+def true_classes(model: ClassConditional, ids: Sequence[str]) -> list[int]:
     """Each image's class index from its name; a one-line error for the first image that names none."""
     names = [class_in_name(image_id, model.class_names) for image_id in ids]
     missing = next((i for i, n in zip(ids, names) if n is None), None)
@@ -64,7 +69,7 @@ def wrong_class(true: int, classes: int, seed: int, image_id: str) -> int:
     return (true + 1 + int(torch.randint(0, classes - 1, (1,), generator=generator))) % classes
 
 
-def batch_classes(condition: str, model: ConditionalUNetModel, seed: int, ids: Sequence[str]) -> list[int] | None:
+def batch_classes(condition: str, model: ClassConditional, seed: int, ids: Sequence[str]) -> list[int] | None:
     """The label of each image of a batch under `condition` (None: the unconditional half)."""
     if condition == "none":
         return None

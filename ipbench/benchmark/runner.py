@@ -124,7 +124,7 @@ def run(spec: RunSpec, out: str | Path | None = None, *, batch_size: int = 8, de
         num_images = model.default_num_images
     images = load_images(source, model.image_shape, num_images)
     if spec.condition is not None:  # preflight: a model that takes a class, and images that name theirs
-        conditional = conditional_model(model, spec.model)
+        conditional = conditional_model(model, spec.model, spec.condition, spec.guidance_scale)
         if spec.condition != "none":
             true_classes(conditional, images.ids)
     _check_out_apart_from_images(out, images)

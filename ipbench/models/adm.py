@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from ipbench.errors import UsageError, first_line
 from ipbench.models.base import ScoreModel, linear_alphas_cumprod
+from ipbench.models.conditional import ClassConditional
 from ipbench.models.registry import register_model, register_model_path
 from ipbench.weights import hub_checkpoints, read_state_dict, state_dict_mismatch
 
@@ -43,6 +44,7 @@ class PretrainedUNet:
     origin: str  # where a user finds the file by hand
     large_model: bool  # deepinv DiffUNet: False = 128 channels, 1 res block (FFHQ); True = 256, 2 (ImageNet)
     default_image_set: str | None
+    num_classes: int | None = None  # class-conditional (guided-diffusion's class_cond): its label embedding's rows
 
 
 PRETRAINED: dict[str, PretrainedUNet] = {
@@ -56,6 +58,11 @@ PRETRAINED: dict[str, PretrainedUNet] = {
         "https://openaipublic.blob.core.windows.net/diffusion/jul-2021/256x256_diffusion_uncond.pt",
         "github.com/openai/guided-diffusion, 'Download pre-trained models'",
         large_model=True, default_image_set="photos"),  # no ImageNet set is bundled: the 8 natural photos
+    "imagenet256-cond": PretrainedUNet(
+        "imagenet256-cond", "256x256_diffusion.pt",
+        "https://openaipublic.blob.core.windows.net/diffusion/jul-2021/256x256_diffusion.pt",
+        "github.com/openai/guided-diffusion, 'Download pre-trained models' (the class-conditional 256x256 model)",
+        large_model=True, default_image_set="photos", num_classes=1000),
 }
 
 
@@ -78,9 +85,16 @@ class DiffUNetScoreModel(ScoreModel):
 
     def eps(self, x_t: Tensor, t: Tensor) -> Tensor:
         """DiffUNet.forward_diffusion(x_t, t) (unconditional), with the time embedding from `freqs`."""
+        return self.network_eps(x_t, t, None)
+
+    def network_eps(self, x_t: Tensor, t: Tensor, labels: Tensor | None) -> Tensor:
+        """eps_theta(x_t, t[, labels]): a class-conditional network adds its label embedding to the time's, as
+        guided-diffusion's UNetModel.forward does."""
         net = self.net
         angles = t[:, None].float() * self.freqs[None]
         emb = net.time_embed(torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1))
+        if labels is not None:
+            emb = emb + net.label_emb(labels)
         h, skips = x_t, []
         for block in net.input_blocks:
             h = block(h, emb)
@@ -90,6 +104,26 @@ class DiffUNetScoreModel(ScoreModel):
             h = block(torch.cat([h, skips.pop()], dim=1), emb)
         return net.out(h)[:, : self.channels]
 
+
+
+class ConditionalDiffUNetScoreModel(ClassConditional, DiffUNetScoreModel):
+    """guided-diffusion's class-conditional ADM (class_cond=True): eps_theta(x_t, t, y) for a class y, with no null
+    label, since it was trained with every label (Dhariwal & Nichol 2021 guide it with a separate classifier instead,
+    sec. 4): it runs with a class at w = 1 (`--condition true|wrong`), and classifier-free guidance or no class
+    is refused (models/conditional.py). Its classes are ImageNet's label indices, named "0".."999"."""
+
+    null_label = False
+
+    def __init__(self, net: nn.Module, num_classes: int, image_shape: tuple[int, int, int] = IMAGE_SHAPE) -> None:
+        super().__init__(net, image_shape)
+        self.class_names = [str(i) for i in range(num_classes)]
+        self.labels: Tensor | None = None
+        self.guidance = 1.0
+
+    def eps_given(self, x_t: Tensor, t: Tensor, labels: Tensor | None) -> Tensor:
+        if labels is None or bool((labels < 0).any()):
+            raise UsageError("the class-conditional ADM has no unconditional half: every image needs a class")
+        return self.network_eps(x_t, t, labels)
 
 
 # ----------------------------------------------------------------------------------------- building
@@ -103,16 +137,23 @@ def _deepinv_diffunet() -> type:
     return DiffUNet
 
 
-def _skeleton(large_model: bool) -> nn.Module:
-    """deepinv's DiffUNet (3 -> 6 channels) on the meta device: the architecture, no memory, no weights."""
+def _skeleton(large_model: bool, num_classes: int | None = None) -> nn.Module:
+    """deepinv's DiffUNet (3 -> 6 channels) on the meta device: the architecture, no memory, no weights; with
+    `num_classes`, guided-diffusion's label embedding (nn.Embedding(num_classes, 4 x model_channels), its
+    class_cond), which deepinv's constructor does not build."""
     with torch.device("meta"):
-        return _deepinv_diffunet()(in_channels=3, out_channels=3, large_model=large_model, pretrained=None)
+        net = _deepinv_diffunet()(in_channels=3, out_channels=3, large_model=large_model, pretrained=None)
+        if num_classes is not None:
+            net.num_classes = num_classes
+            net.label_emb = nn.Embedding(num_classes, 4 * net.model_channels)
+    return net
 
 
-@lru_cache(maxsize=2)
-def diffunet_shapes(large_model: bool) -> dict[str, torch.Size]:
+@lru_cache(maxsize=4)
+def diffunet_shapes(large_model: bool, num_classes: int | None = None) -> dict[str, torch.Size]:
     """Parameter name -> shape of the DiffUNet configuration (without deepinv's schedule buffers)."""
-    return {k: v.shape for k, v in _skeleton(large_model).state_dict().items() if k not in SCHEDULE_BUFFERS}
+    return {k: v.shape for k, v in _skeleton(large_model, num_classes).state_dict().items()
+            if k not in SCHEDULE_BUFFERS}
 
 
 def diffunet_from_state_dict(state: Mapping[str, Tensor], spec: PretrainedUNet, source: str) -> nn.Module:
@@ -122,14 +163,14 @@ def diffunet_from_state_dict(state: Mapping[str, Tensor], spec: PretrainedUNet, 
     `DiffUNet.state_dict()` does).
     """
     state = {k: v for k, v in state.items() if k not in SCHEDULE_BUFFERS}
-    problem = state_dict_mismatch(diffunet_shapes(spec.large_model), state)
+    problem = state_dict_mismatch(diffunet_shapes(spec.large_model, spec.num_classes), state)
     if problem is not None:
-        fits = [o.name for o in PRETRAINED.values() if o.large_model != spec.large_model
-                and state_dict_mismatch(diffunet_shapes(o.large_model), state) is None]
+        fits = [o.name for o in PRETRAINED.values() if (o.large_model, o.num_classes) != (spec.large_model, spec.num_classes)
+                and state_dict_mismatch(diffunet_shapes(o.large_model, o.num_classes), state) is None]
         hint = f"; it fits {fits[0]}: use --model {fits[0]}:{source}" if fits else ""
         raise UsageError(f"model file {source}: not a state dict of {spec.name}'s architecture (ADM UNet, deepinv "
                          f"DiffUNet large_model={spec.large_model}): {problem}{hint}")
-    net = _skeleton(spec.large_model)
+    net = _skeleton(spec.large_model, spec.num_classes)
     sqrt_1m_alphas_cumprod, sqrt_alphas_cumprod = net.get_alpha_prod()[-2:]  # computed on the CPU, not on meta
     weights = {k: v.float() for k, v in state.items()}
     weights.update(sqrt_1m_alphas_cumprod=sqrt_1m_alphas_cumprod, sqrt_alphas_cumprod=sqrt_alphas_cumprod)
@@ -191,7 +232,8 @@ def load_pretrained(name: str, path: str | Path | None = None, *, download: bool
     file = Path(path).expanduser() if path is not None else _resolve_weights(spec, download)
     if path is not None and not file.is_file():
         raise UsageError(f"model {name}:{path}: file {file} not found (expected {spec.name}'s state dict, {spec.file})")
-    model = DiffUNetScoreModel(diffunet_from_state_dict(read_state_dict(file), spec, str(file)))
+    net = diffunet_from_state_dict(read_state_dict(file), spec, str(file))
+    model = DiffUNetScoreModel(net) if spec.num_classes is None else ConditionalDiffUNetScoreModel(net, spec.num_classes)
     model.default_image_set = spec.default_image_set
     return model.to(device).eval().requires_grad_(False)
 
@@ -236,6 +278,18 @@ def ffhq256(device: torch.device) -> DiffUNetScoreModel:
 def imagenet256(device: torch.device) -> DiffUNetScoreModel:
     """guided-diffusion ImageNet 256 uncond UNet (256x256_diffusion_uncond.pt in the hub cache, or imagenet256:PATH)."""
     return load_pretrained("imagenet256", device=device)
+
+
+@register_model("imagenet256-cond")
+def imagenet256_cond(device: torch.device) -> DiffUNetScoreModel:
+    """guided-diffusion ImageNet 256 class-conditional UNet (256x256_diffusion.pt; classes 0..999, --condition)."""
+    return load_pretrained("imagenet256-cond", device=device)
+
+
+@register_model_path("imagenet256-cond")
+def imagenet256_cond_file(path: Path, device: torch.device) -> DiffUNetScoreModel:
+    """imagenet256-cond with the weights in the state-dict file PATH (e.g. 256x256_diffusion.pt)."""
+    return load_pretrained("imagenet256-cond", path, device=device)
 
 
 @register_model_path("ffhq256")

@@ -32,26 +32,36 @@ def guided_eps(eps_u: Tensor, eps_c: Tensor, scale: float) -> Tensor:
     return eps_u + scale * (eps_c - eps_u)
 
 
-class ConditionalUNetModel(UNetWeights, ScoreModel):
-    """A class-conditional UNet eps-model (UNetConfig.num_classes > 0) with its class names; `eps` applies the
-    condition set by `conditioned`, and is the unconditional prediction when none is set."""
+class ClassConditional:
+    """What a class-conditional prior adds to `ScoreModel`: its `class_names`, `eps_given(x_t, t, labels)`, and the
+    condition `conditioned` sets (`labels`, `guidance`), which its `eps` applies. `null_label`: whether the network
+    has an unconditional half (a null label it was trained with), which classifier-free guidance needs; one
+    without (guided-diffusion's conditional ADM) runs at w = 1 with a class only."""
 
-    def __init__(self, cfg: UNetConfig, class_names: list[str] | None = None) -> None:
-        if cfg.num_classes < 1:
-            raise UsageError("a conditional UNet needs num_classes >= 1")
-        super().__init__(linear_alphas_cumprod(cfg.num_timesteps, cfg.beta_start, cfg.beta_end), cfg.image_shape)
-        self.cfg = cfg
-        self.net = UNet(cfg)
-        self.class_names = _checked_names(class_names, cfg.num_classes)
-        self.labels: Tensor | None = None  # the current batch's labels (N,), NULL_LABEL for none
-        self.guidance = 1.0
+    class_names: list[str]
+    labels: Tensor | None = None  # the current batch's labels (N,), NULL_LABEL for none
+    guidance: float = 1.0
+    null_label: bool = True
 
     def eps_given(self, x_t: Tensor, t: Tensor, labels: Tensor | None) -> Tensor:
-        """eps(x_t, t, labels): one label per image, NULL_LABEL (or None for all) unconditional."""
-        return self.net(x_t, t, labels)
+        raise NotImplementedError
+
+    def condition_problem(self, has_labels: bool, scale: float) -> str | None:
+        """Why this model cannot run a condition (labels or none, guidance scale), or None."""
+        if self.null_label:
+            return None
+        if not has_labels:
+            return "has no unconditional half (no null label): it needs a class (--condition true or wrong)"
+        if scale != 1.0:
+            return (f"guidance {scale:g}: classifier-free guidance needs an unconditional half, which this model "
+                    "does not have; valid: 1 (the conditional model)")
+        return None
 
     def eps(self, x_t: Tensor, t: Tensor) -> Tensor:
         labels, scale = self.labels, self.guidance
+        problem = self.condition_problem(labels is not None, scale)
+        if problem is not None:
+            raise UsageError(f"{type(self).__name__} {problem}")
         if labels is None or scale == 0.0:
             return self.eps_given(x_t, t, None)
         labels = labels.to(x_t.device)
@@ -61,6 +71,32 @@ class ConditionalUNetModel(UNetWeights, ScoreModel):
                                                                                     labels]))
         eps_u, eps_c = both.chunk(2)
         return guided_eps(eps_u, eps_c, scale)
+
+    def label_of(self, name: str) -> int:
+        """The index of a class name; a one-line error listing the names."""
+        if name not in self.class_names:
+            shown = ", ".join(self.class_names[:20]) + (", ..." if len(self.class_names) > 20 else "")
+            raise UsageError(f"class {name!r}: not one of this model's classes ({shown})")
+        return self.class_names.index(name)
+
+
+class ConditionalUNetModel(ClassConditional, UNetWeights, ScoreModel):
+    """A class-conditional UNet eps-model (UNetConfig.num_classes > 0) with its class names and a null label;
+    `eps` applies the condition set by `conditioned`, and is the unconditional prediction when none is set."""
+
+    def __init__(self, cfg: UNetConfig, class_names: list[str] | None = None) -> None:
+        if cfg.num_classes < 1:
+            raise UsageError("a conditional UNet needs num_classes >= 1")
+        super().__init__(linear_alphas_cumprod(cfg.num_timesteps, cfg.beta_start, cfg.beta_end), cfg.image_shape)
+        self.cfg = cfg
+        self.net = UNet(cfg)
+        self.class_names = _checked_names(class_names, cfg.num_classes)
+        self.labels: Tensor | None = None
+        self.guidance = 1.0
+
+    def eps_given(self, x_t: Tensor, t: Tensor, labels: Tensor | None) -> Tensor:
+        """eps(x_t, t, labels): one label per image, NULL_LABEL (or None for all) unconditional."""
+        return self.net(x_t, t, labels)
 
     def config(self) -> dict:
         return {**super().config(), "class_names": self.class_names}
@@ -72,12 +108,6 @@ class ConditionalUNetModel(UNetWeights, ScoreModel):
         model = super().from_config(config, state_dict)
         model.class_names = _checked_names(names, model.cfg.num_classes)
         return model
-
-    def label_of(self, name: str) -> int:
-        """The index of a class name; a one-line error listing the names."""
-        if name not in self.class_names:
-            raise UsageError(f"class {name!r}: not one of this model's classes ({', '.join(self.class_names)})")
-        return self.class_names.index(name)
 
 
 def _checked_names(names: list[str] | None, num_classes: int) -> list[str]:
@@ -95,7 +125,7 @@ def conditioned(model: ScoreModel, labels: Tensor | None, scale: float) -> Itera
     refuses labels. The previous condition is restored after. Wrappers that hold the model as `inner` (the run's
     NFE counter and speed switches) are looked through."""
     model = unwrapped(model)
-    if not isinstance(model, ConditionalUNetModel):
+    if not isinstance(model, ClassConditional):
         if labels is not None:
             raise UsageError(f"{type(model).__name__} is not class-conditional: it takes no class")
         yield
