@@ -262,16 +262,19 @@ def test_ct_dense_svd_reconstructs_a(views) -> None:
 
 def test_ct_dense_svd_drops_singular_values_below_the_round_off_of_its_precision() -> None:
     """Non-zero singular values are at least s_max sqrt(max(m, n)) eps of the precision asked for; at 4 views
-    float32 drops the two near-zero ones that float64 keeps, and nothing else (the rest of the spectrum agrees)."""
+    float32 drops the near-zero ones (about 3e-8) that float64 keeps above its own round-off, and nothing else:
+    it keeps exactly the float64 values above float32's floor, and they agree. (How many near-zero values float64
+    keeps depends on the Radon transform's round-off, which changes between deepinv versions.)"""
     physics = build("ct", {}, (1, 32, 32), generators(1))
-    spectra = {}
+    spectra, floors = {}, {}
     for dtype in (torch.float32, F64):
         s = operator_svd(physics, torch.zeros(1, 1, 32, 32, dtype=dtype)).singular.flatten().to(F64)
-        floor = float(s[0]) * max(46 * 4, 32 * 32) ** 0.5 * torch.finfo(dtype).eps
-        assert float(s[s > 0].min()) >= floor
+        floors[dtype] = float(s[0]) * max(46 * 4, 32 * 32) ** 0.5 * torch.finfo(dtype).eps
+        assert float(s[s > 0].min()) >= floors[dtype]
         spectra[dtype] = s
     kept = spectra[torch.float32] > 0
-    assert int(kept.sum()) == int((spectra[F64] > 0).sum()) - 2 == 154
+    assert int(kept.sum()) == int((spectra[F64] >= floors[torch.float32]).sum()) == 154
+    assert bool(((spectra[F64] > 0) & (spectra[F64] < floors[torch.float32])).any())  # what float32 drops
     assert torch.allclose(spectra[torch.float32][kept], spectra[F64][kept], rtol=1e-5)
 
 
