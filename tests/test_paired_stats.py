@@ -236,6 +236,32 @@ def test_rows_pair_on_operator_image_and_seed_not_on_position():
                                   paired_comparisons(shuffled, "dps", resamples=2000))
 
 
+def test_pairing_every_metric_at_once_gives_each_lines_own_per_image_means():
+    """image_differences_by_metric groups all lines at once and cuts the result: each line must be what
+    grouping that line's rows alone gives, in first-pairing order, with a missing value left out."""
+    from ipbench.results.paired import image_differences_by_metric
+
+    rows = three_solvers().sample(frac=1.0, random_state=3).reset_index(drop=True)
+    rows.loc[(rows.solver == "level") & (rows.image == "img2") & (rows.operator == "deblur"), "ssim"] = math.nan
+    found = image_differences_by_metric(rows, "dps", ["psnr", "ssim"])
+    ok = rows[rows.status == "ok"]
+    base = ok[ok.solver == "dps"].set_index(["operator", "image", "seed"])
+    for metric in ("psnr", "ssim"):
+        expected = {}
+        for _, r in ok[ok.solver != "dps"].iterrows():
+            key = (r.solver, r.operator)
+            if (r.operator, r.image, r.seed) in base.index and not math.isnan(r[metric]):
+                expected.setdefault(key, {}).setdefault(r.image, []).append(
+                    r[metric] - base.loc[(r.operator, r.image, r.seed), metric])
+        assert list(found[metric]) == list(expected)
+        for key, images in expected.items():
+            line = found[metric][key]
+            assert list(line.index) == sorted(images)
+            assert line.to_numpy() == pytest.approx([np.mean(images[i]) for i in sorted(images)], abs=1e-12)
+    assert "img2" not in found["ssim"][("level", "deblur")].index
+    assert "img2" in found["psnr"][("level", "deblur")].index
+
+
 def test_significance_and_the_better_side_follow_each_metrics_direction():
     found = paired_comparisons(three_solvers(), "dps", resamples=2000).set_index(["solver", "operator", "metric"])
     better_psnr, better_lpips = found.loc[("better", "deblur", "psnr")], found.loc[("better", "deblur", "lpips")]

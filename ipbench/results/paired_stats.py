@@ -18,6 +18,7 @@ truth and are not independent: the differences are averaged over the seeds of ea
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -27,7 +28,7 @@ from scipy import special, stats
 
 from ipbench.errors import UsageError
 from ipbench.results.metric_registry import METRICS
-from ipbench.results.paired import image_differences
+from ipbench.results.paired import image_differences_by_metric
 from ipbench.results.rounding import standard_error
 
 BOOTSTRAP_METHOD = "BCa"
@@ -70,10 +71,14 @@ def bootstrap_interval(differences: np.ndarray, confidence: float = 0.95, resamp
         return math.nan, math.nan
     if (d == d[0]).all():
         return float(d[0]), float(d[0])
-    n, rng = len(d), np.random.default_rng(seed)
+    n = len(d)
     batch = max(1, CHUNK // n)  # scipy's `batch`: one draw of all resamples whenever n x resamples fits
-    means = np.concatenate([d[rng.integers(0, n, (min(batch, resamples - k), n))].mean(axis=-1)
-                            for k in range(0, resamples, batch)])
+    if batch >= resamples:
+        means = d[_resample_indices(n, resamples, seed)].mean(axis=-1)
+    else:
+        rng = np.random.default_rng(seed)
+        means = np.concatenate([d[rng.integers(0, n, (min(batch, resamples - k), n))].mean(axis=-1)
+                                for k in range(0, resamples, batch)])
     theta = d.mean()
     z0 = special.ndtri((np.count_nonzero(means < theta) + np.count_nonzero(means <= theta)) / (2 * resamples))
     leave_one_out = (d.sum() - d) / (n - 1)
@@ -83,6 +88,16 @@ def bootstrap_interval(differences: np.ndarray, confidence: float = 0.95, resamp
     alphas = [special.ndtr(z0 + (z0 + zz) / (1 - a * (z0 + zz))) for zz in (z, -z)]
     low, high = np.quantile(means, alphas)
     return float(low), float(high)
+
+
+@functools.lru_cache(maxsize=2)
+def _resample_indices(n: int, resamples: int, seed: int) -> np.ndarray:
+    """Every resample's image indices when they fit in one chunk, drawn once: they depend on n, resamples
+    and seed alone, so a report's intervals over the same images (every pair, operator and metric) share
+    one draw instead of each drawing the same numbers again. At most CHUNK values each (32 MB)."""
+    indices = np.random.default_rng(seed).integers(0, n, (resamples, n))
+    indices.flags.writeable = False  # shared between calls
+    return indices
 
 
 def wilcoxon_p(differences: np.ndarray) -> float:
@@ -185,8 +200,9 @@ def paired_comparisons(rows: pd.DataFrame, baseline: str | None = None, metrics:
     bases = [baseline] if baseline is not None else solvers[:-1]
     records = []
     for base in bases:
+        by_metric = image_differences_by_metric(rows, base, metrics)
         for k, metric in enumerate(metrics):
-            for (solver, operator), d in image_differences(rows, base, metric).items():
+            for (solver, operator), d in by_metric[metric].items():
                 if baseline is None and position[solver] < position[base]:
                     continue  # that pair is this one the other way round: it comes with `solver` as baseline
                 records.append(_line(solver, base, operator, metric, d.to_numpy(), confidence, resamples)
