@@ -3,6 +3,7 @@ user text drawn as typed, readable cost axes, point labels inside their axes, mu
 largest / smallest images, and the bounded resamples of the paired statistics."""
 from __future__ import annotations
 
+import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
@@ -44,6 +45,34 @@ def test_every_figure_draws_hostile_labels_as_typed() -> None:
     points = pd.DataFrame({"operator": "$op$", "$f$": HOSTILE, "\\g": ["$", "$x$"] * (n // 2), "psnr": 1.0,
                            "psnr_se": 0.1})
     assert plots.sweep_png(points, "$f$", ["\\g"], ["psnr"]).startswith(b"\x89PNG")
+
+
+def test_the_forests_row_ticks_are_drawn_as_set_yticks_draws_them() -> None:
+    """The forest plot draws its many row ticks as one line of markers and plain texts (a Tick per row is
+    slow): the picture and tight_layout's margins must be those of set_yticks, pixel for pixel."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    labels = ["a − b", "a long pair − of solvers", "$x$ − c"]
+
+    def drawn(own: bool) -> np.ndarray:
+        figure = Figure(figsize=(6.0, 2.0))
+        FigureCanvasAgg(figure)
+        for k in range(2):
+            axes = figure.add_subplot(1, 2, k + 1)
+            axes.plot([0.0, 1.0], [0.0, 2.0])
+            shown = labels if k == 0 else []
+            if own:
+                plots._row_ticks(axes, len(labels), shown)
+            else:
+                axes.set_yticks(range(len(labels)), shown or [""] * len(labels), fontsize=8)
+            axes.set_ylim(len(labels) - 0.5, -0.5)
+        figure.tight_layout()
+        figure.canvas.draw()
+        return np.asarray(figure.canvas.buffer_rgba()).copy()
+
+    with matplotlib.rc_context(plots.PLAIN_TEXT):
+        assert np.array_equal(drawn(True), drawn(False))
 
 
 def test_the_page_escapes_user_text_in_content_and_attributes() -> None:

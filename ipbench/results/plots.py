@@ -18,7 +18,9 @@ import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import TICKLEFT
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 from ipbench.results.metric_registry import METRICS
@@ -70,9 +72,9 @@ def distribution_png(per_image: pd.DataFrame, solvers: Sequence[str], metrics: S
         if shown:
             axes.boxplot([values[i] for i in shown], positions=[i + 1 for i in shown], widths=0.6,
                          showfliers=False, medianprops={"color": "black"})
-            for i in shown:
-                x = i + 1 + jitter.uniform(-0.18, 0.18, len(values[i]))
-                axes.plot(x, values[i], "o", ms=2.5, alpha=0.55, color="#1f77b4")
+            x = [i + 1 + jitter.uniform(-0.18, 0.18, len(values[i])) for i in shown]  # per solver, in order
+            axes.plot(np.concatenate(x), np.concatenate([values[i] for i in shown]), "o", ms=2.5, alpha=0.55,
+                      color="#1f77b4")  # one artist for every point of the panel
         last = k == len(metrics) - 1  # solver names under the bottom panel only
         axes.set_xticks(range(1, len(solvers) + 1), list(solvers) if last else [""] * len(solvers),
                         rotation=35 if last else 0, ha="right" if last else "center", fontsize=8)
@@ -186,8 +188,7 @@ def cost_figure(summary: pd.DataFrame, metrics: Sequence[str]) -> tuple[Figure, 
             axes.grid(alpha=0.3)
             if r == 0 and c == 0:
                 axes.legend(fontsize=8, loc="best")
-    figure.tight_layout()
-    figure.draw_without_rendering()  # the layout and limits fixed: where each point is in pixels
+    figure.tight_layout()  # fixes the layout and, through the tick labels it measures, the limits
     for axes, x, y, names in points:
         _label_points(axes, x, y, names)
     return figure, fronts
@@ -257,22 +258,46 @@ def sweep_png(points: pd.DataFrame, field: str, line_fields: Sequence[str], metr
     return _png(figure)
 
 
+def _row_ticks(axes: Axes, rows: int, labels: Sequence[str]) -> None:
+    """Tick marks at y = 0 .. rows - 1 on the left spine and `labels` beside them, as set_yticks draws them
+    (size, width, pad and colour from rcParams), but one real tick only: set_yticks makes a Tick of five
+    artists per row, which at a hundred rows is most of a figure's time. The others are one line of tick
+    markers and a text per label; the real tick at row 0 keeps the spine's extent, which tight_layout reads,
+    as set_yticks leaves it."""
+    rc = matplotlib.rcParams
+    axes.set_yticks([0], [""])
+    axes.plot(np.zeros(rows - 1), np.arange(1, rows), ls="none", marker=TICKLEFT, ms=rc["ytick.major.size"],
+              mew=rc["ytick.major.width"], color=rc["ytick.color"], transform=axes.get_yaxis_transform(),
+              clip_on=False, scalex=False, scaley=False)[0].set_in_layout(False)  # laid out as the spine's
+    transform, va, ha = axes.get_yaxis_text1_transform(rc["ytick.major.size"] + rc["ytick.major.pad"])
+    color = rc["ytick.color"] if rc["ytick.labelcolor"] == "inherit" else rc["ytick.labelcolor"]
+    for row, label in enumerate(labels):
+        axes.text(0.0, row, label, transform=transform, va=va, ha=ha, fontsize=8, color=color)
+
+
 @plain_text
 def forest_png(comparisons: pd.DataFrame, metrics: Sequence[str]) -> bytes:
     """Paired differences of one operator: per metric, one line per solver pair with the mean and its
     interval; filled where the difference is significant (paired_stats: the interval leaves out 0 and
     the signed-rank p < 0.05), hollow where it is not."""
     labels = list(dict.fromkeys(f"{s} − {b}" for s, b in zip(comparisons["solver"], comparisons["baseline"])))
+    row_of = {label: i for i, label in enumerate(labels)}
     figure = Figure(figsize=(4.0 * len(metrics), 0.8 + 0.35 * len(labels)))
     for k, metric in enumerate(metrics):
         axes = figure.add_subplot(1, len(metrics), k + 1)
         part = comparisons[comparisons["metric"] == metric]
-        for _, line in part.iterrows():
-            y = labels.index(f"{line['solver']} − {line['baseline']}")
-            axes.plot([line["low"], line["high"]], [y, y], color="black", lw=1.2)
-            axes.plot(line["mean"], y, "o", color="black", mfc="black" if line["significant"] else "white")
+        y = np.array([row_of[f"{s} − {b}"] for s, b in zip(part["solver"], part["baseline"])], dtype=float)
+        significant = part["significant"].to_numpy(bool)
+        mean = part["mean"].to_numpy(float)
+        # every interval in one line broken by nan, every mean in two: three artists, not two per pair
+        gaps = np.full(len(y), np.nan)
+        axes.plot(np.column_stack([part["low"].to_numpy(float), part["high"].to_numpy(float), gaps]).ravel(),
+                  np.column_stack([y, y, gaps]).ravel(), color="black", lw=1.2)
+        for filled in (True, False):
+            chosen = significant == filled
+            axes.plot(mean[chosen], y[chosen], "o", ls="none", color="black", mfc="black" if filled else "white")
         axes.axvline(0.0, color=FRONT_COLOR, lw=1)
-        axes.set_yticks(range(len(labels)), labels if k == 0 else [""] * len(labels), fontsize=8)
+        _row_ticks(axes, len(labels), labels if k == 0 else [])
         axes.set_ylim(len(labels) - 0.5, -0.5)
         axes.set_xlabel(f"Δ {METRICS[metric].label} ({'higher' if METRICS[metric].better == 'higher' else 'lower'}"
                         " is better)")
