@@ -4,6 +4,7 @@ largest / smallest images, and the bounded resamples of the paired statistics.""
 from __future__ import annotations
 
 import matplotlib
+import matplotlib.ticker
 import numpy as np
 import pandas as pd
 import pytest
@@ -73,6 +74,70 @@ def test_the_forests_row_ticks_are_drawn_as_set_yticks_draws_them() -> None:
 
     with matplotlib.rc_context(plots.PLAIN_TEXT):
         assert np.array_equal(drawn(True), drawn(False))
+
+
+def _pixels(draw, after_layout=None) -> np.ndarray:
+    """The RGBA pixels of a one-panel figure: `draw(axes)`, tight_layout, then `after_layout(axes)`."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    with matplotlib.rc_context(plots.PLAIN_TEXT):
+        figure = Figure(figsize=(6.0, 3.0))
+        FigureCanvasAgg(figure)
+        axes = figure.add_subplot(1, 1, 1)
+        draw(axes)
+        figure.tight_layout()
+        if after_layout is not None:
+            after_layout(axes)
+        figure.canvas.draw()
+        return np.asarray(figure.canvas.buffer_rgba()).copy()
+
+
+@pytest.mark.parametrize("kind", ["normal", "skewed", "two", "one", "constant"])
+def test_the_distributions_boxes_are_drawn_as_boxplot_draws_them(kind: str) -> None:
+    """The per-image distribution draws its boxes as four lines per panel (boxplot makes six artists a box):
+    the picture must be boxplot's, pixel for pixel."""
+    rng = np.random.default_rng(1)
+    values = {"normal": [rng.normal(20, 3, 48) for _ in range(5)],
+              "skewed": [rng.lognormal(0, 1, 40), rng.exponential(1, 7), rng.normal(0, 1, 100)],
+              "two": [np.array([1.0, 2.0]), np.array([0.5, 3.0, 3.5])], "one": [np.array([1.0]), np.array([2.0])],
+              "constant": [np.full(5, 2.0), np.array([1.0, 1.0, 1.0, 5.0])]}[kind]
+    positions = [1 + 2 * i for i in range(len(values))]
+
+    def drawn(boxes) -> np.ndarray:
+        def draw(axes) -> None:
+            boxes(axes)
+            axes.set_xticks(positions, [str(p) for p in positions])  # boxplot sets ticks of its own
+            axes.set_xlim(0, 2 * len(values))
+        return _pixels(draw)
+
+    assert np.array_equal(drawn(lambda axes: plots._boxes(axes, values, positions, width=0.6)),
+                          drawn(lambda axes: axes.boxplot(values, positions=positions, widths=0.6, showfliers=False,
+                                                          medianprops={"color": "black"})))
+
+
+@pytest.mark.parametrize("scale, limits", [("log", (6e-4, 8.0)), ("log", (0.3, 3.0)), ("log", (2e-6, 40.0)),
+                                           ("symlog", (-0.5, 800.0)), ("symlog", (-0.5, 1.6e4))])
+def test_a_cost_axis_draws_its_minor_ticks_as_matplotlib_does(scale: str, limits: tuple[float, float]) -> None:
+    """The cost figure's log axes draw their minor ticks as one line of markers (a Tick each was a third of
+    the figure's time), placed after the layout as the axis places them: the picture must be the axis's."""
+    def axis(axes) -> None:
+        axes.set_xscale(scale, **({"linthresh": 1.0} if scale == "symlog" else {}))
+        axes.set_xlim(*limits)
+        ticks, _ = plots.log_ticks(list(limits), with_zero=scale == "symlog")
+        axes.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        axes.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        axes.plot(limits, [0, 1], "o")
+
+    minor = {}
+
+    def own(axes) -> None:
+        axis(axes)
+        minor["locator"] = axes.xaxis.get_minor_locator()
+        axes.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+
+    drawn = _pixels(own, after_layout=lambda axes: plots._minor_tick_marks(axes, minor["locator"]))
+    assert np.array_equal(drawn, _pixels(axis))
 
 
 def test_the_page_escapes_user_text_in_content_and_attributes() -> None:

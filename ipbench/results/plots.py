@@ -17,11 +17,13 @@ from typing import Callable, Sequence, TypeVar
 import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib import cbook
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.lines import TICKLEFT
-from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
+from matplotlib.layout_engine import PlaceHolderLayoutEngine
+from matplotlib.lines import TICKDOWN, TICKLEFT
+from matplotlib.ticker import FuncFormatter, Locator, MaxNLocator, NullFormatter, NullLocator
 
 from ipbench.results.metric_registry import METRICS
 
@@ -50,6 +52,10 @@ def plain_text(draw: Callable[..., Drawn]) -> Callable[..., Drawn]:
 
 def _png(figure: Figure) -> bytes:
     FigureCanvasAgg(figure)
+    if isinstance(figure.get_layout_engine(), PlaceHolderLayoutEngine):
+        # what tight_layout leaves: it does nothing, but savefig draws a figure with an engine once more
+        # (drawing disabled) before drawing it, which doubled the time of every figure
+        figure.set_layout_engine(None)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI)  # laid out by tight_layout: a second "tight" pass doubles the cost
     return buffer.getvalue()
@@ -70,8 +76,7 @@ def distribution_png(per_image: pd.DataFrame, solvers: Sequence[str], metrics: S
         values = [per_image.loc[per_image["solver"] == s, metric].dropna().to_numpy() for s in solvers]
         shown = [i for i, v in enumerate(values) if len(v)]
         if shown:
-            axes.boxplot([values[i] for i in shown], positions=[i + 1 for i in shown], widths=0.6,
-                         showfliers=False, medianprops={"color": "black"})
+            _boxes(axes, [values[i] for i in shown], [i + 1 for i in shown], width=0.6)
             x = [i + 1 + jitter.uniform(-0.18, 0.18, len(values[i])) for i in shown]  # per solver, in order
             axes.plot(np.concatenate(x), np.concatenate([values[i] for i in shown]), "o", ms=2.5, alpha=0.55,
                       color="#1f77b4")  # one artist for every point of the panel
@@ -83,6 +88,35 @@ def distribution_png(per_image: pd.DataFrame, solvers: Sequence[str], metrics: S
         axes.grid(axis="y", alpha=0.3)
     figure.tight_layout()
     return _png(figure)
+
+
+def _broken(segments: Sequence[Sequence[float]]) -> np.ndarray:
+    """Coordinates of several polylines as one, each followed by nan (a line breaks there)."""
+    return np.concatenate([np.append(np.asarray(segment, dtype=float), np.nan) for segment in segments])
+
+
+def _boxes(axes: Axes, values: Sequence[np.ndarray], positions: Sequence[float], width: float) -> None:
+    """What Axes.boxplot(values, positions=..., widths=width, showfliers=False, medianprops={"color": "black"})
+    draws, as six lines broken by nan (all boxes, lower whiskers, upper whiskers, lower caps, upper caps,
+    medians) instead of six artists per box: the statistics of cbook.boxplot_stats, and the coordinates,
+    properties (rcParams' boxplot.*), zorders and order of Axes.bxp, so that the parts of one box overlap
+    as they did (a box of one value draws them all at one point)."""
+    rc = matplotlib.rcParams
+    stats = cbook.boxplot_stats(values, whis=rc["boxplot.whiskers"])
+    half, cap = width / 2, width / 4  # bxp's caps are half as wide as its boxes
+
+    def draw(part: str, xs: list[list[float]], ys: list[list[float]], **extra: object) -> None:
+        props = {key: rc[f"boxplot.{part}props.{key}"] for key in ("color", "linewidth", "linestyle")}
+        axes.plot(_broken(xs), _broken(ys), **{**props, "zorder": 2.0, **extra})
+
+    draw("box", [[p - half, p + half, p + half, p - half, p - half] for p in positions],
+         [[s["q1"], s["q1"], s["q3"], s["q3"], s["q1"]] for s in stats])
+    for end, box_end in (("whislo", "q1"), ("whishi", "q3")):
+        draw("whisker", [[p, p] for p in positions], [[s[box_end], s[end]] for s in stats])
+    for end in ("whislo", "whishi"):
+        draw("cap", [[p - cap, p + cap] for p in positions], [[s[end], s[end]] for s in stats])
+    draw("median", [[p - half, p + half] for p in positions], [[s["med"], s["med"]] for s in stats],
+         color="black", zorder=2.1, solid_capstyle="butt", dash_capstyle="butt")
 
 
 def pareto_front(cost: Sequence[float], quality: Sequence[float], higher_is_better: bool) -> list[int]:
@@ -188,10 +222,35 @@ def cost_figure(summary: pd.DataFrame, metrics: Sequence[str]) -> tuple[Figure, 
             axes.grid(alpha=0.3)
             if r == 0 and c == 0:
                 axes.legend(fontsize=8, loc="best")
+    minor = [(axes, axes.xaxis.get_minor_locator()) for axes in figure.axes]
+    for axes, _ in minor:
+        axes.xaxis.set_minor_locator(NullLocator())  # drawn below as markers, not as a Tick each
     figure.tight_layout()  # fixes the layout and, through the tick labels it measures, the limits
+    for axes, locator in minor:
+        _minor_tick_marks(axes, locator)
     for axes, x, y, names in points:
         _label_points(axes, x, y, names)
     return figure, fronts
+
+
+def _minor_tick_marks(axes: Axes, locator: Locator) -> None:
+    """The x axis's minor ticks as one line of tick markers: a log axis has dozens, and a Tick (five artists)
+    each was a third of a cost figure's time. Drawn where the axis would draw them once laid out (`locator`'s
+    positions, which depend on the axes' size, less those on a major tick and those outside the view: the
+    tolerances of Axis.get_minorticklocs and Axis._update_ticks), with rcParams' size, width and colour. With
+    no minor Tick the layout is the same: the spine's extent takes the longer major ticks."""
+    axis, rc = axes.xaxis, matplotlib.rcParams
+    locs = np.asarray(locator(), dtype=float)  # the locator is still bound to the axis
+    scale = axis.get_transform()
+    low, high = sorted(scale.transform(axis.get_view_interval()))
+    at = scale.transform(locs)
+    on_major = np.isclose(at[:, None], scale.transform(axis.get_majorticklocs())[None, :],
+                          atol=(high - low) * 1e-5, rtol=0).any(axis=1)
+    slack = (high - low) * 1e-10
+    shown = locs[~on_major & (at >= low - slack) & (at <= high + slack)]
+    axes.plot(shown, np.zeros(len(shown)), ls="none", marker=TICKDOWN, ms=rc["xtick.minor.size"],
+              mew=rc["xtick.minor.width"], color=rc["xtick.color"], transform=axes.get_xaxis_transform(),
+              clip_on=False, scalex=False, scaley=False)[0].set_in_layout(False)
 
 
 @plain_text
