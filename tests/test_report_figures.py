@@ -76,6 +76,20 @@ def test_the_forests_row_ticks_are_drawn_as_set_yticks_draws_them() -> None:
         assert np.array_equal(drawn(True), drawn(False))
 
 
+def test_a_figure_laid_out_by_tight_layout_is_drawn_once_when_saved(monkeypatch: pytest.MonkeyPatch) -> None:
+    """tight_layout leaves a placeholder layout engine, for which savefig draws the figure twice (once with
+    drawing disabled); the report's figures are saved with one draw."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(3.0, 2.0))
+    figure.add_subplot(1, 1, 1).plot([0.0, 1.0], [1.0, 0.0])
+    figure.tight_layout()
+    draws, draw = [], Figure.draw
+    monkeypatch.setattr(Figure, "draw", lambda self, renderer: (draws.append(renderer), draw(self, renderer))[1])
+    assert plots._png(figure).startswith(b"\x89PNG")
+    assert len(draws) == 1
+
+
 def _pixels(draw, after_layout=None) -> np.ndarray:
     """The RGBA pixels of a one-panel figure: `draw(axes)`, tight_layout, then `after_layout(axes)`."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
