@@ -80,6 +80,27 @@ def test_wilcoxon_p_is_scipys_exact_p_without_ties_and_its_approximation_past_th
     assert wilcoxon_p(with_zeros) == wilcoxon_p(d)
 
 
+def test_average_ranks_are_scipys_rankdata_with_ties():
+    from ipbench.results.paired_stats import average_ranks
+
+    rng = np.random.default_rng(5)
+    for n in (1, 2, 7, 48, 301):
+        for values in (rng.normal(size=n), rng.integers(0, 4, n).astype(float), np.full(n, 0.5)):
+            assert np.array_equal(average_ranks(values), stats.rankdata(values))
+
+
+def test_wilcoxon_p_does_not_depend_on_the_order_of_the_differences():
+    """The null distribution is computed once per set of ranks (sorted) where its values are exact: every
+    order of the same differences must give the same p, to the bit, below and above that size."""
+    rng = np.random.default_rng(6)
+    for n in (12, 53, 54, 120):
+        d = np.r_[rng.normal(0.3, 1.0, n - 4), [0.5, -0.5, 0.5, 0.0]]  # ties and a zero
+        first = wilcoxon_p(d)
+        assert all(wilcoxon_p(rng.permutation(d)) == first for _ in range(5)), n
+        if n == 12:
+            assert first == pytest.approx(every_sign_flip_p(d), abs=1e-12)
+
+
 def test_the_two_measured_cases_of_the_module_docstrings():
     """39 zeros and a one (two solvers equal on all images but one): scipy.stats.wilcoxon's default counts
     the zeros towards its n > 13 cutoff and takes the normal approximation, p = 0.317; the exact p on the

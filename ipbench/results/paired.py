@@ -16,7 +16,6 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy.stats import t as student_t
 
 from ipbench.errors import UsageError
 from ipbench.results.rows import ROW_FILES, load_rows
@@ -60,6 +59,8 @@ class PairedDifference:
     @property
     def half_width(self) -> float:
         """Half-width of the 95% Student-t interval of the mean (nan for a single pair)."""
+        from scipy.stats import t as student_t  # here only: importing scipy.stats takes half a second
+
         return float(student_t.ppf(0.975, self.n - 1)) * self.se if self.n > 1 else math.nan
 
 
@@ -138,6 +139,8 @@ def t_interval(differences: list[float]) -> tuple[float, float]:
     n = len(differences)
     if n < 2:
         return statistics.mean(differences), float("nan")
+    from scipy.stats import t as student_t  # here only: importing scipy.stats takes half a second
+
     return statistics.mean(differences), float(student_t.ppf(0.975, n - 1)) * statistics.stdev(differences) / math.sqrt(n)
 
 

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats
+from scipy import special
 
 from ipbench.errors import UsageError
 from ipbench.results.metric_registry import METRICS
@@ -124,13 +124,46 @@ def wilcoxon_p(differences: np.ndarray) -> float:
     if len(d) == 0:
         return 1.0
     if len(d) > EXACT_LIMIT:
+        from scipy import stats  # here only: importing scipy.stats takes half a second
+
         return float(stats.wilcoxon(d, method="asymptotic").pvalue)
-    doubled = np.rint(2 * stats.rankdata(np.abs(d))).astype(np.int64)  # mean ranks are k / 2: doubled, integers
+    doubled = np.rint(2 * average_ranks(np.abs(d))).astype(np.int64)  # mean ranks are k / 2: doubled, integers
     w = int(doubled[d > 0].sum())
-    cumulative = np.cumsum(signed_rank_distribution(doubled))
+    cumulative = _null_cumulative(doubled)
     # P(W+ >= w) = P(W+ <= total - w) by the symmetry of the null: both tails summed from their small end,
     # so a small p keeps its digits (1 - P(W+ < w) would lose them)
     return float(min(1.0, 2 * min(cumulative[w], cumulative[int(doubled.sum()) - w])))
+
+
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """scipy.stats.rankdata(values): ranks 1 .. n, ties sharing their mean rank (exact halves), without the
+    import of scipy.stats that a report would otherwise pay for this alone."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])  # where each run of equal values begins
+    ends = np.r_[starts[1:], len(values)]
+    ranks = np.empty(len(values))
+    ranks[order] = np.repeat((starts + 1 + ends) / 2, ends - starts)
+    return ranks
+
+
+EXACT_SIGNS = 53  # float64's significand: P(W+ <= k) over 2^m sign flips is exact up to m = 53
+
+
+def _null_cumulative(ranks: np.ndarray) -> np.ndarray:
+    """np.cumsum(signed_rank_distribution(ranks)). Up to EXACT_SIGNS ranks every value is a count over 2^m
+    held exactly, so the order of the ranks cannot change a bit: the lines of a report whose differences
+    have the same ranks (every untied line of n images) share one computation."""
+    if len(ranks) > EXACT_SIGNS:
+        return np.cumsum(signed_rank_distribution(ranks))
+    return _cumulative_of_sorted(np.sort(ranks).tobytes())
+
+
+@functools.lru_cache(maxsize=256)
+def _cumulative_of_sorted(ranks: bytes) -> np.ndarray:
+    cumulative = np.cumsum(signed_rank_distribution(np.frombuffer(ranks, dtype=np.int64)))
+    cumulative.flags.writeable = False  # shared between calls
+    return cumulative
 
 
 def signed_rank_distribution(ranks: np.ndarray) -> np.ndarray:
