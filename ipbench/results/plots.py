@@ -59,8 +59,9 @@ def _png(figure: Figure) -> bytes:
     figure.dpi = DPI
     canvas.draw()
     rgba = np.asarray(canvas.buffer_rgba())
+    image = Image.fromarray(rgba)  # no copy; Pillow drops the alpha channel faster than a strided numpy copy
     buffer = io.BytesIO()
-    Image.fromarray(rgba[..., :3] if (rgba[..., 3] == 255).all() else rgba).save(buffer, format="png")
+    (image.convert("RGB") if (rgba[..., 3] == 255).all() else image).save(buffer, format="png")
     return buffer.getvalue()
 
 
