@@ -48,9 +48,15 @@ def test_every_figure_draws_hostile_labels_as_typed() -> None:
     assert plots.sweep_png(points, "$f$", ["\\g"], ["psnr"]).startswith(b"\x89PNG")
 
 
-def test_the_forests_row_ticks_are_drawn_as_set_yticks_draws_them() -> None:
+TICK_RC = [{}, {"ytick.direction": "in", "ytick.right": True, "ytick.color": "red", "ytick.major.size": 6,
+               "xtick.direction": "inout", "xtick.top": True, "xtick.minor.size": 3, "xtick.minor.width": 1.5}]
+
+
+@pytest.mark.parametrize("rc", TICK_RC)
+def test_the_forests_row_ticks_are_drawn_as_set_yticks_draws_them(rc: dict) -> None:
     """The forest plot draws its many row ticks as one line of markers and plain texts (a Tick per row is
-    slow): the picture and tight_layout's margins must be those of set_yticks, pixel for pixel."""
+    slow): the picture and tight_layout's margins must be those of set_yticks, pixel for pixel, under the
+    default rcParams and others (ticks inward, on both sides, coloured, longer)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -72,7 +78,7 @@ def test_the_forests_row_ticks_are_drawn_as_set_yticks_draws_them() -> None:
         figure.canvas.draw()
         return np.asarray(figure.canvas.buffer_rgba()).copy()
 
-    with matplotlib.rc_context(plots.PLAIN_TEXT):
+    with matplotlib.rc_context({**plots.PLAIN_TEXT, **rc}):
         assert np.array_equal(drawn(True), drawn(False))
 
 
@@ -130,11 +136,14 @@ def test_the_distributions_boxes_are_drawn_as_boxplot_draws_them(kind: str) -> N
                                                           medianprops={"color": "black"})))
 
 
+@pytest.mark.parametrize("rc", TICK_RC)
 @pytest.mark.parametrize("scale, limits", [("log", (6e-4, 8.0)), ("log", (0.3, 3.0)), ("log", (2e-6, 40.0)),
                                            ("symlog", (-0.5, 800.0)), ("symlog", (-0.5, 1.6e4))])
-def test_a_cost_axis_draws_its_minor_ticks_as_matplotlib_does(scale: str, limits: tuple[float, float]) -> None:
+def test_a_cost_axis_draws_its_minor_ticks_as_matplotlib_does(scale: str, limits: tuple[float, float], rc: dict
+                                                               ) -> None:
     """The cost figure's log axes draw their minor ticks as one line of markers (a Tick each was a third of
-    the figure's time), placed after the layout as the axis places them: the picture must be the axis's."""
+    the figure's time), placed after the layout as the axis places them: the picture must be the axis's,
+    under the default rcParams and others."""
     def axis(axes) -> None:
         axes.set_xscale(scale, **({"linthresh": 1.0} if scale == "symlog" else {}))
         axes.set_xlim(*limits)
@@ -150,8 +159,20 @@ def test_a_cost_axis_draws_its_minor_ticks_as_matplotlib_does(scale: str, limits
         minor["locator"] = axes.xaxis.get_minor_locator()
         axes.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
 
-    drawn = _pixels(own, after_layout=lambda axes: plots._minor_tick_marks(axes, minor["locator"]))
-    assert np.array_equal(drawn, _pixels(axis))
+    with matplotlib.rc_context(rc):
+        drawn = _pixels(own, after_layout=lambda axes: plots._minor_tick_marks(axes, minor["locator"]))
+        assert np.array_equal(drawn, _pixels(axis))
+
+
+@pytest.mark.parametrize("minor, replaced", [(2.0, True), (5.0, False)])
+def test_the_cost_figure_keeps_the_axis_minor_ticks_where_they_are_longer_than_its_major_ones(
+        minor: float, replaced: bool) -> None:
+    """Minor ticks drawn as markers are not laid out: the spines' extent covers them only when the major
+    ticks are as long, so with longer minor ticks (an rcParams choice) the axes keep their own."""
+    with matplotlib.rc_context({"xtick.minor.size": minor}):
+        figure, _ = plots.cost_figure(cost_summary(["a", "b"], [0.01, 1.0], [1, 100]), ["psnr"])
+    locators = [axes.xaxis.get_minor_locator() for axes in figure.axes]
+    assert all(isinstance(locator, matplotlib.ticker.NullLocator) == replaced for locator in locators)
 
 
 def test_the_page_escapes_user_text_in_content_and_attributes() -> None:

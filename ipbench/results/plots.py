@@ -21,7 +21,7 @@ from matplotlib import cbook
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.lines import TICKDOWN, TICKLEFT
+from matplotlib.axis import Tick
 from matplotlib.ticker import FuncFormatter, Locator, MaxNLocator, NullFormatter, NullLocator
 from PIL import Image
 
@@ -226,7 +226,9 @@ def cost_figure(summary: pd.DataFrame, metrics: Sequence[str]) -> tuple[Figure, 
             axes.grid(alpha=0.3)
             if r == 0 and c == 0:
                 axes.legend(fontsize=8, loc="best")
-    minor = [(axes, axes.xaxis.get_minor_locator()) for axes in figure.axes]
+    rc = matplotlib.rcParams  # minor ticks longer than the major ones would widen the spines' extent
+    minor = [(axes, axes.xaxis.get_minor_locator()) for axes in figure.axes
+             if rc["xtick.minor.size"] <= rc["xtick.major.size"]]
     for axes, _ in minor:
         axes.xaxis.set_minor_locator(NullLocator())  # drawn below as markers, not as a Tick each
     figure.tight_layout()  # fixes the layout and, through the tick labels it measures, the limits
@@ -238,12 +240,12 @@ def cost_figure(summary: pd.DataFrame, metrics: Sequence[str]) -> tuple[Figure, 
 
 
 def _minor_tick_marks(axes: Axes, locator: Locator) -> None:
-    """The x axis's minor ticks as one line of tick markers: a log axis has dozens, and a Tick (five artists)
-    each was a third of a cost figure's time. Drawn where the axis would draw them once laid out (`locator`'s
-    positions, which depend on the axes' size, less those on a major tick and those outside the view: the
-    tolerances of Axis.get_minorticklocs and Axis._update_ticks), with rcParams' size, width and colour. With
-    no minor Tick the layout is the same: the spine's extent takes the longer major ticks."""
-    axis, rc = axes.xaxis, matplotlib.rcParams
+    """The x axis's minor ticks, marked like a minor tick of the axis: a log axis has dozens, and a Tick
+    each was a third of a cost figure's time. Drawn where the axis would draw them once laid out
+    (`locator`'s positions, which depend on the axes' size, less those on a major tick and those outside the
+    view: the tolerances of Axis.get_minorticklocs and Axis._update_ticks). With no minor Tick the layout is
+    the same: the spine's extent takes the longer major ticks."""
+    axis = axes.xaxis
     locs = np.asarray(locator(), dtype=float)  # the locator is still bound to the axis
     scale = axis.get_transform()
     low, high = sorted(scale.transform(axis.get_view_interval()))
@@ -252,9 +254,7 @@ def _minor_tick_marks(axes: Axes, locator: Locator) -> None:
                           atol=(high - low) * 1e-5, rtol=0).any(axis=1)
     slack = (high - low) * 1e-10
     shown = locs[~on_major & (at >= low - slack) & (at <= high + slack)]
-    axes.plot(shown, np.zeros(len(shown)), ls="none", marker=TICKDOWN, ms=rc["xtick.minor.size"],
-              mew=rc["xtick.minor.width"], color=rc["xtick.color"], transform=axes.get_xaxis_transform(),
-              clip_on=False, scalex=False, scaley=False)[0].set_in_layout(False)
+    _marks_like(axes, axis.get_minor_ticks(1)[0], True, shown)
 
 
 @plain_text
@@ -321,21 +321,42 @@ def sweep_png(points: pd.DataFrame, field: str, line_fields: Sequence[str], metr
     return _png(figure)
 
 
+def _marks_like(axes: Axes, tick: Tick, x: bool, positions: np.ndarray) -> None:
+    """Tick marks like `tick`'s (a tick the axis made: an x tick where `x`, else a y tick) at `positions`
+    (data coordinates along the axis), as one line of markers per side instead of a Tick of five artists
+    each, which at a hundred ticks is most of a figure's time. Markers, size, width, colour and sides are
+    read from `tick`, so they draw as the axis's under any rcParams; drawn just above the axes' axis objects
+    and below the data, where the axis draws its ticks. Not laid out: the axis's spine covers the ticks'
+    length for tight_layout as long as the axis has a tick of its own as long or longer."""
+    transform = axes.get_xaxis_transform() if x else axes.get_yaxis_transform()
+    zorder = (axes.xaxis if x else axes.yaxis).get_zorder() + 1e-3
+    for line, side in ((tick.tick1line, 0.0), (tick.tick2line, 1.0)):
+        if line.get_visible() and len(positions):
+            across = np.full(len(positions), side)
+            axes.plot(*((positions, across) if x else (across, positions)), ls="none", marker=line.get_marker(),
+                      ms=line.get_markersize(), mew=line.get_markeredgewidth(), color=line.get_color(),
+                      mec=line.get_markeredgecolor(), zorder=zorder, transform=transform,
+                      clip_on=False, scalex=False, scaley=False)[0].set_in_layout(False)
+
+
+def _labels_like(axes: Axes, tick: Tick, x: bool, positions: np.ndarray, labels: Sequence[str]) -> None:
+    """`labels` at `positions` as `tick`'s label is drawn (its font, colour, alignment, rotation and its
+    offset from the axis, which its transform holds), one text each."""
+    label = tick.label1
+    for at, text in zip(positions, labels):
+        axes.text(*((at, 0.0) if x else (0.0, at)), text, transform=label.get_transform(),
+                  va=label.get_verticalalignment(), ha=label.get_horizontalalignment(),
+                  rotation=label.get_rotation(), fontproperties=label.get_fontproperties(), color=label.get_color())
+
+
 def _row_ticks(axes: Axes, rows: int, labels: Sequence[str]) -> None:
-    """Tick marks at y = 0 .. rows - 1 on the left spine and `labels` beside them, as set_yticks draws them
-    (size, width, pad and colour from rcParams), but one real tick only: set_yticks makes a Tick of five
-    artists per row, which at a hundred rows is most of a figure's time. The others are one line of tick
-    markers and a text per label; the real tick at row 0 keeps the spine's extent, which tight_layout reads,
-    as set_yticks leaves it."""
-    rc = matplotlib.rcParams
-    axes.set_yticks([0], [""])
-    axes.plot(np.zeros(rows - 1), np.arange(1, rows), ls="none", marker=TICKLEFT, ms=rc["ytick.major.size"],
-              mew=rc["ytick.major.width"], color=rc["ytick.color"], transform=axes.get_yaxis_transform(),
-              clip_on=False, scalex=False, scaley=False)[0].set_in_layout(False)  # laid out as the spine's
-    transform, va, ha = axes.get_yaxis_text1_transform(rc["ytick.major.size"] + rc["ytick.major.pad"])
-    color = rc["ytick.color"] if rc["ytick.labelcolor"] == "inherit" else rc["ytick.labelcolor"]
-    for row, label in enumerate(labels):
-        axes.text(0.0, row, label, transform=transform, va=va, ha=ha, fontsize=8, color=color)
+    """What set_yticks(range(rows), labels or [""] * rows, fontsize=8) draws, with one real tick: row 0's,
+    unlabelled (it keeps the spine's extent that tight_layout reads); the other marks and every label are
+    drawn like it."""
+    axes.set_yticks([0], [""], fontsize=8)
+    tick = axes.yaxis.get_major_ticks()[0]
+    _marks_like(axes, tick, False, np.arange(1.0, rows))
+    _labels_like(axes, tick, False, np.arange(float(len(labels))), labels)
 
 
 @plain_text
