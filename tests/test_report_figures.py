@@ -113,6 +113,28 @@ def _pixels(draw, after_layout=None) -> np.ndarray:
         return np.asarray(figure.canvas.buffer_rgba()).copy()
 
 
+@pytest.mark.parametrize("rc", TICK_RC)
+@pytest.mark.parametrize("named", [True, False])
+def test_the_distributions_solver_ticks_are_drawn_as_set_xticks_draws_them(rc: dict, named: bool) -> None:
+    """The per-image distribution draws its solver ticks like one real tick (a Tick each is slow): rotated
+    names under the bottom panel, bare marks above it, pixel for pixel as set_xticks draws them."""
+    names = ["dps", "a much longer solver name", "$x$", "score-ald-ddpm", ""] if named else [""] * 5
+    text = {"rotation": 35, "ha": "right", "fontsize": 8} if named else {"rotation": 0, "ha": "center", "fontsize": 8}
+
+    def drawn(own: bool) -> np.ndarray:
+        def draw(axes) -> None:
+            axes.plot([1.0, 5.0], [0.0, 1.0], "o")
+            if own:
+                plots._column_ticks(axes, names, **text)
+            else:
+                axes.set_xticks(range(1, len(names) + 1), names, **text)
+            axes.set_xlim(0.4, len(names) + 0.6)
+        return _pixels(draw)
+
+    with matplotlib.rc_context(rc):
+        assert np.array_equal(drawn(True), drawn(False))
+
+
 @pytest.mark.parametrize("kind", ["normal", "skewed", "two", "one", "constant"])
 def test_the_distributions_boxes_are_drawn_as_boxplot_draws_them(kind: str) -> None:
     """The per-image distribution draws its boxes as four lines per panel (boxplot makes six artists a box):

@@ -85,8 +85,8 @@ def distribution_png(per_image: pd.DataFrame, solvers: Sequence[str], metrics: S
             axes.plot(np.concatenate(x), np.concatenate([values[i] for i in shown]), "o", ms=2.5, alpha=0.55,
                       color="#1f77b4")  # one artist for every point of the panel
         last = k == len(metrics) - 1  # solver names under the bottom panel only
-        axes.set_xticks(range(1, len(solvers) + 1), list(solvers) if last else [""] * len(solvers),
-                        rotation=35 if last else 0, ha="right" if last else "center", fontsize=8)
+        _column_ticks(axes, list(solvers) if last else [""] * len(solvers), rotation=35 if last else 0,
+                      ha="right" if last else "center", fontsize=8)
         axes.set_xlim(0.4, len(solvers) + 0.6)
         axes.set_ylabel(_arrow(metric))
         axes.grid(axis="y", alpha=0.3)
@@ -344,9 +344,21 @@ def _labels_like(axes: Axes, tick: Tick, x: bool, positions: np.ndarray, labels:
     offset from the axis, which its transform holds), one text each."""
     label = tick.label1
     for at, text in zip(positions, labels):
+        if not text:
+            continue  # an empty label draws nothing and takes no room
         axes.text(*((at, 0.0) if x else (0.0, at)), text, transform=label.get_transform(),
                   va=label.get_verticalalignment(), ha=label.get_horizontalalignment(),
                   rotation=label.get_rotation(), fontproperties=label.get_fontproperties(), color=label.get_color())
+
+
+def _column_ticks(axes: Axes, labels: Sequence[str], **label: object) -> None:
+    """What set_xticks(range(1, len(labels) + 1), labels, **label) draws, with one real tick (the first);
+    the other marks and labels are drawn like it."""
+    axes.set_xticks([1] if labels else [], labels[:1], **label)
+    if len(labels) > 1:
+        tick = axes.xaxis.get_major_ticks()[0]
+        _marks_like(axes, tick, True, np.arange(2.0, len(labels) + 1))
+        _labels_like(axes, tick, True, np.arange(2.0, len(labels) + 1), labels[1:])
 
 
 def _row_ticks(axes: Axes, rows: int, labels: Sequence[str]) -> None:
