@@ -74,8 +74,9 @@ def test_report_shows_tables_distributions_costs_pairs_sweeps_and_grids(small_ru
     deblur = {line["solver"]: line for line in context["sections"][1]["table"]["lines"]}["masks-only"]
     assert [c["text"] for c in deblur["cells"]] == ["n/a"] * 3 and deblur["skipped"] == 8 and deblur["n"] == 0
     assert "needs a mask" in deblur["reason"]
-    for key in ("distribution", "cost", "forest"):
+    for key in ("distribution", "cost"):
         assert section[key].startswith("data:image/png;base64,")
+    assert section["forest"].startswith("data:image/svg+xml;base64,")
     pairs = [line["pair"] for line in section["comparisons"]]
     assert pairs == ["hole-fill-1 − tweedie", "hole-fill-3 − tweedie", "nan-on-second − tweedie", "masks-only − tweedie"]
     assert "masks-only − tweedie" not in [line["pair"] for line in context["sections"][1]["comparisons"]]

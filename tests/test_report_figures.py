@@ -3,6 +3,8 @@ user text drawn as typed, readable cost axes, point labels inside their axes, mu
 largest / smallest images, and the bounded resamples of the paired statistics."""
 from __future__ import annotations
 
+from xml.etree import ElementTree
+
 import matplotlib
 import matplotlib.ticker
 import numpy as np
@@ -42,7 +44,10 @@ def test_every_figure_draws_hostile_labels_as_typed() -> None:
     assert plots.distribution_png(per_image, HOSTILE, ["psnr"]).startswith(b"\x89PNG")
     comparisons = pd.DataFrame({"solver": HOSTILE[1:], "baseline": HOSTILE[0], "metric": "psnr",
                                 "mean": 0.5, "low": 0.1, "high": 0.9, "significant": True})
-    assert plots.forest_png(comparisons, ["psnr"]).startswith(b"\x89PNG")
+    forest = plots.forest_svg(comparisons, ["psnr"])
+    root = ElementTree.fromstring(forest)  # well-formed: no label can close a comment or open a tag
+    assert root.tag.endswith("svg") and b"<script" not in forest and b"<text" not in forest  # glyphs as paths
+    assert forest == plots.forest_svg(comparisons, ["psnr"])  # the same figure, the same bytes
     points = pd.DataFrame({"operator": "$op$", "$f$": HOSTILE, "\\g": ["$", "$x$"] * (n // 2), "psnr": 1.0,
                            "psnr_se": 0.1})
     assert plots.sweep_png(points, "$f$", ["\\g"], ["psnr"]).startswith(b"\x89PNG")

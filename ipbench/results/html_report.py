@@ -49,8 +49,8 @@ EXTREMES = 3  # images shown per side (largest and smallest paired difference) a
 THUMBNAIL = 128  # longest side of an embedded image; smaller ones are enlarged by the browser, pixelated
 
 
-def _data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+def _data_uri(data: bytes, mime: str = "image/png") -> str:
+    return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
 
 
 def _image_uri(path: Path) -> str | None:
@@ -319,7 +319,7 @@ def build_report(paths: Sequence[str | Path], baseline: str | None = None, resam
             "cost": _data_uri(cost_figure),
             "fronts": [{"metric": METRICS[m].label, "cost": plots.COSTS[c], "solvers": ", ".join(s)}
                        for (m, c), s in fronts.items()],
-            "forest": _data_uri(plots.forest_png(paired, metrics)) if len(paired) else None,
+            "forest": _data_uri(plots.forest_svg(paired, metrics), "image/svg+xml") if len(paired) else None,
             "comparisons": _comparison_lines(paired, metrics),
             "extremes": _extremes(runs, differences, operator, reference, metrics[0]),
         })
