@@ -300,11 +300,13 @@ def _tiny_run(folder: Path) -> Path:
 @pytest.mark.parametrize("command, expected, not_loaded", [
     ("status", "total: 1/2 rows", ("torch", "deepinv", "lpips", "pandas", "scipy", "matplotlib", "jinja2")),
     ("table", "| tweedie |", ("torch", "deepinv", "lpips", "scipy", "matplotlib", "jinja2")),
+    ("report", "wrote ", ("torch", "deepinv", "lpips", "scipy.stats")),
 ])
 def test_light_commands_do_not_import_torch(tmp_path: Path, command: str, expected: str,
                                             not_loaded: tuple[str, ...]) -> None:
-    """`bench status` and `bench table` read JSON files (and pandas for the table): no torch nor deepinv, which
-    take seconds to import (docs/architecture.md)."""
+    """`bench status` and `bench table` read JSON files (and pandas for the table), `bench report` them and
+    the run's PNGs: no torch nor deepinv, which take seconds to import (docs/architecture.md), and the report
+    no scipy.stats (half a second) where no pair has more than 300 images that differ."""
     import subprocess
     import sys
 

@@ -80,6 +80,27 @@ def test_wilcoxon_p_is_scipys_exact_p_without_ties_and_its_approximation_past_th
     assert wilcoxon_p(with_zeros) == wilcoxon_p(d)
 
 
+def test_average_ranks_are_scipys_rankdata_with_ties():
+    from ipbench.results.paired_stats import average_ranks
+
+    rng = np.random.default_rng(5)
+    for n in (1, 2, 7, 48, 301):
+        for values in (rng.normal(size=n), rng.integers(0, 4, n).astype(float), np.full(n, 0.5)):
+            assert np.array_equal(average_ranks(values), stats.rankdata(values))
+
+
+def test_wilcoxon_p_does_not_depend_on_the_order_of_the_differences():
+    """The null distribution is computed once per set of ranks (sorted) where its values are exact: every
+    order of the same differences must give the same p, to the bit, below and above that size."""
+    rng = np.random.default_rng(6)
+    for n in (12, 53, 54, 120):
+        d = np.r_[rng.normal(0.3, 1.0, n - 4), [0.5, -0.5, 0.5, 0.0]]  # ties and a zero
+        first = wilcoxon_p(d)
+        assert all(wilcoxon_p(rng.permutation(d)) == first for _ in range(5)), n
+        if n == 12:
+            assert first == pytest.approx(every_sign_flip_p(d), abs=1e-12)
+
+
 def test_the_two_measured_cases_of_the_module_docstrings():
     """39 zeros and a one (two solvers equal on all images but one): scipy.stats.wilcoxon's default counts
     the zeros towards its n > 13 cutoff and takes the normal approximation, p = 0.317; the exact p on the
@@ -234,6 +255,32 @@ def test_rows_pair_on_operator_image_and_seed_not_on_position():
         .drop_duplicates(["solver", "operator", "image", "seed"], keep="first")
     pd.testing.assert_frame_equal(paired_comparisons(rows, "dps", resamples=2000),
                                   paired_comparisons(shuffled, "dps", resamples=2000))
+
+
+def test_pairing_every_metric_at_once_gives_each_lines_own_per_image_means():
+    """image_differences_by_metric groups all lines at once and cuts the result: each line must be what
+    grouping that line's rows alone gives, in first-pairing order, with a missing value left out."""
+    from ipbench.results.paired import image_differences_by_metric
+
+    rows = three_solvers().sample(frac=1.0, random_state=3).reset_index(drop=True)
+    rows.loc[(rows.solver == "level") & (rows.image == "img2") & (rows.operator == "deblur"), "ssim"] = math.nan
+    found = image_differences_by_metric(rows, "dps", ["psnr", "ssim"])
+    ok = rows[rows.status == "ok"]
+    base = ok[ok.solver == "dps"].set_index(["operator", "image", "seed"])
+    for metric in ("psnr", "ssim"):
+        expected = {}
+        for _, r in ok[ok.solver != "dps"].iterrows():
+            key = (r.solver, r.operator)
+            if (r.operator, r.image, r.seed) in base.index and not math.isnan(r[metric]):
+                expected.setdefault(key, {}).setdefault(r.image, []).append(
+                    r[metric] - base.loc[(r.operator, r.image, r.seed), metric])
+        assert list(found[metric]) == list(expected)
+        for key, images in expected.items():
+            line = found[metric][key]
+            assert list(line.index) == sorted(images)
+            assert line.to_numpy() == pytest.approx([np.mean(images[i]) for i in sorted(images)], abs=1e-12)
+    assert "img2" not in found["ssim"][("level", "deblur")].index
+    assert "img2" in found["psnr"][("level", "deblur")].index
 
 
 def test_significance_and_the_better_side_follow_each_metrics_direction():

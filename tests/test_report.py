@@ -74,8 +74,9 @@ def test_report_shows_tables_distributions_costs_pairs_sweeps_and_grids(small_ru
     deblur = {line["solver"]: line for line in context["sections"][1]["table"]["lines"]}["masks-only"]
     assert [c["text"] for c in deblur["cells"]] == ["n/a"] * 3 and deblur["skipped"] == 8 and deblur["n"] == 0
     assert "needs a mask" in deblur["reason"]
-    for key in ("distribution", "cost", "forest"):
+    for key in ("distribution", "cost"):
         assert section[key].startswith("data:image/png;base64,")
+    assert section["forest"].startswith("data:image/svg+xml;base64,")
     pairs = [line["pair"] for line in section["comparisons"]]
     assert pairs == ["hole-fill-1 − tweedie", "hole-fill-3 − tweedie", "nan-on-second − tweedie", "masks-only − tweedie"]
     assert "masks-only − tweedie" not in [line["pair"] for line in context["sections"][1]["comparisons"]]
@@ -255,3 +256,31 @@ def test_the_best_of_a_column_is_bold_only_where_the_paired_rule_separates_it_fr
     assert bold(rows(100, {"top": 2.0, "near": 0.0, "low": -1.0})) == ([], "")
     assert bold(rows(4, {"top": 5.0, "low": -1.0})) == (
         [], "too few images (n = 4; the signed-rank test needs n >= 6 to reach p < 0.05)")
+
+
+@pytest.mark.parametrize("baseline", [None, "e", "b"])
+def test_the_best_of_a_column_reuses_the_pages_paired_lines_to_the_same_table(baseline: str | None) -> None:
+    """_table takes the lines it needs against a column's best from the page's own paired comparisons
+    (the same computation) and computes only the others: the table, its marks and its note must be those
+    it computes alone, whether the known lines have the best as baseline (every pair; --baseline e) or not."""
+    from ipbench.results.html_report import _table
+    from ipbench.results.paired_stats import paired_comparisons
+    from ipbench.results.table import summarize
+
+    rng = np.random.default_rng(1)
+    effects = {"e": 3.0, "a": 0.0, "b": 1.5, "c": -0.5, "d": 1.4}  # e best, and first
+    records = []
+    for i in range(12):
+        base, near = 20.0 + rng.normal(0, 3), 0.14 + rng.normal(0, 0.01)
+        for s in (0, 1):
+            lpips = {solver: 0.2 - effect / 100 + rng.normal(0, 0.01) for solver, effect in effects.items()}
+            lpips["e"], lpips["d"] = near, near + (0.002 if i % 2 else -0.001)  # d as good as e
+            records += [dict(solver=solver, operator="op", image=f"i{i}", seed=s, status="ok", seconds=0.1, nfe=1,
+                             error="", psnr=base + effect + rng.normal(0, 0.4), lpips=lpips[solver])
+                        for solver, effect in effects.items()]
+    rows = pd.DataFrame.from_records(records)
+    known = paired_comparisons(rows, baseline, ["psnr", "lpips"], resamples=RESAMPLES)
+    alone = _table(summarize(rows), ["psnr", "lpips"], rows, RESAMPLES)
+    assert _table(summarize(rows), ["psnr", "lpips"], rows, RESAMPLES, known) == alone
+    assert [line["solver"] for line in alone["lines"] if line["cells"][0]["best"]] == ["e"]  # PSNR
+    assert not any(line["cells"][1]["best"] for line in alone["lines"])  # LPIPS: d as good as e

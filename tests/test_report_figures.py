@@ -3,6 +3,10 @@ user text drawn as typed, readable cost axes, point labels inside their axes, mu
 largest / smallest images, and the bounded resamples of the paired statistics."""
 from __future__ import annotations
 
+from xml.etree import ElementTree
+
+import matplotlib
+import matplotlib.ticker
 import numpy as np
 import pandas as pd
 import pytest
@@ -40,10 +44,162 @@ def test_every_figure_draws_hostile_labels_as_typed() -> None:
     assert plots.distribution_png(per_image, HOSTILE, ["psnr"]).startswith(b"\x89PNG")
     comparisons = pd.DataFrame({"solver": HOSTILE[1:], "baseline": HOSTILE[0], "metric": "psnr",
                                 "mean": 0.5, "low": 0.1, "high": 0.9, "significant": True})
-    assert plots.forest_png(comparisons, ["psnr"]).startswith(b"\x89PNG")
+    forest = plots.forest_svg(comparisons, ["psnr"])
+    root = ElementTree.fromstring(forest)  # well-formed: no label can close a comment or open a tag
+    assert root.tag.endswith("svg") and b"<script" not in forest and b"<text" not in forest  # glyphs as paths
+    assert forest == plots.forest_svg(comparisons, ["psnr"])  # the same figure, the same bytes
     points = pd.DataFrame({"operator": "$op$", "$f$": HOSTILE, "\\g": ["$", "$x$"] * (n // 2), "psnr": 1.0,
                            "psnr_se": 0.1})
     assert plots.sweep_png(points, "$f$", ["\\g"], ["psnr"]).startswith(b"\x89PNG")
+
+
+TICK_RC = [{}, {"ytick.direction": "in", "ytick.right": True, "ytick.color": "red", "ytick.major.size": 6,
+               "xtick.direction": "inout", "xtick.top": True, "xtick.minor.size": 3, "xtick.minor.width": 1.5}]
+
+
+@pytest.mark.parametrize("rc", TICK_RC)
+def test_the_forests_row_ticks_are_drawn_as_set_yticks_draws_them(rc: dict) -> None:
+    """The forest plot draws its many row ticks as one line of markers and plain texts (a Tick per row is
+    slow): the picture and tight_layout's margins must be those of set_yticks, pixel for pixel, under the
+    default rcParams and others (ticks inward, on both sides, coloured, longer)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    labels = ["a − b", "a long pair − of solvers", "$x$ − c"]
+
+    def drawn(own: bool) -> np.ndarray:
+        figure = Figure(figsize=(6.0, 2.0))
+        FigureCanvasAgg(figure)
+        for k in range(2):
+            axes = figure.add_subplot(1, 2, k + 1)
+            axes.plot([0.0, 1.0], [0.0, 2.0])
+            shown = labels if k == 0 else []
+            if own:
+                plots._row_ticks(axes, len(labels), shown)
+            else:
+                axes.set_yticks(range(len(labels)), shown or [""] * len(labels), fontsize=8)
+            axes.set_ylim(len(labels) - 0.5, -0.5)
+        figure.tight_layout()
+        figure.canvas.draw()
+        return np.asarray(figure.canvas.buffer_rgba()).copy()
+
+    with matplotlib.rc_context({**plots.PLAIN_TEXT, **rc}):
+        assert np.array_equal(drawn(True), drawn(False))
+
+
+def test_a_figure_laid_out_by_tight_layout_is_drawn_once_when_saved(monkeypatch: pytest.MonkeyPatch) -> None:
+    """tight_layout leaves a placeholder layout engine, for which savefig draws the figure twice (once with
+    drawing disabled); the report's figures are saved with one draw."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(3.0, 2.0))
+    figure.add_subplot(1, 1, 1).plot([0.0, 1.0], [1.0, 0.0])
+    figure.tight_layout()
+    draws, draw = [], Figure.draw
+    monkeypatch.setattr(Figure, "draw", lambda self, renderer: (draws.append(renderer), draw(self, renderer))[1])
+    assert plots._png(figure).startswith(b"\x89PNG")
+    assert len(draws) == 1
+
+
+def _pixels(draw, after_layout=None) -> np.ndarray:
+    """The RGBA pixels of a one-panel figure: `draw(axes)`, tight_layout, then `after_layout(axes)`."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    with matplotlib.rc_context(plots.PLAIN_TEXT):
+        figure = Figure(figsize=(6.0, 3.0))
+        FigureCanvasAgg(figure)
+        axes = figure.add_subplot(1, 1, 1)
+        draw(axes)
+        figure.tight_layout()
+        if after_layout is not None:
+            after_layout(axes)
+        figure.canvas.draw()
+        return np.asarray(figure.canvas.buffer_rgba()).copy()
+
+
+@pytest.mark.parametrize("rc", TICK_RC)
+@pytest.mark.parametrize("named", [True, False])
+def test_the_distributions_solver_ticks_are_drawn_as_set_xticks_draws_them(rc: dict, named: bool) -> None:
+    """The per-image distribution draws its solver ticks like one real tick (a Tick each is slow): rotated
+    names under the bottom panel, bare marks above it, pixel for pixel as set_xticks draws them."""
+    names = ["dps", "a much longer solver name", "$x$", "score-ald-ddpm", ""] if named else [""] * 5
+    text = {"rotation": 35, "ha": "right", "fontsize": 8} if named else {"rotation": 0, "ha": "center", "fontsize": 8}
+
+    def drawn(own: bool) -> np.ndarray:
+        def draw(axes) -> None:
+            axes.plot([1.0, 5.0], [0.0, 1.0], "o")
+            if own:
+                plots._column_ticks(axes, names, **text)
+            else:
+                axes.set_xticks(range(1, len(names) + 1), names, **text)
+            axes.set_xlim(0.4, len(names) + 0.6)
+        return _pixels(draw)
+
+    with matplotlib.rc_context(rc):
+        assert np.array_equal(drawn(True), drawn(False))
+
+
+@pytest.mark.parametrize("kind", ["normal", "skewed", "two", "one", "constant"])
+def test_the_distributions_boxes_are_drawn_as_boxplot_draws_them(kind: str) -> None:
+    """The per-image distribution draws its boxes as four lines per panel (boxplot makes six artists a box):
+    the picture must be boxplot's, pixel for pixel."""
+    rng = np.random.default_rng(1)
+    values = {"normal": [rng.normal(20, 3, 48) for _ in range(5)],
+              "skewed": [rng.lognormal(0, 1, 40), rng.exponential(1, 7), rng.normal(0, 1, 100)],
+              "two": [np.array([1.0, 2.0]), np.array([0.5, 3.0, 3.5])], "one": [np.array([1.0]), np.array([2.0])],
+              "constant": [np.full(5, 2.0), np.array([1.0, 1.0, 1.0, 5.0])]}[kind]
+    positions = [1 + 2 * i for i in range(len(values))]
+
+    def drawn(boxes) -> np.ndarray:
+        def draw(axes) -> None:
+            boxes(axes)
+            axes.set_xticks(positions, [str(p) for p in positions])  # boxplot sets ticks of its own
+            axes.set_xlim(0, 2 * len(values))
+        return _pixels(draw)
+
+    assert np.array_equal(drawn(lambda axes: plots._boxes(axes, values, positions, width=0.6)),
+                          drawn(lambda axes: axes.boxplot(values, positions=positions, widths=0.6, showfliers=False,
+                                                          medianprops={"color": "black"})))
+
+
+@pytest.mark.parametrize("rc", TICK_RC)
+@pytest.mark.parametrize("scale, limits", [("log", (6e-4, 8.0)), ("log", (0.3, 3.0)), ("log", (2e-6, 40.0)),
+                                           ("symlog", (-0.5, 800.0)), ("symlog", (-0.5, 1.6e4))])
+def test_a_cost_axis_draws_its_minor_ticks_as_matplotlib_does(scale: str, limits: tuple[float, float], rc: dict
+                                                               ) -> None:
+    """The cost figure's log axes draw their minor ticks as one line of markers (a Tick each was a third of
+    the figure's time), placed after the layout as the axis places them: the picture must be the axis's,
+    under the default rcParams and others."""
+    def axis(axes) -> None:
+        axes.set_xscale(scale, **({"linthresh": 1.0} if scale == "symlog" else {}))
+        axes.set_xlim(*limits)
+        ticks, _ = plots.log_ticks(list(limits), with_zero=scale == "symlog")
+        axes.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        axes.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        axes.plot(limits, [0, 1], "o")
+
+    minor = {}
+
+    def own(axes) -> None:
+        axis(axes)
+        minor["locator"] = axes.xaxis.get_minor_locator()
+        axes.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+
+    with matplotlib.rc_context(rc):
+        drawn = _pixels(own, after_layout=lambda axes: plots._minor_tick_marks(axes, minor["locator"]))
+        assert np.array_equal(drawn, _pixels(axis))
+
+
+@pytest.mark.parametrize("minor, replaced", [(2.0, True), (5.0, False)])
+def test_the_cost_figure_keeps_the_axis_minor_ticks_where_they_are_longer_than_its_major_ones(
+        minor: float, replaced: bool) -> None:
+    """Minor ticks drawn as markers are not laid out: the spines' extent covers them only when the major
+    ticks are as long, so with longer minor ticks (an rcParams choice) the axes keep their own."""
+    with matplotlib.rc_context({"xtick.minor.size": minor}):
+        figure, _ = plots.cost_figure(cost_summary(["a", "b"], [0.01, 1.0], [1, 100]), ["psnr"])
+    locators = [axes.xaxis.get_minor_locator() for axes in figure.axes]
+    assert all(isinstance(locator, matplotlib.ticker.NullLocator) == replaced for locator in locators)
 
 
 def test_the_page_escapes_user_text_in_content_and_attributes() -> None:

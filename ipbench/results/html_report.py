@@ -49,8 +49,8 @@ EXTREMES = 3  # images shown per side (largest and smallest paired difference) a
 THUMBNAIL = 128  # longest side of an embedded image; smaller ones are enlarged by the browser, pixelated
 
 
-def _data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+def _data_uri(data: bytes, mime: str = "image/png") -> str:
+    return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
 
 
 def _image_uri(path: Path) -> str | None:
@@ -66,13 +66,15 @@ def _image_uri(path: Path) -> str | None:
     return _data_uri(buffer.getvalue())
 
 
-def _table(summary: pd.DataFrame, metrics: Sequence[str], rows: pd.DataFrame, resamples: int) -> dict[str, Any]:
+def _table(summary: pd.DataFrame, metrics: Sequence[str], rows: pd.DataFrame, resamples: int,
+           known: pd.DataFrame | None = None) -> dict[str, Any]:
     """One operator's table: a line per solver with mean ± std per metric (rounded where the mean's standard
-    error ends), the best mean of each column marked where it is clearly the best (_clear_best), n, failed and
-    skipped counts, s / image and NFE; `note`: why no mark could be given, where that is too few images."""
+    error ends), the best mean of each column marked where it is clearly the best (_clear_best, which reuses
+    the lines of `known` it needs), n, failed and skipped counts, s / image and NFE; `note`: why no mark could
+    be given, where that is too few images."""
     best, notes = {}, []
     for metric in metrics:
-        winner, why = _clear_best(summary, rows, metric, resamples)
+        winner, why = _clear_best(summary, rows, metric, resamples, known)
         if winner is not None:
             best[metric] = winner
         if why and why not in notes:
@@ -104,11 +106,14 @@ def _fit_text(value: float) -> str:
     return "—" if value is None or math.isnan(float(value)) else f"{float(value):.3g}"
 
 
-def _clear_best(summary: pd.DataFrame, rows: pd.DataFrame, metric: str, resamples: int) -> tuple[str | None, str]:
+def _clear_best(summary: pd.DataFrame, rows: pd.DataFrame, metric: str, resamples: int,
+                known: pd.DataFrame | None = None) -> tuple[str | None, str]:
     """The solver of best mean `metric` in one operator's `summary` if it is better than every other solver
     with a value there by paired_comparisons' rule (interval without 0 and signed-rank p < 0.05, on the
     images they share in `rows`), else None (a tie for the best, one solver alone, a pair without common
-    images or one not separated); and, where a pair had too few images for the test, its too_few_text."""
+    images or one not separated); and, where a pair had too few images for the test, its too_few_text.
+    `known`: paired_comparisons of these rows with the same resamples, whose lines against the winner are
+    taken as they are (the same computation) instead of computed again."""
     means = summary.loc[summary["metric"] == metric].set_index("solver")["mean"].dropna()
     if len(means) < 2:
         return None, ""
@@ -116,11 +121,27 @@ def _clear_best(summary: pd.DataFrame, rows: pd.DataFrame, metric: str, resample
     if (means == top).sum() > 1:
         return None, ""
     winner = str(means.idxmax() if METRICS[metric].better == "higher" else means.idxmin())
-    pairs = paired_comparisons(rows[rows["solver"].isin(means.index)], winner, [metric], resamples=resamples)
+    pairs = _against(rows[rows["solver"].isin(means.index)], winner, metric, resamples, known)
     short = pairs[pairs["too_few"]]
     why = too_few_text(int(short["n"].min()), int(short.loc[short["n"].idxmin(), "nonzero"])) if len(short) else ""
     separated = set(pairs.loc[pairs["significant"] & (pairs["better"] == "baseline"), "solver"])
     return (winner if separated == set(means.index) - {winner} else None), why
+
+
+def _against(rows: pd.DataFrame, winner: str, metric: str, resamples: int, known: pd.DataFrame | None
+             ) -> pd.DataFrame:
+    """paired_comparisons(rows, winner, [metric]): the lines `known` has with `winner` as baseline (every pair
+    of a report without --baseline has each pair once, so about half of them) as they are, the others
+    computed, in paired_comparisons' order (the solvers' first rows)."""
+    reused = (known[(known["baseline"] == winner) & (known["metric"] == metric)
+                    & known["solver"].isin(set(rows["solver"]))] if known is not None else known)
+    if reused is None or reused.empty:
+        return paired_comparisons(rows, winner, [metric], resamples=resamples)
+    computed = paired_comparisons(rows[~rows["solver"].isin(set(reused["solver"]))], winner, [metric],
+                                  resamples=resamples)
+    order = {solver: i for i, solver in enumerate(dict.fromkeys(rows["solver"]))}
+    both = pd.concat([reused, computed], ignore_index=True) if len(computed) else reused.reset_index(drop=True)
+    return both.sort_values("solver", key=lambda solvers: solvers.map(order), kind="stable", ignore_index=True)
 
 
 def _per_image(rows: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
@@ -292,13 +313,13 @@ def build_report(paths: Sequence[str | Path], baseline: str | None = None, resam
         paired = comparisons[comparisons["operator"] == operator]
         sections.append({
             "operator": operator,
-            "table": _table(part, metrics, rows[rows["operator"] == operator], resamples),
+            "table": _table(part, metrics, rows[rows["operator"] == operator], resamples, paired),
             "distribution": _data_uri(plots.distribution_png(per_image[per_image["operator"] == operator],
                                                              applied, metrics)),
             "cost": _data_uri(cost_figure),
             "fronts": [{"metric": METRICS[m].label, "cost": plots.COSTS[c], "solvers": ", ".join(s)}
                        for (m, c), s in fronts.items()],
-            "forest": _data_uri(plots.forest_png(paired, metrics)) if len(paired) else None,
+            "forest": _data_uri(plots.forest_svg(paired, metrics), "image/svg+xml") if len(paired) else None,
             "comparisons": _comparison_lines(paired, metrics),
             "extremes": _extremes(runs, differences, operator, reference, metrics[0]),
         })

@@ -18,16 +18,17 @@ truth and are not independent: the differences are averaged over the seeds of ea
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats
+from scipy import special
 
 from ipbench.errors import UsageError
 from ipbench.results.metric_registry import METRICS
-from ipbench.results.paired import image_differences
+from ipbench.results.paired import image_differences_by_metric
 from ipbench.results.rounding import standard_error
 
 BOOTSTRAP_METHOD = "BCa"
@@ -70,10 +71,14 @@ def bootstrap_interval(differences: np.ndarray, confidence: float = 0.95, resamp
         return math.nan, math.nan
     if (d == d[0]).all():
         return float(d[0]), float(d[0])
-    n, rng = len(d), np.random.default_rng(seed)
+    n = len(d)
     batch = max(1, CHUNK // n)  # scipy's `batch`: one draw of all resamples whenever n x resamples fits
-    means = np.concatenate([d[rng.integers(0, n, (min(batch, resamples - k), n))].mean(axis=-1)
-                            for k in range(0, resamples, batch)])
+    if batch >= resamples:
+        means = d[_resample_indices(n, resamples, seed)].mean(axis=-1)
+    else:
+        rng = np.random.default_rng(seed)
+        means = np.concatenate([d[rng.integers(0, n, (min(batch, resamples - k), n))].mean(axis=-1)
+                                for k in range(0, resamples, batch)])
     theta = d.mean()
     z0 = special.ndtri((np.count_nonzero(means < theta) + np.count_nonzero(means <= theta)) / (2 * resamples))
     leave_one_out = (d.sum() - d) / (n - 1)
@@ -83,6 +88,16 @@ def bootstrap_interval(differences: np.ndarray, confidence: float = 0.95, resamp
     alphas = [special.ndtr(z0 + (z0 + zz) / (1 - a * (z0 + zz))) for zz in (z, -z)]
     low, high = np.quantile(means, alphas)
     return float(low), float(high)
+
+
+@functools.lru_cache(maxsize=2)
+def _resample_indices(n: int, resamples: int, seed: int) -> np.ndarray:
+    """Every resample's image indices when they fit in one chunk, drawn once: they depend on n, resamples
+    and seed alone, so a report's intervals over the same images (every pair, operator and metric) share
+    one draw instead of each drawing the same numbers again. At most CHUNK values each (32 MB)."""
+    indices = np.random.default_rng(seed).integers(0, n, (resamples, n))
+    indices.flags.writeable = False  # shared between calls
+    return indices
 
 
 def wilcoxon_p(differences: np.ndarray) -> float:
@@ -109,13 +124,46 @@ def wilcoxon_p(differences: np.ndarray) -> float:
     if len(d) == 0:
         return 1.0
     if len(d) > EXACT_LIMIT:
+        from scipy import stats  # here only: importing scipy.stats takes half a second
+
         return float(stats.wilcoxon(d, method="asymptotic").pvalue)
-    doubled = np.rint(2 * stats.rankdata(np.abs(d))).astype(np.int64)  # mean ranks are k / 2: doubled, integers
+    doubled = np.rint(2 * average_ranks(np.abs(d))).astype(np.int64)  # mean ranks are k / 2: doubled, integers
     w = int(doubled[d > 0].sum())
-    cumulative = np.cumsum(signed_rank_distribution(doubled))
+    cumulative = _null_cumulative(doubled)
     # P(W+ >= w) = P(W+ <= total - w) by the symmetry of the null: both tails summed from their small end,
     # so a small p keeps its digits (1 - P(W+ < w) would lose them)
     return float(min(1.0, 2 * min(cumulative[w], cumulative[int(doubled.sum()) - w])))
+
+
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """scipy.stats.rankdata(values): ranks 1 .. n, ties sharing their mean rank (exact halves), without the
+    import of scipy.stats that a report would otherwise pay for this alone."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])  # where each run of equal values begins
+    ends = np.r_[starts[1:], len(values)]
+    ranks = np.empty(len(values))
+    ranks[order] = np.repeat((starts + 1 + ends) / 2, ends - starts)
+    return ranks
+
+
+EXACT_SIGNS = 53  # float64's significand: P(W+ <= k) over 2^m sign flips is exact up to m = 53
+
+
+def _null_cumulative(ranks: np.ndarray) -> np.ndarray:
+    """np.cumsum(signed_rank_distribution(ranks)). Up to EXACT_SIGNS ranks every value is a count over 2^m
+    held exactly, so the order of the ranks cannot change a bit: the lines of a report whose differences
+    have the same ranks (every untied line of n images) share one computation."""
+    if len(ranks) > EXACT_SIGNS:
+        return np.cumsum(signed_rank_distribution(ranks))
+    return _cumulative_of_sorted(np.sort(ranks).tobytes())
+
+
+@functools.lru_cache(maxsize=256)
+def _cumulative_of_sorted(ranks: bytes) -> np.ndarray:
+    cumulative = np.cumsum(signed_rank_distribution(np.frombuffer(ranks, dtype=np.int64)))
+    cumulative.flags.writeable = False  # shared between calls
+    return cumulative
 
 
 def signed_rank_distribution(ranks: np.ndarray) -> np.ndarray:
@@ -185,8 +233,9 @@ def paired_comparisons(rows: pd.DataFrame, baseline: str | None = None, metrics:
     bases = [baseline] if baseline is not None else solvers[:-1]
     records = []
     for base in bases:
+        by_metric = image_differences_by_metric(rows, base, metrics)
         for k, metric in enumerate(metrics):
-            for (solver, operator), d in image_differences(rows, base, metric).items():
+            for (solver, operator), d in by_metric[metric].items():
                 if baseline is None and position[solver] < position[base]:
                     continue  # that pair is this one the other way round: it comes with `solver` as baseline
                 records.append(_line(solver, base, operator, metric, d.to_numpy(), confidence, resamples)

@@ -1,9 +1,9 @@
-"""The report's figures (matplotlib, no pyplot: each figure is its own object, drawn off-screen to PNG bytes).
+"""The report's figures (matplotlib, no pyplot: each figure is its own object, drawn off-screen to PNG or SVG bytes).
 
 - `distribution_png`: per metric, one box per solver over its images, every image a point on it;
 - `cost_png` (`cost_figure`): quality against cost (s / image, NFE), one point per solver, the Pareto front drawn;
 - `sweep_png`: a metric against a field a family of solver entries varies, a line per value of the others;
-- `forest_png`: paired differences to a baseline with their intervals.
+- `forest_svg`: paired differences to a baseline with their intervals (SVG: a figure of many labels).
 """
 from __future__ import annotations
 
@@ -17,9 +17,13 @@ from typing import Callable, Sequence, TypeVar
 import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib import cbook
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
+from matplotlib.axis import Tick
+from matplotlib.ticker import FuncFormatter, Locator, MaxNLocator, NullFormatter, NullLocator
+from PIL import Image
 
 from ipbench.results.metric_registry import METRICS
 
@@ -47,9 +51,30 @@ def plain_text(draw: Callable[..., Drawn]) -> Callable[..., Drawn]:
 
 
 def _png(figure: Figure) -> bytes:
-    FigureCanvasAgg(figure)
+    """The figure drawn once at DPI, as PNG bytes: RGB where every pixel is opaque (as the report's are: a
+    quarter less to compress and to embed than savefig's RGBA), else RGBA. Drawn by the canvas, not
+    savefig: after tight_layout a figure keeps a placeholder layout engine, and savefig draws a figure with
+    an engine once more (drawing disabled) before drawing it, which doubled the time of every figure."""
+    canvas = FigureCanvasAgg(figure)
+    figure.dpi = DPI
+    canvas.draw()
+    rgba = np.asarray(canvas.buffer_rgba())
+    image = Image.fromarray(rgba)  # no copy; Pillow drops the alpha channel faster than a strided numpy copy
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI)  # laid out by tight_layout: a second "tight" pass doubles the cost
+    (image.convert("RGB") if (rgba[..., 3] == 255).all() else image).save(buffer, format="png")
+    return buffer.getvalue()
+
+
+SVG_RC = {"svg.fonttype": "path", "svg.hashsalt": "ipbench"}  # glyphs drawn as in the PNGs; fixed ids
+
+
+def _svg(figure: Figure) -> bytes:
+    """The figure as SVG bytes: text as paths (each glyph's outline once, then reused), so it reads as the
+    PNGs do whatever fonts the reader has; fixed ids and no date, so the same figure gives the same bytes."""
+    figure.set_layout_engine(None)  # tight_layout's placeholder engine would make savefig draw twice
+    buffer = io.BytesIO()
+    with matplotlib.rc_context(SVG_RC):
+        figure.savefig(buffer, format="svg", metadata={"Date": None})
     return buffer.getvalue()
 
 
@@ -68,19 +93,47 @@ def distribution_png(per_image: pd.DataFrame, solvers: Sequence[str], metrics: S
         values = [per_image.loc[per_image["solver"] == s, metric].dropna().to_numpy() for s in solvers]
         shown = [i for i, v in enumerate(values) if len(v)]
         if shown:
-            axes.boxplot([values[i] for i in shown], positions=[i + 1 for i in shown], widths=0.6,
-                         showfliers=False, medianprops={"color": "black"})
-            for i in shown:
-                x = i + 1 + jitter.uniform(-0.18, 0.18, len(values[i]))
-                axes.plot(x, values[i], "o", ms=2.5, alpha=0.55, color="#1f77b4")
+            _boxes(axes, [values[i] for i in shown], [i + 1 for i in shown], width=0.6)
+            x = [i + 1 + jitter.uniform(-0.18, 0.18, len(values[i])) for i in shown]  # per solver, in order
+            axes.plot(np.concatenate(x), np.concatenate([values[i] for i in shown]), "o", ms=2.5, alpha=0.55,
+                      color="#1f77b4")  # one artist for every point of the panel
         last = k == len(metrics) - 1  # solver names under the bottom panel only
-        axes.set_xticks(range(1, len(solvers) + 1), list(solvers) if last else [""] * len(solvers),
-                        rotation=35 if last else 0, ha="right" if last else "center", fontsize=8)
+        _column_ticks(axes, list(solvers) if last else [""] * len(solvers), rotation=35 if last else 0,
+                      ha="right" if last else "center", fontsize=8)
         axes.set_xlim(0.4, len(solvers) + 0.6)
         axes.set_ylabel(_arrow(metric))
         axes.grid(axis="y", alpha=0.3)
     figure.tight_layout()
     return _png(figure)
+
+
+def _broken(segments: Sequence[Sequence[float]]) -> np.ndarray:
+    """Coordinates of several polylines as one, each followed by nan (a line breaks there)."""
+    return np.concatenate([np.append(np.asarray(segment, dtype=float), np.nan) for segment in segments])
+
+
+def _boxes(axes: Axes, values: Sequence[np.ndarray], positions: Sequence[float], width: float) -> None:
+    """What Axes.boxplot(values, positions=..., widths=width, showfliers=False, medianprops={"color": "black"})
+    draws, as six lines broken by nan (all boxes, lower whiskers, upper whiskers, lower caps, upper caps,
+    medians) instead of six artists per box: the statistics of cbook.boxplot_stats, and the coordinates,
+    properties (rcParams' boxplot.*), zorders and order of Axes.bxp, so that the parts of one box overlap
+    as they did (a box of one value draws them all at one point)."""
+    rc = matplotlib.rcParams
+    stats = cbook.boxplot_stats(values, whis=rc["boxplot.whiskers"])
+    half, cap = width / 2, width / 4  # bxp's caps are half as wide as its boxes
+
+    def draw(part: str, xs: list[list[float]], ys: list[list[float]], **extra: object) -> None:
+        props = {key: rc[f"boxplot.{part}props.{key}"] for key in ("color", "linewidth", "linestyle")}
+        axes.plot(_broken(xs), _broken(ys), **{**props, "zorder": 2.0, **extra})
+
+    draw("box", [[p - half, p + half, p + half, p - half, p - half] for p in positions],
+         [[s["q1"], s["q1"], s["q3"], s["q3"], s["q1"]] for s in stats])
+    for end, box_end in (("whislo", "q1"), ("whishi", "q3")):
+        draw("whisker", [[p, p] for p in positions], [[s[box_end], s[end]] for s in stats])
+    for end in ("whislo", "whishi"):
+        draw("cap", [[p - cap, p + cap] for p in positions], [[s[end], s[end]] for s in stats])
+    draw("median", [[p - half, p + half] for p in positions], [[s["med"], s["med"]] for s in stats],
+         color="black", zorder=2.1, solid_capstyle="butt", dash_capstyle="butt")
 
 
 def pareto_front(cost: Sequence[float], quality: Sequence[float], higher_is_better: bool) -> list[int]:
@@ -186,11 +239,35 @@ def cost_figure(summary: pd.DataFrame, metrics: Sequence[str]) -> tuple[Figure, 
             axes.grid(alpha=0.3)
             if r == 0 and c == 0:
                 axes.legend(fontsize=8, loc="best")
-    figure.tight_layout()
-    figure.draw_without_rendering()  # the layout and limits fixed: where each point is in pixels
+    rc = matplotlib.rcParams  # minor ticks longer than the major ones would widen the spines' extent
+    minor = [(axes, axes.xaxis.get_minor_locator()) for axes in figure.axes
+             if rc["xtick.minor.size"] <= rc["xtick.major.size"]]
+    for axes, _ in minor:
+        axes.xaxis.set_minor_locator(NullLocator())  # drawn below as markers, not as a Tick each
+    figure.tight_layout()  # fixes the layout and, through the tick labels it measures, the limits
+    for axes, locator in minor:
+        _minor_tick_marks(axes, locator)
     for axes, x, y, names in points:
         _label_points(axes, x, y, names)
     return figure, fronts
+
+
+def _minor_tick_marks(axes: Axes, locator: Locator) -> None:
+    """The x axis's minor ticks, marked like a minor tick of the axis: a log axis has dozens, and a Tick
+    each was a third of a cost figure's time. Drawn where the axis would draw them once laid out
+    (`locator`'s positions, which depend on the axes' size, less those on a major tick and those outside the
+    view: the tolerances of Axis.get_minorticklocs and Axis._update_ticks). With no minor Tick the layout is
+    the same: the spine's extent takes the longer major ticks."""
+    axis = axes.xaxis
+    locs = np.asarray(locator(), dtype=float)  # the locator is still bound to the axis
+    scale = axis.get_transform()
+    low, high = sorted(scale.transform(axis.get_view_interval()))
+    at = scale.transform(locs)
+    on_major = np.isclose(at[:, None], scale.transform(axis.get_majorticklocs())[None, :],
+                          atol=(high - low) * 1e-5, rtol=0).any(axis=1)
+    slack = (high - low) * 1e-10
+    shown = locs[~on_major & (at >= low - slack) & (at <= high + slack)]
+    _marks_like(axes, axis.get_minor_ticks(1)[0], True, shown)
 
 
 @plain_text
@@ -257,25 +334,84 @@ def sweep_png(points: pd.DataFrame, field: str, line_fields: Sequence[str], metr
     return _png(figure)
 
 
+def _marks_like(axes: Axes, tick: Tick, x: bool, positions: np.ndarray) -> None:
+    """Tick marks like `tick`'s (a tick the axis made: an x tick where `x`, else a y tick) at `positions`
+    (data coordinates along the axis), as one line of markers per side instead of a Tick of five artists
+    each, which at a hundred ticks is most of a figure's time. Markers, size, width, colour and sides are
+    read from `tick`, so they draw as the axis's under any rcParams; drawn just above the axes' axis objects
+    and below the data, where the axis draws its ticks. Not laid out: the axis's spine covers the ticks'
+    length for tight_layout as long as the axis has a tick of its own as long or longer."""
+    transform = axes.get_xaxis_transform() if x else axes.get_yaxis_transform()
+    zorder = (axes.xaxis if x else axes.yaxis).get_zorder() + 1e-3
+    for line, side in ((tick.tick1line, 0.0), (tick.tick2line, 1.0)):
+        if line.get_visible() and len(positions):
+            across = np.full(len(positions), side)
+            axes.plot(*((positions, across) if x else (across, positions)), ls="none", marker=line.get_marker(),
+                      ms=line.get_markersize(), mew=line.get_markeredgewidth(), color=line.get_color(),
+                      mec=line.get_markeredgecolor(), zorder=zorder, transform=transform,
+                      clip_on=False, scalex=False, scaley=False)[0].set_in_layout(False)
+
+
+def _labels_like(axes: Axes, tick: Tick, x: bool, positions: np.ndarray, labels: Sequence[str]) -> None:
+    """`labels` at `positions` as `tick`'s label is drawn (its font, colour, alignment, rotation and its
+    offset from the axis, which its transform holds), one text each."""
+    label = tick.label1
+    for at, text in zip(positions, labels):
+        if not text:
+            continue  # an empty label draws nothing and takes no room
+        axes.text(*((at, 0.0) if x else (0.0, at)), text, transform=label.get_transform(),
+                  va=label.get_verticalalignment(), ha=label.get_horizontalalignment(),
+                  rotation=label.get_rotation(), fontproperties=label.get_fontproperties(), color=label.get_color())
+
+
+def _column_ticks(axes: Axes, labels: Sequence[str], **label: object) -> None:
+    """What set_xticks(range(1, len(labels) + 1), labels, **label) draws, with one real tick (the first);
+    the other marks and labels are drawn like it."""
+    axes.set_xticks([1] if labels else [], labels[:1], **label)
+    if len(labels) > 1:
+        tick = axes.xaxis.get_major_ticks()[0]
+        _marks_like(axes, tick, True, np.arange(2.0, len(labels) + 1))
+        _labels_like(axes, tick, True, np.arange(2.0, len(labels) + 1), labels[1:])
+
+
+def _row_ticks(axes: Axes, rows: int, labels: Sequence[str]) -> None:
+    """What set_yticks(range(rows), labels or [""] * rows, fontsize=8) draws, with one real tick: row 0's,
+    unlabelled (it keeps the spine's extent that tight_layout reads); the other marks and every label are
+    drawn like it."""
+    axes.set_yticks([0], [""], fontsize=8)
+    tick = axes.yaxis.get_major_ticks()[0]
+    _marks_like(axes, tick, False, np.arange(1.0, rows))
+    _labels_like(axes, tick, False, np.arange(float(len(labels))), labels)
+
+
 @plain_text
-def forest_png(comparisons: pd.DataFrame, metrics: Sequence[str]) -> bytes:
+def forest_svg(comparisons: pd.DataFrame, metrics: Sequence[str]) -> bytes:
     """Paired differences of one operator: per metric, one line per solver pair with the mean and its
     interval; filled where the difference is significant (paired_stats: the interval leaves out 0 and
-    the signed-rank p < 0.05), hollow where it is not."""
+    the signed-rank p < 0.05), hollow where it is not. SVG: its labels are most of it (a row each, 120
+    rows for every pair of 16 solvers), which Agg draws glyph by glyph and SVG draws from one outline per
+    glyph: measured 30-50% faster than its PNG from 10 to 120 rows, at 20-30 kB more."""
     labels = list(dict.fromkeys(f"{s} − {b}" for s, b in zip(comparisons["solver"], comparisons["baseline"])))
+    row_of = {label: i for i, label in enumerate(labels)}
     figure = Figure(figsize=(4.0 * len(metrics), 0.8 + 0.35 * len(labels)))
     for k, metric in enumerate(metrics):
         axes = figure.add_subplot(1, len(metrics), k + 1)
         part = comparisons[comparisons["metric"] == metric]
-        for _, line in part.iterrows():
-            y = labels.index(f"{line['solver']} − {line['baseline']}")
-            axes.plot([line["low"], line["high"]], [y, y], color="black", lw=1.2)
-            axes.plot(line["mean"], y, "o", color="black", mfc="black" if line["significant"] else "white")
+        y = np.array([row_of[f"{s} − {b}"] for s, b in zip(part["solver"], part["baseline"])], dtype=float)
+        significant = part["significant"].to_numpy(bool)
+        mean = part["mean"].to_numpy(float)
+        # every interval in one line broken by nan, every mean in two: three artists, not two per pair
+        gaps = np.full(len(y), np.nan)
+        axes.plot(np.column_stack([part["low"].to_numpy(float), part["high"].to_numpy(float), gaps]).ravel(),
+                  np.column_stack([y, y, gaps]).ravel(), color="black", lw=1.2)
+        for filled in (True, False):
+            chosen = significant == filled
+            axes.plot(mean[chosen], y[chosen], "o", ls="none", color="black", mfc="black" if filled else "white")
         axes.axvline(0.0, color=FRONT_COLOR, lw=1)
-        axes.set_yticks(range(len(labels)), labels if k == 0 else [""] * len(labels), fontsize=8)
+        _row_ticks(axes, len(labels), labels if k == 0 else [])
         axes.set_ylim(len(labels) - 0.5, -0.5)
         axes.set_xlabel(f"Δ {METRICS[metric].label} ({'higher' if METRICS[metric].better == 'higher' else 'lower'}"
                         " is better)")
         axes.grid(axis="x", alpha=0.3)
     figure.tight_layout()
-    return _png(figure)
+    return _svg(figure)
