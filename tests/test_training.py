@@ -75,8 +75,8 @@ def test_model_card_command_is_accepted(tmp_path, monkeypatch):
     args = shlex.split(match.group(1))[1:]
     captured = {}
 
-    def fake_train(images, out, model_cfg, cfg, device, progress=True, log=print):
-        captured.update(images=images.shape, model_cfg=model_cfg, cfg=cfg)
+    def fake_train(images, out, model_cfg, cfg, device, progress=True, log=print, **family):
+        captured.update(images=images.shape, model_cfg=model_cfg, cfg=cfg, family=family)
         raise SystemExit(0)  # stop before any training: only the parsing is under test
 
     monkeypatch.setattr("ipbench.training.loop.train", fake_train)
@@ -91,6 +91,7 @@ def test_model_card_command_is_accepted(tmp_path, monkeypatch):
     assert captured["model_cfg"].channel_mult == shipped.cfg.channel_mult
     assert captured["model_cfg"].num_res_blocks == shipped.cfg.num_res_blocks
     assert captured["images"][0] == 60000
+    assert captured["family"] == {"objective": "eps", "labels": None, "class_names": None}  # the card's: an eps DDPM
 
 
 @pytest.mark.slow  # over 5 s on a 2-core CPU
