@@ -62,7 +62,6 @@ def flow_ode(model: ScoreModel, x_s: Tensor, times: list[float], on_step: FlowSt
     return x_s
 
 
-
 def sample_flow(model: ScoreModel, generators: Sequence[torch.Generator], steps: int) -> Tensor:
     """Prior samples in model units by the flow ODE from x_1 = eps ~ N(0, I), `steps` Euler steps uniform in s
     (the rectified-flow sampler, Liu et al. 2023, sec. 2.1). For a flow model: its own velocity at s = 1."""
