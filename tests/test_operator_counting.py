@@ -92,7 +92,7 @@ def test_a_deep_copy_counts_into_the_same_counts_and_the_original_keeps_its_tens
     mask = (batch(2) > 0).float()
     physics = Inpainting(img_size=(1, 4, 4), mask=mask)
     op, counts = count_calls(physics)
-    single = copy.deepcopy(op)    # deepinv-dps slices a batched mask this way
+    single = copy.deepcopy(op)    # a solver may slice a batched mask this way
     single.mask = mask[:1]
     single.A(batch(1))
     op.mask = mask[1:]            # a tensor set on the counting copy stays off the original

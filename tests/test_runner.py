@@ -160,7 +160,7 @@ def test_measurements_are_shared_by_solvers_and_seeds_differ(tmp_path, small_mod
 
 
 def test_nfe_is_per_image_for_batched_and_image_by_image_solvers(tmp_path, small_model_path):
-    """dps calls the network on the whole batch, deepinv's DPS image by image: both record NFE per image."""
+    """Both record NFE per image, not per batch of 3."""
     spec = _spec(small_model_path, solvers=("dps", "deepinv-dps"), ops=("denoise",), num_images=3,
                  params=["dps.steps=4", "deepinv-dps.num_steps=4"])
     rows = RowStore(run(spec, out=tmp_path / "n", batch_size=3, progress=False).out / "rows.jsonl").read()

@@ -10,7 +10,7 @@ class CountingModel(ScoreModel):
     """Wraps a score model and counts its evaluations: `nfe` eps calls, `images` images through them.
 
     `images / batch size` is the NFE per image whether a solver calls the network on the whole batch
-    (nfe calls of N images) or image by image (N x nfe calls of one image), as deepinv's DPS does.
+    (nfe calls of N images) or image by image (N x nfe calls of one image).
     """
 
     def __init__(self, inner: ScoreModel) -> None:

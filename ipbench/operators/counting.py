@@ -1,7 +1,7 @@
 """Counting the operator calls a solver makes on the deepinv `Physics` it receives (benchmarks/solver_speed.py).
 
 `count_calls(op)` returns a copy of `op` that counts, in images (a call on N images counts N, so that a solver
-calling the operator image by image, as deepinv's DPS does, counts the same as one calling it on the batch):
+calling the operator image by image counts the same as one calling it on the batch):
 
 - `forward`: images through A;
 - `backward`: of those, images whose A output a backward pass went through (a hook on the output: A evaluated

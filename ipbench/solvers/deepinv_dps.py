@@ -7,12 +7,13 @@ and its ancestral step multiplies the score by s0 s1 (sigma0^2 - sigma1^2) (abou
 guidance step is that much smaller than the paper's constant one (Chung et al. 2023, Algorithm 1).
 `step="paper"` sets deepinv's weight per step to 2 weight / (s0 s1 (sigma0^2 - sigma1^2)), which makes
 deepinv's step exactly the paper's with zeta' = weight, i.e. ipbench's `dps normalize=residual
-zeta=weight` (docs/solvers.md derives it). Images are solved one at a time, each with its own
-generator, so results do not depend on the batch.
+zeta=weight` (docs/solvers.md derives it). A batch is solved in one deepinv sampler run, as deepinv
+allows (its guidance takes each image's own residual norm), with each image's noise drawn from that image's
+generator, so results do not depend on the batch: the same values as one image at a time, up to the network's
+batched round-off.
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -65,22 +66,28 @@ class DeepinvDPSSolver(Solver):
 
     def solve(self, y: Tensor, op: Physics, model: ScoreModel, generators: Sequence[torch.Generator]) -> Tensor:
         denoiser = ScoreModelDenoiser(model)
-        out = []
-        for i, generator in enumerate(generators):
-            sampler = DeepinvDPS(denoiser, num_steps=self.num_steps, weight=self.weight, guidance=self.guidance,
-                                 device=y.device, dtype=getattr(torch, self.dtype), rng=generator)
-            if self.step == "paper":
-                paper_step(sampler, denoiser, self.weight)
-            out.append(sampler(y[i:i + 1], _select(op, i), x_init=(1, *model.image_shape)).float())
-        return torch.cat(out)
+        sampler = DeepinvDPS(denoiser, num_steps=self.num_steps, weight=self.weight, guidance=self.guidance,
+                             device=y.device, dtype=getattr(torch, self.dtype), rng=generators[0])
+        draw_per_image(sampler, generators)
+        if self.step == "paper":
+            paper_step(sampler, denoiser, self.weight)
+        return sampler(y, op, x_init=(len(generators), *model.image_shape)).float()
 
 
-def _select(op: Physics, i: int) -> Physics:
-    """The physics of image i alone (masks and filters with a batch dimension are sliced)."""
-    single = op
-    for name in ("mask", "filter"):
-        value = getattr(op, name, None)
-        if isinstance(value, Tensor) and value.ndim == 4 and value.shape[0] > 1:
-            single = copy.deepcopy(op) if single is op else single
-            setattr(single, name, value[i:i + 1])
-    return single
+def draw_per_image(sampler: DeepinvDPS, generators: Sequence[torch.Generator]) -> None:
+    """Make the sampler draw image i's initial state and step noise from generators[i].
+
+    deepinv draws a batch's noise from one generator (`sde.sample_init` and `solver.randn_like`, the only two
+    places its DPS draws); drawing each image's share from its own generator, in the shape a one-image run
+    draws, gives every image the noise it would get alone, whatever batch it is in.
+    """
+    sample_init = sampler.sde.sample_init
+
+    def init(shape: Sequence[int], rng: torch.Generator | None = None, t: object = None) -> Tensor:
+        return torch.cat([sample_init((1, *shape[1:]), rng=g, t=t) for g in generators])
+
+    def randn_like(x: Tensor, seed: int | None = None) -> Tensor:
+        return torch.cat([torch.empty_like(x[i:i + 1]).normal_(generator=g) for i, g in enumerate(generators)])
+
+    sampler.sde.sample_init = init
+    sampler.solver.randn_like = randn_like
