@@ -8,7 +8,10 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
@@ -26,3 +29,14 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write(path, lambda partial: partial.write_text(text))
+
+
+def write_png(image: "Image.Image", path: str | Path, text: dict[str, str] | None = None) -> None:
+    """Write a PIL image as a PNG atomically, with `text` in its text chunks (PIL only: no torch, so that
+    `bench grid` and `bench report` write figures without importing it)."""
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    for key, value in (text or {}).items():
+        info.add_text(key, value)
+    atomic_write(path, lambda partial: image.save(partial, format="PNG", pnginfo=info))

@@ -301,16 +301,26 @@ def _tiny_run(folder: Path) -> Path:
     ("status", "total: 1/2 rows", ("torch", "deepinv", "lpips", "pandas", "scipy", "matplotlib", "jinja2")),
     ("table", "| tweedie |", ("torch", "deepinv", "lpips", "scipy", "matplotlib", "jinja2")),
     ("report", "wrote ", ("torch", "deepinv", "lpips", "scipy.stats")),
+    ("grid", "grid-denoise.png", ("torch", "deepinv", "lpips", "pandas", "scipy", "matplotlib", "jinja2")),
 ])
 def test_light_commands_do_not_import_torch(tmp_path: Path, command: str, expected: str,
                                             not_loaded: tuple[str, ...]) -> None:
     """`bench status` and `bench table` read JSON files (and pandas for the table), `bench report` them and
-    the run's PNGs: no torch nor deepinv, which take seconds to import (docs/architecture.md), and the report
-    no scipy.stats (half a second) where no pair has more than 300 images that differ."""
+    the run's PNGs, `bench grid` composes the PNGs: no torch nor deepinv, which take seconds to import
+    (docs/architecture.md), and the report no scipy.stats (half a second) where no pair has more than 300
+    images that differ."""
     import subprocess
     import sys
 
+    from PIL import Image
+
+    from ipbench.run_paths import measurement_png, reconstruction_png, truth_png
+
     run_dir = _tiny_run(tmp_path / "run")
+    for path in (truth_png(run_dir, "a"), measurement_png(run_dir, "denoise", "a", 0),
+                 reconstruction_png(run_dir, "denoise", "tweedie", "a", 0)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("L", (32, 32), 128).save(path)
     code = ("import sys\nfrom ipbench.cli import cli\n"
             f"cli.main([{command!r}, {str(run_dir)!r}], prog_name='bench', standalone_mode=False)\n"
             f"print('loaded:', *[m for m in {not_loaded!r} if m in sys.modules])")

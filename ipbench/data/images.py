@@ -17,11 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageOps
-from PIL.PngImagePlugin import PngInfo
 from torch import Tensor
 
 from ipbench.errors import UsageError
-from ipbench.files import atomic_write
+from ipbench.files import write_png
 from ipbench.imagefile import ImageTooLarge, open_image
 from ipbench.paths import expand_user
 from ipbench.run_paths import check_names
@@ -216,14 +215,6 @@ def save_png(image: Tensor, path: str | Path, text: dict[str, str] | None = None
     pixels = (image.detach().to("cpu", torch.float32).clamp(0, 1) * 255).round().to(torch.uint8)
     array = pixels[0].numpy() if pixels.shape[0] == 1 else pixels.permute(1, 2, 0).contiguous().numpy()
     write_png(Image.fromarray(array), path, text)
-
-
-def write_png(image: Image.Image, path: str | Path, text: dict[str, str] | None = None) -> None:
-    """Write a PIL image as a PNG atomically (files.py), with `text` in its text chunks."""
-    info = PngInfo()
-    for key, value in (text or {}).items():
-        info.add_text(key, value)
-    atomic_write(path, lambda partial: image.save(partial, format="PNG", pnginfo=info))
 
 
 def load_png(path: str | Path, channels: int | None = None) -> Tensor:

@@ -15,6 +15,7 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont
 
 from ipbench.errors import UsageError
+from ipbench.files import write_png
 from ipbench.imagefile import open_image
 from ipbench.results.rows import read_run_json, run_rows
 from ipbench.results.unobserved import shown
@@ -54,14 +55,6 @@ def _text_chunk(path: Path, key: str) -> Any:
 def _recorded(path: Path) -> dict[str, int] | None:
     """What a grid PNG records of itself (GRID_KEY), or None for a grid from before it did."""
     return _text_chunk(path, GRID_KEY)
-
-
-def _write_png(image: Image.Image, path: Path, text: dict[str, str] | None = None) -> None:
-    """data.images.write_png, imported when a grid is written: that module imports torch, which `bench report`
-    (it reads grids through grid_shows) would otherwise load for seconds without using it."""
-    from ipbench.data.images import write_png
-
-    write_png(image, path, text)
 
 
 def grid_shows(path: Path) -> str:
@@ -125,7 +118,7 @@ def write_grids(run_dir: str | Path, max_images: int = 8, out: str | Path | None
                         reconstruction_png(run_dir, operator_label, name, image_id, seed))
                 grid.paste(_open_cell(path, cell), (LABEL_W + c * (cell[0] + PAD), top))
         target = grid_png(folder, operator_label)
-        _write_png(grid, target, {GRID_KEY: json.dumps({"images": len(ids), "seed": seed})})
+        write_png(grid, target, {GRID_KEY: json.dumps({"images": len(ids), "seed": seed})})
         written.append(target)
         trace = _trace_figure(run_dir, folder, operator_label, [s["label"] for s in config["solvers"]], ids, seed,
                               scale, cell[0])
@@ -177,5 +170,5 @@ def _trace_figure(run_dir: Path, folder: Path, operator_label: str, solvers: lis
                 draw.text((left + 2, top + height + 1 + k * LINE_H), line[: frame_width // CHAR_W], fill="black",
                           font=font)
     target = trace_figure_png(folder, operator_label)
-    _write_png(figure, target)
+    write_png(figure, target)
     return target
