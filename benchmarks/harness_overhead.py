@@ -5,11 +5,15 @@
 Every measurement runs in a fresh interpreter with one thread (OMP_NUM_THREADS=1), and the cases are
 interleaved in a shuffled order each round so that a machine's drift moves them alike; the report gives
 medians over rounds.
-- start-up: `bench --help` against `python -c "import torch"` (the floor of any command that computes).
+- start-up: `bench --help`, `import deepinv`, and the commands that only read a run (`bench status`,
+  `bench table`, `bench grid` on a small run made once beforehand, `bench list`), against
+  `python -c "import torch"` (the floor of any command that computes).
 - two runs on the built-in model (fashion32, 32 px): tweedie + hole-fill on 64 images (instant solvers, the
   worst case for overhead) and DPS on 16 images. Each child times its phases in-process: imports, the
   run (model load, metrics and solver time inside it), tables and grids. Solver time is the sum of the
-  rows' `seconds`; the non-solver share is 1 - solver time / the child's whole wall time.
+  rows' `seconds`; the non-solver share is 1 - solver time / the child's whole wall time, and the share
+  beside `import torch` is 1 - (the median `import torch` + solver time) / wall: what the harness adds to the
+  least a computing command pays. Each child reports its peak RSS.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -24,6 +29,14 @@ import tempfile
 import time
 from pathlib import Path
 
+# commands that only read a run: (label, arguments after `bench`); RUN is the small run's folder, OUT a new folder
+LIGHT = {
+    "bench --help": ["--help"],
+    "bench status RUN": ["status", "RUN"],
+    "bench table RUN": ["table", "RUN"],
+    "bench grid RUN": ["grid", "RUN", "--max-images", "4", "--out", "OUT"],
+    "bench list": ["list"],
+}
 RUNS = {
     "tweedie+hole-fill, 64 images": (["tweedie", "hole-fill"], ["inpaint"], 64, []),
     "dps, 16 images": (["dps"], ["inpaint"], 16, []),
@@ -60,8 +73,9 @@ def _child(solvers: list[str], operators: list[str], num_images: int, params: li
     write_grids(result.out)
     done = time.perf_counter()
     solver = sum(float(r["seconds"]) for r in run_rows(result.out))
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     print(json.dumps({"imports": imported - start, "run": ran - imported, "tables_grids": done - ran,
-                      "solver": solver, **spent, "rows": result.rows_written}))
+                      "solver": solver, **spent, "rows": result.rows_written, "peak_mib": peak_mib}))
 
 
 def _wall(command: list[str], env: dict[str, str]) -> tuple[float, str]:
@@ -76,17 +90,23 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="also write the Markdown report here")
     args = parser.parse_args()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    bench = [sys.executable, "-c", "from ipbench.cli import main; main()", "--help"]
-    cases = ["import torch", "bench --help", *RUNS]
+    bench = [sys.executable, "-c", "from ipbench.cli import main; main()"]
+    imports = {"import torch": "import torch", "import deepinv": "import deepinv"}
+    cases = [*imports, *LIGHT, *RUNS]
     samples: dict[str, list] = {c: [] for c in cases}
     rng = random.Random(0)
     with tempfile.TemporaryDirectory() as tmp:
+        small_run = str(Path(tmp) / "small-run")  # what the reading commands read: 8 images, 2 operators
+        _wall(bench + ["run", "--solver", "tweedie", "--op", "inpaint", "--op", "denoise", "--num-images", "8",
+                       "--device", "cpu", "--no-progress", "--out", small_run], env)
         for round_ in range(args.repeats):
             for case in rng.sample(cases, len(cases)):
-                if case == "import torch":
-                    samples[case].append(_wall([sys.executable, "-c", "import torch"], env)[0])
-                elif case == "bench --help":
-                    samples[case].append(_wall(bench, env)[0])
+                if case in imports:
+                    samples[case].append(_wall([sys.executable, "-c", imports[case]], env)[0])
+                elif case in LIGHT:
+                    out = str(Path(tmp) / f"grid-{round_}")
+                    arguments = [{"RUN": small_run, "OUT": out}.get(a, a) for a in LIGHT[case]]
+                    samples[case].append(_wall(bench + arguments, env)[0])
                 else:
                     solvers, operators, n, params = RUNS[case]
                     out = str(Path(tmp) / f"{len(samples[case])}-{solvers[0]}")
@@ -101,24 +121,29 @@ def main() -> None:
 
 
 def render(samples: dict[str, list], repeats: int) -> str:
-    torch_s, help_s = statistics.median(samples["import torch"]), statistics.median(samples["bench --help"])
+    torch_s = statistics.median(samples["import torch"])
     lines = ["# Harness overhead", "",
              f"`python benchmarks/harness_overhead.py --repeats {repeats}`: one thread, fresh interpreters, cases "
-             "interleaved in shuffled order, medians over rounds.", "",
-             "| start-up | s | ratio to `import torch` |", "|---|---|---|",
-             f"| `python -c \"import torch\"` | {torch_s:.2f} | 1.00 |",
-             f"| `bench --help` | {help_s:.2f} | {help_s / torch_s:.2f} |", "",
-             "| run (fashion32, 32 px, batch 16) | wall s | solver s | not solver | start-up + imports | model load "
-             "| metrics | tables + grids | other (measuring, writing, loop) |", "|---|---|---|---|---|---|---|---|---|"]
+             "interleaved in shuffled order, medians over rounds. The reading commands read a tweedie run of 8 "
+             "images on inpaint and denoise.", "",
+             "| start-up | s | ratio to `import torch` |", "|---|---|---|"]
+    for case in ("import torch", "import deepinv", *LIGHT):
+        label = f'python -c "{case}"' if case.startswith("import") else case
+        seconds = statistics.median(samples[case])
+        lines.append(f"| `{label}` | {seconds:.2f} | {seconds / torch_s:.2f} |")
+    lines += ["", "| run (fashion32, 32 px, batch 16) | wall s | solver s | not solver | not `import torch` nor solver "
+              "| start-up + imports | model load | metrics | tables + grids | other (measuring, writing, loop) "
+              "| peak RSS MiB |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for case in RUNS:
         med = {k: statistics.median(s[k] for s in samples[case]) for k in samples[case][0]}
         wall = med["wall"]
         startup = wall - med["run"] - med["tables_grids"]  # interpreter start-up and imports
         other = med["run"] - med["solver"] - med["model_load"] - med["metrics"]
         share = lambda v: f"{v:.2f} ({100 * v / wall:.0f}%)"  # noqa: E731
+        added = 1 - (torch_s + med["solver"]) / wall
         lines.append(f"| {case} | {wall:.2f} | {med['solver']:.2f} | {100 * (1 - med['solver'] / wall):.0f}% | "
-                     f"{share(startup)} | {share(med['model_load'])} | {share(med['metrics'])} | "
-                     f"{share(med['tables_grids'])} | {share(other)} |")
+                     f"{100 * added:.0f}% | {share(startup)} | {share(med['model_load'])} | {share(med['metrics'])} | "
+                     f"{share(med['tables_grids'])} | {share(other)} | {med['peak_mib']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
