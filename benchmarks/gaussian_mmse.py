@@ -146,7 +146,7 @@ def render(args: argparse.Namespace, scores: list[Score], checks: dict[str, dict
         "- Solvers: registry defaults, **with clip=false** for every solver that has a `clip` field (the truth "
         "is not in [0, 1], so clipping would be a bias), except the row that says clip=true. "
         f"deepinv-dps runs with num_steps=100 on the first {args.deepinv_images} images only (its default "
-        "1000 steps, one image at a time, is too slow here); deepinv clips its guidance x0 to [-1, 1].",
+        "1000 steps in float64 is too slow here); deepinv clips its guidance x0 to [-1, 1].",
         "- **R** = mean_i e_i / mean_i m_i, e_i = ||x_hat_i - x_i||^2 / D, m_i the same for the exact posterior "
         "mean E[x|y_i] (conjugate gradients, float64). ± is one standard error (delta method). "
         f"**<1** marks R < 1 - 3 SE. *diverged (k/n)*: k of n reconstructions non-finite or beyond {DIVERGED:g} in "

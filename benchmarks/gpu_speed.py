@@ -15,8 +15,8 @@ compiles and records the CUDA graphs), and reports:
                 (ipbench seeds per image, so image i gets the same y and draws at every batch size)
 The fp32 reference runs with TF32 off (strict float32; PyTorch's own default has cuDNN TF32 on) at one
 batch size, --reference-batch-size. deepinv's DPS is ipbench's `deepinv-dps` solver (deepinv.sampling.DPS,
-one image at a time, so its s / image does not depend on the batch: it is measured at batch 1) on the
-same network, eager and fp32, under PyTorch's default TF32 flags, i.e. what a deepinv user gets.
+measured at batch 1, the batch a deepinv user solving one measurement gets) on the same network, eager
+and fp32, under PyTorch's default TF32 flags, i.e. what a deepinv user gets.
 
     python benchmarks/gpu_speed.py --out results/gpu/gpu_speed-h100.md              # H100: everything
     python benchmarks/gpu_speed.py --combos bf16 bf16+channels_last+compile --batch-sizes 8 32
@@ -261,7 +261,7 @@ def render(args: argparse.Namespace, device: torch.device, ref_batch: int, fwd_f
         f"- reference: strict fp32 (TF32 off) at batch {ref_batch}; dPSNR = mean over the images it shares with "
         "the reference of (PSNR - reference PSNR), same measurements and noise (rows at another batch size also "
         "carry the network's own float-level batch dependence)",
-        f"- deepinv: ipbench `deepinv-dps` (deepinv.sampling.DPS, one image at a time, {args.steps} steps), "
+        f"- deepinv: ipbench `deepinv-dps` (deepinv.sampling.DPS, {args.steps} steps), "
         "fp32 eager network, PyTorch default TF32 flags, batch 1",
         *[f"- note: {n}" for n in notes],
         "",

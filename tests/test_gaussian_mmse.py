@@ -96,8 +96,8 @@ def test_tweedie_on_denoise_attains_the_mmse_bound(model):
 
 # -- (3) no solver beats the bound ------------------------------------------------------------------------
 def _solver(name: str) -> tuple[Solver, int]:
-    """Registry defaults. deepinv-dps: num_steps=50 on 8 images, because at its default (1000 steps, one
-    image at a time) it takes minutes; the MMSE bound holds for any estimator, whatever its steps."""
+    """Registry defaults. deepinv-dps: num_steps=50 on 8 images, because at its default (1000 steps in
+    float64) it takes minutes; the MMSE bound holds for any estimator, whatever its steps."""
     if name == "deepinv-dps":
         return SOLVERS.get(name).create({"num_steps": 50}), 8
     return SOLVERS.get(name).create(), N
