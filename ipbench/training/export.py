@@ -73,18 +73,32 @@ def load_training_labels(data: str, ids: list[str] | None, num_images: int) -> t
     return torch.tensor([found.index(c) for c in classes]), found
 
 
+def draw_samples(model: ScoreModel, n: int, steps: int, seed: int, eta: float = 1.0, labels: list[int] | None = None,
+                 guidance: float = 1.0, batch_size: int | None = None) -> Tensor:
+    """(n, C, H, W) prior samples in [0, 1] on the CPU: the reverse process, `steps` strided steps (for a flow
+    model its own sampler: the flow ODE in `steps` Euler steps); for a conditional model, sample i of class
+    `labels[i]` with guidance scale `guidance` (models/conditional.py), or unconditional with `labels` None.
+    Sample i starts from its own generator (seed_for("sample", seed, i)), so it does not depend on `batch_size`
+    (at most that many samples go through the network at once; default all n)."""
+    device = model.alphas_cumprod.device
+    batch_size = batch_size or n
+    out = []
+    for start in range(0, n, batch_size):
+        index = range(start, min(n, start + batch_size))
+        generators = [torch.Generator(device=device).manual_seed(seed_for("sample", seed, i)) for i in index]
+        condition = None if labels is None else torch.tensor([labels[i] for i in index], dtype=torch.long,
+                                                             device=device)
+        with torch.no_grad(), conditioned(model, condition, guidance):
+            x = sample_flow(model, generators, steps) if isinstance(model, FlowModel) else \
+                sample_prior(model, generators, steps=steps, eta=eta)
+            out.append(to_image(x).clamp(0, 1).cpu())
+    return torch.cat(out)
+
+
 def sample_grid(model: ScoreModel, n: int, steps: int, seed: int, path: Path, eta: float = 1.0,
                 labels: list[int] | None = None, guidance: float = 1.0) -> None:
-    """A PNG grid (ceil(sqrt(n)) per row) of prior samples: the reverse process, `steps` strided steps (for a
-    flow model its own sampler: the flow ODE in `steps` Euler steps); for a conditional model, sample i of class
-    `labels[i]` with guidance scale `guidance` (models/conditional.py), or unconditional with `labels` None."""
-    device = model.alphas_cumprod.device
-    generators = [torch.Generator(device=device).manual_seed(seed_for("sample", seed, i)) for i in range(n)]
-    condition = None if labels is None else torch.tensor(labels, dtype=torch.long, device=device)
-    with torch.no_grad(), conditioned(model, condition, guidance):
-        x = sample_flow(model, generators, steps) if isinstance(model, FlowModel) else \
-            sample_prior(model, generators, steps=steps, eta=eta)
-        x = to_image(x).clamp(0, 1).cpu()
+    """A PNG grid (ceil(sqrt(n)) per row) of `draw_samples`' samples, in the order drawn."""
+    x = draw_samples(model, n, steps, seed, eta=eta, labels=labels, guidance=guidance)
     per_row = math.ceil(n ** 0.5)
     x = torch.cat([x, torch.ones(per_row * math.ceil(n / per_row) - n, *x.shape[1:])])  # pad with white
     rows = [torch.cat(list(x[r:r + per_row]), dim=-1) for r in range(0, x.shape[0], per_row)]
