@@ -472,6 +472,7 @@ def list_command(plugins: tuple[str, ...]) -> None:
             click.echo(f"      {p.describe()}")
         for preset, table in getattr(cls, "presets", {}).items():  # --preset NAME, a suite's preset = "NAME"
             click.echo(f"      preset {preset}: {', '.join(table.operators)} ({table.repository})")
+        click.echo(f"      runs on: {PRIOR_KINDS.get(getattr(cls, 'prior', 'pixel'), 'pixel-space priors')}")
         click.echo(f"      {_support(cls)}")
     click.echo("Operators (--op NAME):")
     for name in OPERATORS:
@@ -492,6 +493,10 @@ def list_command(plugins: tuple[str, ...]) -> None:
     click.echo("Metrics (every row has psnr, ssim and lpips; --metric NAME adds another):")
     for name, summary in METRIC_SUMMARY.items():
         click.echo(f"  {name}: {summary}")
+
+
+PRIOR_KINDS = {"pixel": "pixel-space priors", "latent": "latent priors (through the decoder)",
+               "any": "any prior (it does not use it)"}
 
 
 def _summary(obj: Any) -> str:

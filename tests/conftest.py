@@ -52,6 +52,22 @@ def small_model() -> GaussianScoreModel:
 
 
 @pytest.fixture(scope="session")
+def small_latent_prior():
+    """A latent prior over SMALL_SHAPE images: a random linear autoencoder to 3x16x16 latents and a Gaussian fitted
+    to the photos' latents (models/linear_autoencoder.py), for the solvers that run on latent priors."""
+    from ipbench.models.linear_autoencoder import gaussian_latent_prior
+
+    return gaussian_latent_prior(load_images("photos", SMALL_SHAPE).images, (3, 16, 16))
+
+
+def prior_for(solver_name: str, small_model, small_latent_prior):
+    """The small prior a solver is defined on: the latent one for latent solvers, else the pixel Gaussian."""
+    from ipbench.solvers import SOLVERS
+
+    return small_latent_prior if SOLVERS.get(solver_name).prior == "latent" else small_model
+
+
+@pytest.fixture(scope="session")
 def small_model_path(small_model: GaussianScoreModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("models") / "gaussian32.pt"
     save_checkpoint(small_model, path)

@@ -85,13 +85,16 @@ def test_list_shows_where_each_solver_applies(invoke):
     result = invoke("list")
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[lines.index("  masks-only: Applies to inpainting only (it declares so); back-projects.") + 1] == \
+    assert lines[lines.index("  masks-only: Applies to inpainting only (it declares so); back-projects.") + 2] == \
         "      does not apply to: ct (needs a mask, got ParallelBeamCT); deblur-gauss (needs a mask, got Blur); " \
         "deblur-motion (needs a mask, got Blur); denoise (needs a mask, got Denoising); hdr (needs a mask, got " \
         "ClippedExposure); jpeg (needs a mask, got JPEGRoundTrip); mri (needs a mask, got CartesianMRI); " \
         "phase-retrieval (needs a mask, got FourierMagnitude); sr (needs a mask, got Downsampling)"
     assert "deblur-gauss (its check raised ValueError: cannot tell)" in result.output  # a broken check, no traceback
     assert "      applies to: every operator" in lines  # the solvers that declare nothing
+    latent = lines.index("  latent-dps: DPS on a latent prior: the measurement gradient through the decoder.")
+    assert "      runs on: latent priors (through the decoder)" in lines[latent + 1:latent + 9]
+    assert "      runs on: any prior (it does not use it)" in lines and "      runs on: pixel-space priors" in lines
 
 
 @pytest.mark.parametrize("args, fragment", [

@@ -13,7 +13,7 @@ from ipbench.operators import Operator, measure
 from ipbench.solvers import SOLVERS
 from ipbench.solvers.dps import CODE_POISSON, poisson_factor
 from ipbench.solvers.noise_assumed import NOISE_ASSUMED, markdown_table, noise_assumption
-from tests.conftest import SMALL_SHAPE, generators
+from tests.conftest import SMALL_SHAPE, generators, prior_for
 from tests.test_solvers import CONTRACT_SOLVERS, make_fast
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,17 +42,19 @@ def test_every_built_in_solver_states_its_noise_assumption_and_the_docs_show_it(
 
 @pytest.mark.parametrize("solver_name", CONTRACT_SOLVERS)
 @pytest.mark.parametrize("op_name", ["denoise", "inpaint-box"])
-def test_every_solver_runs_on_poisson_noise_without_sigma_y(solver_name, op_name, images, small_model) -> None:
+def test_every_solver_runs_on_poisson_noise_without_sigma_y(solver_name, op_name, images, small_model,
+                                                            small_latent_prior) -> None:
     """sigma_y = 0 with Poisson noise: finite reconstructions, and image 1 alone as inside its batch."""
     solver = make_fast(solver_name)
     physics, y = _measured(op_name, POISSON, images)
     if solver.unsupported(physics, torch.zeros_like(images)) is not None:
         return
-    x_hat = solver.solve(y, physics, small_model, generators(3, 100))
+    prior = prior_for(solver_name, small_model, small_latent_prior)
+    x_hat = solver.solve(y, physics, prior, generators(3, 100))
     assert x_hat.shape == images.shape and torch.isfinite(x_hat).all()
     physics_1, y_1 = _measured(op_name, POISSON, images[1:2], seed=1)
     assert torch.equal(y_1, y[1:2])
-    alone = solver.solve(y_1, physics_1, small_model, generators(1, 101))
+    alone = solver.solve(y_1, physics_1, prior, generators(1, 101))
     torch.testing.assert_close(alone, x_hat[1:2], rtol=0, atol=1e-6)
 
 

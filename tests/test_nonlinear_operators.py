@@ -20,6 +20,7 @@ from ipbench.benchmark.runner import run
 from ipbench.benchmark.spec import build_spec
 from ipbench.data import load_images
 from ipbench.models import load_model
+from ipbench.models.linear_autoencoder import gaussian_latent_prior
 from ipbench.operators import OPERATORS, Operator, is_linear, measure, shown_measurement
 from ipbench.results.rows import run_rows
 from ipbench.results.table import write_tables
@@ -29,7 +30,7 @@ from tests.test_solvers import CONTRACT_SOLVERS, make_fast
 
 F64 = torch.float64
 NONLINEAR = ["phase-retrieval", "hdr", "jpeg"]  # jpeg's value and gradient: tests/test_jpeg_operator.py
-GRADIENT_SOLVERS = {"dps", "daps", "reddiff", "score-ald", "score-ald-ddpm", "deepinv-dps", "flowdps", "d-flow",
+GRADIENT_SOLVERS = {"dps", "latent-dps", "daps", "reddiff", "score-ald", "score-ald-ddpm", "deepinv-dps", "flowdps", "d-flow",
                     "pnp-flow"}  # A through autograd
 LINEAR_ONLY = {"ddrm", "ddnm", "pigdm", "diffpir", "repaint", "tikhonov", "hole-fill", "gaussian-filter", "sdedit",
                "ddpm", "tweedie", "ot-ode"}  # A^T, A^+, an SVD or a mask in their derivation
@@ -269,7 +270,10 @@ def test_every_solver_gives_a_reason_or_a_finite_result(solver_name, op_name, fa
     if reason is not None:  # a solver not named above (a plugin) may decline too, with a reason
         assert isinstance(reason, str) and reason.strip()
         return
-    x_hat = solver.solve(y, physics, fashion32, generators(2, seed=40))
+    prior = fashion32  # a latent solver gets a latent prior over the same images (models/linear_autoencoder.py)
+    if SOLVERS.get(canonical).prior == "latent":
+        prior = gaussian_latent_prior(fashion_images, (1, 16, 16))
+    x_hat = solver.solve(y, physics, prior, generators(2, seed=40))
     assert x_hat.shape == fashion_images.shape and torch.isfinite(x_hat).all()
 
 

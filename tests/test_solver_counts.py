@@ -17,6 +17,7 @@ from ipbench.solvers import SOLVERS
 # (solver, --param values, the one line's fragment) on the test model: T = 1000, 3 x 32 x 32, sigma 0.01..157.4
 REFUSED = [
     ("dps", ["steps=1001"], "solver dps.steps=1001: must be in 1..1000 (the model has 1000 diffusion times)"),
+    ("latent-dps", ["steps=1001"], "solver latent-dps.steps=1001: must be in 1..1000"),  # refused on any prior
     ("ddnm", ["steps=5000"], "solver ddnm.steps=5000: must be in 1..1000"),
     ("pigdm", ["steps=1001"], "solver pigdm.steps=1001: must be in 1..1000"),
     ("reddiff", ["steps=1001"], "solver reddiff.steps=1001: must be in 1..1000"),

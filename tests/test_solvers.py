@@ -9,7 +9,8 @@ from ipbench.data import load_images
 from ipbench.models import time_for_sigma
 from ipbench.operators import Operator, measure
 from ipbench.solvers import SOLVERS
-from tests.conftest import SMALL_SHAPE, generators
+from ipbench.solvers.base import prior_problem
+from tests.conftest import SMALL_SHAPE, generators, prior_for
 
 OPERATOR_NAMES = ["inpaint-box", "inpaint-random", "deblur-gauss", "deblur-motion", "sr", "denoise"]
 FEW_STEPS = {"steps": 8, "num_steps": 8}  # the contract does not need converged samples
@@ -39,14 +40,15 @@ CONTRACT_SOLVERS = [n for n in SOLVERS.names() if not SOLVERS.get(n).__module__.
 
 @pytest.mark.parametrize("solver_name", CONTRACT_SOLVERS)
 @pytest.mark.parametrize("op_name", OPERATOR_NAMES)
-def test_solver_contract(solver_name, op_name, images, small_model):
+def test_solver_contract(solver_name, op_name, images, small_model, small_latent_prior):
     solver = make_fast(solver_name)
     physics, y = _measured(op_name, images)
     reason = solver.unsupported(physics, torch.zeros_like(images))
     if reason is not None:  # a declared n/a: the runner records skipped rows and never calls solve
         assert isinstance(reason, str) and reason.strip()
         return
-    model = CountingModel(small_model)
+    model = CountingModel(prior_for(solver_name, small_model, small_latent_prior))  # a latent solver's: latent
+    assert prior_problem(solver, model) is None
 
     x_hat = solver.solve(y, physics, model, generators(3, 100))
     assert x_hat.shape == images.shape

@@ -42,10 +42,11 @@ from ipbench.files import atomic_write_text
 from ipbench.models import ScoreModel, load_model, model_file
 from ipbench.models.conditional import conditioned, unwrapped
 from ipbench.models.counting import CountingModel
+from ipbench.models.latent import autoencoder_of, latent_shape, pixel_shape
 from ipbench.models.acceleration import AcceleratedModel, Acceleration
 from ipbench.operators import Operator, measure, shown_measurement
 from ipbench.paths import content_hash, expand_user
-from ipbench.solvers.base import SOLVER_FAILURES, output_problem
+from ipbench.solvers.base import SOLVER_FAILURES, output_problem, prior_problem
 from ipbench.results.alignment import aligned_to_truth
 from ipbench.results.evaluated_on import evaluation_warnings
 from ipbench.results.measurement_fit import measurement_fit
@@ -122,7 +123,7 @@ def run(spec: RunSpec, out: str | Path | None = None, *, batch_size: int = 8, de
     num_images = spec.num_images
     if spec.images is None and num_images is None and model.default_num_images:
         num_images = model.default_num_images
-    images = load_images(source, model.image_shape, num_images)
+    images = load_images(source, pixel_shape(model), num_images)  # a latent prior's images are its decoder's
     if spec.condition is not None:  # preflight: a model that takes a class, and images that name theirs
         conditional = conditional_model(model, spec.model, spec.condition, spec.guidance_scale)
         if spec.condition != "none":
@@ -133,7 +134,7 @@ def run(spec: RunSpec, out: str | Path | None = None, *, batch_size: int = 8, de
         _checked_on(entry, operator, lambda solver: solver.check_model(model))
     for operator in spec.operators:  # preflight: shape-dependent parameter errors surface before anything runs
         first = measurement_generator(spec.seeds[0], images.ids[0], operator.label, dev)
-        operator.build(model.image_shape, [first], dev)
+        operator.build(pixel_shape(model), [first], dev)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: is a file, not a folder; give a new or existing run folder")
     with _writes_to(out):
@@ -142,7 +143,8 @@ def run(spec: RunSpec, out: str | Path | None = None, *, batch_size: int = 8, de
     if log is not None:
         default_note = " (the model's default; --num-images N for more)" if num_images != spec.num_images else ""
         split = f" (split {images.split})" if images.split else ""
-        log(f"model {spec.model} {tuple(model.image_shape)} on {dev}; {len(images)} images of {images.source}{split}"
+        latent = "" if latent_shape(model) is None else f" (latent {tuple(latent_shape(model))})"
+        log(f"model {spec.model} {pixel_shape(model)}{latent} on {dev}; {len(images)} images of {images.source}{split}"
             f"{default_note}; seeds {spec.seeds}")
         images_seen = {"source": images.source, "split": images.split, "ids": images.ids}
         for warning in evaluation_warnings({"config": spec.config(), "images": images_seen}):
@@ -159,7 +161,7 @@ def run(spec: RunSpec, out: str | Path | None = None, *, batch_size: int = 8, de
         if images.converted:
             first, own = next(iter(images.converted.items()))
             log(f"  converted {len(images.converted)} of {len(images)} images to the model's "
-                f"{describe_shape(model.image_shape)} (centre crop, bicubic resize, channel conversion; first: "
+                f"{describe_shape(pixel_shape(model))} (centre crop, bicubic resize, channel conversion; first: "
                 f"{first}, {own}); run.json lists them under images.converted")
 
     rows_file = "rows.jsonl" if shard is None else shard.rows_file
@@ -323,7 +325,7 @@ def _solve_and_score(entry: SolverEntry, operator: Operator, seed: int, ids: Seq
             **{f"solver.{k}": v for k, v in solver.hyperparameters().items()},
             **{f"operator.{k}": v for k, v in operator.params.items()}}
     try:
-        reason, status = solver.unsupported(physics, torch.zeros_like(x)), "skipped"
+        reason, status = prior_problem(solver, model) or solver.unsupported(physics, torch.zeros_like(x)), "skipped"
         base.update({f"ran.{k}": v for k, v in solver.as_run(physics, model).items()})  # decided by the operator
     except SOLVER_FAILURES as exc:  # a check that raises (or exits) is the solver's failure
         reason, status = f"{type(exc).__name__} in unsupported() or as_run(): {exc}", "failed"
@@ -332,6 +334,9 @@ def _solve_and_score(entry: SolverEntry, operator: Operator, seed: int, ids: Seq
                  "psnr": math.nan, "ssim": math.nan, "lpips": math.nan, "status": status, "error": reason}
                 for image_id in ids]
     model.reset()
+    autoencoder = autoencoder_of(model)
+    if autoencoder is not None:
+        autoencoder.reset_counts()
     synchronize(device)
     compiled_before = model.compile_seconds
     start = time.perf_counter()
@@ -369,6 +374,8 @@ def _solve_and_score(entry: SolverEntry, operator: Operator, seed: int, ids: Seq
     for i, image_id in enumerate(ids):
         row = {"solver": entry.label, "image": image_id, **base, "seconds": seconds,
                "compile_seconds": compile_seconds, "nfe": model.images // len(ids)}
+        if autoencoder is not None:  # a latent solver's autoencoder calls, per image, apart from the latent NFE
+            row.update(decodes=autoencoder.decoded / len(ids), encodes=autoencoder.encoded / len(ids))
         if spec.condition is not None:  # what the prior was given (benchmark/condition.py)
             row.update({"model.condition": spec.condition, "model.guidance": spec.guidance_scale, "model.class":
                         None if classes is None else unwrapped(model).class_names[classes[i]]})
@@ -403,8 +410,9 @@ def _prepare_folder(out: Path, spec: RunSpec, images: ImageSet, model: ScoreMode
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": command,
         "config": config,
-        "model": {"name": spec.model, "class": type(model).__name__, "image_shape": list(model.image_shape),
-                  "num_timesteps": model.num_timesteps},
+        "model": {"name": spec.model, "class": type(model).__name__, "image_shape": list(pixel_shape(model)),
+                  "num_timesteps": model.num_timesteps,
+                  **({} if latent_shape(model) is None else {"latent_shape": list(latent_shape(model))})},
         "images": {"source": images.source, "split": images.split, "ids": images.ids, "skipped": images.skipped,
                    "sha256": hashes, **_conversions(images.converted, images)},
         "inputs": inputs,

@@ -1,6 +1,7 @@
 """`bench check`: what the project runs on its own solvers, run on one solver (a plugin's, say).
 
-Two parts, on the analytic Gaussian prior fitted to the bundled photos at 3 x 16 x 16 (instant, exact):
+Two parts, on the analytic Gaussian prior fitted to the bundled photos at 3 x 16 x 16 (instant, exact), or for a
+latent solver on the Gaussian latent prior of a linear autoencoder over the same images (latent_gaussian.py):
 - the contract, per operator: a real float tensor of the images' shape on their device, finite values,
   the same output from the same generators, each image's output independent of the batch it is in (to
   1e-5: a norm over the batch, or a draw from another image's generator, breaks it), and an NFE per image
@@ -20,20 +21,23 @@ import torch
 from torch import Tensor
 
 from ipbench.checks import gaussian_truth as gt
+from ipbench.checks import latent_gaussian as lg
 from ipbench.errors import UsageError, first_line
-from ipbench.models import GaussianScoreModel
+from ipbench.models import ScoreModel
 from ipbench.models.counting import CountingModel
+from ipbench.models.latent import LatentPrior
 from ipbench.operators import Operator, measure
 from ipbench.seeding import measurement_generator, solver_generator
 from ipbench.solvers import SOLVERS, Solver
-from ipbench.solvers.base import SOLVER_FAILURES, output_problem
+from ipbench.solvers.base import SOLVER_FAILURES, output_problem, prior_problem
 
 CONTRACT_OPERATORS = ("inpaint-box", "inpaint-random", "deblur-gauss", "deblur-motion", "sr", "denoise")
 TRUTH_OPERATORS = ("denoise", "inpaint-box", "inpaint-random")  # where the exact posterior is cheap
 CONTRACT_IMAGES = 3
 TRUTH_IMAGES = 16
 BATCH_TOLERANCE = 1e-5
-REFERENCES = ("tweedie", "dps", "ddnm")  # built-in solvers whose ratios are printed beside the checked one's
+# built-in solvers whose ratios are printed beside the checked one's (those defined on its prior)
+REFERENCES = ("tweedie", "dps", "ddnm", "latent-dps")
 
 
 @dataclass
@@ -51,7 +55,7 @@ def check_solver(solver: Solver, label: str, operators: Sequence[Operator] | Non
     """Every contract and ground-truth check of `solver` on `operators` (with their parameters; by default
     CONTRACT_OPERATORS at their defaults)."""
     operators = [Operator.create(o) for o in CONTRACT_OPERATORS] if operators is None else list(operators)
-    model = gt.fit_model()
+    model = lg.fit_latent_prior() if solver.prior == "latent" else gt.fit_model()
     checks = []
     try:
         solver.check_model(model)  # field values this model cannot run as set: the user's to fix (UsageError)
@@ -94,11 +98,18 @@ def _unsupported(solver: Solver, physics: object, like: Tensor) -> tuple[str | N
         return None, f"unsupported() raised {first_line(exc)}"
 
 
-def contract(solver: Solver, label: str, operator: Operator, prior: GaussianScoreModel) -> list[Check]:
+def _prior_images(prior: ScoreModel, ids: list[str]) -> Tensor:
+    """Images drawn from the check's prior (a latent prior's are decodings of its latent samples)."""
+    if isinstance(prior, LatentPrior):
+        return lg.sample_images(prior, len(ids), gt.prior_generators(0, ids)).float().clamp(0, 1)
+    return prior.sample(len(ids), gt.prior_generators(0, ids)).clamp(0, 1)
+
+
+def contract(solver: Solver, label: str, operator: Operator, prior: ScoreModel) -> list[Check]:
     """Shape/dtype/device, finiteness, determinism, batch invariance and NFE of `solver` on one operator."""
     op = operator.label
     ids = gt.image_ids(CONTRACT_IMAGES)
-    x = prior.sample(len(ids), gt.prior_generators(0, ids)).clamp(0, 1)
+    x = _prior_images(prior, ids)
     reason, broken = _unsupported(solver, _measure(operator, x, ids)[0], torch.zeros_like(x))
     if broken is not None:
         return [Check("applies", op, False, broken)]
@@ -140,13 +151,14 @@ def contract(solver: Solver, label: str, operator: Operator, prior: GaussianScor
     return checks
 
 
-def ground_truth(solver: Solver, label: str, operator: Operator, prior: GaussianScoreModel) -> Check:
+def ground_truth(solver: Solver, label: str, operator: Operator, prior: ScoreModel) -> Check:
     """R = MSE / MMSE on exact-posterior problems, with the bound R >= 1 - 3 SE and references beside it; n/a
     under Poisson noise, whose posterior the Gaussian prior does not give in closed form."""
     if operator.noise != "gaussian":
         return Check("ground-truth", operator.label, True, f"n/a: the exact posterior is for Gaussian noise, "
                      f"not {operator.noise}")
-    problem = gt.make_problem(prior, operator.label, operator.name, operator.params, TRUTH_IMAGES, 0)
+    make = lg.make_latent_problem if isinstance(prior, LatentPrior) else gt.make_problem
+    problem = make(prior, operator.label, operator.name, operator.params, TRUTH_IMAGES, 0)
     op = operator.label
     reason, broken = _unsupported(solver, problem.physics, torch.zeros_like(problem.x))
     if broken is not None:
@@ -160,8 +172,9 @@ def ground_truth(solver: Solver, label: str, operator: Operator, prior: Gaussian
         return Check("ground-truth", op, False, f"raised {first_line(exc)}")
     references = []
     for name in REFERENCES:
-        if name != getattr(solver, "name", None):
-            ref = gt.run_solver(name, SOLVERS.get(name).create(), problem, prior)
+        reference = SOLVERS.get(name).create()
+        if name != getattr(solver, "name", None) and prior_problem(reference, prior) is None:
+            ref = gt.run_solver(name, reference, problem, prior)
             references.append(f"{name} {ref.ratio:.2f}")
     seconds = time.perf_counter() - start
     if score.finite < score.n:
@@ -169,7 +182,7 @@ def ground_truth(solver: Solver, label: str, operator: Operator, prior: Gaussian
                      f"diverged (beyond {gt.DIVERGED:g} image units)")
     beats = score.ratio < 1 - 3 * score.se
     detail = (f"R = MSE / MMSE = {score.ratio:.3f} +- {score.se:.3f} over {score.n} images "
-              f"(built-in: {', '.join(references)}; {seconds:.1f} s)")
+              f"(built-in: {', '.join(references) or 'none other on this prior'}; {seconds:.1f} s)")
     if beats:
         detail += "; below the exact posterior mean's error: the solver used more than y (the truth?)"
     return Check("ground-truth", op, not beats, detail)

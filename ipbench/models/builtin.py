@@ -8,6 +8,8 @@ import torch
 
 from ipbench.models.conditional import ConditionalUNetModel
 from ipbench.models.gaussian import GaussianScoreModel
+from ipbench.models.latent import LatentPrior
+from ipbench.models.linear_autoencoder import gaussian_latent_prior
 from ipbench.models.registry import load_checkpoint, register_architecture, register_model
 from ipbench.models.unet import UNetScoreModel
 from ipbench.models.unet_flow import UNetFlowModel
@@ -32,6 +34,17 @@ def gaussian(device: torch.device) -> GaussianScoreModel:
     """Stationary Gaussian fitted to the bundled `photos` (256x256 RGB): exact score, instant on CPU."""
     source = _gaussian_photos()
     model = GaussianScoreModel(source.mean.flatten().clone(), source.colour_basis.clone(), source.spectrum.clone())
+    model.default_image_set = "photos"
+    return model.to(device)
+
+
+@register_model("gaussian-latent")
+def gaussian_latent(device: torch.device) -> LatentPrior:
+    """A linear autoencoder (random orthonormal, 3x32x32 <-> 3x16x16) with a Gaussian latent prior fitted to the
+    bundled `photos` at 32 px: the latent prior whose posterior is exact, for checking latent solvers."""
+    from ipbench.data import load_images
+
+    model = gaussian_latent_prior(load_images("photos", (3, 32, 32)).images, (3, 16, 16))
     model.default_image_set = "photos"
     return model.to(device)
 

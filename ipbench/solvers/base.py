@@ -2,9 +2,10 @@
 
 A solver is a dataclass subclass of `Solver` with a `name`, its hyperparameters as typed fields with
 defaults, and one method `solve(y, op, model, generators) -> x_hat` (images in [0, 1]), registered
-with `@register_solver`; `unsupported(op, like)` may say which operators it does not apply to. `generators` holds one torch.Generator per image of the batch: draw image i's
-randomness from generators[i] only (see `randn_per_image`), and take norms per image, so a result
-never depends on the batch it was computed in.
+with `@register_solver`; `unsupported(op, like)` may say which operators it does not apply to, and `prior` on
+which priors it is defined (pixel-space ones, or latent ones: models/latent.py). `generators` holds one
+torch.Generator per image of the batch: draw image i's randomness from generators[i] only (see
+`randn_per_image`), and take norms per image, so a result never depends on the batch it was computed in.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from torch import Tensor
 
 from ipbench.errors import UsageError
 from ipbench.models.base import ScoreModel, to_image
+from ipbench.models.latent import autoencoder_of
 from ipbench.params import Param, check_times, coerce, dataclass_params, resolve
 from ipbench.registry import Registry
 from ipbench.solvers.presets import Preset
@@ -31,6 +33,10 @@ class Solver:
     aliases: ClassVar[tuple[str, ...]] = ()
     # Published per-task settings ({"paper": Preset}), applied by `--preset` or a suite's `preset` (presets.py)
     presets: ClassVar[dict[str, Preset]] = {}
+    # The priors the solver is defined on: "pixel" (the diffusion runs on images), "latent" (a LatentPrior: the
+    # diffusion runs on an autoencoder's latents and the solver works through its decoder), or "any" (a classical
+    # solver that does not use the prior, so it runs beside either kind on the same images).
+    prior: ClassVar[str] = "pixel"
 
     def solve(self, y: Tensor, op: Physics, model: ScoreModel, generators: Sequence[torch.Generator]) -> Tensor:
         """Reconstruct x_hat (N, C, H, W) in [0, 1] image units from measurements y."""
@@ -108,6 +114,20 @@ def register_solver(cls: type[Solver]) -> type[Solver]:
     if "__dataclass_fields__" not in cls.__dict__:
         cls = dataclass(cls)
     return SOLVERS.add(cls.name, cls, cls.aliases)
+
+
+def prior_problem(solver: Solver, model: ScoreModel) -> str | None:
+    """Why `solver` is not defined on `model`'s kind of prior (pixel or latent), or None: a pixel-space solver
+    would treat a latent prior's latents as pixels, and a latent solver needs a decoder."""
+    if solver.prior == "any":
+        return None
+    autoencoder = autoencoder_of(model)
+    if autoencoder is not None and solver.prior != "latent":
+        return (f"{solver.name} works on pixel-space priors; this model is a latent prior (its diffusion runs on "
+                f"{'x'.join(map(str, autoencoder.latent_shape))} latents): use a latent solver (bench list)")
+    if autoencoder is None and solver.prior == "latent":
+        return f"{solver.name} needs a latent prior (a diffusion over an autoencoder's latents); this model is pixel-space"
+    return None
 
 
 def randn_per_image(shape: Sequence[int], generators: Sequence[torch.Generator], device: torch.device,

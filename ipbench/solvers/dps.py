@@ -115,7 +115,7 @@ class DPS(Solver):
             with torch.enable_grad():
                 x = x.detach().requires_grad_(True)
                 x0 = predict_x0(model, x, t, ab, self.clip)  # line 4: the one network evaluation
-                residual = op.A(to_image(x0)) - y
+                residual = op.A(self.image_of(x0, model)) - y
                 loss = residual.flatten(1).square().sum(1)  # ||y - A(x0_hat)||^2 per image
                 (grad,) = torch.autograd.grad(loss.sum(), x)  # images are independent: per-image grads
             self.report_step(t, x, x0)
@@ -125,4 +125,10 @@ class DPS(Solver):
             if poisson is not None and self.normalize == "residual":  # under `grad` the factor cancels
                 step = step * poisson
             x = x_prev - step * grad  # line 8
-        return to_image(x.detach())
+        with torch.no_grad():
+            return self.image_of(x.detach(), model)
+
+    def image_of(self, x0: Tensor, model: ScoreModel) -> Tensor:
+        """The image (in [0, 1] units) that x0 in the model's units stands for, differentiably: the state itself
+        for a pixel prior (latent-dps decodes a latent instead)."""
+        return to_image(x0)

@@ -13,7 +13,7 @@ It uses neither the model nor the operator's structure beyond that: the floor a 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +22,7 @@ from torch import Tensor
 
 from ipbench.errors import UsageError
 from ipbench.models.base import ScoreModel
+from ipbench.models.latent import pixel_shape
 from ipbench.operators.base import back_project, measurement_image, linear_problem
 from ipbench.params import AT_LEAST_ONE, POSITIVE, Tune, check_count, param
 from ipbench.solvers.base import Solver, register_solver
@@ -45,6 +46,7 @@ class GaussianFilter(Solver):
     """A kernel_size x kernel_size Gaussian filter of the measurement (the seeds' classical baseline)."""
 
     name = "gaussian-filter"
+    prior: ClassVar[str] = "any"  # it does not use the prior: it runs beside pixel and latent priors
     kernel_size: int = param(3, range=AT_LEAST_ONE)  # odd; the seeds' 3
     sigma: float = param(0.8, range=POSITIVE, tune=Tune(0.2, 3, log=True))  # pixels; the seeds' 0.8
     source: str = param("measurement", choices=("measurement", "back-projection"), tune=Tune())
@@ -56,7 +58,7 @@ class GaussianFilter(Solver):
 
     def check_model(self, model: ScoreModel) -> None:
         super().check_model(model)
-        side = min(model.image_shape[-2:])  # reflect padding needs a radius below the image side
+        side = min(pixel_shape(model)[-2:])  # reflect padding needs a radius below the image side
         check_count(f"solver {self.name}", "kernel_size", self.kernel_size, 2 * side - 1,
                     f"reflect padding on {side} px images")
 

@@ -11,7 +11,7 @@ filter of the measurement) was added as `gaussian-filter`: configs that say `blu
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +41,7 @@ class HoleFill(Solver):
     """Normalised-convolution Gaussian filter of width `sigma` pixels, widened where holes need it."""
 
     name = "hole-fill"
+    prior: ClassVar[str] = "any"  # it does not use the prior: it runs beside pixel and latent priors
     aliases = ("blur",)
     # filter std in pixels: light smoothing at sigma_y = 0.025; widen it for heavier noise
     sigma: float = param(1.0, range=POSITIVE, tune=Tune(0.3, 5, log=True))

@@ -20,6 +20,7 @@ NOISE_ASSUMED: dict[str, str] = {
     "dps": "Gaussian, the squared residual of A(x0_hat) without sigma_y; noise=poisson: the official code's step, "
            "times the mean of 1 / abs(2 y - 1) per image (cancels under normalize=grad); poisson-gaussian: the "
            "Gaussian step",
+    "latent-dps": "as dps, with A applied to decode(z0_hat)",
     "deepinv-dps": "Gaussian, deepinv's L2 data fidelity without sigma_y; ignores the noise model",
     "ddrm": f"Gaussian of std noise_level(op) (its nsr per singular value); {EFFECTIVE}",
     "ddnm": f"Gaussian of std noise_level(op) in DDNM+'s lambda_t and injected noise; {EFFECTIVE}",

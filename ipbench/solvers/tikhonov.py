@@ -7,7 +7,7 @@ conjugate gradients. sigma_y below 1e-3 is treated as 1e-3 so that noiseless pro
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import torch
 from deepinv.physics import Physics
@@ -46,6 +46,7 @@ class Tikhonov(Solver):
     """Least squares with a smoothness (gradient) penalty, by conjugate gradients."""
 
     name = "tikhonov"
+    prior: ClassVar[str] = "any"  # it does not use the prior: it runs beside pixel and latent priors
     # penalty weight; best of {2, 5, 10, 20, 50, 100} on the Gaussian-prior check (denoise)
     lam: float = param(20.0, range=POSITIVE, tune=Tune(0.1, 1000, log=True))
     tol: float = param(1e-5, range=POSITIVE)  # relative CG residual
