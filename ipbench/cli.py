@@ -165,6 +165,10 @@ EXTRA_METRICS = ", ".join(name for name in METRICS if name not in DEFAULT_METRIC
 @click.option("--seeding", type=click.Choice(["independent", "common"]), default=None,
               help="Solver draws [default: independent]: common gives every solver the same noise stream (the same "
                    "x_T) per image, operator and seed, so paired differences between solvers are less noisy.")
+@click.option("--samples", type=click.IntRange(1, 64), default=None, metavar="K",
+              help="Posterior draws per image, operator and seed [default: 1], the measurement held fixed: rows per "
+                   "draw, and per measurement the sample mean's metrics, the spread and a best-of-K oracle "
+                   "(deterministic solvers run once).")
 @click.option("--condition", type=click.Choice(["true", "wrong", "none"]), default=None,
               help="A class-conditional model's class: each image's own (true), another (wrong: a misspecified prior, "
                    "drawn per image and seed), or none (its unconditional half).")
@@ -194,8 +198,8 @@ def run_command(solvers: tuple[str, ...], operators: tuple[str, ...], model: str
                 num_images: int | None, seeds: tuple[int, ...], params: tuple[str, ...], preset: str | None,
                 batch_size: int, device: str,
                 out: str | None, config: str | None, max_grid_images: int, precision: str | None, channels_last: bool,
-                metrics: tuple[str, ...], seeding: str | None, condition: str | None, guidance: float | None,
-                tf32: bool, compile_network: bool, cuda_graphs: bool,
+                metrics: tuple[str, ...], seeding: str | None, samples: int | None, condition: str | None,
+                guidance: float | None, tf32: bool, compile_network: bool, cuda_graphs: bool,
                 layout_opt: bool, fast: bool, shard: str | None, trace: int | None, progress: bool,
                 plugins: tuple[str, ...]) -> None:
     """Run solvers x operators x images x seeds; write rows.jsonl, run.json, tables and grids."""
@@ -212,7 +216,7 @@ def run_command(solvers: tuple[str, ...], operators: tuple[str, ...], model: str
     spec = make_spec(config, list(solvers), list(operators), list(params), preset, model=model, images=images,
                      num_images=num_images, seeds=list(seeds) or None, precision=precision,
                      metrics=metric_names(metrics, "--metric") if metrics else None, seeding=seeding,
-                     condition=condition, guidance=guidance)
+                     samples=samples, condition=condition, guidance=guidance)
     acceleration = Acceleration(channels_last=channels_last, compile=compile_network, tf32=tf32,
                                 cuda_graphs=cuda_graphs, layout_opt=layout_opt, fast=fast)
     result = run(spec, out=out, batch_size=batch_size, device=resolve_device(device), acceleration=acceleration,

@@ -104,8 +104,16 @@ def solver_dir(run_dir: Path, operator: str, solver: str) -> Path:
     return _operator_dir(run_dir, operator) / file_name(solver, "solver label")
 
 
-def reconstruction_png(run_dir: Path, operator: str, solver: str, image: str, seed: int | str) -> Path:
-    return solver_dir(run_dir, operator, solver) / _image_file(image, seed)
+def reconstruction_png(run_dir: Path, operator: str, solver: str, image: str, seed: int | str,
+                       sample: int = 0) -> Path:
+    """A reconstruction's PNG; the k-th further posterior draw on the same measurement (`--samples`) as `-kK`."""
+    name = _image_file(image, seed)
+    return solver_dir(run_dir, operator, solver) / (name if not sample else f"{name[:-4]}-k{sample}.png")
+
+
+def std_png(run_dir: Path, operator: str, solver: str, image: str, seed: int | str) -> Path:
+    """The per-pixel standard deviation over a measurement's posterior draws (`--samples`), scaled to [0, 1]."""
+    return solver_dir(run_dir, operator, solver) / "std" / _image_file(image, seed)
 
 
 def trace_png(run_dir: Path, operator: str, solver: str, image: str, seed: int | str) -> Path:

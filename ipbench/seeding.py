@@ -31,11 +31,14 @@ SEEDINGS = ("independent", "common")  # of solver draws: one stream per solver, 
 
 
 def solver_generator(seed: int, image: str, operator: str, solver: str, device: torch.device | str = "cpu",
-                     seeding: str = "independent") -> torch.Generator:
-    """The generator of one solver's draws on one image; under `common` seeding the same for every solver."""
+                     seeding: str = "independent", sample: int = 0) -> torch.Generator:
+    """The generator of one solver's draws on one image; under `common` seeding the same for every solver.
+    `sample` k > 0 is the k-th further posterior draw on the same measurement (`bench run --samples`): its own
+    stream, while sample 0 is the stream of a run without samples, so adding samples keeps the rows there are."""
     if seeding not in SEEDINGS:
         raise UsageError(f"seeding {seeding!r}: valid: {', '.join(SEEDINGS)}")
-    parts = ("solver", seed, image, operator) + ((solver,) if seeding == "independent" else ())
+    parts = ("solver", seed, image, operator) + ((solver,) if seeding == "independent" else ()) + \
+        (("sample", sample) if sample else ())
     return torch.Generator(device=device).manual_seed(seed_for(*parts))
 
 
@@ -43,4 +46,5 @@ def seeding_convention(seeding: str) -> str:
     """How a run's generators are seeded, as run.json records it."""
     solver = "sha256(seed, image, operator, solver)" if seeding == "independent" else \
         "sha256(seed, image, operator), the same for every solver (common random numbers)"
-    return f"{seeding}: measurement: sha256(seed, image, operator); solver: {solver}; one generator per image"
+    return (f"{seeding}: measurement: sha256(seed, image, operator); solver: {solver}, with the draw k appended for "
+            "draws k > 0 (--samples); one generator per image")

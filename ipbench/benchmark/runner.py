@@ -52,8 +52,9 @@ from ipbench.results.evaluated_on import evaluation_warnings
 from ipbench.results.measurement_fit import measurement_fit
 from ipbench.results.metric_registry import METRIC_CONVENTIONS, METRIC_SUMMARY
 from ipbench.results.metrics import compute_metrics, prepare_metrics
+from ipbench.results.samples import sample_statistics
 from ipbench.results.rows import FINAL, RowStore, read_run_json, row_key, row_keys, run_rows
-from ipbench.run_paths import check_run_names, measurement_png, reconstruction_png, trace_png, truth_png
+from ipbench.run_paths import check_run_names, measurement_png, reconstruction_png, std_png, trace_png, truth_png
 from ipbench.seeding import measurement_generator, seeding_convention, solver_generator
 
 CONVENTIONS = {
@@ -280,20 +281,28 @@ def _batches(spec: RunSpec, images: ImageSet, counted: "CountingModel", dev: tor
                 for entry in spec.solvers:
                     if not entry.runs_on(operator.label):
                         continue
-                    todo = [i for i, image_id in enumerate(ids)
-                            if (entry.label, operator.label, image_id, str(seed)) not in done]
+                    draws = spec.samples_of(entry)
+                    # an image is done when all its draws are: a measurement's statistics need every draw
+                    todo = [i for i, image_id in enumerate(ids) if any(
+                        (entry.label, operator.label, image_id, str(seed), str(k)) not in done for k in range(draws))]
                     if not todo:
                         continue
                     sub_ids = [ids[i] for i in todo]
                     if tuple(todo) not in measured:  # solvers missing the same images share one measurement
                         measured[tuple(todo)] = _measure(operator, x[todo], sub_ids, seed, dev, out, writer)
                     physics, y = measured[tuple(todo)]
-                    tracer = None
-                    if traced is not None and seed == spec.seeds[0]:
-                        positions = [i for i, image_id in enumerate(sub_ids) if image_id in traced[0]]
-                        tracer = StepTrace(traced[1], positions) if positions else None
-                    rows = _solve_and_score(entry, operator, seed, sub_ids, x[todo], y, physics, counted, spec, dev,
-                                            out, writer, tracer)
+                    solved = []
+                    for sample in range(draws):  # the same y, each draw from its own generators
+                        tracer = None
+                        if traced is not None and seed == spec.seeds[0] and sample == 0:
+                            positions = [i for i, image_id in enumerate(sub_ids) if image_id in traced[0]]
+                            tracer = StepTrace(traced[1], positions) if positions else None
+                        solved.append(_solve_and_score(entry, operator, seed, sub_ids, x[todo], y, physics, counted,
+                                                       spec, dev, out, writer, tracer, sample))
+                    if spec.samples > 1:
+                        _add_sample_statistics(solved, x[todo], spec, operator, entry, seed, sub_ids, out, writer)
+                    rows = [row for sample_rows, _ in solved for row in sample_rows
+                            if row_key(row) not in done]  # a draw already written stays as it was
                     writer.submit(store.append, rows)  # after this batch's images
                     done.update(row_key(r) for r in rows)
                     counts["written"] += len(rows)
@@ -318,8 +327,12 @@ def _measure(operator: Operator, x: Tensor, ids: Sequence[str], seed: int, devic
 
 def _solve_and_score(entry: SolverEntry, operator: Operator, seed: int, ids: Sequence[str], x: Tensor, y: Tensor,
                      physics: Physics, model: CountingModel, spec: RunSpec, device: torch.device, out: Path,
-                     writer: BackgroundWriter, tracer: StepTrace | None = None) -> list[dict[str, Any]]:
-    generators = [solver_generator(seed, image_id, operator.label, entry.label, device, spec.seeding) for image_id in ids]
+                     writer: BackgroundWriter, tracer: StepTrace | None = None, sample: int = 0
+                     ) -> tuple[list[dict[str, Any]], Tensor | None]:
+    """The rows of one draw of `entry` on these images, and its reconstructions in [0, 1] (None where it failed
+    or did not apply; a row's status says which images are ok)."""
+    generators = [solver_generator(seed, image_id, operator.label, entry.label, device, spec.seeding, sample)
+                  for image_id in ids]
     solver = entry.solver_for(operator)  # with this operator's values (per_operator tables, a preset)
     base = {"operator": operator.label, "seed": seed, "model": spec.model,
             **{f"solver.{k}": v for k, v in solver.hyperparameters().items()},
@@ -329,10 +342,12 @@ def _solve_and_score(entry: SolverEntry, operator: Operator, seed: int, ids: Seq
         base.update({f"ran.{k}": v for k, v in solver.as_run(physics, model).items()})  # decided by the operator
     except SOLVER_FAILURES as exc:  # a check that raises (or exits) is the solver's failure
         reason, status = f"{type(exc).__name__} in unsupported() or as_run(): {exc}", "failed"
+    if spec.samples > 1:
+        base["sample"] = sample
     if reason is not None:  # skipped is not a failure: the pair is outside the solver's scope, shown as n/a
         return [{"solver": entry.label, "image": image_id, **base, "seconds": 0.0, "compile_seconds": 0.0, "nfe": 0,
                  "psnr": math.nan, "ssim": math.nan, "lpips": math.nan, "status": status, "error": reason}
-                for image_id in ids]
+                for image_id in ids], None
     model.reset()
     autoencoder = autoencoder_of(model)
     if autoencoder is not None:
@@ -382,7 +397,7 @@ def _solve_and_score(entry: SolverEntry, operator: Operator, seed: int, ids: Seq
         if error is None and bool(finite[i]):
             row.update({k: v[i] if k == "alignment" else float(v[i]) for k, v in metrics.items()}, clamped=clamped[i], clamped_max=clamped_max[i],
                        status="ok")
-            writer.png(x_hat[i], reconstruction_png(out, operator.label, entry.label, image_id, seed))
+            writer.png(x_hat[i], reconstruction_png(out, operator.label, entry.label, image_id, seed, sample))
             if i in traced:
                 writer.png(traced[i], trace_png(out, operator.label, entry.label, image_id, seed),
                            text=tracer.steps_text() if tracer is not None else None)
@@ -390,7 +405,27 @@ def _solve_and_score(entry: SolverEntry, operator: Operator, seed: int, ids: Seq
             row.update(psnr=math.nan, ssim=math.nan, lpips=math.nan, status="failed",
                        error=error or "solver returned non-finite values")
         rows.append(row)
-    return rows
+    return rows, x_hat if error is None else None
+
+
+def _add_sample_statistics(solved: list[tuple[list[dict[str, Any]], Tensor | None]], x: Tensor, spec: RunSpec,
+                           operator: Operator, entry: SolverEntry, seed: int, ids: Sequence[str], out: Path,
+                           writer: BackgroundWriter) -> None:
+    """Attach each measurement's statistics over its ok draws (results/samples.py) to every draw's row, and save
+    the per-pixel std map (scaled by its largest value, which the row records as `std_max`)."""
+    for i, image_id in enumerate(ids):
+        ok = [(rows[i], x_hat[i]) for rows, x_hat in solved if x_hat is not None and rows[i]["status"] == "ok"]
+        if not ok:
+            continue
+        draws = torch.stack([image for _, image in ok])
+        per_draw = {m: torch.tensor([float(row[m]) for row, _ in ok], dtype=torch.float64) for m in spec.metrics
+                    if m in ok[0][0]}
+        stats, std = sample_statistics(draws, x[i], per_draw, spec.metrics)
+        stats["std_max"] = float(std.max())
+        for rows, _ in solved:
+            rows[i].update(stats, samples=len(solved))
+        if len(ok) > 1:
+            writer.png(std / max(stats["std_max"], 1e-12), std_png(out, operator.label, entry.label, image_id, seed))
 
 
 def _prepare_folder(out: Path, spec: RunSpec, images: ImageSet, model: ScoreModel, device: torch.device,

@@ -116,6 +116,9 @@ class SolverEntry:
         return table
 
 
+MAX_SAMPLES = 64  # draws per measurement; more is a typo for images or seeds more often than a need
+
+
 @dataclass
 class RunSpec:
     """Everything that determines a run's results (device and batch size do not, by design)."""
@@ -132,6 +135,11 @@ class RunSpec:
     seeding: str = "independent"  # of solver draws (seeding.py): per solver, or common to all solvers
     condition: str | None = None  # a class-conditional prior's class (benchmark/condition.py); None: no class
     guidance: float | None = None  # its classifier-free guidance scale; None: 1 (the conditional model)
+    samples: int = 1  # posterior draws per (image, operator, seed), the measurement held fixed (--samples)
+
+    def samples_of(self, entry: SolverEntry) -> int:
+        """How many draws `entry` makes per measurement: `samples`, or 1 for a deterministic solver."""
+        return 1 if entry.solver.deterministic() else self.samples
 
     def config(self) -> dict[str, Any]:
         """A JSON-able description; equal configs give equal rows."""
@@ -140,7 +148,8 @@ class RunSpec:
             "images": self.images,
             "num_images": self.num_images,
             "seeds": list(self.seeds),
-            "solvers": [s.config(self.operators) for s in self.solvers],
+            "solvers": [{**s.config(self.operators), **({"samples": self.samples_of(s)} if self.samples > 1 else {})}
+                        for s in self.solvers],
             "operators": [{"name": o.name, "label": o.label, "params": o.params,
                            "code": code_fingerprint(OPERATORS.get(o.name).make)} for o in self.operators],
             **({"reference": self.reference} if self.reference else {}),
@@ -148,6 +157,7 @@ class RunSpec:
             **({"metrics": list(self.metrics)} if list(self.metrics) != list(DEFAULT_METRICS) else {}),
             **({"seeding": self.seeding} if self.seeding != "independent" else {}),  # common draws change results
             **({"condition": self.condition, "guidance": self.guidance_scale} if self.condition is not None else {}),
+            **({"samples": self.samples} if self.samples > 1 else {}),  # more rows, the first ones unchanged
         }
 
     @property
@@ -381,6 +391,9 @@ def checked(spec: RunSpec) -> RunSpec:
     per-operator values and `--param` is a one-line error before anything is loaded; so is a guidance without
     a condition."""
     check_condition(spec.condition, spec.guidance)
+    if not isinstance(spec.samples, int) or isinstance(spec.samples, bool) or not 1 <= spec.samples <= MAX_SAMPLES:
+        raise UsageError(f"samples {spec.samples!r}: must be an integer in 1..{MAX_SAMPLES} (posterior draws per "
+                         "measurement)")
     for entry, operator in spec.pairs():
         entry.solver_for(operator)
     return spec
@@ -430,7 +443,7 @@ def load_suite(path: str | Path) -> RunSpec:
                    seeds=list(seeds) if isinstance(seeds, list) else [seeds],
                    reference=[dict(r) for r in data.get("reference", [])],
                    precision=data.get("precision"), seeding=data.get("seeding", "independent"),
-                   condition=data.get("condition"), guidance=data.get("guidance"),
+                   condition=data.get("condition"), guidance=data.get("guidance"), samples=data.get("samples", 1),
                    metrics=metric_names(data.get("metrics", list(DEFAULT_METRICS)), f"--config {path}: metrics"))
 
 

@@ -18,6 +18,7 @@ TOP_LEVEL = {"model": "a string", "images": "a string", "num_images": "an intege
              "title": "a string", "notes": "a string", "precision": "fp32 or bf16", "seeding": "independent or common", "metrics": "a list of metric names",
              "condition": "true, wrong or none (a class-conditional model's class)",
              "guidance": "a finite number >= 0 (classifier-free guidance; with condition)",
+             "samples": "an integer in 1..64 (posterior draws per measurement)",
              "preset": "a preset name (e.g. paper) for every [[solver]] without its own", "solver": "[[solver]] tables", "operator": "[[operator]] tables", "reference": "[[reference]] tables"}
 REFERENCE_KEYS = {"solver": str, "operator": str, "metric": str, "value": (int, float)}  # required
 REFERENCE_OPTIONAL = {"source": str, "verified": bool, "setting": str}  # setting: data etc. when not the run's
@@ -72,6 +73,8 @@ def check_suite(data: dict[str, Any], path: Path) -> None:
             expect("condition", isinstance(data["condition"], str) and data["condition"] in CONDITIONS)
         if "guidance" in data:
             expect("guidance", "condition" in data and _is_number(data["guidance"]) and data["guidance"] >= 0)
+    if "samples" in data:
+        expect("samples", _is_int(data["samples"]) and 1 <= data["samples"] <= 64)
     if "seeding" in data and data["seeding"] not in SEEDINGS:
         raise UsageError(f"{where}: seeding = {data['seeding']!r}; valid: {', '.join(SEEDINGS)}")
     for key in ("model", "images", "title", "notes"):

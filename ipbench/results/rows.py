@@ -1,4 +1,5 @@
-"""rows.jsonl: one JSON object per (solver, operator, image, seed), appended and flushed one by one.
+"""rows.jsonl: one JSON object per (solver, operator, image, seed, sample), appended and flushed one by one; `sample`
+(the k-th posterior draw on one measurement, `bench run --samples`) is absent, and read as 0, in a run without.
 
 A run split with `--shard K/N` keeps each shard's rows in rows.shard-K-of-N.jsonl beside it
 (shard.py); `run_rows` and `load_rows` read them all as one run.
@@ -19,12 +20,12 @@ from ipbench.results.metric_registry import METRICS
 if TYPE_CHECKING:
     import pandas as pd
 
-ROW_KEY = ("solver", "operator", "image", "seed")
+ROW_KEY = ("solver", "operator", "image", "seed")  # and the sample index, 0 where a row has none
 ROW_FILES = "rows*.jsonl"  # rows.jsonl, and rows.shard-K-of-N.jsonl of a sharded run
 
 
 def row_key(row: dict[str, Any]) -> tuple:
-    return tuple(str(row[k]) for k in ROW_KEY)
+    return (*(str(row[k]) for k in ROW_KEY), str(row.get("sample", 0)))
 
 
 def _json_value(v: Any) -> Any:
@@ -127,11 +128,13 @@ def read_run_json(run_dir: str | Path) -> dict[str, Any]:
 
 
 def row_keys(config: dict[str, Any], image_ids: Sequence[str]) -> set[tuple[str, ...]]:
-    """The keys (solver, operator, image, seed) of every row a run config makes for these images; a solver
-    listed with `operators` runs on those only. Works on `RunSpec.config()` and on run.json's config alike."""
+    """The keys (solver, operator, image, seed, sample) of every row a run config makes for these images; a
+    solver listed with `operators` runs on those only, and makes its `samples` draws per measurement (1 where
+    the config has none). Works on `RunSpec.config()` and on run.json's config alike."""
     operators = [o["label"] for o in config["operators"]]
-    return {(s["label"], op, image, str(seed)) for s in config["solvers"] for op in operators
-            if not s.get("operators") or op in s["operators"] for image in image_ids for seed in config["seeds"]}
+    return {(s["label"], op, image, str(seed), str(k)) for s in config["solvers"] for op in operators
+            if not s.get("operators") or op in s["operators"] for image in image_ids for seed in config["seeds"]
+            for k in range(int(s.get("samples", 1)))}
 
 
 def load_rows(run_dir: str | Path) -> pd.DataFrame:

@@ -14,6 +14,7 @@ from ipbench.errors import UsageError
 from ipbench.files import atomic_write, atomic_write_text
 from ipbench.results.evaluated_on import split_text
 from ipbench.results.metric_registry import METRICS, SET_METRICS
+from ipbench.results.samples_table import SAMPLES_NOTE, has_samples, samples_markdown, samples_summary
 from ipbench.results.rounding import SIGNIFICANT, standard_error, with_interval, with_spread
 from ipbench.results.rows import load_rows, read_run_json
 
@@ -396,6 +397,10 @@ def write_tables(run_dir: str | Path, device: str | torch.device = "cpu", baseli
     markdown = to_markdown(summary, text)
     if config.get("reference"):
         markdown += "\nPublished numbers beside ours:\n\n" + reference_markdown(summary, config["reference"])
+    if has_samples(rows):  # --samples K: what the draws of one measurement give beside one draw's score
+        draws = samples_summary(rows, solvers, [o.get("label", o["name"]) for o in config["operators"]])
+        markdown += "\nPosterior draws (samples.csv):\n\n" + samples_markdown(draws) + "\n" + SAMPLES_NOTE + "\n"
+        atomic_write(run_dir / "samples.csv", lambda partial: draws.to_csv(partial, index=False))
     atomic_write_text(run_dir / "table.md", markdown)
     atomic_write(run_dir / "table.csv", lambda partial: summary.to_csv(partial, index=False))
     atomic_write_text(run_dir / "table.tex", to_latex(summary, text))

@@ -42,6 +42,12 @@ class Solver:
         """Reconstruct x_hat (N, C, H, W) in [0, 1] image units from measurements y."""
         raise NotImplementedError
 
+    def deterministic(self) -> bool:
+        """True where the output does not depend on `generators` (a classical solver, one denoising step):
+        `bench run --samples K` then runs it once per measurement instead of K times. The contract tests check
+        the claim both ways (tests/test_solvers.py)."""
+        return False
+
     def nfe_depends_on_data(self) -> bool:
         """True where the network evaluations an image costs depend on the image (a line search, an adaptive
         step): `bench check` then does not ask that an image cost the same alone as in a batch, and a row's NFE

@@ -65,6 +65,9 @@ class GaussianFilter(Solver):
     def unsupported(self, op: Physics, like: Tensor) -> str | None:
         return linear_problem(op, "it filters the back-projection A^T y / A^T 1 or y as an image, both through A^T")
 
+    def deterministic(self) -> bool:
+        return True  # draws nothing: one run per measurement whatever --samples asks
+
     def solve(self, y: Tensor, op: Physics, model: ScoreModel, generators: Sequence[torch.Generator]) -> Tensor:
         image = back_project(op, y) if self.source == "back-projection" else measurement_image(op, y)
         return gaussian_kernel_filter(image, self.kernel_size, self.sigma)

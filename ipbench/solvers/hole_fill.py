@@ -49,6 +49,9 @@ class HoleFill(Solver):
     def unsupported(self, op: Physics, like: Tensor) -> str | None:
         return linear_problem(op, "it fills from the back-projection A^T y / A^T 1")
 
+    def deterministic(self) -> bool:
+        return True  # draws nothing: one run per measurement whatever --samples asks
+
     def solve(self, y: Tensor, op: Physics, model: ScoreModel, generators: Sequence[torch.Generator]) -> Tensor:
         x_bp = back_project(op, y)
         weight = visible_mask(op, x_bp)

@@ -54,6 +54,9 @@ class Tikhonov(Solver):
     def unsupported(self, op: Physics, like: Tensor) -> str | None:
         return linear_problem(op, "A^T A in its normal equations")
 
+    def deterministic(self) -> bool:
+        return True  # draws nothing: one run per measurement whatever --samples asks
+
     def solve(self, y: Tensor, op: Physics, model: ScoreModel, generators: Sequence[torch.Generator]) -> Tensor:
         inv_var = 1.0 / max(noise_level(op), 1e-3) ** 2
         normal = lambda x: inv_var * op.A_adjoint(op.A(x)) + self.lam * gradient_adjoint(gradient(x))  # noqa: E731

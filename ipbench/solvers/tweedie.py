@@ -37,6 +37,9 @@ class Tweedie(Solver):
     def as_run(self, op: Physics, model: ScoreModel) -> dict[str, Any]:
         return {"t": start_time(self.t, op, model)}
 
+    def deterministic(self) -> bool:
+        return True  # draws nothing: one run per measurement whatever --samples asks
+
     def solve(self, y: Tensor, op: Physics, model: ScoreModel, generators: Sequence[torch.Generator]) -> Tensor:
         t = start_time(self.t, op, model)
         t_batch = timesteps(t, y.shape[0], y.device)
