@@ -142,3 +142,40 @@ def test_the_solvers_declared_deterministic_are_exactly_those_that_ignore_their_
         a = solver.solve(y, physics, prior, generators(2, 1))
         b = solver.solve(y, physics, prior, generators(2, 50))
         assert solver.deterministic() == torch.equal(a, b), name
+
+
+@pytest.fixture(scope="module")
+def gaussian_draws():
+    """8 exact posterior draws (Matheron's rule) per measurement, 16 box-inpainting measurements on the Gaussian
+    prior: what a perfectly calibrated sampler gives."""
+    from ipbench.checks import gaussian_truth as gm
+
+    model = gm.fit_model()
+    problem = gm.make_problem(model, "inpaint-box", "inpaint-box", {}, 16, seed=0)
+    return problem, torch.stack([gm.posterior_sample(model, problem, draw=k) for k in range(8)])
+
+
+def _coverage_by_image(draws, x):
+    from ipbench.results.samples import coverage
+
+    return {p: torch.tensor([coverage(draws[:, i], x[i])[p] for i in range(x.shape[0])], dtype=torch.float64)
+            for p in (0.5, 0.9, 0.95)}
+
+
+def test_exact_posterior_draws_are_calibrated_at_every_level(gaussian_draws):
+    """The truth is one more draw of the posterior, so the t prediction interval of 8 draws covers it with
+    probability p in every pixel: the mean coverage over 16 images is p within 3 standard errors (images are
+    independent; pixels of one image are not, hence the error over images)."""
+    problem, draws = gaussian_draws
+    for p, per_image in _coverage_by_image(draws, problem.x.double()).items():
+        se = float(per_image.std() / math.sqrt(len(per_image)))
+        assert abs(float(per_image.mean()) - p) <= 3 * se + 1e-3, (p, float(per_image.mean()), se)
+
+
+def test_a_sampler_with_too_little_spread_covers_too_little(gaussian_draws):
+    """The same draws shrunk halfway to their mean: the coverage check must see the missing spread."""
+    problem, draws = gaussian_draws
+    shrunk = draws.mean(0) + 0.5 * (draws - draws.mean(0))
+    for p, per_image in _coverage_by_image(shrunk, problem.x.double()).items():
+        se = float(per_image.std() / math.sqrt(len(per_image)))
+        assert float(per_image.mean()) < p - 3 * se, (p, float(per_image.mean()), se)

@@ -186,11 +186,13 @@ def run_solver(label: str, solver: Solver, problem: Problem, model: GaussianScor
     return score(label, sub, x_hat, time.perf_counter() - start)
 
 
-def posterior_sample(model: GaussianScoreModel, problem: Problem) -> Tensor:
-    """Exact posterior samples by Matheron's rule: E[x|y] + x' - E[x'|y'], (x', y') a fresh prior draw."""
+def posterior_sample(model: GaussianScoreModel, problem: Problem, draw: int = 0) -> Tensor:
+    """Exact posterior samples by Matheron's rule: E[x|y] + x' - E[x'|y'], (x', y') a fresh prior draw; `draw` k
+    gives the k-th independent sample of the same posteriors."""
     ids = problem.ids
-    x_prime = model.sample(len(ids), prior_generators(problem.seed, ids, "matheron-prior"))
-    noise_gens = [torch.Generator().manual_seed(seed_for("matheron-noise", problem.seed, i, problem.label))
+    stream = "matheron" if not draw else f"matheron-{draw}"
+    x_prime = model.sample(len(ids), prior_generators(problem.seed, ids, f"{stream}-prior"))
+    noise_gens = [torch.Generator().manual_seed(seed_for(f"{stream}-noise", problem.seed, i, problem.label))
                   for i in ids]
     y_prime = problem.physics64.A(x_prime.double()) + problem.sigma_y * torch.stack(
         [torch.randn(problem.y.shape[1:], generator=g, dtype=torch.float64) for g in noise_gens])

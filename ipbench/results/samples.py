@@ -8,6 +8,10 @@ what the field's tables do; K draws also give
   well it predicts the sample mean's error: the Pearson correlation of std and |mean - x| over the pixels of the
   image (`std_error_corr`, nan when either is constant);
 - the diversity of the draws: their mean pairwise LPIPS (`diversity`, with LPIPS among the run's metrics);
+- calibration: the fraction of the image's pixels whose true value falls inside the draws' central prediction
+  interval at 50, 90 and 95% (`coverage.50`, ...): mean_K +- t_{K-1, (1+p)/2} s_K sqrt(1 + 1/K), with s_K the draws'
+  per-pixel std. For draws from a Gaussian posterior the truth is one more draw, so this interval covers it with
+  probability exactly p (Student's t prediction interval); a sampler whose spread is too small covers less;
 - best-of-K metrics (`oracle.psnr`, ...): each metric's best draw, chosen against the truth and per metric, as
   DAPS's evaluation and InverseBench's report them. Labelled an oracle: no estimator can choose that draw
   without the truth, so it is never a table's default nor in a paired comparison.
@@ -39,6 +43,22 @@ def std_error_correlation(std: Tensor, error: Tensor) -> float:
     return float(a @ b) / denominator if denominator > 0 else math.nan
 
 
+COVERAGE_LEVELS = (0.5, 0.9, 0.95)
+
+
+def coverage(draws: Tensor, x: Tensor, levels: Sequence[float] = COVERAGE_LEVELS) -> dict[float, float]:
+    """{p: fraction of pixels of x inside the K draws' t prediction interval at level p} (module docstring);
+    empty for K < 2, which has no spread to make an interval from."""
+    k = draws.shape[0]
+    if k < 2:
+        return {}
+    from scipy.special import stdtrit  # Student's t quantiles; scipy is imported only by runs with draws
+
+    mean, spread = draws.double().mean(0), pixel_std(draws.double()) * math.sqrt(1 + 1 / k)
+    distance = (x.double() - mean).abs()
+    return {p: float((distance <= float(stdtrit(k - 1, (1 + p) / 2)) * spread).double().mean()) for p in levels}
+
+
 def sample_statistics(draws: Tensor, x: Tensor, per_draw: dict[str, Tensor], metrics: Sequence[str]
                       ) -> tuple[dict[str, float], Tensor]:
     """The values above for one measurement: `draws` (K, C, H, W) in [0, 1] (the draws that succeeded), `x` the
@@ -51,6 +71,7 @@ def sample_statistics(draws: Tensor, x: Tensor, per_draw: dict[str, Tensor], met
         best = values.max() if METRICS[name].better == "higher" else values.min()
         stats[f"oracle.{name}"] = float(best)
     stats["std_error_corr"] = std_error_correlation(std, (mean - x).abs()) if k > 1 else math.nan
+    stats |= {f"coverage.{round(100 * p)}": value for p, value in coverage(draws, x).items()}
     if "lpips" in metrics and k > 1:
         pairs = list(itertools.combinations(range(k), 2))
         first, second = draws[[i for i, _ in pairs]], draws[[j for _, j in pairs]]

@@ -22,9 +22,10 @@ COLUMNS = {  # row field -> column header
     "oracle.lpips": "best-of-K LPIPS (oracle)",
     "std_mean": "mean std",
     "std_error_corr": "corr(std, abs error)",
+    "coverage.90": "coverage at 90%",
     "diversity": "diversity (pairwise LPIPS)",
 }
-DECIMALS = {"std_mean": 4, "std_error_corr": 3, "diversity": 4}
+DECIMALS = {"std_mean": 4, "std_error_corr": 3, "diversity": 4, "coverage.90": 3}
 
 
 def has_samples(rows: pd.DataFrame) -> bool:
@@ -86,4 +87,6 @@ SAMPLES_NOTE = ("Posterior draws per measurement (`--samples`; a deterministic s
                 "(oracle) takes each metric's best draw chosen against the truth, as some papers report: not an "
                 "estimator, never compared. mean std: the per-pixel standard deviation over the draws, averaged over "
                 "pixels; corr(std, abs error): its Pearson correlation with the sample mean's absolute error over an "
-                "image's pixels; diversity: the draws' mean pairwise LPIPS.")
+                "image's pixels; coverage at 90%: the fraction of pixels whose truth is inside the draws' 90% t prediction "
+                "interval, mean +- t s sqrt(1 + 1/K) (0.9 for draws from a Gaussian posterior; less where the spread is "
+                "too small; the rows have 50% and 95% too); diversity: the draws' mean pairwise LPIPS.")
