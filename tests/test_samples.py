@@ -179,3 +179,17 @@ def test_a_sampler_with_too_little_spread_covers_too_little(gaussian_draws):
     for p, per_image in _coverage_by_image(shrunk, problem.x.double()).items():
         se = float(per_image.std() / math.sqrt(len(per_image)))
         assert float(per_image.mean()) < p - 3 * se, (p, float(per_image.mean()), se)
+
+
+def test_the_grid_shows_each_sampling_solvers_std_beside_its_draw(tmp_path, small_model_path):
+    """A --samples run's grid has one more column per stochastic solver (its std map), none for tweedie."""
+    from PIL import Image
+
+    from ipbench.results.grid import MIN_CELL, PAD, write_grids
+
+    widths = {}
+    for name, samples in (("one", 1), ("k", 2)):
+        out = _run(tmp_path, name, samples, small_model_path)
+        (grid,) = write_grids(out)
+        widths[name] = Image.open(grid).width
+    assert widths["k"] - widths["one"] == MIN_CELL + PAD  # one cell (32 px images shown at 96 px) and its gap

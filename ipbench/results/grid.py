@@ -19,7 +19,7 @@ from ipbench.files import write_png
 from ipbench.imagefile import open_image
 from ipbench.results.rows import read_run_json, run_rows
 from ipbench.results.unobserved import shown
-from ipbench.run_paths import (IMAGES, TRUTH, grid_png, measurement_png, reconstruction_png, trace_figure_png,
+from ipbench.run_paths import (IMAGES, TRUTH, grid_png, measurement_png, reconstruction_png, std_png, trace_figure_png,
                                trace_png, truth_png)
 
 MIN_CELL = 96  # small images are shown enlarged (nearest) so that pixels stay visible
@@ -102,8 +102,11 @@ def write_grids(run_dir: str | Path, max_images: int = 8, out: str | Path | None
     written = []
     applies = _applicable_pairs(run_dir)
     for operator_label in (o.get("label", o["name"]) for o in config["operators"]):
-        columns = ["truth", "measurement"] + [s["label"] for s in config["solvers"]
-                                              if (s["label"], operator_label) in applies]
+        solvers = [s["label"] for s in config["solvers"] if (s["label"], operator_label) in applies]
+        # a run with --samples: each solver's per-pixel std over its draws, beside its first draw
+        spread = {name for name in solvers if any(std_png(run_dir, operator_label, name, i, seed).exists() for i in ids)}
+        columns = ["truth", "measurement"] + [c for name in solvers
+                                              for c in ([name, f"{name} std"] if name in spread else [name])]
         grid = Image.new("RGB", (LABEL_W + len(columns) * (cell[0] + PAD), LABEL_H + len(ids) * (cell[1] + PAD)), "white")
         draw = ImageDraw.Draw(grid)
         for c, name in enumerate(columns):
@@ -115,6 +118,8 @@ def write_grids(run_dir: str | Path, max_images: int = 8, out: str | Path | None
             for c, name in enumerate(columns):
                 path = (truth_png(run_dir, image_id) if c == 0 else
                         measurement_png(run_dir, operator_label, image_id, seed) if c == 1 else
+                        std_png(run_dir, operator_label, name[:-4], image_id, seed)
+                        if name.endswith(" std") and name[:-4] in spread else
                         reconstruction_png(run_dir, operator_label, name, image_id, seed))
                 grid.paste(_open_cell(path, cell), (LABEL_W + c * (cell[0] + PAD), top))
         target = grid_png(folder, operator_label)
