@@ -354,7 +354,12 @@ def test_every_solver_gives_a_reason_or_a_finite_result(solver_name, name, fashi
     if reason is not None:  # a plugin may decline, with a reason
         assert reason.strip()
         return
-    x_hat = solver.solve(y, physics, fashion32, generators(2, seed=40))
+    prior = fashion32  # a latent solver gets a latent prior over the same images (models/linear_autoencoder.py)
+    if SOLVERS.get(solver_name).prior == "latent":
+        from ipbench.models.linear_autoencoder import gaussian_latent_prior
+
+        prior = gaussian_latent_prior(x, (1, 16, 16))
+    x_hat = solver.solve(y, physics, prior, generators(2, seed=40))
     assert x_hat.shape == x.shape and torch.isfinite(x_hat).all()
 
 

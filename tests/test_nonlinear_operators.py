@@ -33,7 +33,7 @@ NONLINEAR = ["phase-retrieval", "hdr", "jpeg"]  # jpeg's value and gradient: tes
 GRADIENT_SOLVERS = {"dps", "latent-dps", "daps", "reddiff", "score-ald", "score-ald-ddpm", "deepinv-dps", "flowdps", "d-flow",
                     "pnp-flow"}  # A through autograd
 LINEAR_ONLY = {"ddrm", "ddnm", "pigdm", "diffpir", "repaint", "tikhonov", "hole-fill", "gaussian-filter", "sdedit",
-               "ddpm", "tweedie", "ot-ode"}  # A^T, A^+, an SVD or a mask in their derivation
+               "ddpm", "tweedie", "ot-ode", "psld"}  # A^T, A^+, an SVD or a mask in their derivation
 
 
 def build(name: str, params: dict, shape: tuple[int, int, int], n: int = 2):

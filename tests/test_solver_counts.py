@@ -18,6 +18,7 @@ from ipbench.solvers import SOLVERS
 REFUSED = [
     ("dps", ["steps=1001"], "solver dps.steps=1001: must be in 1..1000 (the model has 1000 diffusion times)"),
     ("latent-dps", ["steps=1001"], "solver latent-dps.steps=1001: must be in 1..1000"),  # refused on any prior
+    ("psld", ["steps=1001"], "solver psld.steps=1001: must be in 1..1000"),  # refused on any prior
     ("ddnm", ["steps=5000"], "solver ddnm.steps=5000: must be in 1..1000"),
     ("pigdm", ["steps=1001"], "solver pigdm.steps=1001: must be in 1..1000"),
     ("reddiff", ["steps=1001"], "solver reddiff.steps=1001: must be in 1..1000"),

@@ -16,6 +16,7 @@ from ipbench.solvers import (  # noqa: F401  (importing registers the built-in s
     ot_ode as _ot_ode,
     pigdm as _pigdm,
     pnp_flow as _pnp_flow,
+    psld as _psld,
     reddiff as _reddiff,
     repaint as _repaint,
     score_ald as _score_ald,
