@@ -23,6 +23,7 @@ from ipbench.cli import cli
 from ipbench.data import load_images
 from ipbench.errors import UsageError
 from ipbench.models import load_model
+from ipbench.models.linear_autoencoder import gaussian_latent_prior
 from ipbench.operators import Operator, back_project, measure, measurement_image, shown_measurement, visible_mask
 from ipbench.operators.ct import DENSE_SVD_MAX_PIXELS, _SVD_CACHE
 from ipbench.operators.svd import DenseSVD, EigenbasisSVD, operator_svd, svd_problem
@@ -356,8 +357,6 @@ def test_every_solver_gives_a_reason_or_a_finite_result(solver_name, name, fashi
         return
     prior = fashion32  # a latent solver gets a latent prior over the same images (models/linear_autoencoder.py)
     if SOLVERS.get(solver_name).prior == "latent":
-        from ipbench.models.linear_autoencoder import gaussian_latent_prior
-
         prior = gaussian_latent_prior(x, (1, 16, 16))
     x_hat = solver.solve(y, physics, prior, generators(2, seed=40))
     assert x_hat.shape == x.shape and torch.isfinite(x_hat).all()

@@ -27,7 +27,7 @@ SOURCE = re.compile(r"^[\w./*-]+\.(py|yaml|yml|sh|md):\d+(-\d+)?(, (\d+(-\d+)?|[
 
 def test_the_solvers_with_published_per_task_settings_carry_a_paper_preset() -> None:
     assert {name for name, preset_name, _ in PRESETS if preset_name == PAPER} == {
-        "dps", "diffpir", "ddrm", "daps", "reddiff", "pigdm", "ddnm", "repaint", "flowdps", "d-flow",
+        "dps", "diffpir", "ddrm", "daps", "latent-daps", "reddiff", "pigdm", "ddnm", "repaint", "flowdps", "d-flow",
         "pnp-flow", "ot-ode"}
 
 

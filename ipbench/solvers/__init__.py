@@ -12,6 +12,7 @@ from ipbench.solvers import (  # noqa: F401  (importing registers the built-in s
     flowdps as _flowdps,
     gaussian_filter as _gaussian_filter,
     hole_fill as _hole_fill,
+    latent_daps as _latent_daps,
     latent_dps as _latent_dps,
     ot_ode as _ot_ode,
     pigdm as _pigdm,

@@ -10,6 +10,10 @@ schedule sigma_0 > ... > sigma_{N-1} and at each level:
    x0 <- x0 + eta_k grad log p + sqrt(2 eta_k) z, started at x0_hat, with r_t = r_scale sigma_t;
 3. x_{t-1} = x0 + sigma_{t-1} z (the last level returns x0).
 
+The loop is shared with `latent-daps` (solvers/latent_daps.py), which overrides only the chain (`sample_x0`: the
+code's damped HMC through the decoder, by `posterior_chain`, whose momentum 0 is the Langevin step here) and the
+answer (`image_of`: the decoding).
+
 Units: x, x0_hat, r_t and the Langevin chain are in model units; A acts on to_image(x0) and tau (like
 sigma_y) is in image units, so the likelihood's curvature in model units is ||A||^2 / (2 tau)^2. The
 measurement gradient is that of ||A to_image(x0) - y||^2 only: no network backward.
@@ -64,7 +68,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from deepinv.physics import Physics
@@ -103,6 +107,29 @@ def noise_per_step(steps: int, like: Tensor, generators: Sequence[torch.Generato
                         for g in generators], dim=1).to(like.device)
 
 
+def posterior_chain(x0_hat: Tensor, r: float, data_score: Callable[[Tensor], Tensor], step: float, steps: int,
+                    generators: Sequence[torch.Generator], momentum: float = 0.0) -> Tensor:
+    """`steps` MCMC steps on x0 from x0_hat targeting N(x0; x0_hat, r^2 I) L(x0), where data_score(x0) is
+    grad log L: the code's two samplers (cores/mcmc.py:85-95) with the score of cores/mcmc.py:46-50.
+
+    momentum = 0: unadjusted Langevin, x <- x + step s(x) + sqrt(2 step) z (cores/mcmc.py:88). momentum m > 0:
+    the code's damped HMC (cores/mcmc.py:89-92) with h = sqrt(step), v <- m v + h s(x) + sqrt(2 (1 - m)) z,
+    x <- x + h v, from v ~ N(0, I) drawn before the chain (cores/mcmc.py:82-83). At m = 0 the HMC update is
+    the Langevin one (its v0 is multiplied by 0, so none is drawn). Noise: one draw per image and chain."""
+    x = x0_hat
+    velocity = randn_per_image(x0_hat.shape, generators, x0_hat.device, x0_hat.dtype) if momentum > 0 else None
+    noise = noise_per_step(steps, x0_hat, generators)
+    h = math.sqrt(step)
+    for k in range(steps):
+        score = (x0_hat - x) / r**2 + data_score(x)
+        if velocity is None:
+            x = x + step * score + math.sqrt(2 * step) * noise[k]
+        else:
+            velocity = momentum * velocity + h * score + math.sqrt(2 * (1 - momentum)) * noise[k]
+            x = x + h * velocity
+    return x
+
+
 def langevin(x0_hat: Tensor, y: Tensor, op: Physics, r: float, tau: float, step: float, steps: int,
              generators: Sequence[torch.Generator]) -> Tensor:
     """`steps` unadjusted Langevin steps of size `step` on x0 (model units), from x0_hat, targeting
@@ -110,13 +137,11 @@ def langevin(x0_hat: Tensor, y: Tensor, op: Physics, r: float, tau: float, step:
 
     grad_x0 ||A to_image(x0) - y||^2 / (2 tau^2) = A^T (A to_image(x0) - y) / (2 tau^2) (d image / d model = 1/2);
     A^T is deepinv's vector-Jacobian product, the adjoint for linear operators."""
-    x = x0_hat
-    noise = noise_per_step(steps, x0_hat, generators)
-    for k in range(steps):
+    def data_score(x: Tensor) -> Tensor:
         x_img = to_image(x)
-        score = (x0_hat - x) / r**2 - op.A_vjp(x_img, op.A(x_img) - y) / (2 * tau**2)
-        x = x + step * score + math.sqrt(2 * step) * noise[k]
-    return x
+        return -op.A_vjp(x_img, op.A(x_img) - y) / (2 * tau**2)
+
+    return posterior_chain(x0_hat, r, data_score, step, steps, generators)
 
 
 # tau 0.01 with the code's squared-norm data term, on an operator whose output its residual sees in [-1, 1]
@@ -189,8 +214,8 @@ class DAPS(Solver):
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.sigma_max > self.sigma_min > self.ode_sigma_min:
-            raise UsageError(f"solver daps: needs sigma_max > sigma_min > ode_sigma_min, got {self.sigma_max:g}, "
-                             f"{self.sigma_min:g}, {self.ode_sigma_min:g}")
+            raise UsageError(f"solver {self.name}: needs sigma_max > sigma_min > ode_sigma_min, got "
+                             f"{self.sigma_max:g}, {self.sigma_min:g}, {self.ode_sigma_min:g}")
 
     def check_model(self, model: ScoreModel) -> None:
         super().check_model(model)
@@ -211,8 +236,17 @@ class DAPS(Solver):
             r = self.r_scale * sigma
             decay = 1 + k / (self.steps + 1) * (self.lr_min_ratio - 1)
             step = self.lr * decay / (1 / r**2 + 1 / (2 * tau) ** 2)
-            x0 = langevin(x0_hat, y, op, r, tau, step, self.langevin_steps, generators)
+            x0 = self.sample_x0(x0_hat, y, op, model, r, tau, step, generators)
             self.report_step(time_of_sigma(model, sigma), x / math.sqrt(1 + sigma**2), x0)  # x_t in VP scaling
             sigma_next = sigmas[k + 1] if k + 1 < len(sigmas) else 0.0
             x = x0 + sigma_next * randn_per_image(x0.shape, generators, x0.device) if sigma_next > 0 else x0
-        return to_image(x)
+        return self.image_of(x, model)
+
+    def sample_x0(self, x0_hat: Tensor, y: Tensor, op: Physics, model: ScoreModel, r: float, tau: float, step: float,
+                  generators: Sequence[torch.Generator]) -> Tensor:
+        """Step 2 of a level (Algorithm 1): the chain on p(x0 | x_t, y) from x0_hat, in model units."""
+        return langevin(x0_hat, y, op, r, tau, step, self.langevin_steps, generators)
+
+    def image_of(self, x0: Tensor, model: ScoreModel) -> Tensor:
+        """The answer's image: x0 in [0, 1] units."""
+        return to_image(x0)

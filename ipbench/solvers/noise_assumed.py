@@ -30,6 +30,8 @@ NOISE_ASSUMED: dict[str, str] = {
     "pigdm": f"Gaussian of std noise_level(op) in (r_t^2 A A^T + sigma^2 I)^-1; {EFFECTIVE}",
     "daps": f"Gaussian of std tau (default 0.003536, the code's, whatever the noise); tau=none: noise_level(op), "
             f"{EFFECTIVE}",
+    "latent-daps": f"as daps, on A(decode(z0)) with the code's clamped gradient: Gaussian of std tau (default "
+                   f"0.003536, whatever the noise); tau=none: noise_level(op), {EFFECTIVE}",
     "pnp-flow": "Gaussian, the squared residual of A(x) without sigma_y (the code's step sigma^2 lr and its fidelity's "
                 "1 / sigma^2 cancel); ignores the noise model",
     "ot-ode": f"Gaussian of std noise_level(op) in (r_t^2 A A^T + sigma^2 I)^-1; {EFFECTIVE}",
