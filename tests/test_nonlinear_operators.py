@@ -31,7 +31,7 @@ from tests.test_solvers import CONTRACT_SOLVERS, make_fast
 F64 = torch.float64
 NONLINEAR = ["phase-retrieval", "hdr", "jpeg"]  # jpeg's value and gradient: tests/test_jpeg_operator.py
 GRADIENT_SOLVERS = {"dps", "latent-dps", "daps", "latent-daps", "reddiff", "score-ald", "score-ald-ddpm", "deepinv-dps",
-                    "flowdps", "d-flow", "pnp-flow"}  # A through autograd
+                    "flowdps", "d-flow", "pnp-flow", "resample"}  # A through autograd
 LINEAR_ONLY = {"ddrm", "ddnm", "pigdm", "diffpir", "repaint", "tikhonov", "hole-fill", "gaussian-filter", "sdedit",
                "ddpm", "tweedie", "ot-ode", "psld"}  # A^T, A^+, an SVD or a mask in their derivation
 

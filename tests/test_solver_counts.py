@@ -19,6 +19,7 @@ REFUSED = [
     ("dps", ["steps=1001"], "solver dps.steps=1001: must be in 1..1000 (the model has 1000 diffusion times)"),
     ("latent-dps", ["steps=1001"], "solver latent-dps.steps=1001: must be in 1..1000"),  # refused on any prior
     ("psld", ["steps=1001"], "solver psld.steps=1001: must be in 1..1000"),  # refused on any prior
+    ("resample", ["steps=1001"], "solver resample.steps=1001: must be in 1..1000"),  # a latent solver too
     ("ddnm", ["steps=5000"], "solver ddnm.steps=5000: must be in 1..1000"),
     ("pigdm", ["steps=1001"], "solver pigdm.steps=1001: must be in 1..1000"),
     ("reddiff", ["steps=1001"], "solver reddiff.steps=1001: must be in 1..1000"),
@@ -72,6 +73,11 @@ EXEMPT = {
     ("d-flow", "lbfgs_iter"): "L-BFGS's own max_iter: an upper bound its tolerances may stop short of",
     ("reddiff", "sigma_x0"): "the spread of q around mu, not a noise level of the model's grid",
     ("pnp-flow", "samples"): "a loop count",
+    ("resample", "skip"): "a period: a fit every skip grid steps (none where skip exceeds the fits' range)",
+    ("resample", "lookahead"): "a loop count, ending at the grid's last step as in the code (ddim.py:274)",
+    ("resample", "latent_iters"): "an upper bound its stopping rules may stop short of, as the code's max_iters",
+    ("resample", "pixel_iters"): "an upper bound its stopping rule may stop short of, as the code's max_iters",
+    ("resample", "window"): "a loop count (the iterations the latent fit's stopping rule looks back)",
 }
 
 

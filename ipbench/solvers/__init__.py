@@ -20,6 +20,7 @@ from ipbench.solvers import (  # noqa: F401  (importing registers the built-in s
     psld as _psld,
     reddiff as _reddiff,
     repaint as _repaint,
+    resample as _resample,
     score_ald as _score_ald,
     score_ald_ddpm as _score_ald_ddpm,
     sdedit as _sdedit,

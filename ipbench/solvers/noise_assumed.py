@@ -23,6 +23,9 @@ NOISE_ASSUMED: dict[str, str] = {
     "latent-dps": "as dps, with A applied to decode(z0_hat)",
     "psld": "Gaussian, the residual of A(decode(z0_hat)) without sigma_y (its norm, the code's step, by default) and "
             "the gluing term through A^T y; ignores the noise model (no Poisson factor, unlike latent-dps)",
+    "resample": "Gaussian without sigma_y: its DPS step the norm of the residual of A(decode(z0_hat)), its fits the "
+                "mean squared residual down to tol; noise=poisson: the code's DPS step, times the mean of "
+                "1 / abs(2 y - 1) per image (as dps), the fits unchanged",
     "deepinv-dps": "Gaussian, deepinv's L2 data fidelity without sigma_y; ignores the noise model",
     "ddrm": f"Gaussian of std noise_level(op) (its nsr per singular value); {EFFECTIVE}",
     "ddnm": f"Gaussian of std noise_level(op) in DDNM+'s lambda_t and injected noise; {EFFECTIVE}",
