@@ -714,6 +714,11 @@ def _parse_ints(text: str, option: str) -> tuple[int, ...]:
               help="Training images: the Debian Fashion-MNIST training set, a folder, or an IDX file.")
 @click.option("--out", required=True, metavar="DIR", callback=_user_path,
               help="Training folder (checkpoints, log, samples); resumes.")
+@click.option("--autoencoder", is_flag=True, default=False,
+              help="Train a latent prior's KL autoencoder instead (writes autoencoder.pt, reconstructions.png).")
+@click.option("--latent-of", default=None, metavar="AE.pt", callback=_user_path,
+              help="Train a latent DDPM on the latents this autoencoder gives the training images; writes the whole "
+                   "latent prior (autoencoder + latent UNet) as model.pt.")
 @click.option("--steps", type=click.IntRange(min=1), default=20000, show_default=True, help="Optimiser steps.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
               help="Training images per step.")
@@ -722,9 +727,10 @@ def _parse_ints(text: str, option: str) -> tuple[int, ...]:
 @click.option("--ema-decay", type=click.FloatRange(0, 1), default=0.999, show_default=True,
               help="Decay of the weights' exponential moving average (the exported model).")
 @click.option("--channels", type=click.IntRange(min=8), default=32, show_default=True,
-              help="UNet base channel count.")
+              help="UNet (or autoencoder) base channel count.")
 @click.option("--channel-mult", default="1,2,2", show_default=True,
-              help="Channel multiplier per resolution level (comma list).")
+              help="Channel multiplier per resolution level (comma list); the autoencoder's latent side is the "
+                   "image's / 2^(levels - 1).")
 @click.option("--num-res-blocks", type=click.IntRange(min=1), default=1, show_default=True,
               help="Residual blocks per level.")
 @click.option("--attention", default="8", show_default=True, help="Resolutions with self-attention (comma list).")
@@ -732,6 +738,10 @@ def _parse_ints(text: str, option: str) -> tuple[int, ...]:
 @click.option("--resolution", type=click.IntRange(min=8), default=32, show_default=True,
               help="Image side in pixels (images are resized to it).")
 @click.option("--grayscale/--rgb", default=True, show_default=True, help="One channel or three.")
+@click.option("--latent-channels", type=click.IntRange(min=1), default=4, show_default=True,
+              help="With --autoencoder: channels of the latent.")
+@click.option("--kl-weight", type=click.FloatRange(0, 1), default=1e-6, show_default=True,
+              help="With --autoencoder: weight of the KL term against the L1 reconstruction (LDM's 1e-6).")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=500, show_default=True,
               help="Steps between checkpoints (a stopped training resumes from the last).")
 @click.option("--sample-steps", type=click.IntRange(min=1), default=100, show_default=True,
@@ -746,42 +756,153 @@ def _parse_ints(text: str, option: str) -> tuple[int, ...]:
 @device_option
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
 @user_errors
-def train_command(data: str, out: str, steps: int, batch_size: int, lr: float, ema_decay: float, channels: int,
-                  channel_mult: str, num_res_blocks: int, attention: str, dropout: float, resolution: int,
-                  grayscale: bool, checkpoint_every: int, sample_steps: int, seed: int, objective: str,
-                  conditional: bool, label_dropout: float, device: str, progress: bool) -> None:
+def train_command(data: str, out: str, autoencoder: bool, latent_of: str | None, steps: int, batch_size: int,
+                  lr: float, ema_decay: float, channels: int, channel_mult: str, num_res_blocks: int, attention: str,
+                  dropout: float, resolution: int, grayscale: bool, latent_channels: int, kl_weight: float,
+                  checkpoint_every: int, sample_steps: int, seed: int, objective: str, conditional: bool,
+                  label_dropout: float, device: str, progress: bool) -> None:
     """Train a UNet prior (VP-DDPM eps or flow matching) on an image set; writes model.pt (EMA), model-fp16.pt,
-    samples.png, train_log.json."""
+    samples.png, train_log.json. A latent prior trains in two steps: --autoencoder, then --latent-of
+    OUT/autoencoder.pt."""
     from ipbench.device import resolve_device
-    from ipbench.models.unet import UNetConfig, config_problem
-    from ipbench.training.export import finish_training, load_training_images, load_training_labels
-    from ipbench.training.loop import TrainConfig, train
+    from ipbench.training.loop import TrainConfig
 
     dev = resolve_device(device)  # before the data: a wrong device is the first thing to hear about
+    if autoencoder and latent_of is not None:
+        raise UsageError("--autoencoder with --latent-of: give one; train the autoencoder first (--autoencoder), "
+                         "then the latent DDPM on it (--latent-of OUT/autoencoder.pt)")
+    mode = "--autoencoder" if autoencoder else "--latent-of" if latent_of is not None else None
+    given = _given_options(click.get_current_context())
+    unused = {"--autoencoder": ("objective", "conditional", "label_dropout", "dropout", "attention", "sample_steps"),
+              "--latent-of": ("resolution", "grayscale", "latent_channels", "kl_weight", "conditional",
+                              "label_dropout"),
+              None: ("latent_channels", "kl_weight")}[mode]
+    refused = [given[name] for name in unused if name in given]
+    if refused or (mode == "--latent-of" and objective != "eps"):
+        why = {"--autoencoder": "not an option of the autoencoder (it trains with its own loss, L1 + KL, and has no "
+                                "dropout, labels, attention levels or samples); leave it out",
+               "--latent-of": "the latent shape and the KL weight are the autoencoder's, and a latent prior trains an "
+                              "unconditional eps DDPM (--objective eps); leave it out",
+               None: "an option of --autoencoder only"}[mode]
+        shown = ", ".join(refused or [f"--objective {objective}"])
+        raise UsageError(f"{shown} with {mode}: {why}" if mode else f"{shown}: {why}")
+    train_cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, ema_decay=ema_decay,
+                            checkpoint_every=checkpoint_every, seed=seed, label_dropout=label_dropout)
     shape = (1 if grayscale else 3, resolution, resolution)
-    model_cfg = UNetConfig(image_shape=shape, channels=channels, channel_mult=_parse_ints(channel_mult, "--channel-mult"),
-                           num_res_blocks=num_res_blocks, attention_resolutions=_parse_ints(attention, "--attention"),
-                           dropout=dropout)
-    problem = config_problem(model_cfg)  # before the data is read or the model built
+    mult = _parse_ints(channel_mult, "--channel-mult")
+    if autoencoder:
+        _train_autoencoder(data, Path(out), shape, channels, mult, num_res_blocks, latent_channels, kl_weight,
+                           train_cfg, dev, progress)
+        return
+    from ipbench.models.unet import UNetConfig
+
+    model_cfg = UNetConfig(image_shape=shape, channels=channels, channel_mult=mult, num_res_blocks=num_res_blocks,
+                           attention_resolutions=_parse_ints(attention, "--attention"), dropout=dropout)
+    if latent_of is not None:
+        _train_latent(data, Path(out), Path(latent_of), model_cfg, train_cfg, dev, sample_steps, progress)
+        return
+    _train_unet(data, Path(out), model_cfg, train_cfg, dev, sample_steps, objective, conditional, progress,
+                {"image_shape": ("--resolution", resolution), "channels": ("--channels", channels),
+                 "channel_mult": ("--channel-mult", repr(channel_mult)), "attention_resolutions":
+                 ("--attention", repr(attention)), "num_res_blocks": ("--num-res-blocks", num_res_blocks)})
+
+
+def _given_options(context: click.Context) -> dict[str, str]:
+    """{parameter name: its option as typed} for the options given on the command line (not left at default)."""
+    from click.core import ParameterSource
+
+    given = {}
+    for parameter in context.command.params:
+        if context.get_parameter_source(parameter.name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
+            given[parameter.name] = "/".join(parameter.opts + parameter.secondary_opts)
+    return given
+
+
+def _config_error(problem: tuple[str, str] | None, config: Any, options: dict[str, tuple[str, Any]]) -> None:
+    """A config's bounds problem as a one-line UsageError naming the option that set the field."""
     if problem is not None:
         name, what = problem
-        options = {"image_shape": ("--resolution", resolution), "channels": ("--channels", channels),
-                   "channel_mult": ("--channel-mult", repr(channel_mult)), "attention_resolutions":
-                   ("--attention", repr(attention)), "num_res_blocks": ("--num-res-blocks", num_res_blocks)}
-        option, value = options.get(name, (name, getattr(model_cfg, name)))
+        option, value = options.get(name, (name, getattr(config, name)))
         raise UsageError(f"{option} {value}: {what}")
+
+
+def _train_unet(data: str, out: Path, model_cfg: Any, train_cfg: Any, dev: Any, sample_steps: int, objective: str,
+                conditional: bool, progress: bool, options: dict[str, tuple[str, Any]]) -> None:
+    """A UNet prior on images: eps or flow, unconditional or class-conditional."""
+    from ipbench.models.unet import config_problem
+    from ipbench.training.export import finish_training, load_training_images, load_training_labels
+    from ipbench.training.loop import train
+
+    _config_error(config_problem(model_cfg), model_cfg, options)  # before the data is read or the model built
     if conditional and objective != "eps":
         raise UsageError(f"--conditional with --objective {objective}: conditional models train with --objective eps")
-    images, ids = load_training_images(data, shape)
+    images, ids = load_training_images(data, model_cfg.image_shape)
     labels, class_names = load_training_labels(data, ids, images.shape[0]) if conditional else (None, None)
     if class_names is not None:
         model_cfg = dataclasses.replace(model_cfg, num_classes=len(class_names))
-    train_cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, ema_decay=ema_decay,
-                            checkpoint_every=checkpoint_every, seed=seed, label_dropout=label_dropout)
     command = _command_line()
-    ema, _ = train(images, Path(out), model_cfg, train_cfg, dev, progress=progress, log=click.echo,
+    ema, _ = train(images, out, model_cfg, train_cfg, dev, progress=progress, log=click.echo,
                    objective=objective, labels=labels, class_names=class_names)
-    for line in finish_training(ema, Path(out), data, images.shape[0], train_cfg, dev, sample_steps, command):
+    for line in finish_training(ema, out, data, images.shape[0], train_cfg, dev, sample_steps, command):
+        click.echo(line)
+
+
+def _train_autoencoder(data: str, out: Path, shape: tuple[int, int, int], channels: int, mult: tuple[int, ...],
+                       num_res_blocks: int, latent_channels: int, kl_weight: float, train_cfg: Any, dev: Any,
+                       progress: bool) -> None:
+    """A latent prior's first stage: its KL autoencoder on the training images."""
+    from ipbench.models.kl_autoencoder import KLAutoencoderConfig, config_problem
+    from ipbench.training.export import load_training_images
+    from ipbench.training.latent_prior import finish_autoencoder
+    from ipbench.training.loop import train
+
+    cfg = KLAutoencoderConfig(image_shape=shape, latent_channels=latent_channels, channels=channels,
+                              channel_mult=mult, num_res_blocks=num_res_blocks, kl_weight=kl_weight)
+    _config_error(config_problem(cfg), cfg, {
+        "image_shape": ("--resolution", shape[1]), "latent_channels": ("--latent-channels", latent_channels),
+        "channels": ("--channels", channels), "channel_mult": ("--channel-mult", ",".join(map(str, mult))),
+        "num_res_blocks": ("--num-res-blocks", num_res_blocks), "kl_weight": ("--kl-weight", kl_weight)})
+    images, _ = load_training_images(data, shape)
+    command = _command_line()
+    ema, _ = train(images, out, cfg, train_cfg, dev, progress=progress, log=click.echo, objective="autoencoder")
+    for line in finish_autoencoder(ema, images, out, data, train_cfg, dev, command):  # type: ignore[arg-type]
+        click.echo(line)
+
+
+def _train_latent(data: str, out: Path, autoencoder_file: Path, unet_cfg: Any, train_cfg: Any, dev: Any,
+                  sample_steps: int, progress: bool) -> None:
+    """A latent prior's second stage: a latent DDPM on the scaled latents the autoencoder gives the training images,
+    exported with the autoencoder as one latent prior."""
+    from ipbench.models.unet import config_problem
+    from ipbench.training.export import load_training_images
+    from ipbench.training.latent_prior import encode_all, finish_latent_prior, load_autoencoder
+    from ipbench.training.loop import train
+
+    autoencoder, sha = load_autoencoder(autoencoder_file)
+    latent = autoencoder.latent_shape
+    # the latent UNet's "image" is the latent; the autoencoder that made its data is part of its identity on resume
+    unet_cfg = dataclasses.replace(unet_cfg, image_shape=latent, extra={"autoencoder": sha})
+    problem = config_problem(unet_cfg)
+    if problem is not None and problem[0] == "image_shape":
+        sides = latent[1:]
+        fit = max(n for n in range(1, 9) if all(s % 2 ** (n - 1) == 0 for s in sides))
+        raise UsageError(f"--channel-mult {','.join(map(str, unet_cfg.channel_mult))}: its "
+                         f"{len(unet_cfg.channel_mult)} levels halve the {' x '.join(map(str, latent))} latents of "
+                         f"--latent-of {autoencoder_file} {len(unet_cfg.channel_mult) - 1} times; a latent side of "
+                         f"{min(sides)} allows at most {fit} levels (e.g. --channel-mult {','.join(['1'] + ['2'] * (min(fit, 3) - 1))})")
+    _config_error(problem, unet_cfg, {
+        "channels": ("--channels", unet_cfg.channels),
+        "channel_mult": ("--channel-mult", ",".join(map(str, unet_cfg.channel_mult))),
+        "attention_resolutions": ("--attention", ",".join(map(str, unet_cfg.attention_resolutions)) or "''"),
+        "num_res_blocks": ("--num-res-blocks", unet_cfg.num_res_blocks)})
+    images, _ = load_training_images(data, autoencoder.image_shape)
+    latents = encode_all(autoencoder.to(dev), images, dev)
+    click.echo(f"encoded {images.shape[0]} training images to {' x '.join(map(str, latent))} latents (std "
+               f"{float(latents.std()):.3f}) with {autoencoder_file}")
+    command = _command_line()
+    ema, _ = train(latents, out, unet_cfg, train_cfg, dev, progress=progress, log=click.echo, latents=True)
+    for line in finish_latent_prior(ema, autoencoder, autoencoder_file, out, data, images.shape[0], train_cfg, dev,  # type: ignore[arg-type]
+                                    sample_steps, command):
         click.echo(line)
 
 

@@ -8,6 +8,7 @@ import torch
 
 from ipbench.models.conditional import ConditionalUNetModel
 from ipbench.models.gaussian import GaussianScoreModel
+from ipbench.models.kl_autoencoder import KLAutoencoder
 from ipbench.models.latent import LatentPrior
 from ipbench.models.linear_autoencoder import gaussian_latent_prior
 from ipbench.models.registry import load_checkpoint, register_architecture, register_model
@@ -18,6 +19,8 @@ register_architecture("gaussian")(GaussianScoreModel)
 register_architecture("unet")(UNetScoreModel)
 register_architecture("unet-flow")(UNetFlowModel)
 register_architecture("unet-cond")(ConditionalUNetModel)
+register_architecture("kl-autoencoder")(KLAutoencoder)  # a latent prior's part; load_model refuses it alone
+register_architecture("latent")(LatentPrior)  # an autoencoder and a latent model in one file
 
 PHOTOS_SHAPE = (3, 256, 256)
 

@@ -10,6 +10,10 @@ pixels, so it is n/a (`solvers.base.prior_problem`). Latents are in the latent m
 
 The autoencoder counts the images it decodes and encodes (with and without a backward through it), so rows and
 speed figures split a latent solver's cost into the latent network and the autoencoder.
+
+A latent prior whose parts have registered architectures is saved as one checkpoint (architecture `latent`,
+models/checkpoint_parts.py): its config names each part's architecture and config, its weights are the parts'
+under `autoencoder.` and `latent.`.
 """
 from __future__ import annotations
 
@@ -18,7 +22,9 @@ from abc import ABC, abstractmethod
 import torch
 from torch import Tensor, nn
 
+from ipbench.errors import UsageError
 from ipbench.models.base import ScoreModel
+from ipbench.models.checkpoint_parts import build_part, part_config, unexpected_weights
 from ipbench.models.conditional import unwrapped
 
 
@@ -74,6 +80,29 @@ class LatentPrior(ScoreModel):
 
     def denoise_ve(self, x: Tensor, sigma: Tensor) -> Tensor:
         return self.latent.denoise_ve(x, sigma)
+
+    def config(self) -> dict:
+        """{"autoencoder": {"arch", "config"}, "latent": {"arch", "config"}}: each part's registered architecture."""
+        return {"autoencoder": part_config(self.autoencoder), "latent": part_config(self.latent)}
+
+    @classmethod
+    def from_config(cls, config: dict, state_dict: dict[str, Tensor]) -> "LatentPrior":
+        """The latent prior a checkpoint declares: each part checked and built by its own architecture, then the
+        latent model's shape against the autoencoder's latent shape; a one-line UsageError naming what does not fit."""
+        stray = unexpected_weights(state_dict, ("autoencoder", "latent"))
+        if stray is not None:
+            raise UsageError(f"weights do not fit the latent prior it declares: {stray}")
+        refused = getattr(cls, "arch_name", None)  # a latent prior over a latent prior's latents would nest
+        autoencoder = build_part("autoencoder", config, state_dict, Autoencoder, refused)
+        latent = build_part("latent", config, state_dict, ScoreModel, refused)
+        if tuple(latent.image_shape) != tuple(autoencoder.latent_shape):
+            raise UsageError(f"its latent model is over {_shape(latent.image_shape)} latents but its autoencoder's "
+                             f"latents are {_shape(autoencoder.latent_shape)}")
+        return cls(latent, autoencoder)
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return " x ".join(str(s) for s in shape)
 
 
 def autoencoder_of(model: ScoreModel) -> Autoencoder | None:

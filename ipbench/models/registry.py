@@ -2,7 +2,9 @@
 
 A loader is a function `(device) -> ScoreModel` registered with `@register_model("name")`. A checkpoint
 is a dict saved by `save_checkpoint` {format, arch, config, state_dict}, loaded with weights_only=True
-and built by the architecture registered under `arch`, so no pickled code ever runs. A path loader
+and built by the architecture registered under `arch`, so no pickled code ever runs. An architecture is a
+ScoreModel class, or the class of a part of one (an `Autoencoder`, which `load_checkpoint` reads but `load_model`
+refuses: it is no prior); a model made of parts saves them in one file (models/checkpoint_parts.py). A path loader
 `(path, device) -> ScoreModel` registered with `@register_model_path("prefix")` serves `--model prefix:PATH`,
 for files that cannot name their own architecture (a raw state dict, a diffusers folder).
 """
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 import torch
+from torch import nn
 
 from ipbench.errors import UsageError, first_line
 from ipbench.files import atomic_write
@@ -27,10 +30,11 @@ MODEL_PATH_LOADERS: Registry[PathLoader] = Registry("model path prefix")
 
 
 class Architecture(Protocol):
-    """A ScoreModel class that can be rebuilt from a checkpoint's config and state dict."""
+    """A ScoreModel class (or a part's, such as an Autoencoder) that can be rebuilt from a checkpoint's config and
+    state dict."""
 
     @classmethod
-    def from_config(cls, config: dict, state_dict: dict[str, torch.Tensor]) -> ScoreModel: ...
+    def from_config(cls, config: dict, state_dict: dict[str, torch.Tensor]) -> nn.Module: ...
 
 
 ARCHITECTURES: Registry[type] = Registry("model architecture")
@@ -47,7 +51,7 @@ def register_model_path(prefix: str) -> Callable[[PathLoader], PathLoader]:
 
 
 def register_architecture(name: str) -> Callable[[type], type]:
-    """Register a ScoreModel class (with `from_config` and `config`) for checkpoints."""
+    """Register a ScoreModel class, or a part's class (with `from_config` and `config`), for checkpoints."""
     def register(cls: type) -> type:
         cls.arch_name = name
         return ARCHITECTURES.add(name, cls)
@@ -55,7 +59,7 @@ def register_architecture(name: str) -> Callable[[type], type]:
     return register
 
 
-def save_checkpoint(model: ScoreModel, path: str | Path, half: bool = False) -> None:
+def save_checkpoint(model: nn.Module, path: str | Path, half: bool = False) -> None:
     """Save a model of a registered architecture so that `load_model(path)` restores it.
 
     `half` stores floating-point weights as float16 (loaders cast back to float32).
@@ -70,8 +74,9 @@ def save_checkpoint(model: ScoreModel, path: str | Path, half: bool = False) -> 
     atomic_write(path, lambda partial: torch.save(blob, partial))
 
 
-def load_checkpoint(path: str | Path) -> ScoreModel:
-    """Load a checkpoint written by `save_checkpoint`; refuses anything else with a clear error."""
+def load_checkpoint(path: str | Path) -> nn.Module:
+    """Load a checkpoint written by `save_checkpoint` (a ScoreModel, or a part such as an Autoencoder); refuses
+    anything else with a clear error."""
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling refused or file unreadable: a user mistake, not a crash
@@ -109,7 +114,15 @@ def load_model(name_or_path: str, device: torch.device | str = "cpu") -> ScoreMo
     elif colon and prefix in MODEL_PATH_LOADERS:
         model = MODEL_PATH_LOADERS.get(prefix)(expand_user(path, f"--model {prefix}:"), device)
     elif expand_user(name_or_path, "--model").is_file():
-        model = load_checkpoint(expand_user(name_or_path, "--model"))
+        path = expand_user(name_or_path, "--model")
+        model = load_checkpoint(path)
+        if not isinstance(model, ScoreModel):
+            from ipbench.models.latent import Autoencoder
+
+            hint = (f"; train a latent prior on it with bench train --latent-of {path}"
+                    if isinstance(model, Autoencoder) else "")
+            raise UsageError(f"model file {path}: holds a {type(model).arch_name} ({type(model).__name__}), not a "
+                             f"prior (a score model){hint}")
     else:
         forms = ", ".join(f"{p}:PATH" for p in MODEL_PATH_LOADERS.names())
         raise UsageError(f"unknown model {name_or_path!r}: not a registered name ({', '.join(MODELS.names())}), "

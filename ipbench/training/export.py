@@ -19,6 +19,7 @@ from ipbench.models.base import ScoreModel, to_image
 from ipbench.models.registry import save_checkpoint
 from ipbench.models.conditional import ConditionalUNetModel, conditioned
 from ipbench.models.flow import FlowModel
+from ipbench.models.latent import LatentPrior, autoencoder_of
 from ipbench.seeding import seed_for
 from ipbench.solvers.diffusion import sample_prior
 from ipbench.solvers.flow_steps import sample_flow
@@ -76,11 +77,13 @@ def load_training_labels(data: str, ids: list[str] | None, num_images: int) -> t
 def draw_samples(model: ScoreModel, n: int, steps: int, seed: int, eta: float = 1.0, labels: list[int] | None = None,
                  guidance: float = 1.0, batch_size: int | None = None) -> Tensor:
     """(n, C, H, W) prior samples in [0, 1] on the CPU: the reverse process, `steps` strided steps (for a flow
-    model its own sampler: the flow ODE in `steps` Euler steps); for a conditional model, sample i of class
+    model its own sampler: the flow ODE in `steps` Euler steps; for a latent prior, over latents, unclipped since
+    latents have no [-1, 1] range, then decoded); for a conditional model, sample i of class
     `labels[i]` with guidance scale `guidance` (models/conditional.py), or unconditional with `labels` None.
     Sample i starts from its own generator (seed_for("sample", seed, i)), so it does not depend on `batch_size`
     (at most that many samples go through the network at once; default all n)."""
     device = model.alphas_cumprod.device
+    autoencoder = autoencoder_of(model)
     batch_size = batch_size or n
     out = []
     for start in range(0, n, batch_size):
@@ -90,24 +93,51 @@ def draw_samples(model: ScoreModel, n: int, steps: int, seed: int, eta: float = 
                                                              device=device)
         with torch.no_grad(), conditioned(model, condition, guidance):
             x = sample_flow(model, generators, steps) if isinstance(model, FlowModel) else \
-                sample_prior(model, generators, steps=steps, eta=eta)
-            out.append(to_image(x).clamp(0, 1).cpu())
+                sample_prior(model, generators, steps=steps, eta=eta, clip=autoencoder is None)
+            image = to_image(x) if autoencoder is None else autoencoder.decode(x)
+            out.append(image.clamp(0, 1).cpu())
     return torch.cat(out)
+
+
+def image_grid(x: Tensor, per_row: int) -> Tensor:
+    """Images (N, C, H, W) tiled `per_row` to a row, in order, the last row padded with white."""
+    n = x.shape[0]
+    x = torch.cat([x, torch.ones(per_row * math.ceil(n / per_row) - n, *x.shape[1:])])
+    rows = [torch.cat(list(x[r:r + per_row]), dim=-1) for r in range(0, x.shape[0], per_row)]
+    return torch.cat(rows, dim=-2)
 
 
 def sample_grid(model: ScoreModel, n: int, steps: int, seed: int, path: Path, eta: float = 1.0,
                 labels: list[int] | None = None, guidance: float = 1.0) -> None:
     """A PNG grid (ceil(sqrt(n)) per row) of `draw_samples`' samples, in the order drawn."""
     x = draw_samples(model, n, steps, seed, eta=eta, labels=labels, guidance=guidance)
-    per_row = math.ceil(n ** 0.5)
-    x = torch.cat([x, torch.ones(per_row * math.ceil(n / per_row) - n, *x.shape[1:])])  # pad with white
-    rows = [torch.cat(list(x[r:r + per_row]), dim=-1) for r in range(0, x.shape[0], per_row)]
-    save_png(torch.cat(rows, dim=-2), path)
+    save_png(image_grid(x, math.ceil(n ** 0.5)), path)
+
+
+def write_train_log(model: torch.nn.Module, out: Path, data: str, num_images: int, cfg: TrainConfig,
+                    device: torch.device, command: str | None, fields: dict) -> dict:
+    """Update out/train_log.json with the training's record (steps and time from out/train_state.pt, device, the
+    model's size and config, the options, the loss every 100 steps) and `fields`; return the log."""
+    state = torch.load(out / "train_state.pt", map_location="cpu", weights_only=True)
+    log_path = out / "train_log.json"
+    log = json.loads(log_path.read_text()) if log_path.exists() else {}
+    log.update({
+        **fields, "data": data, "num_images": num_images, "steps": int(state["step"]),
+        "train_seconds": round(float(state["elapsed_seconds"]), 1),
+        "device": describe_device(device),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "model_config": model.config(), "train_config": asdict(cfg), "command": command,  # type: ignore[operator]
+        "loss_per_100_steps": [round(float(m), 5) for m in state.get("loss_history", [])],
+    })
+    atomic_write_text(log_path, json.dumps(log, indent=2) + "\n")
+    return log
 
 
 def finish_training(ema: ScoreModel, out: Path, data: str, num_images: int, cfg: TrainConfig,
-                    device: torch.device, sample_steps: int, command: str | None) -> list[str]:
-    """Write model.pt (EMA, float32), model-fp16.pt, samples.png and train_log.json; return summary lines."""
+                    device: torch.device, sample_steps: int, command: str | None,
+                    fields: dict | None = None) -> list[str]:
+    """Write model.pt (EMA, float32), model-fp16.pt, samples.png and train_log.json (with `fields`); return summary
+    lines. A latent prior (the EMA latent model with its autoencoder) is saved whole and its samples are decoded."""
     save_checkpoint(ema, out / "model.pt")
     save_checkpoint(ema, out / "model-fp16.pt", half=True)
     if isinstance(ema, ConditionalUNetModel):  # each row every class once, the conditional model (w = 1)
@@ -116,18 +146,9 @@ def finish_training(ema: ScoreModel, out: Path, data: str, num_images: int, cfg:
                     labels=[i % classes for i in range(classes * classes)])
     else:
         sample_grid(ema, 64, sample_steps, cfg.seed, out / "samples.png")
-    state = torch.load(out / "train_state.pt", map_location="cpu", weights_only=True)
-    log_path = out / "train_log.json"
-    log = json.loads(log_path.read_text()) if log_path.exists() else {}
-    log.update({
-        "objective": "flow" if isinstance(ema, FlowModel) else "eps",
-        "classes": ema.class_names if isinstance(ema, ConditionalUNetModel) else None, "data": data, "num_images": num_images, "steps": int(state["step"]),
-        "train_seconds": round(float(state["elapsed_seconds"]), 1),
-        "device": describe_device(device),
-        "parameters": sum(p.numel() for p in ema.parameters()),
-        "model_config": ema.config(), "train_config": asdict(cfg), "command": command,
-        "loss_per_100_steps": [round(float(m), 5) for m in state.get("loss_history", [])],
-    })
-    atomic_write_text(log_path, json.dumps(log, indent=2) + "\n")
+    prior = ema.latent if isinstance(ema, LatentPrior) else ema
+    log = write_train_log(ema, out, data, num_images, cfg, device, command, {
+        "objective": "flow" if isinstance(prior, FlowModel) else "eps",
+        "classes": prior.class_names if isinstance(prior, ConditionalUNetModel) else None, **(fields or {})})
     return [f"step {log['steps']}, {log['train_seconds']} s of training on {log['device']}",
-            f"wrote {out / 'model.pt'}, {out / 'model-fp16.pt'}, {out / 'samples.png'}, {log_path}"]
+            f"wrote {out / 'model.pt'}, {out / 'model-fp16.pt'}, {out / 'samples.png'}, {out / 'train_log.json'}"]

@@ -1,5 +1,6 @@
-"""Training a UNet prior with EMA weights and resumable checkpoints: a VP-DDPM epsilon model (Ho et al. 2020,
-Algorithm 1) or a flow-matching velocity model, by its objective (training/objectives.py);
+"""Training a model with EMA weights and resumable checkpoints, by its objective (training/objectives.py): a UNet
+prior, a VP-DDPM epsilon model (Ho et al. 2020, Algorithm 1, on images or on an autoencoder's latents) or a
+flow-matching velocity model, or a latent prior's KL autoencoder;
 AdamW with linear warm-up and gradient clipping, an exponential moving average of the weights with
 warm-up (the EMA weights are the ones shipped), bf16 autocast on CUDA. All randomness comes from one seeded
 generator whose state is checkpointed, so a resumed run continues the same sequence of batches.
@@ -14,15 +15,15 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from tqdm import tqdm
 
 from ipbench.errors import UsageError, first_line
 from ipbench.files import atomic_write
 from ipbench.models.base import to_model
-from ipbench.models.base import ScoreModel
-from ipbench.models.unet import UNetConfig, config_problem
 from ipbench.models.conditional import ConditionalUNetModel
+from ipbench.models.kl_autoencoder import KLAutoencoderConfig
+from ipbench.models.unet import UNetConfig
 from ipbench.training.objectives import OBJECTIVES, draw_batch, dropped_labels
 
 TRAIN_STATE_FORMAT = "ipbench.train-state/1"
@@ -53,13 +54,15 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
             e.lerp_(p, 1.0 - decay)
 
 
-def train(images: Tensor, out: Path, model_cfg: UNetConfig, cfg: TrainConfig, device: torch.device,
-          progress: bool = True, log: Callable[[str], None] = print,
+def train(images: Tensor, out: Path, model_cfg: UNetConfig | KLAutoencoderConfig, cfg: TrainConfig,
+          device: torch.device, progress: bool = True, log: Callable[[str], None] = print,
           objective: str = "eps", labels: Tensor | None = None,
-          class_names: list[str] | None = None) -> tuple[ScoreModel, list[float]]:
-    """Train on `images` (N, C, H, W) in [0, 1] with `objective` (a key of OBJECTIVES); resume from
-    out/train_state.pt if present. With `labels` (N,) and `class_names` it trains a class-conditional eps model
-    (model_cfg.num_classes = len(class_names)), each label dropped at `cfg.label_dropout`.
+          class_names: list[str] | None = None, latents: bool = False) -> tuple[nn.Module, list[float]]:
+    """Train on `images` (N, C, H, W) in [0, 1] with `objective` (a key of OBJECTIVES; `model_cfg` of its config
+    class); resume from out/train_state.pt if present. With `labels` (N,) and `class_names` it trains a
+    class-conditional eps model (model_cfg.num_classes = len(class_names)), each label dropped at
+    `cfg.label_dropout`. With `latents`, `images` are an autoencoder's latents, taken in their own units (no
+    [0, 1] -> [-1, 1] conversion: models/latent.py).
 
     Returns the EMA model and the per-step losses of this call. Writes out/train_state.pt every
     `checkpoint_every` steps and at the end.
@@ -68,14 +71,18 @@ def train(images: Tensor, out: Path, model_cfg: UNetConfig, cfg: TrainConfig, de
                                or labels.shape[0] != images.shape[0]):
         raise UsageError("a class-conditional model trains with --objective eps, one label per image and "
                          "num_classes equal to the number of class names")
-    problem = config_problem(model_cfg)  # `bench train` names its option; a caller of train() gets the field
+    rule = OBJECTIVES[objective]
+    if not isinstance(model_cfg, rule.config) or (latents and not rule.model_units):
+        raise UsageError(f"objective {objective} trains from a {rule.config.__name__}"
+                         f"{'' if rule.model_units else ' on images, not latents'}")
+    problem = rule.problem(model_cfg)  # `bench train` names its option; a caller of train() gets the field
     if problem is not None:
         raise UsageError(f"model config {problem[0]}={getattr(model_cfg, problem[0])!r}: {problem[1]}")
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / "train_state.pt"
     with torch.random.fork_rng(devices=[]):  # seeded initial weights, global RNG left as it was
         torch.manual_seed(cfg.seed)
-        model = (OBJECTIVES[objective].build(model_cfg) if labels is None
+        model = (rule.build(model_cfg) if labels is None
                  else ConditionalUNetModel(model_cfg, class_names)).to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
@@ -85,12 +92,17 @@ def train(images: Tensor, out: Path, model_cfg: UNetConfig, cfg: TrainConfig, de
         state = _read_state(state_path)
         if state.get("format") != TRAIN_STATE_FORMAT:
             raise UsageError(f"--out {out}: {state_path.name} is not an ipbench training state; use another --out")
-        if state.get("objective", "eps") != objective:  # states from before objectives were all eps
-            raise UsageError(f"--out {out}: holds a training with --objective {state.get('objective', 'eps')}; "
-                             f"use another --out, or that objective to resume")
-        then = asdict(UNetConfig.from_dict(state.get("model_config", {})))  # fields added since at their defaults
+        then_objective = state.get("objective", "eps")  # states from before objectives were all eps
+        if then_objective != objective:
+            then_option = OBJECTIVES[then_objective].option if then_objective in OBJECTIVES else then_objective
+            raise UsageError(f"--out {out}: holds a training with {then_option}; use another --out, or "
+                             f"{then_option} to resume")
+        then = asdict(rule.config.from_dict(state.get("model_config", {})))  # fields added since at their defaults
         if then != asdict(model_cfg):
-            changed = sorted(k for k, v in asdict(model_cfg).items() if then.get(k) != v)
+            now = asdict(model_cfg)
+            changed = sorted(k for k, v in now.items() if then.get(k) != v and k != "extra")
+            then_extra, now_extra = then.get("extra") or {}, now.get("extra") or {}  # e.g. the latents' autoencoder
+            changed += sorted(f"extra.{k}" for k in {*then_extra, *now_extra} if then_extra.get(k) != now_extra.get(k))
             raise UsageError(f"--out {out}: holds the training state of another model (it differs in "
                              f"{', '.join(changed) or 'its configuration'}); use another --out, or the same "
                              "model options to resume")
@@ -109,15 +121,14 @@ def train(images: Tensor, out: Path, model_cfg: UNetConfig, cfg: TrainConfig, de
                  "generator": generator.get_state(), "step": step, "elapsed_seconds": elapsed, "loss_history": history}
         atomic_write(state_path, lambda partial: torch.save(state, partial))
 
-    data = to_model(images)
-    rule = OBJECTIVES[objective]
+    data = to_model(images) if rule.model_units and not latents else images
     losses: list[float] = []
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="bench train", unit="step")
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     model.train()
     while step < cfg.steps:
         start = time.perf_counter()
-        idx, t, eps = draw_batch(rule, model, data.shape[0], cfg.batch_size, data.shape[1:], generator)
+        idx, t, eps = draw_batch(rule, model, data.shape[0], cfg.batch_size, rule.noise_shape(model), generator)
         batch_labels = None if labels is None else dropped_labels(labels[idx], cfg.label_dropout, generator).to(device)
         with autocast:
             loss = rule.loss(model, data[idx].to(device), t.to(device), eps.to(device), batch_labels)
