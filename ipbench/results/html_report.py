@@ -13,7 +13,9 @@ template templates/report.html.j2; this module only gathers what the template sh
   images whose paired difference is largest and smallest;
 - sweeps (solver entries of one name that differ in one or more fields): each metric against one
   field, a line per value of the others, and the grid as a table;
-- the figure grids the runs wrote.
+- the figure grids the runs wrote;
+- where solvers drew several posterior samples per measurement (`--samples`), the draws table, calibration
+  figures and strips of first draw, sample mean and std map (report_draws.py).
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ from ipbench.results import plots
 from ipbench.results.metric_registry import METRICS, SET_METRICS
 from ipbench.results.paired import image_differences
 from ipbench.results.paired_stats import EXACT_LIMIT, check_resamples, min_nonzero, paired_comparisons, too_few_text
+from ipbench.results.report_draws import draws_section
 from ipbench.results.report_runs import ReportRun, all_rows, load_report_runs, provenance, run_warnings
 from ipbench.results.grid import grid_shows
 from ipbench.results.rounding import with_interval, with_spread
@@ -53,16 +56,25 @@ def _data_uri(data: bytes, mime: str = "image/png") -> str:
     return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
 
 
-def _image_uri(path: Path) -> str | None:
-    """A saved image as a PNG data URI, shrunk to THUMBNAIL on its longest side; None if it is missing."""
-    if not path.is_file():
+def _image_uri(source: Path | Image.Image | None) -> str | None:
+    """A saved image (a path, or an image made here) as a PNG data URI, shrunk to THUMBNAIL on its longest
+    side; None if it is missing."""
+    if source is None:
         return None
-    with open_image(path, "run image") as image:
-        image = image if image.mode in ("L", "RGB") else shown(image)  # holes of a measurement marked
-        if max(image.size) > THUMBNAIL:
-            image.thumbnail((THUMBNAIL, THUMBNAIL), Image.Resampling.LANCZOS)
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
+    if isinstance(source, Image.Image):
+        return _encoded(source)
+    if not source.is_file():
+        return None
+    with open_image(source, "run image") as image:
+        return _encoded(image if image.mode in ("L", "RGB") else shown(image))  # holes of a measurement marked
+
+
+def _encoded(image: Image.Image) -> str:
+    if max(image.size) > THUMBNAIL:
+        image = image.copy()
+        image.thumbnail((THUMBNAIL, THUMBNAIL), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
     return _data_uri(buffer.getvalue())
 
 
@@ -337,7 +349,20 @@ def build_report(paths: Sequence[str | Path], baseline: str | None = None, resam
         "sections": sections,
         "sweeps": _sweeps(runs, per_image, metrics),
         "grids": _grids(runs),
+        "draws": _draws(runs, rows, solvers, operators),
     }
+
+
+def _draws(runs: Sequence[ReportRun], rows: pd.DataFrame, solvers: Sequence[str], operators: Sequence[str]
+           ) -> dict[str, Any] | None:
+    """The posterior draws section (report_draws.py) with its figures and images as data URIs; None without draws."""
+    section = draws_section(runs, rows, solvers, operators)
+    for part in section["operators"] if section else []:
+        part["figure"] = _data_uri(part["figure"]) if part["figure"] is not None else None
+        for group in part["strips"]:
+            for strip in group["strips"]:
+                strip["cells"] = [{"label": label, "uri": _image_uri(source)} for label, source in strip["cells"]]
+    return section
 
 
 def _grids(runs: Sequence[ReportRun]) -> list[dict[str, Any]]:

@@ -3,7 +3,8 @@
 - `distribution_png`: per metric, one box per solver over its images, every image a point on it;
 - `cost_png` (`cost_figure`): quality against cost (s / image, NFE), one point per solver, the Pareto front drawn;
 - `sweep_png`: a metric against a field a family of solver entries varies, a line per value of the others;
-- `forest_svg`: paired differences to a baseline with their intervals (SVG: a figure of many labels).
+- `forest_svg`: paired differences to a baseline with their intervals (SVG: a figure of many labels);
+- `calibration_png`: posterior draws' empirical coverage against the nominal level, per solver, with the diagonal.
 """
 from __future__ import annotations
 
@@ -382,6 +383,33 @@ def _row_ticks(axes: Axes, rows: int, labels: Sequence[str]) -> None:
     tick = axes.yaxis.get_major_ticks()[0]
     _marks_like(axes, tick, False, np.arange(1.0, rows))
     _labels_like(axes, tick, False, np.arange(float(len(labels))), labels)
+
+
+@plain_text
+def calibration_png(points: pd.DataFrame, title: str) -> bytes:
+    """Nominal level (x) against empirical coverage (y) for one operator: `points` has solver, level, mean and se
+    (the coverage's mean and standard error over images), a line per solver through its levels with the error
+    bars, anchored at (0, 0) and (1, 1) where every interval is empty or everything; and the diagonal, where a
+    calibrated sampler lies (below it the draws' spread is too small, above too large)."""
+    figure = Figure(figsize=(4.3, 4.2))
+    axes = figure.add_subplot(1, 1, 1)
+    axes.plot([0.0, 1.0], [0.0, 1.0], linestyle="--", color="0.45", linewidth=1.0, label="perfect calibration")
+    for i, (solver, part) in enumerate(points.groupby("solver", sort=False)):
+        part = part.sort_values("level")
+        color = f"C{i % 10}"
+        axes.plot(np.concatenate([[0.0], part["level"], [1.0]]), np.concatenate([[0.0], part["mean"], [1.0]]),
+                  marker="o", markersize=3.5, color=color, label=str(solver))
+        axes.errorbar(part["level"], part["mean"], yerr=part["se"].fillna(0.0), fmt="none", capsize=3, color=color)
+    axes.set_xlim(0.0, 1.0)
+    axes.set_ylim(0.0, 1.02)
+    axes.set_aspect("equal")
+    axes.set_xlabel("nominal level")
+    axes.set_ylabel("empirical coverage (mean over images)")
+    axes.set_title(str(title), fontsize=9)
+    axes.grid(alpha=0.3)
+    axes.legend(loc="upper left", fontsize=7, frameon=False)
+    figure.tight_layout()
+    return _png(figure)
 
 
 @plain_text

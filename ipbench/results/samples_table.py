@@ -59,25 +59,37 @@ def _decimals(field: str) -> int:
     return DECIMALS.get(field, METRICS[metric].decimals if metric in METRICS else 3)
 
 
+def samples_lines(part: pd.DataFrame) -> tuple[list[str], list[tuple[str, int, list[str]]]]:
+    """One operator's lines of `samples_summary`: the COLUMNS fields it has, and per solver its draws per
+    measurement and each field's mean ± standard error ("-" where the solver has no value)."""
+    fields = [f for f in COLUMNS if f in set(part["value"])]
+    lines = []
+    for solver in dict.fromkeys(part["solver"]):
+        line = part[part["solver"] == solver].set_index("value")
+        cells = []
+        for field in fields:
+            if field not in line.index:
+                cells.append("-")
+                continue
+            mean, se = float(line.loc[field, "mean"]), float(line.loc[field, "se"])
+            cells.append(with_spread(mean, se, se, _decimals(field)))
+        lines.append((str(solver), int(line["draws"].iloc[0]), cells))
+    return fields, lines
+
+
+def is_oracle(field: str) -> bool:
+    """Whether a COLUMNS field is a best-of-K oracle (chosen against the truth: never an estimator's score)."""
+    return field.startswith("oracle.")
+
+
 def samples_markdown(summary: pd.DataFrame) -> str:
     """One table per operator: rows = solvers, columns = the draws per measurement and COLUMNS' values."""
     out = []
     for operator in dict.fromkeys(summary["operator"]):
-        part = summary[summary["operator"] == operator]
-        fields = [f for f in COLUMNS if f in set(part["value"])]
-        lines = [f"{operator}:", "", "| solver | draws | " + " | ".join(COLUMNS[f] for f in fields) + " |",
-                 "|---|---|" + "---|" * len(fields)]
-        for solver in dict.fromkeys(part["solver"]):
-            line = part[part["solver"] == solver].set_index("value")
-            cells = []
-            for field in fields:
-                if field not in line.index:
-                    cells.append("-")
-                    continue
-                mean, se = float(line.loc[field, "mean"]), float(line.loc[field, "se"])
-                cells.append(with_spread(mean, se, se, _decimals(field)))
-            lines.append(f"| {solver} | {int(line['draws'].iloc[0])} | " + " | ".join(cells) + " |")
-        out.append("\n".join(lines))
+        fields, lines = samples_lines(summary[summary["operator"] == operator])
+        out.append("\n".join([f"{operator}:", "", "| solver | draws | " + " | ".join(COLUMNS[f] for f in fields) + " |",
+                              "|---|---|" + "---|" * len(fields)]
+                             + [f"| {solver} | {draws} | " + " | ".join(cells) + " |" for solver, draws, cells in lines]))
     return "\n\n".join(out) + "\n"
 
 
