@@ -106,12 +106,14 @@ def _read_json(path: Path, where: str) -> dict:
     return data
 
 
-def diffusers_alphas_cumprod(config: Mapping, where: str) -> Tensor:
-    """alpha_bar of a diffusers scheduler config, float64; UsageError unless it is an eps-prediction
-    linear or scaled_linear schedule (the two ipbench reproduces exactly, with diffusers' formulas)."""
+def diffusers_alphas_cumprod(config: Mapping, where: str, predictions: tuple[str, ...] = ("epsilon",)) -> Tensor:
+    """alpha_bar of a diffusers scheduler config, float64; UsageError unless it is a linear or scaled_linear
+    schedule (the two ipbench reproduces exactly, with diffusers' formulas) of a prediction type in `predictions`
+    (those the caller converts to eps)."""
     prediction = config.get("prediction_type", "epsilon")  # configs older than the key are epsilon models
-    if prediction != "epsilon":
-        raise UsageError(f"{where}: prediction_type {prediction!r} is not supported; valid: 'epsilon'")
+    if prediction not in predictions:
+        valid = ", ".join(repr(p) for p in predictions)
+        raise UsageError(f"{where}: prediction_type {prediction!r} is not supported; valid: {valid}")
     if config.get("trained_betas") is not None or config.get("rescale_betas_zero_snr"):
         raise UsageError(f"{where}: trained_betas / rescale_betas_zero_snr are not supported; valid: a plain "
                          "'linear' or 'scaled_linear' beta_schedule")
