@@ -17,7 +17,6 @@ from ipbench.results.paired_stats import paired_comparisons
 from ipbench.results.rows import load_rows, run_rows
 from ipbench.results.samples import sample_statistics, std_error_correlation
 from ipbench.run_paths import reconstruction_png, std_png
-from ipbench.solvers import SOLVERS
 
 FAST = ["dps.steps=4"]
 

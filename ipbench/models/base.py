@@ -22,6 +22,18 @@ MAX_IMAGE_CHANNELS = 4
 MAX_TIMESTEPS = 100_000
 
 
+def image_shape_problem(shape: object) -> tuple[str, str] | None:
+    """("image_shape", what is wrong) for a declared (channels, height, width) outside the bounds above, or None."""
+    if not isinstance(shape, tuple) or len(shape) != 3 or not all(isinstance(s, int) and not isinstance(s, bool)
+                                                                  for s in shape):
+        return "image_shape", "must be 3 integers (channels, height, width)"
+    if not 1 <= shape[0] <= MAX_IMAGE_CHANNELS:
+        return "image_shape", f"has {shape[0]} image channels; must be in 1..{MAX_IMAGE_CHANNELS}"
+    if not all(1 <= s <= MAX_SIDE for s in shape[1:]):
+        return "image_shape", f"is {shape[1]} x {shape[2]} px; each side must be in 1..{MAX_SIDE}"
+    return None
+
+
 def to_model(x: Tensor) -> Tensor:
     """[0, 1] image units -> [-1, 1] model units."""
     return 2.0 * x - 1.0

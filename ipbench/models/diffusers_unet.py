@@ -228,20 +228,25 @@ def load_diffusers(directory: str | Path, device: torch.device | str = "cpu") ->
 
 def _built_unet(unet_dir: Path, config: dict, where: str) -> nn.Module:
     """The UNet2DModel of config.json with the folder's weights, checked name by name and shape by shape."""
-    unet_class = _diffusers_unet_class(where)
-    state = dict(_read_diffusers_weights(unet_dir, where))
+    return built_model(_diffusers_unet_class(where), unet_dir, config, where)
+
+
+def built_model(cls: type, folder: Path, config: dict, where: str) -> nn.Module:
+    """A diffusers model of `cls` from its config.json (`config`) and the folder's weights, checked name by name and
+    shape by shape; a one-line UsageError naming the folder otherwise."""
+    state = dict(_read_diffusers_weights(folder, where))
     try:
-        unet = unet_class.from_config(config)
+        model = cls.from_config(config)
     except (TypeError, ValueError, KeyError) as exc:
-        raise UsageError(f"{where}: config.json does not build a UNet2DModel ({first_line(exc)})") from None
-    fix_keys = getattr(unet, "_fix_state_dict_keys_on_load", None)  # diffusers' renaming of old attention weights
+        raise UsageError(f"{where}: {folder / 'config.json'} does not build a {cls.__name__} ({first_line(exc)})") from None
+    fix_keys = getattr(model, "_fix_state_dict_keys_on_load", None)  # diffusers' renaming of old attention weights
     if fix_keys is not None:  # (query/key/value/proj_attn -> to_q/to_k/to_v/to_out.0), in place
         fix_keys(state)
-    problem = state_dict_mismatch({k: v.shape for k, v in unet.state_dict().items()}, state)
+    problem = state_dict_mismatch({k: v.shape for k, v in model.state_dict().items()}, state)
     if problem is not None:
-        raise UsageError(f"{where}: the weights do not fit config.json: {problem}")
-    unet.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
-    return unet
+        raise UsageError(f"{where}: the weights in {folder} do not fit config.json: {problem}")
+    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    return model
 
 
 @register_model_path("diffusers")

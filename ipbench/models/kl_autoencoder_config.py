@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from ipbench.models.base import MAX_IMAGE_CHANNELS, MAX_SIDE
+from ipbench.models.base import MAX_IMAGE_CHANNELS, image_shape_problem
 from ipbench.models.unet_config import MAX_LEVELS, MAX_RES_BLOCKS, MAX_WIDTH
 
 # The latent is what a latent UNet models as its image, so its channels are bounded as a UNet's image channels are.
@@ -64,12 +64,9 @@ def field_problem(cfg: KLAutoencoderConfig) -> tuple[str, str] | None:
     """(field, what is wrong with it) for the first field out of bounds, or None; the levels are checked before the
     sides they must divide."""
     shape = cfg.image_shape
-    if not isinstance(shape, tuple) or len(shape) != 3 or not all(_is_int(s) for s in shape):
-        return "image_shape", "must be 3 integers (channels, height, width)"
-    if not 1 <= shape[0] <= MAX_IMAGE_CHANNELS:
-        return "image_shape", f"has {shape[0]} image channels; must be in 1..{MAX_IMAGE_CHANNELS}"
-    if not all(1 <= s <= MAX_SIDE for s in shape[1:]):
-        return "image_shape", f"is {shape[1]} x {shape[2]} px; each side must be in 1..{MAX_SIDE}"
+    problem = image_shape_problem(shape)
+    if problem is not None:
+        return problem
     if not _is_int(cfg.latent_channels) or not 1 <= cfg.latent_channels <= MAX_LATENT_CHANNELS:
         return "latent_channels", (f"must be an integer in 1..{MAX_LATENT_CHANNELS} (the image channels a latent "
                                    "UNet takes)")

@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from ipbench.errors import UsageError, first_line
 from ipbench.models.base import ScoreModel, to_image, to_model
 from ipbench.models.conditional import ClassConditional
-from ipbench.models.diffusers_unet import (DiffusersScoreModel, _built_unet, _read_diffusers_weights, _read_json,
+from ipbench.models.diffusers_unet import (DiffusersScoreModel, _built_unet, _read_json, built_model,
                                            diffusers_alphas_cumprod)
 from ipbench.models.latent import Autoencoder, LatentPrior
 from ipbench.models.registry import register_model_path
@@ -173,23 +173,6 @@ def _config(folder: Path, name: str, what: str, where: str) -> dict:
     return _read_json(path, where)
 
 
-def _built(cls: type, folder: Path, config: dict, where: str) -> nn.Module:
-    """A diffusers model of `cls` from its config.json and the folder's weights, checked key by key."""
-    state = dict(_read_diffusers_weights(folder, where))
-    try:
-        model = cls.from_config(config)
-    except (TypeError, ValueError, KeyError) as exc:
-        raise UsageError(f"{where}: {folder / 'config.json'} does not build a {cls.__name__} ({first_line(exc)})") from None
-    fix_keys = getattr(model, "_fix_state_dict_keys_on_load", None)  # diffusers' renaming of old attention weights
-    if fix_keys is not None:
-        fix_keys(state)
-    problem = state_dict_mismatch({k: v.shape for k, v in model.state_dict().items()}, state)
-    if problem is not None:
-        raise UsageError(f"{where}: the weights in {folder} do not fit its config.json: {problem}")
-    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
-    return model
-
-
 def _class_check(config: Mapping, expected: str, folder: str, where: str) -> None:
     if config.get("_class_name", expected) != expected:
         raise UsageError(f"{where}: {folder}/config.json is a {config['_class_name']}; valid: a {expected}")
@@ -313,8 +296,8 @@ def _stable_diffusion(folder: Path, prompts: Mapping[str, str] | None, where: st
     if not isinstance(width, int):
         raise UsageError(f"{where}: unet/config.json cross_attention_dim {width!r}; valid: one integer")
     embeddings = _text_embeddings(folder, list(names.values()), width, where)
-    vae = _built(diffusers.AutoencoderKL, folder / "vae", vae_config, where)
-    unet = _built(diffusers.UNet2DConditionModel, folder / "unet", unet_config, where)
+    vae = built_model(diffusers.AutoencoderKL, folder / "vae", vae_config, where)
+    unet = built_model(diffusers.UNet2DConditionModel, folder / "unet", unet_config, where)
     latent = TextConditionedUNet(unet, alphas_cumprod, latent_shape, prediction, embeddings, list(names))
     autoencoder = DiffusersKLAutoencoder(vae, image_shape, latent_shape)
     return (ConditionalLatentPrior if names else LatentPrior)(latent, autoencoder)
@@ -335,7 +318,7 @@ def _vq_ldm(folder: Path, where: str) -> LatentPrior:
         raise UsageError(f"{where}: unet/config.json out_channels={unet_config.get('out_channels')}; valid: "
                          f"{latent_shape[0]} (its in_channels)")
     alphas_cumprod, prediction = _schedule(folder, where)
-    vqvae = _built(diffusers.VQModel, folder / "vqvae", vq_config, where)
+    vqvae = built_model(diffusers.VQModel, folder / "vqvae", vq_config, where)
     unet = _built_unet(folder / "unet", unet_config, where)
     latent = DiffusersLatentUNet(unet, alphas_cumprod, latent_shape, prediction)
     return LatentPrior(latent, DiffusersVQAutoencoder(vqvae, image_shape, latent_shape))

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from ipbench.models.base import MAX_IMAGE_CHANNELS, MAX_SIDE, MAX_TIMESTEPS
+from ipbench.models.base import MAX_SIDE, MAX_TIMESTEPS, image_shape_problem
 
 MAX_WIDTH = 2048  # channels x channel_mult of any level
 MAX_LEVELS = 8
@@ -63,12 +63,9 @@ def field_problem(cfg: UNetConfig) -> tuple[str, str] | None:
     """(field, what is wrong with it) for the first field out of bounds, or None. Fields are checked in the
     order a later check relies on: channel_mult's levels before the resolution they must divide."""
     shape = cfg.image_shape
-    if not isinstance(shape, tuple) or len(shape) != 3 or not all(_is_int(s) for s in shape):
-        return "image_shape", "must be 3 integers (channels, height, width)"
-    if not 1 <= shape[0] <= MAX_IMAGE_CHANNELS:
-        return "image_shape", f"has {shape[0]} image channels; must be in 1..{MAX_IMAGE_CHANNELS}"
-    if not all(1 <= s <= MAX_SIDE for s in shape[1:]):
-        return "image_shape", f"is {shape[1]} x {shape[2]} px; each side must be in 1..{MAX_SIDE}"
+    problem = image_shape_problem(shape)
+    if problem is not None:
+        return problem
     if not _is_int(cfg.channels) or not 1 <= cfg.channels <= MAX_WIDTH:
         return "channels", f"must be an integer in 1..{MAX_WIDTH}"
     mult = cfg.channel_mult
