@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -32,6 +33,13 @@ def image_shape_problem(shape: object) -> tuple[str, str] | None:
     if not all(1 <= s <= MAX_SIDE for s in shape[1:]):
         return "image_shape", f"is {shape[1]} x {shape[2]} px; each side must be in 1..{MAX_SIDE}"
     return None
+
+
+def weights_on_meta(*modules: Callable[[], nn.Module]) -> int:
+    """How many weights the modules `modules` build would hold, built on the meta device (nothing allocated): the
+    size check a declared configuration passes before anything real is built."""
+    with torch.device("meta"):
+        return sum(p.numel() for build in modules for p in build().parameters())
 
 
 def to_model(x: Tensor) -> Tensor:

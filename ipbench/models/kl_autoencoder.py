@@ -20,12 +20,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import asdict
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ipbench.errors import UsageError
-from ipbench.models.base import to_image, to_model
+from ipbench.models.base import to_image, to_model, weights_on_meta
 from ipbench.models.kl_autoencoder_config import KLAutoencoderConfig, field_problem
 from ipbench.models.latent import Autoencoder
 from ipbench.models.unet import Attention
@@ -108,8 +107,7 @@ def config_problem(cfg: KLAutoencoderConfig) -> tuple[str, str] | None:
     problem = field_problem(cfg)
     if problem is not None:
         return problem
-    with torch.device("meta"):
-        count = sum(p.numel() for half in (Encoder(cfg), Decoder(cfg)) for p in half.parameters())
+    count = weights_on_meta(lambda: Encoder(cfg), lambda: Decoder(cfg))
     if count > MAX_PARAMETERS:
         return "channel_mult", f"gives {count:,} weights (with channels {cfg.channels}); at most {MAX_PARAMETERS:,}"
     return None

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ipbench.errors import UsageError
-from ipbench.models.base import ScoreModel, linear_alphas_cumprod
+from ipbench.models.base import ScoreModel, linear_alphas_cumprod, weights_on_meta
 from ipbench.models.unet_config import MAX_PARAMETERS, UNetConfig, field_problem
 from ipbench.weights import state_dict_mismatch
 
@@ -136,8 +136,7 @@ def config_problem(cfg: UNetConfig) -> tuple[str, str] | None:
     problem = field_problem(cfg)
     if problem is not None:
         return problem
-    with torch.device("meta"):
-        count = sum(p.numel() for p in UNet(cfg).parameters())
+    count = weights_on_meta(lambda: UNet(cfg))
     if count > MAX_PARAMETERS:
         return "channel_mult", (f"gives {count:,} weights (with channels {cfg.channels}, num_res_blocks "
                                 f"{cfg.num_res_blocks}); at most {MAX_PARAMETERS:,}")

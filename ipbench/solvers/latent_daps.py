@@ -48,8 +48,9 @@ configs/sampler/latent_edm_daps.yaml, the sampler of every latent command, comma
 - momentum = 0.8 and lr_min_ratio = 0.03: the medians of the eight latent task configs (momentum 0.41-0.95, median
   0.80; lr_min_ratio 0.013-0.95, median 0.0325; configs/task/<task>.yaml, ldm sections, `PAPER_PRESET`).
 - langevin_steps = 20 (the code's per task: 15-80, median 38) and lr = 1 (the code's per task, converted: 0.054-2.7,
-  median 0.14): a CPU-cheap chain. On the Gaussian latent check (`bench check`'s problems: checks/latent_gaussian.py,
-  16 images, the exact MMSE bound) the defaults give R = MSE / MMSE = 1.02, 1.05, 1.39 on denoise, inpaint-box,
+  median 0.14): a CPU-cheap chain, chosen on the Gaussian latent check (`bench check`'s problems:
+  checks/latent_gaussian.py, 16 images drawn from that synthetic prior, seed 0, the exact MMSE bound; no image of a
+  results table: no latent prior has been evaluated on fashion32 yet) the defaults give R = MSE / MMSE = 1.02, 1.05, 1.39 on denoise, inpaint-box,
   inpaint-random; the medians' lr 0.14 at 20 steps leaves the chain short of the data (1.91, 2.41, 3.03; at their
   38 steps 1.12, 1.33, 2.02); lr = 2 gives the defaults' values, momentum 0.5 or 0.9 and 10 steps are worse on one
   task or more, Langevin (momentum 0) on all three (docs/solvers.md, Latent DAPS).
